@@ -1,0 +1,12 @@
+"""daskgmm: Gaussian Mixture Models fitted by EM on a Dask cluster.
+
+scikit-learn's ``GaussianMixture`` API and answers, on data that does not fit
+one process.
+"""
+
+from .io import load
+from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMixture", "load", "ConvergenceWarning", "NotFittedError", "__version__"]

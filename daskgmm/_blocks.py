@@ -1,0 +1,384 @@
+"""Pure math on ONE block of rows: no Dask here.
+
+Every function takes arrays from one array namespace ``xp`` (NumPy, CuPy,
+``array_api_strict`` or anything with the array-API functions) and returns
+arrays from the same namespace.  The engine maps these functions over the
+chunks of a Dask array and merges their results in a tree.
+
+Shapes use ``n`` rows, ``K`` components and ``D`` features.
+
+Numerical notes
+---------------
+* The log-density uses the Cholesky factor of the precision,
+  ``log N(x | mu, Sigma) = -D/2 log(2 pi) + log det(P) - 1/2 ||(x - mu) P||^2``
+  with ``P P^T = Sigma^-1``; no inverse is ever formed.
+* All sample sums are taken about a *pivot* ``c`` (the block's mean row), so
+  the data's distance from the origin never enters a subtraction.  The error
+  left is of order ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the
+  components relative to their width, not the offset of the data.
+* Block statistics are returned *centred* (scatter about the block's own
+  weighted component means) and merged with the pairwise update of Chan,
+  Golub & LeVeque, so the tree reduction never forms raw second moments.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+# Rows of one block are processed in slices holding at most this many
+# temporary elements (n_rows * max(K * D, D * (D + 1) / 2)): big enough for
+# efficient matrix products, small enough to stay in cache and to bound the
+# memory a task needs whatever the chunk size.
+SLICE_ELEMENTS = 1 << 19
+
+
+def get_namespace(*arrays):
+    """Array-API namespace of ``arrays`` (NumPy's compat wrapper for NumPy)."""
+    from array_api_compat import array_namespace
+
+    return array_namespace(*arrays)
+
+
+def to_numpy(array):
+    """Copy ``array`` (any namespace, any device) to a NumPy array."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "get"):  # CuPy
+        return array.get()
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):
+        return np.from_dlpack(array)
+
+
+class Model(NamedTuple):
+    """Parameters of one mixture as the block functions need them.
+
+    Attributes
+    ----------
+    covariance_type : str
+    log_weights : (K,)
+    means : (K, D)
+    precisions_cholesky : (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical
+    log_det : (K,) or () log-determinant of ``precisions_cholesky``
+    """
+
+    covariance_type: str
+    log_weights: object
+    means: object
+    precisions_cholesky: object
+    log_det: object
+
+    def to(self, xp, dtype):
+        """The same model with every array in namespace ``xp`` and ``dtype``."""
+        conv = lambda a: xp.asarray(np.asarray(to_numpy(a)), dtype=dtype)  # noqa: E731
+        return Model(
+            self.covariance_type,
+            conv(self.log_weights),
+            conv(self.means),
+            conv(self.precisions_cholesky),
+            conv(self.log_det),
+        )
+
+
+class Stats(NamedTuple):
+    """Sufficient statistics of one mixture over a set of rows.
+
+    Attributes
+    ----------
+    covariance_type : str
+    n_samples : () number of rows counted
+    log_likelihood : () sum over rows of log p(x_i)
+    nk : (K,) sum of responsibilities per component
+    means : (K, D) responsibility-weighted mean per component (0 where nk == 0)
+    scatter : centred second moment sum_i r_ik (x_i - m_k)(x_i - m_k)^T:
+        (K, D, D) full; (D, D) tied (summed over k); (K, D) diag and spherical
+        (the diagonal only).
+    """
+
+    covariance_type: str
+    n_samples: object
+    log_likelihood: object
+    nk: object
+    means: object
+    scatter: object
+
+
+# --------------------------------------------------------------------------
+# E-step pieces
+# --------------------------------------------------------------------------
+
+
+def _mahalanobis(xp, centred, means_c, model):
+    """Squared Mahalanobis distances ``(n, K)`` of pivot-centred rows.
+
+    ``centred`` is ``x - c`` (n, D); ``means_c`` is ``mu - c`` (K, D).
+    """
+    n, d = centred.shape
+    k = means_c.shape[0]
+    pc = model.precisions_cholesky
+    kind = model.covariance_type
+    if kind == "full":
+        # One GEMM against all components' factors stacked side by side.
+        stacked = xp.reshape(xp.permute_dims(pc, (1, 0, 2)), (d, k * d))
+        shift = xp.reshape(xp.matmul(means_c[:, None, :], pc), (k * d,))
+        y = xp.matmul(centred, stacked) - shift
+        return xp.sum(xp.reshape(y * y, (n, k, d)), axis=2)
+    if kind == "tied":
+        y = xp.matmul(centred, pc)
+        shift = xp.matmul(means_c, pc)
+        diff = y[:, None, :] - shift[None, :, :]
+        return xp.sum(diff * diff, axis=2)
+    if kind == "diag":
+        prec = pc * pc
+        return (
+            xp.matmul(centred * centred, xp.permute_dims(prec, (1, 0)))
+            - 2.0 * xp.matmul(centred, xp.permute_dims(means_c * prec, (1, 0)))
+            + xp.sum(means_c * means_c * prec, axis=1)
+        )
+    if kind == "spherical":
+        prec = pc * pc
+        return (
+            xp.sum(centred * centred, axis=1)[:, None] * prec
+            - 2.0 * xp.matmul(centred, xp.permute_dims(means_c, (1, 0))) * prec
+            + xp.sum(means_c * means_c, axis=1) * prec
+        )
+    raise ValueError(f"unknown covariance_type {kind!r}")
+
+
+def weighted_log_prob(xp, centred, means_c, model):
+    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows, (n, K)."""
+    d = centred.shape[1]
+    maha = _mahalanobis(xp, centred, means_c, model)
+    return (-0.5 * (d * math.log(2 * math.pi) + maha) + model.log_det) + model.log_weights
+
+
+def log_sum_exp(xp, a):
+    """Row-wise ``log(sum(exp(a)))`` of an (n, K) array, stable for any finite a."""
+    top = xp.max(a, axis=1)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    return xp.log(xp.sum(xp.exp(a - top[:, None]), axis=1)) + top
+
+
+def _row_slices(n_rows, n_components, n_features):
+    width = max(n_components * n_features, n_features * (n_features + 1) // 2, 1)
+    step = max(64, SLICE_ELEMENTS // width)
+    return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
+
+
+def _pivot(xp, X):
+    if X.shape[0] == 0:
+        return xp.zeros((X.shape[1],), dtype=X.dtype)
+    return xp.mean(X, axis=0)
+
+
+def _finite_rows(xp, X):
+    return xp.all(xp.isfinite(X), axis=1)
+
+
+def _raise_nonfinite(xp, X, row_offset):
+    bad = ~_finite_rows(xp, X)
+    n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
+    if n_bad:
+        first = int(xp.argmax(xp.astype(bad, xp.int8))) + row_offset
+        raise ValueError(
+            f"Input X contains NaN or infinity: {n_bad} row(s) with non-finite values "
+            f"in this chunk (first at row {first}). Remove or impute them first."
+        )
+    raise ValueError(
+        "The log-likelihood overflowed on finite input: the data's values are too large "
+        "for the dtype. Rescale the input (e.g. standardise the features)."
+    )
+
+
+def _mask_rows(xp, X, skip_nonfinite):
+    """Rows to use and X with skipped rows zeroed (so they cannot poison sums)."""
+    if not skip_nonfinite:
+        return None, X
+    keep = _finite_rows(xp, X)
+    return keep, xp.where(keep[:, None], X, xp.zeros_like(X))
+
+
+def estimate_log_resp(X, model, *, skip_nonfinite=False):
+    """Per-row log-likelihood and log-responsibilities of one block.
+
+    Parameters
+    ----------
+    X : (n, D) array
+    model : Model, arrays of any namespace (converted to X's)
+    skip_nonfinite : bool
+        Rows holding NaN/inf get NaN outputs instead of an error.
+
+    Returns
+    -------
+    log_prob_norm : (n,) log p(x_i)
+    log_resp : (n, K) log r_ik
+    """
+    xp = get_namespace(X)
+    model = model.to(xp, X.dtype)
+    keep, Xz = _mask_rows(xp, X, skip_nonfinite)
+    pivot = _pivot(xp, Xz)
+    centred = Xz - pivot
+    wlp = weighted_log_prob(xp, centred, model.means - pivot, model)
+    log_norm = log_sum_exp(xp, wlp)
+    log_resp = wlp - log_norm[:, None]
+    if keep is not None:
+        nan = xp.asarray(float("nan"), dtype=X.dtype)
+        log_norm = xp.where(keep, log_norm, nan)
+        log_resp = xp.where(keep[:, None], log_resp, nan)
+    return log_norm, log_resp
+
+
+# --------------------------------------------------------------------------
+# Sufficient statistics
+# --------------------------------------------------------------------------
+
+
+def _second_moment_about_pivot(xp, centred, resp, kind, tri):
+    """Raw second moment of pivot-centred rows (no cancellation issue: rows are
+    centred near the data), in the layout ``kind`` needs."""
+    if kind == "full":
+        # Products of the upper triangle only, then one GEMM for all components.
+        rows, cols = tri
+        quad = xp.take(centred, rows, axis=1) * xp.take(centred, cols, axis=1)
+        return xp.matmul(xp.permute_dims(resp, (1, 0)), quad)  # (K, T)
+    if kind == "tied":
+        return xp.matmul(xp.permute_dims(centred, (1, 0)), centred)  # (D, D)
+    return xp.matmul(xp.permute_dims(resp, (1, 0)), centred * centred)  # (K, D)
+
+
+def _triangle(xp, d):
+    rows, cols = np.triu_indices(d)
+    return xp.asarray(rows), xp.asarray(cols)
+
+
+def _unpack_triangle(xp, packed, d):
+    """(K, T) upper-triangle rows -> (K, D, D) symmetric matrices."""
+    index = np.zeros((d, d), dtype=np.int64)
+    rows, cols = np.triu_indices(d)
+    index[rows, cols] = np.arange(rows.size)
+    index[cols, rows] = np.arange(rows.size)
+    full = xp.take(packed, xp.asarray(index.reshape(-1)), axis=1)
+    return xp.reshape(full, (packed.shape[0], d, d))
+
+
+def _safe(xp, nk):
+    return xp.where(nk > 0, nk, xp.ones_like(nk))
+
+
+def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None):
+    """E-step and sufficient statistics of one block, fused.
+
+    Parameters
+    ----------
+    X : (n, D) array
+    model : Model
+        Current parameters (any namespace; converted to X's namespace/dtype).
+        With ``resp`` given, only ``model.covariance_type`` is used.
+    row_offset : int
+        Global index of the block's first row (for error messages).
+    skip_nonfinite : bool
+        Leave out rows with NaN/inf instead of raising.
+    resp : (n, K) array, optional
+        Fixed responsibilities (initialisation); then no E-step is done and
+        the log-likelihood is 0.
+
+    Returns
+    -------
+    Stats
+    """
+    xp = get_namespace(X)
+    kind = model.covariance_type
+    n, d = X.shape
+    if resp is None:
+        model = model.to(xp, X.dtype)
+        k = model.means.shape[0]
+    else:
+        k = resp.shape[1]
+    keep, Xz = _mask_rows(xp, X, skip_nonfinite)
+    pivot = _pivot(xp, Xz)
+    tri = _triangle(xp, d) if kind == "full" else None
+    means_c = model.means - pivot if resp is None else None
+
+    zero = xp.zeros((), dtype=X.dtype)
+    log_likelihood = zero
+    nk = xp.zeros((k,), dtype=X.dtype)
+    sum_x = xp.zeros((k, d), dtype=X.dtype)
+    moment = None
+    for start, stop in _row_slices(n, k, d):
+        centred = Xz[start:stop, :] - pivot
+        if resp is None:
+            wlp = weighted_log_prob(xp, centred, means_c, model)
+            log_norm = log_sum_exp(xp, wlp)
+            if keep is not None:
+                log_norm = xp.where(keep[start:stop], log_norm, xp.zeros_like(log_norm))
+            part_ll = xp.sum(log_norm)
+            if not bool(xp.isfinite(part_ll)):
+                _raise_nonfinite(xp, X[start:stop, :], row_offset + start)
+            log_likelihood = log_likelihood + part_ll
+            r = xp.exp(wlp - log_norm[:, None])
+        else:
+            r = xp.asarray(resp[start:stop, :], dtype=X.dtype)
+        if keep is not None:
+            r = xp.where(keep[start:stop, None], r, xp.zeros_like(r))
+        nk = nk + xp.sum(r, axis=0)
+        sum_x = sum_x + xp.matmul(xp.permute_dims(r, (1, 0)), centred)
+        part = _second_moment_about_pivot(xp, centred, r, kind, tri)
+        moment = part if moment is None else moment + part
+
+    n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
+    means_c = sum_x / _safe(xp, nk)[:, None]
+    if kind == "full":
+        moment = _unpack_triangle(xp, moment, d)
+        scatter = moment - nk[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
+    elif kind == "tied":
+        weighted = nk[:, None] * means_c
+        scatter = moment - xp.matmul(xp.permute_dims(weighted, (1, 0)), means_c)
+    else:
+        scatter = moment - nk[:, None] * means_c * means_c
+    means = xp.where(nk[:, None] > 0, means_c + pivot, xp.zeros_like(means_c))
+    return Stats(kind, n_used, log_likelihood, nk, means, scatter)
+
+
+def merge_statistics(a, b):
+    """Pairwise merge of the statistics of two disjoint row sets.
+
+    Exact (up to rounding) and symmetric:
+    ``merge(stats(A), stats(B)) == stats(A ++ B)``.  Uses the centred update
+    ``S = S_a + S_b + n_a n_b / (n_a + n_b) * delta delta^T`` with
+    ``delta = m_b - m_a``, so no raw moments are ever subtracted.
+    """
+    xp = get_namespace(a.nk, b.nk)
+    nk = a.nk + b.nk
+    safe = _safe(xp, nk)
+    delta = b.means - a.means
+    means = a.means + (b.nk / safe)[:, None] * delta
+    coef = a.nk * b.nk / safe
+    if a.covariance_type == "full":
+        scatter = a.scatter + b.scatter + coef[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+    elif a.covariance_type == "tied":
+        scatter = a.scatter + b.scatter + xp.matmul(xp.permute_dims(coef[:, None] * delta, (1, 0)), delta)
+    else:
+        scatter = a.scatter + b.scatter + coef[:, None] * delta * delta
+    return Stats(
+        a.covariance_type,
+        a.n_samples + b.n_samples,
+        a.log_likelihood + b.log_likelihood,
+        nk,
+        means,
+        scatter,
+    )
+
+
+def merge_many(stats_list):
+    """Merge a sequence of Stats left to right (one node of the reduction tree)."""
+    stats_list = list(stats_list)
+    out = stats_list[0]
+    for other in stats_list[1:]:
+        out = merge_statistics(out, other)
+    return out

@@ -1,0 +1,351 @@
+"""The distributed loop: the only module that knows about Dask.
+
+One EM iteration is one :func:`tree_reduce` over the row chunks of a Dask
+array: a task per chunk runs a block function from :mod:`daskgmm._blocks`
+against the current parameters (one graph key, so they travel to each worker
+once per iteration), and a tree of merge tasks with fan-in ``split_every``
+combines the results.  Only parameter-sized objects leave the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import dask
+import dask.array as da
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+
+from . import _blocks
+from ._covariance import (
+    covariances_from_stats,
+    make_model,
+    precisions_cholesky_from_covariances,
+)
+
+logger = logging.getLogger("daskgmm")
+
+DEFAULT_SPLIT_EVERY = 8
+
+
+# --------------------------------------------------------------------------
+# Data placement
+# --------------------------------------------------------------------------
+
+
+def current_client():
+    """The active ``distributed.Client``, or None for the local schedulers."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def memory_budget(client):
+    """Bytes the data may take when persisted: 60% of the cluster's (or this
+    machine's) memory."""
+    if client is not None:
+        info = client.scheduler_info(n_workers=-1) if _accepts_n_workers(client) else client.scheduler_info()
+        limits = [w.get("memory_limit") or 0 for w in info.get("workers", {}).values()]
+        if limits and all(limits):
+            return 0.6 * sum(limits)
+    try:
+        import psutil
+
+        return 0.6 * psutil.virtual_memory().available
+    except ImportError:  # pragma: no cover - psutil comes with distributed
+        return float("inf")
+
+
+def _accepts_n_workers(client):
+    import inspect
+
+    return "n_workers" in inspect.signature(client.scheduler_info).parameters
+
+
+def place_data(X, persist="auto"):
+    """Persist ``X`` once in (distributed) memory, or leave it streamed.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+    persist : {"auto", True, False}
+        "auto" persists when the data takes less than 60% of the memory
+        budget (:func:`memory_budget`); False streams every chunk from its
+        source at every pass (out-of-core).
+
+    Returns
+    -------
+    X : dask.array.Array
+    persisted : bool
+    """
+    if persist == "auto":
+        persist = X.nbytes <= memory_budget(current_client())
+    if persist:
+        return X.persist(), True
+    return X, False
+
+
+def row_offsets(X):
+    """Global index of the first row of each row chunk."""
+    return [int(v) for v in np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])]
+
+
+# --------------------------------------------------------------------------
+# One pass: a map over chunks and a tree reduction
+# --------------------------------------------------------------------------
+
+
+class _Box:
+    """Holds a payload so Dask does not look inside it for keys."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _unbox(box):
+    return box.value
+
+
+def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
+    """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        2-D, a single chunk along columns.
+    chunk_fn : callable ``(block, payload, row_offset) -> partial``
+    combine_fn : callable ``(list_of_partials) -> partial``
+        Must be associative; called with at most ``split_every`` items.
+    payload : object
+        Broadcast to every chunk task through a single graph key.
+    split_every : int
+        Fan-in of the reduction tree (>= 2).
+
+    Returns
+    -------
+    The combined partial, computed (one ``compute`` call).
+    """
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}.")
+    if X.numblocks[1] != 1:
+        raise ValueError("X must have a single chunk along columns.")
+    token = uuid.uuid4().hex[:12]
+    payload_key = f"{name}-payload-{token}"
+    map_name = f"{name}-map-{token}"
+    layer = {payload_key: (_unbox, _Box(payload))}
+    offsets = row_offsets(X)
+    keys = []
+    for i, offset in enumerate(offsets):
+        key = (map_name, i)
+        layer[key] = (chunk_fn, (X.name, i, 0), payload_key, offset)
+        keys.append(key)
+    level = 0
+    while len(keys) > 1:
+        level += 1
+        red_name = f"{name}-reduce{level}-{token}"
+        new_keys = []
+        for j in range(0, len(keys), split_every):
+            key = (red_name, j // split_every)
+            layer[key] = (combine_fn, list(keys[j : j + split_every]))
+            new_keys.append(key)
+        keys = new_keys
+    final = keys[0]
+    if level == 0:  # a single chunk: still pass it through combine_fn
+        layer[(f"{name}-final-{token}", 0)] = (combine_fn, [final])
+        final = (f"{name}-final-{token}", 0)
+    layer_name = f"{name}-{token}"
+    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X])
+    (result,) = dask.compute(Delayed(final, graph, layer=layer_name), optimize_graph=False)
+    return result
+
+
+def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY):
+    """Tasks in one pass's graph: payload + one per chunk + reduction tree."""
+    n = X.numblocks[0]
+    tasks = 1 + n
+    while n > 1:
+        n = math.ceil(n / split_every)
+        tasks += n
+    return tasks if X.numblocks[0] > 1 else tasks + 1
+
+
+# --------------------------------------------------------------------------
+# EM
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """State of one EM run (a restart, or one candidate model)."""
+
+    covariance_type: str
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    lower_bound: float = -np.inf
+    n_iter: int = 0
+    converged: bool = False
+    history: list = field(default_factory=list)
+    tag: object = None
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    def model(self):
+        return make_model(self.weights, self.means, self.precisions_cholesky, self.covariance_type)
+
+
+def _em_chunk(block, payload, row_offset):
+    models, skip_nonfinite = payload
+    return [
+        _blocks.block_statistics(block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite)
+        for model in models
+    ]
+
+
+def _em_combine(partials):
+    return [_blocks.merge_many(column) for column in zip(*partials)]
+
+
+def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
+    """Merged statistics of every run in ``runs`` from one pass over ``X``."""
+    models = tuple(run.model() for run in runs)
+    stats = tree_reduce(
+        X, _em_chunk, _em_combine, (models, skip_nonfinite), split_every=split_every, name="daskgmm-em"
+    )
+    return [_to_numpy_stats(s) for s in stats]
+
+
+def _to_numpy_stats(stats):
+    return _blocks.Stats(stats.covariance_type, *(np.asarray(_blocks.to_numpy(v)) for v in stats[1:]))
+
+
+def m_step(run, stats, reg_covar):
+    """Closed-form M-step: new parameters of ``run`` from merged stats."""
+    weights, means, covariances = covariances_from_stats(stats, reg_covar)
+    run.weights, run.means, run.covariances = weights, means, covariances
+    run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
+
+
+def run_em(
+    X,
+    runs,
+    *,
+    tol,
+    max_iter,
+    reg_covar,
+    split_every=DEFAULT_SPLIT_EVERY,
+    skip_nonfinite=False,
+    callbacks=(),
+    start_iter=0,
+):
+    """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
+
+    All still-running runs share each pass over the data: one task per chunk
+    evaluates every one of them.  A run drops out when it converges.
+
+    Each callback is called after every pass as ``callback(info)`` with a
+    dict: ``iteration``, ``runs`` (the list), ``active`` (indices evaluated),
+    ``seconds``, ``n_chunks``.
+
+    Returns
+    -------
+    runs : the same list, updated in place.
+    n_passes : number of passes made.
+    """
+    n_passes = 0
+    for iteration in range(start_iter + 1, max_iter + 1):
+        active = [i for i, run in enumerate(runs) if not run.converged]
+        if not active:
+            break
+        tic = time.perf_counter()
+        stats = em_pass(X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every)
+        n_passes += 1
+        for i, st in zip(active, stats):
+            run = runs[i]
+            n_samples = float(st.n_samples)
+            if n_samples == 0:
+                raise ValueError("No finite samples left to fit.")
+            previous = run.lower_bound
+            run.lower_bound = float(st.log_likelihood) / n_samples
+            m_step(run, st, reg_covar)
+            run.n_iter = iteration
+            change = run.lower_bound - previous
+            run.history.append(run.lower_bound)
+            if abs(change) < tol:
+                run.converged = True
+        seconds = time.perf_counter() - tic
+        for i in active:
+            run = runs[i]
+            logger.debug(
+                "iteration %d run %d: lower bound %.10g (%.3fs)", iteration, i, run.lower_bound, seconds
+            )
+        info = {
+            "iteration": iteration,
+            "runs": runs,
+            "active": active,
+            "seconds": seconds,
+            "n_chunks": X.numblocks[0],
+        }
+        for callback in callbacks:
+            callback(info)
+    return runs, n_passes
+
+
+# --------------------------------------------------------------------------
+# Lazy per-row outputs
+# --------------------------------------------------------------------------
+
+
+def _log_resp_block(block, model, skip_nonfinite, what):
+    log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+    if what == "score_samples":
+        return log_norm
+    xp = _blocks.get_namespace(block)
+    if what == "predict_proba":
+        return xp.exp(log_resp)
+    labels = xp.argmax(log_resp, axis=1)
+    if skip_nonfinite:
+        labels = xp.where(xp.isnan(log_norm), xp.full_like(labels, -1), labels)
+    return labels
+
+
+def map_rows(X, model, what, *, skip_nonfinite=False):
+    """Lazy per-row output of ``model`` over the chunks of ``X``.
+
+    ``what`` is "score_samples" (n,), "predict" (n,) int labels or
+    "predict_proba" (n, K).  The model travels as one graph key.
+    """
+    model_d = dask.delayed(model, traverse=False)
+    k = np.asarray(model.means).shape[0]
+    if what == "predict_proba":
+        return da.map_blocks(
+            _log_resp_block, X, model_d, skip_nonfinite, what,
+            chunks=(X.chunks[0], (k,)), dtype=X.dtype, meta=_meta(X, 2, X.dtype),
+        )
+    dtype = X.dtype if what == "score_samples" else np.int64
+    return da.map_blocks(
+        _log_resp_block, X, model_d, skip_nonfinite, what,
+        drop_axis=1, chunks=(X.chunks[0],), dtype=dtype, meta=_meta(X, 1, dtype),
+    )
+
+
+def _meta(X, ndim, dtype):
+    meta = getattr(X, "_meta", None)
+    if meta is None or isinstance(meta, np.ndarray):
+        return np.empty((0,) * ndim, dtype=dtype)
+    xp = _blocks.get_namespace(meta)
+    return xp.empty((0,) * ndim, dtype=dtype)

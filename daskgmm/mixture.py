@@ -1,0 +1,582 @@
+"""The user-facing estimator: scikit-learn's ``GaussianMixture`` contract on
+Dask arrays.  The only module that knows about scikit-learn's API."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import numbers
+import time
+import warnings
+
+import numpy as np
+
+import dask.array as da
+
+from . import _engine
+from ._blocks import COVARIANCE_TYPES
+from ._covariance import (
+    check_covariance_type,
+    covariance_shape,
+    covariances_from_precisions_cholesky,
+    make_model,
+    n_parameters,
+    precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
+    precisions_from_cholesky,
+)
+from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._init import INIT_PARAMS, PassCounter, Spec, initialize
+
+logger = logging.getLogger("daskgmm")
+
+try:  # let users filter our warning with scikit-learn's class
+    from sklearn.exceptions import ConvergenceWarning as _BaseConvergenceWarning
+except ImportError:  # pragma: no cover - scikit-learn is optional
+    _BaseConvergenceWarning = UserWarning
+
+
+class ConvergenceWarning(_BaseConvergenceWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed less than ``tol``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The estimator is used before ``fit``."""
+
+
+# Bytes of X per chunk when a NumPy array is wrapped into a Dask array.
+TARGET_CHUNK_BYTES = 32 * 2**20
+
+
+class _ParamsMixin:
+    """get_params / set_params / repr from ``__init__``'s signature, so that
+    ``sklearn.base.clone`` and grid searches work without subclassing."""
+
+    @classmethod
+    def _param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self")
+
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        valid = self._param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {valid}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
+        }
+        changed = []
+        for name in self._param_names():
+            value = getattr(self, name)
+            default = defaults.get(name)
+            same = value is default or (
+                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray) and value == default
+            )
+            if not same:
+                changed.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+def check_random_state(seed):
+    """NumPy RandomState from None / int / RandomState (scikit-learn's rule)."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral):
+        return np.random.RandomState(seed)
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance.")
+
+
+def spawn_seeds(random_state, n):
+    """``n`` independent 128-bit keys for the row-keyed random streams."""
+    if random_state is None:
+        base = np.random.SeedSequence().entropy
+    elif isinstance(random_state, numbers.Integral):
+        base = int(random_state)
+    elif isinstance(random_state, np.random.RandomState):
+        base = int(random_state.randint(np.iinfo(np.int32).max))
+    elif isinstance(random_state, np.random.Generator):
+        base = int(random_state.integers(2**63))
+    else:
+        raise ValueError(f"{random_state!r} cannot be used as random_state: use None, an int or a RandomState.")
+    seeds = []
+    for child in np.random.SeedSequence(base).spawn(n):
+        words = child.generate_state(4, np.uint32)
+        seeds.append(int(sum(int(w) << (32 * i) for i, w in enumerate(words))))
+    return seeds
+
+
+def as_dask_array(X, *, n_features_expected=None, allow_nonfinite_rows=False, chunk_rows=None):
+    """Validate ``X`` and return a 2-D float Dask array with one column chunk.
+
+    NumPy (or array-like) input is wrapped with row chunks of about
+    ``TARGET_CHUNK_BYTES``; integer and boolean data become float64, float16
+    becomes float32; float32 and float64 are kept.
+    """
+    if isinstance(X, da.Array):
+        dX = X
+    else:
+        arr = X if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray) else np.asarray(X)
+        if isinstance(arr, np.ndarray) and arr.dtype.kind in "OUSV":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"X must hold numbers, but it has dtype {arr.dtype} that cannot be converted to float."
+                ) from None
+        dX = None
+        if arr.ndim == 2 and arr.shape[0] > 0:
+            rows = chunk_rows or _default_chunk_rows(arr.shape[0], arr.shape[1], arr.dtype.itemsize)
+            dX = da.from_array(arr, chunks=(rows, -1))
+        X = arr
+    shape = X.shape
+    if len(shape) != 2:
+        hint = " Use X.reshape(-1, 1) if your data has a single feature." if len(shape) == 1 else ""
+        raise ValueError(
+            f"Expected a 2-D array (n_samples, n_features), got a {len(shape)}-D array with shape {shape}.{hint}"
+        )
+    dtype = np.dtype(X.dtype)
+    if dtype.kind == "c":
+        raise ValueError(f"Complex data is not supported: X has dtype {dtype}.")
+    if dtype.kind not in "biuf":
+        raise ValueError(f"X must hold numbers, but it has dtype {dtype}.")
+    if shape[0] == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
+    if shape[1] == 0:
+        raise ValueError(f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required.")
+    if n_features_expected is not None and shape[1] != n_features_expected:
+        raise ValueError(
+            f"X has {shape[1]} features, but GaussianMixture is expecting {n_features_expected} "
+            "features as input (the number it was fitted on)."
+        )
+    if any(np.isnan(c) for c in dX.chunks[0]):
+        dX = dX.compute_chunk_sizes()
+    if dX.numblocks[1] != 1:
+        dX = dX.rechunk({1: -1})
+    if dtype.kind in "biu":
+        dX = dX.astype(np.float64)
+    elif dtype == np.float16:
+        dX = dX.astype(np.float32)
+    return dX
+
+
+def _default_chunk_rows(n_rows, n_features, itemsize):
+    by_bytes = max(1024, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
+    client = _engine.current_client()
+    if client is not None:
+        workers = max(1, sum(client.nthreads().values()))
+    else:
+        import os
+
+        workers = os.cpu_count() or 1
+    by_parallelism = -(-n_rows // (2 * workers))
+    return int(max(1, min(n_rows, by_bytes, max(by_parallelism, 1024))))
+
+
+class GaussianMixture(_ParamsMixin):
+    """Gaussian Mixture Model fitted by EM on Dask arrays.
+
+    Same parameters, defaults, attributes and methods as
+    :class:`sklearn.mixture.GaussianMixture`; the data may be a Dask array
+    chunked along rows (or a NumPy array, wrapped into one).  Each EM
+    iteration is one pass over the chunks; only parameter-sized objects move.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-sample lower bound.
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts; they are fitted concurrently, sharing passes over the data.
+        The run with the highest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        'kmeans' runs k-means|| seeding and Lloyd passes on the cluster.
+    weights_init, means_init, precisions_init : array-like, optional
+        User-provided initial parameters (scikit-learn's shapes).
+    random_state : int, RandomState or None
+        Random draws are keyed by global row index: for a fixed seed the
+        result does not depend on chunking or on the number of workers.
+    warm_start : bool, default=False
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    split_every : int, default=8
+        Fan-in of the tree reduction of chunk statistics.
+    persist : {'auto', True, False}, default='auto'
+        Keep the data in (distributed) memory across iterations; False
+        streams it from its source at every pass (out-of-core).
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood per sample at the start of the last iteration.
+    lower_bounds_ : list of float
+        The lower bound of every iteration of the best run.
+    n_features_in_ : int
+    n_passes_ : int
+        Passes over the data the fit made (initialisation included).
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        split_every=DEFAULT_SPLIT_EVERY,
+        persist="auto",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_every = split_every
+        self.persist = persist
+
+    # ------------------------------------------------------------------
+    # validation
+    # ------------------------------------------------------------------
+
+    def _validate_params(self):
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"The '{name}' parameter must be an int >= {low}, got {value!r}.")
+
+        def real(name, low, inclusive):
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+                value >= low if inclusive else value > low
+            )
+            if not ok:
+                raise ValueError(f"The '{name}' parameter must be a float {'>=' if inclusive else '>'} {low}, got {value!r}.")
+
+        integer("n_components", 1)
+        integer("max_iter", 0)
+        integer("n_init", 1)
+        integer("verbose", 0)
+        integer("verbose_interval", 1)
+        integer("split_every", 2)
+        real("tol", 0.0, True)
+        real("reg_covar", 0.0, True)
+        check_covariance_type(self.covariance_type)
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(
+                f"Invalid value for 'init_params': {self.init_params!r}. Use one of {', '.join(map(repr, INIT_PARAMS))}."
+            )
+        if self.persist not in ("auto", True, False):
+            raise ValueError(f"The 'persist' parameter must be 'auto', True or False, got {self.persist!r}.")
+
+    def _check_initial_parameters(self, n_features):
+        k, d, kind = self.n_components, n_features, self.covariance_type
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = np.asarray(self.weights_init, dtype=np.float64)
+            if weights.shape != (k,):
+                raise ValueError(f"The parameter 'weights' should have the shape of ({k},), but got {weights.shape}.")
+            if np.any(weights < 0) or np.any(weights > 1) or not np.all(np.isfinite(weights)):
+                raise ValueError(
+                    "The parameter 'weights' should be in the range [0, 1], but got "
+                    f"max value {weights.max():.5f}, min value {weights.min():.5f}."
+                )
+            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}.")
+        if self.means_init is not None:
+            means = np.asarray(self.means_init, dtype=np.float64)
+            if means.shape != (k, d):
+                raise ValueError(f"The parameter 'means' should have the shape of ({k}, {d}), but got {means.shape}.")
+            if not np.all(np.isfinite(means)):
+                raise ValueError("The parameter 'means' contains NaN or infinity.")
+        if self.precisions_init is not None:
+            precisions = np.asarray(self.precisions_init, dtype=np.float64)
+            expected = covariance_shape(kind, k, d)
+            if precisions.shape != expected:
+                raise ValueError(
+                    f"The parameter '{kind} precision' should have the shape of {expected}, but got {precisions.shape}."
+                )
+            _check_positive_precisions(precisions, kind)
+        return weights, means, precisions
+
+    # ------------------------------------------------------------------
+    # fit
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None, **fit_params):
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, **fit_params)
+        return self
+
+    def fit_predict(self, X, y=None, **fit_params):
+        """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
+        self._fit(X, **fit_params)
+        return self.predict(X)
+
+    def _fit(self, X, *, skip_nonfinite=False, callbacks=()):
+        self._validate_params()
+        dX = as_dask_array(X)
+        n_samples, n_features = dX.shape
+        if self.n_components > n_samples:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}."
+            )
+        weights_init, means_init, precisions_init = self._check_initial_parameters(n_features)
+        dX, persisted = _engine.place_data(dX, self.persist)
+        counter = PassCounter()
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if do_init:
+            runs = self._initial_runs(dX, weights_init, means_init, precisions_init, counter)
+        else:
+            runs = [
+                Run(
+                    self.covariance_type,
+                    self.weights_,
+                    self.means_,
+                    self.covariances_,
+                    self.precisions_cholesky_,
+                )
+            ]
+        callbacks = list(callbacks)
+        if self.verbose:
+            callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
+        tic = time.perf_counter()
+        runs, n_passes = _engine.run_em(
+            dX,
+            runs,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            reg_covar=self.reg_covar,
+            split_every=self.split_every,
+            skip_nonfinite=skip_nonfinite,
+            callbacks=callbacks,
+        )
+        best = _best_run(runs)
+        self._set_parameters(best)
+        self.n_features_in_ = n_features
+        self.n_passes_ = counter.passes + n_passes
+        self.persisted_ = persisted
+        if self.verbose:
+            print(
+                f"Initialization {'converged' if best.converged else 'did not converge'}. "
+                f"time lapse {time.perf_counter() - tic:.5f}s\t lower bound {best.lower_bound:.5f}."
+            )
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _initial_runs(self, dX, weights_init, means_init, precisions_init, counter):
+        kind = self.covariance_type
+        seeds = spawn_seeds(self.random_state, self.n_init)
+        if weights_init is not None and means_init is not None and precisions_init is not None:
+            # Everything given: the initialisation pass would be overwritten anyway.
+            prec_chol = precisions_cholesky_from_precisions(precisions_init, kind)
+            covariances = covariances_from_precisions_cholesky(prec_chol, kind)
+            return [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
+        specs = [Spec(self.n_components, kind, seed) for seed in seeds]
+        runs = initialize(dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter)
+        for run in runs:
+            if weights_init is not None:
+                run.weights = weights_init.copy()
+            if means_init is not None:
+                run.means = means_init.copy()
+            if precisions_init is not None:
+                run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, kind)
+                run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, kind)
+        return runs
+
+    def _set_parameters(self, run):
+        self.weights_ = run.weights
+        self.means_ = run.means
+        self.covariances_ = run.covariances
+        self.precisions_cholesky_ = run.precisions_cholesky
+        self.precisions_ = precisions_from_cholesky(run.precisions_cholesky, self.covariance_type)
+        self.converged_ = run.converged
+        self.n_iter_ = run.n_iter
+        self.lower_bound_ = run.lower_bound
+        self.lower_bounds_ = list(run.history)
+
+    # ------------------------------------------------------------------
+    # prediction
+    # ------------------------------------------------------------------
+
+    def _check_is_fitted(self):
+        if not hasattr(self, "means_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments first."
+            )
+
+    def _model(self):
+        return make_model(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+
+    def _map_rows(self, X, what):
+        self._check_is_fitted()
+        lazy = isinstance(X, da.Array)
+        dX = as_dask_array(X, n_features_expected=self.n_features_in_)
+        out = _engine.map_rows(dX, self._model(), what)
+        return out if lazy else out.compute()
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample, (n_samples,); lazy for Dask input."""
+        return self._map_rows(X, "score_samples")
+
+    def predict(self, X):
+        """Component labels, (n_samples,); lazy for Dask input."""
+        return self._map_rows(X, "predict")
+
+    def predict_proba(self, X):
+        """Responsibilities, (n_samples, n_components); lazy for Dask input."""
+        return self._map_rows(X, "predict_proba")
+
+    def score(self, X, y=None):
+        """Mean per-sample log-likelihood of ``X`` (a float)."""
+        values = self.score_samples(X)
+        return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
+
+    def _n_parameters(self):
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X):
+        """Bayesian information criterion of the fitted model on ``X`` (lower is better)."""
+        n = X.shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
+
+        Refuses to replace an existing file unless ``overwrite=True``.
+        """
+        from .io import save_model
+
+        return save_model(self, path, overwrite=overwrite)
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
+
+        Returns
+        -------
+        X : (n_samples, n_features)
+        y : (n_samples,) component labels
+        """
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack(
+                [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)]
+            )
+        elif self.covariance_type == "tied":
+            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s)) for m, s in zip(self.means_, n_samples_comp)])
+        else:
+            X = np.vstack(
+                [
+                    m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
+                    for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)
+                ]
+            )
+        y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(n_samples_comp)])
+        return X, y
+
+
+def _best_run(runs):
+    """scikit-learn's choice: the first run with the highest lower bound."""
+    best = runs[0]
+    for run in runs[1:]:
+        if run.lower_bound > best.lower_bound:
+            best = run
+    return best
+
+
+def _check_positive_precisions(precisions, kind):
+    name = f"'{kind} precision'"
+    if kind in ("diag", "spherical"):
+        if np.any(np.less_equal(precisions, 0.0)) or not np.all(np.isfinite(precisions)):
+            raise ValueError(f"{name} should be positive.")
+        return
+    mats = precisions[None] if kind == "tied" else precisions
+    for mat in mats:
+        if not np.allclose(mat, mat.T) or np.any(np.linalg.eigvalsh(mat) <= 0.0):
+            raise ValueError(f"{name} should be symmetric, positive-definite.")
+
+
+class _VerbosePrinter:
+    """scikit-learn-style progress lines for ``verbose`` >= 1."""
+
+    def __init__(self, verbose, interval):
+        self.verbose = verbose
+        self.interval = interval
+        self.tic = time.perf_counter()
+
+    def __call__(self, info):
+        it = info["iteration"]
+        if it == 1:
+            print(f"Initialization ({len(info['runs'])} run(s) in parallel)")
+        if it % self.interval == 0:
+            now = time.perf_counter()
+            for i in info["active"]:
+                run = info["runs"][i]
+                change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
+                if self.verbose > 1:
+                    print(f"  Iteration {it}\t time lapse {now - self.tic:.5f}s\t ll change {change:.5f}")
+                else:
+                    print(f"  Iteration {it}")
+            self.tic = now
+
+
+__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]
