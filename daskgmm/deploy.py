@@ -167,10 +167,10 @@ def _validate_section(section: Any, system: str, where: str) -> dict:
 
     walltime = section.get("walltime")
     if walltime is not None and not isinstance(walltime, str):
-        # YAML 1.1 reads an unquoted 01:00:00 as the integer 3600.
+        # YAML 1.1 reads an unquoted 1:00:00 as the integer 3600.
         raise ValueError(
             f"{prefix}.walltime must be a quoted string such as '01:00:00', "
-            f"got {walltime!r} (unquoted HH:MM:SS is read by YAML as a number)"
+            f"got {walltime!r} (YAML reads an unquoted H:MM:SS as a number of seconds)"
         )
 
     for key in _LIST_KEYS:
