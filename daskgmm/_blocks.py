@@ -181,6 +181,13 @@ def _finite_rows(xp, X):
     return xp.all(xp.isfinite(X), axis=1)
 
 
+def check_finite(xp, value, X, row_offset=0):
+    """Raise a clear error if ``value`` (a sum over the rows of block ``X``) is
+    not finite: the check rides on sums a pass computes anyway."""
+    if not bool(xp.all(xp.isfinite(value))):
+        _raise_nonfinite(get_namespace(X), X, row_offset)
+
+
 def _raise_nonfinite(xp, X, row_offset):
     bad = ~_finite_rows(xp, X)
     n_bad = int(xp.sum(xp.astype(bad, xp.int64)))
@@ -318,8 +325,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
             if keep is not None:
                 log_norm = xp.where(keep[start:stop], log_norm, xp.zeros_like(log_norm))
             part_ll = xp.sum(log_norm)
-            if not bool(xp.isfinite(part_ll)):
-                _raise_nonfinite(xp, X[start:stop, :], row_offset + start)
+            check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             log_likelihood = log_likelihood + part_ll
             r = xp.exp(wlp - log_norm[:, None])
         else:
@@ -331,6 +337,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
         part = _second_moment_about_pivot(xp, centred, r, kind, tri)
         moment = part if moment is None else moment + part
 
+    if resp is not None and keep is None:
+        check_finite(xp, xp.sum(sum_x), X, row_offset)
     n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":

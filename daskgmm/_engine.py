@@ -117,24 +117,11 @@ def _unbox(box):
     return box.value
 
 
-def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
-    """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
+def pass_graph(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
+    """The graph of one pass (see :func:`tree_reduce`) as a Delayed.
 
-    Parameters
-    ----------
-    X : dask.array.Array
-        2-D, a single chunk along columns.
-    chunk_fn : callable ``(block, payload, row_offset) -> partial``
-    combine_fn : callable ``(list_of_partials) -> partial``
-        Must be associative; called with at most ``split_every`` items.
-    payload : object
-        Broadcast to every chunk task through a single graph key.
-    split_every : int
-        Fan-in of the reduction tree (>= 2).
-
-    Returns
-    -------
-    The combined partial, computed (one ``compute`` call).
+    Its own layer holds exactly :func:`count_tasks` tasks: the payload, one
+    task per chunk and the reduction tree.
     """
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}.")
@@ -144,9 +131,8 @@ def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_E
     payload_key = f"{name}-payload-{token}"
     map_name = f"{name}-map-{token}"
     layer = {payload_key: (_unbox, _Box(payload))}
-    offsets = row_offsets(X)
     keys = []
-    for i, offset in enumerate(offsets):
+    for i, offset in enumerate(row_offsets(X)):
         key = (map_name, i)
         layer[key] = (chunk_fn, (X.name, i, 0), payload_key, offset)
         keys.append(key)
@@ -162,11 +148,35 @@ def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_E
         keys = new_keys
     final = keys[0]
     if level == 0:  # a single chunk: still pass it through combine_fn
-        layer[(f"{name}-final-{token}", 0)] = (combine_fn, [final])
         final = (f"{name}-final-{token}", 0)
+        layer[final] = (combine_fn, [keys[0]])
     layer_name = f"{name}-{token}"
     graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X])
-    (result,) = dask.compute(Delayed(final, graph, layer=layer_name), optimize_graph=False)
+    return Delayed(final, graph, layer=layer_name)
+
+
+def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
+    """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+        2-D, a single chunk along columns.
+    chunk_fn : callable ``(block, payload, row_offset) -> partial``
+    combine_fn : callable ``(list_of_partials) -> partial``
+        Must be associative; called with at most ``split_every`` items.
+    payload : object
+        Broadcast to every chunk task through a single graph key, so it
+        travels to each worker once per pass.
+    split_every : int
+        Fan-in of the reduction tree (>= 2).
+
+    Returns
+    -------
+    The combined partial, computed (one ``compute`` call).
+    """
+    delayed = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name)
+    (result,) = dask.compute(delayed, optimize_graph=False)
     return result
 
 
@@ -199,6 +209,9 @@ class Run:
     converged: bool = False
     history: list = field(default_factory=list)
     tag: object = None
+    # One dict per iteration: iteration, lower_bound, change, seconds, n_chunks
+    # (the estimator's ``history_``; saved in checkpoints).
+    records: list = field(default_factory=list)
 
     @property
     def n_components(self):
@@ -290,8 +303,19 @@ def run_em(
         seconds = time.perf_counter() - tic
         for i in active:
             run = runs[i]
+            change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
+            run.records.append(
+                {
+                    "iteration": iteration,
+                    "lower_bound": run.lower_bound,
+                    "change": change,
+                    "seconds": seconds,
+                    "n_chunks": X.numblocks[0],
+                }
+            )
             logger.debug(
-                "iteration %d run %d: lower bound %.10g (%.3fs)", iteration, i, run.lower_bound, seconds
+                "iteration %d run %d: lower bound %.10g, change %.3g (%.3fs)",
+                iteration, i, run.lower_bound, change, seconds,
             )
         info = {
             "iteration": iteration,

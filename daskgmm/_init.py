@@ -180,6 +180,7 @@ def _race_chunk(block, payload, row_offset):
         else:
             d2 = _sq_dist(xp, block, xp.asarray(centers, dtype=block.dtype))
             weight = np.asarray(_blocks.to_numpy(xp.min(d2, axis=1)), dtype=np.float64)
+            _blocks.check_finite(np, weight.sum(), block, row_offset)
         with np.errstate(divide="ignore"):
             keys = np.where(weight > 0, -np.log1p(-u) / weight, np.inf)
         best = int(np.argmin(keys))
@@ -227,6 +228,7 @@ def _oversample_chunk(block, payload, row_offset):
             continue
         d2 = _sq_dist(xp, block, xp.asarray(candidates, dtype=block.dtype))
         cost = np.asarray(_blocks.to_numpy(xp.min(d2, axis=1)), dtype=np.float64)
+        _blocks.check_finite(np, cost.sum(), block, row_offset)
         u = keyed_uniform(seed, stream, row_offset, n, 1)[:, 0]
         with np.errstate(divide="ignore"):
             keys = np.where(cost > 0, u / cost, np.inf)

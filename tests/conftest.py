@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+
+def make_blobs(n=600, d=3, k=3, *, spread=6.0, scale=1.0, shift=0.0, seed=0, dtype=np.float64):
+    """A synthetic mixture: k Gaussian clusters with random covariances.
+
+    Returns X (n, d), the true labels and the true means.
+    """
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=spread, size=(k, d))
+    labels = rng.integers(k, size=n)
+    X = np.empty((n, d))
+    for j in range(k):
+        rows = labels == j
+        a = rng.normal(size=(d, d)) * 0.4 + np.eye(d)
+        X[rows] = rng.normal(size=(rows.sum(), d)) @ a.T * scale + means[j]
+    return (X + shift).astype(dtype), labels, means + shift
+
+
+@pytest.fixture(scope="session")
+def blobs():
+    return make_blobs()
+
+
+@pytest.fixture(scope="module")
+def local_cluster_client():
+    """A LocalCluster with 2 worker processes, shared by a test module."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
+    ) as cluster, distributed.Client(cluster) as client:
+        yield client

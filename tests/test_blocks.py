@@ -1,0 +1,145 @@
+"""Block math against naive references (scipy.stats), without Dask."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from scipy.special import logsumexp
+
+from daskgmm import _blocks
+from daskgmm._covariance import (
+    covariances_from_stats,
+    make_model,
+    precisions_cholesky_from_covariances,
+)
+
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _random_params(kind, k, d, rng):
+    weights = rng.dirichlet(np.ones(k))
+    means = rng.normal(scale=3, size=(k, d))
+    if kind == "full":
+        a = rng.normal(size=(k, d, d))
+        cov = a @ a.transpose(0, 2, 1) + np.eye(d)
+    elif kind == "tied":
+        a = rng.normal(size=(d, d))
+        cov = a @ a.T + np.eye(d)
+    elif kind == "diag":
+        cov = rng.uniform(0.5, 2, size=(k, d))
+    else:
+        cov = rng.uniform(0.5, 2, size=k)
+    return weights, means, cov
+
+
+def _full_covs(kind, cov, k, d):
+    if kind == "full":
+        return cov
+    if kind == "tied":
+        return np.stack([cov] * k)
+    if kind == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([np.eye(d) * c for c in cov])
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_log_prob_matches_scipy(kind):
+    rng = np.random.default_rng(0)
+    k, d = 4, 3
+    X = rng.normal(scale=4, size=(200, d))
+    weights, means, cov = _random_params(kind, k, d, rng)
+    model = make_model(weights, means, precisions_cholesky_from_covariances(cov, kind), kind)
+    log_norm, log_resp = _blocks.estimate_log_resp(X, model)
+    covs = _full_covs(kind, cov, k, d)
+    naive = np.column_stack(
+        [np.log(weights[j]) + sps.multivariate_normal(means[j], covs[j]).logpdf(X) for j in range(k)]
+    )
+    np.testing.assert_allclose(log_norm, logsumexp(naive, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(log_resp, naive - logsumexp(naive, axis=1)[:, None], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_statistics_match_direct_formulas(kind):
+    """One block -> M-step equals the textbook weighted formulas."""
+    rng = np.random.default_rng(1)
+    k, d = 3, 4
+    X = rng.normal(size=(150, d)) * 2 + 5
+    resp = rng.dirichlet(np.ones(k), size=150)
+    stats = _blocks.block_statistics(X, _blocks.Model(kind, None, None, None, None), resp=resp)
+    weights, means, cov = covariances_from_stats(stats, reg_covar=0.0)
+    nk = resp.sum(0)
+    want_means = resp.T @ X / nk[:, None]
+    np.testing.assert_allclose(means, want_means, rtol=1e-12)
+    np.testing.assert_allclose(weights, nk / 150, rtol=1e-12)
+    full = np.stack([(resp[:, j, None] * (X - want_means[j])).T @ (X - want_means[j]) / nk[j] for j in range(k)])
+    want = {
+        "full": full,
+        "tied": (full * nk[:, None, None]).sum(0) / nk.sum(),
+        "diag": np.diagonal(full, axis1=1, axis2=2),
+        "spherical": np.diagonal(full, axis1=1, axis2=2).mean(1),
+    }[kind]
+    np.testing.assert_allclose(cov, want, rtol=1e-10)
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_merge_equals_concatenation(kind):
+    rng = np.random.default_rng(2)
+    k, d = 3, 2
+    weights, means, cov = _random_params(kind, k, d, rng)
+    model = make_model(weights, means, precisions_cholesky_from_covariances(cov, kind), kind)
+    X = rng.normal(scale=3, size=(90, d)) + 1e6
+    whole = _blocks.block_statistics(X, model)
+    parts = [_blocks.block_statistics(X[a:b], model) for a, b in [(0, 1), (1, 40), (40, 90)]]
+    merged = _blocks.merge_many(parts)
+    swapped = _blocks.merge_many(parts[::-1])
+    for got in (merged, swapped):
+        for field in ("n_samples", "log_likelihood", "nk", "means", "scatter"):
+            np.testing.assert_allclose(getattr(got, field), getattr(whole, field), rtol=1e-9, atol=1e-9)
+
+
+def test_slicing_inside_a_block_is_invisible(monkeypatch):
+    """Row slices inside one block (bounded temporaries) do not change the stats."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 3))
+    weights, means, cov = _random_params("full", 2, 3, rng)
+    model = make_model(weights, means, precisions_cholesky_from_covariances(cov, "full"), "full")
+    one = _blocks.block_statistics(X, model)
+    monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 64 * 6)
+    many = _blocks.block_statistics(X, model)
+    np.testing.assert_allclose(many.scatter, one.scatter, rtol=1e-12)
+    np.testing.assert_allclose(many.log_likelihood, one.log_likelihood, rtol=1e-12)
+
+
+def test_far_points_get_finite_responsibilities():
+    rng = np.random.default_rng(4)
+    weights, means, cov = _random_params("full", 3, 2, rng)
+    model = make_model(weights, means, precisions_cholesky_from_covariances(cov, "full"), "full")
+    X = np.array([[1e6, -1e6], [0.0, 0.0], [-3e5, 7e5]])
+    log_norm, log_resp = _blocks.estimate_log_resp(X, model)
+    assert np.all(np.isfinite(log_norm))
+    np.testing.assert_allclose(np.exp(log_resp).sum(1), 1.0)
+
+
+def test_log_sum_exp_handles_minus_inf_rows():
+    a = np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, 0.0]])
+    with np.errstate(divide="ignore"):
+        out = _blocks.log_sum_exp(np, a)
+    assert out[0] == -np.inf
+    assert out[1] == pytest.approx(1000 + np.log(2))
+    assert out[2] == pytest.approx(0.0)
+
+
+def test_skip_nonfinite_rows():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(20, 2))
+    X[3, 0] = np.nan
+    weights, means, cov = _random_params("diag", 2, 2, rng)
+    model = make_model(weights, means, precisions_cholesky_from_covariances(cov, "diag"), "diag")
+    stats = _blocks.block_statistics(X, model, skip_nonfinite=True)
+    clean = _blocks.block_statistics(np.delete(X, 3, axis=0), model)
+    assert float(stats.n_samples) == 19
+    np.testing.assert_allclose(stats.scatter, clean.scatter, rtol=1e-12)
+    log_norm, log_resp = _blocks.estimate_log_resp(X, model, skip_nonfinite=True)
+    assert np.isnan(log_norm[3]) and np.isnan(log_resp[3]).all()
+    assert np.isfinite(np.delete(log_norm, 3)).all()
+    with pytest.raises(ValueError, match=r"first at row 103"):
+        _blocks.block_statistics(X, model, row_offset=100)

@@ -1,0 +1,79 @@
+"""The distributed loop: one compute per iteration, the graph it builds."""
+
+import numpy as np
+import pytest
+
+import dask
+import dask.array as da
+
+from daskgmm import GaussianMixture, _engine
+
+from .conftest import make_blobs
+
+
+def _sum_chunk(block, payload, row_offset):
+    return [float(block.sum()) * payload, row_offset]
+
+
+def _sum_combine(parts):
+    return [sum(p[0] for p in parts), min(p[1] for p in parts)]
+
+
+@pytest.mark.parametrize("n_chunks, split_every", [(1, 2), (7, 2), (17, 8), (64, 4)])
+def test_tree_reduce_combines_every_chunk(n_chunks, split_every):
+    X = np.arange(n_chunks * 6.0).reshape(-1, 2)
+    dX = da.from_array(X, chunks=(3, -1))
+    total, first = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 2.0, split_every=split_every)
+    assert total == pytest.approx(2 * X.sum())
+    assert first == 0
+
+
+def test_pass_graph_holds_only_chunk_tasks_and_tree():
+    dX = da.from_array(np.ones((1000, 2)), chunks=(10, -1)).persist()
+    delayed = _engine.pass_graph(dX, _sum_chunk, _sum_combine, 1.0, split_every=8)
+    graph = delayed.__dask_graph__()
+    own = graph.layers[delayed._layer]
+    # payload + 100 chunk tasks + 13 + 2 + 1 reduction nodes
+    assert len(own) == _engine.count_tasks(dX, 8) == 1 + 100 + 13 + 2 + 1
+    # The only other layer is the persisted data itself (no recomputation).
+    other = [name for name in graph.layers if name != delayed._layer]
+    assert other == [dX.name]
+    assert len(graph.layers[dX.name]) == dX.numblocks[0]
+
+
+def test_one_compute_per_iteration():
+    X, _, _ = make_blobs(n=400, seed=0)
+    calls = {"n": 0}
+
+    def counting(dsk, keys, **kwargs):
+        calls["n"] += 1
+        return dask.get(dsk, keys, **kwargs)
+
+    model = GaussianMixture(3, tol=0, max_iter=5, init_params="random_from_data", random_state=0)
+    with dask.config.set(scheduler=counting), pytest.warns(Warning):
+        model.fit(da.from_array(X, chunks=(50, -1)))
+    # persist (1) + fetching the K initial rows (1) + 5 EM passes.
+    assert model.n_passes_ == 5
+    assert calls["n"] == 1 + 1 + 5
+
+
+def test_split_every_below_two_rejected():
+    dX = da.ones((10, 2), chunks=5)
+    with pytest.raises(ValueError, match="split_every must be at least 2"):
+        _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0, split_every=1)
+
+
+def test_streaming_mode_does_not_persist():
+    X, _, _ = make_blobs(n=300, seed=0)
+    model = GaussianMixture(3, persist=False, random_state=0).fit(da.from_array(X, chunks=(100, -1)))
+    assert model.persisted_ is False
+    persisted = GaussianMixture(3, persist=True, random_state=0).fit(da.from_array(X, chunks=(100, -1)))
+    np.testing.assert_allclose(model.means_, persisted.means_, rtol=1e-12)
+
+
+def test_column_chunks_are_merged():
+    X, _, _ = make_blobs(n=300, d=4, seed=0)
+    dX = da.from_array(X, chunks=(100, 2))
+    a = GaussianMixture(3, random_state=0).fit(dX)
+    b = GaussianMixture(3, random_state=0).fit(X)
+    np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
