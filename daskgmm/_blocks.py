@@ -166,7 +166,7 @@ def log_sum_exp(xp, a):
 
 
 def _row_slices(n_rows, n_components, n_features):
-    width = max(n_components * n_features, n_features * (n_features + 1) // 2, 1)
+    width = max(n_components * n_features, 1)
     step = max(64, SLICE_ELEMENTS // width)
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
 
@@ -246,32 +246,19 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
 # --------------------------------------------------------------------------
 
 
-def _second_moment_about_pivot(xp, centred, resp, kind, tri):
+def _second_moment_about_pivot(xp, centred, resp, kind):
     """Raw second moment of pivot-centred rows (no cancellation issue: rows are
     centred near the data), in the layout ``kind`` needs."""
     if kind == "full":
-        # Products of the upper triangle only, then one GEMM for all components.
-        rows, cols = tri
-        quad = xp.take(centred, rows, axis=1) * xp.take(centred, cols, axis=1)
-        return xp.matmul(xp.permute_dims(resp, (1, 0)), quad)  # (K, T)
+        # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D).  Cheaper
+        # than products of the upper triangle, whose gather is memory-bound.
+        n, d = centred.shape
+        k = resp.shape[1]
+        weighted = xp.reshape(resp[:, :, None] * centred[:, None, :], (n, k * d))
+        return xp.reshape(xp.matmul(xp.permute_dims(weighted, (1, 0)), centred), (k, d, d))
     if kind == "tied":
         return xp.matmul(xp.permute_dims(centred, (1, 0)), centred)  # (D, D)
     return xp.matmul(xp.permute_dims(resp, (1, 0)), centred * centred)  # (K, D)
-
-
-def _triangle(xp, d):
-    rows, cols = np.triu_indices(d)
-    return xp.asarray(rows), xp.asarray(cols)
-
-
-def _unpack_triangle(xp, packed, d):
-    """(K, T) upper-triangle rows -> (K, D, D) symmetric matrices."""
-    index = np.zeros((d, d), dtype=np.int64)
-    rows, cols = np.triu_indices(d)
-    index[rows, cols] = np.arange(rows.size)
-    index[cols, rows] = np.arange(rows.size)
-    full = xp.take(packed, xp.asarray(index.reshape(-1)), axis=1)
-    return xp.reshape(full, (packed.shape[0], d, d))
 
 
 def _safe(xp, nk):
@@ -309,7 +296,6 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
         k = resp.shape[1]
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
-    tri = _triangle(xp, d) if kind == "full" else None
     means_c = model.means - pivot if resp is None else None
 
     zero = xp.zeros((), dtype=X.dtype)
@@ -334,7 +320,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
             r = xp.where(keep[start:stop, None], r, xp.zeros_like(r))
         nk = nk + xp.sum(r, axis=0)
         sum_x = sum_x + xp.matmul(xp.permute_dims(r, (1, 0)), centred)
-        part = _second_moment_about_pivot(xp, centred, r, kind, tri)
+        part = _second_moment_about_pivot(xp, centred, r, kind)
         moment = part if moment is None else moment + part
 
     if resp is not None and keep is None:
@@ -342,7 +328,6 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
     n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":
-        moment = _unpack_triangle(xp, moment, d)
         scatter = moment - nk[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
     elif kind == "tied":
         weighted = nk[:, None] * means_c
