@@ -165,6 +165,21 @@ def log_sum_exp(xp, a):
     return xp.log(xp.sum(xp.exp(a - top[:, None]), axis=1)) + top
 
 
+def log_normalize(xp, a):
+    """Row-wise ``log(sum(exp(a)))`` (n,) and ``a`` minus it (n, K).
+
+    The second is formed as ``(a - max) - log(sum(exp(a - max)))``: for rows
+    far from every component ``|a|`` exceeds ``1 / eps`` and ``a - log_norm``
+    would lose the ``log(sum)`` term to rounding (responsibilities summing to
+    K instead of 1, in float32 already ~1e4 standard deviations away).
+    """
+    top = xp.max(a, axis=1)
+    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+    shifted = a - top[:, None]
+    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=1))
+    return log_sum + top, shifted - log_sum[:, None]
+
+
 def _row_slices(n_rows, n_components, n_features):
     width = max(n_components * n_features, 1)
     step = max(64, SLICE_ELEMENTS // width)
@@ -232,8 +247,7 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     pivot = _pivot(xp, Xz)
     centred = Xz - pivot
     wlp = weighted_log_prob(xp, centred, model.means - pivot, model)
-    log_norm = log_sum_exp(xp, wlp)
-    log_resp = wlp - log_norm[:, None]
+    log_norm, log_resp = log_normalize(xp, wlp)
     if keep is not None:
         nan = xp.asarray(float("nan"), dtype=X.dtype)
         log_norm = xp.where(keep, log_norm, nan)
@@ -307,13 +321,13 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
         centred = Xz[start:stop, :] - pivot
         if resp is None:
             wlp = weighted_log_prob(xp, centred, means_c, model)
-            log_norm = log_sum_exp(xp, wlp)
+            log_norm, log_resp = log_normalize(xp, wlp)
             if keep is not None:
                 log_norm = xp.where(keep[start:stop], log_norm, xp.zeros_like(log_norm))
             part_ll = xp.sum(log_norm)
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             log_likelihood = log_likelihood + part_ll
-            r = xp.exp(wlp - log_norm[:, None])
+            r = xp.exp(log_resp)
         else:
             r = xp.asarray(resp[start:stop, :], dtype=X.dtype)
         if keep is not None:
