@@ -279,7 +279,7 @@ def _safe(xp, nk):
     return xp.where(nk > 0, nk, xp.ones_like(nk))
 
 
-def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None):
+def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None):
     """E-step and sufficient statistics of one block, fused.
 
     Parameters
@@ -295,6 +295,11 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
     resp : (n, K) array, optional
         Fixed responsibilities (initialisation); then no E-step is done and
         the log-likelihood is 0.
+    groups : tuple of int, optional
+        ``model`` is several mixtures stacked (:func:`stack_models`) with
+        these numbers of components: responsibilities are normalised within
+        each group and ``log_likelihood`` is one sum per group, (G,).  The
+        result splits with :func:`split_statistics`.
 
     Returns
     -------
@@ -321,10 +326,14 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
         centred = Xz[start:stop, :] - pivot
         if resp is None:
             wlp = weighted_log_prob(xp, centred, means_c, model)
-            log_norm, log_resp = log_normalize(xp, wlp)
+            if groups is None:
+                log_norm, log_resp = log_normalize(xp, wlp)
+            else:
+                log_norm, log_resp = _log_normalize_groups(xp, wlp, groups)
             if keep is not None:
-                log_norm = xp.where(keep[start:stop], log_norm, xp.zeros_like(log_norm))
-            part_ll = xp.sum(log_norm)
+                kept = keep[start:stop] if groups is None else keep[start:stop, None]
+                log_norm = xp.where(kept, log_norm, xp.zeros_like(log_norm))
+            part_ll = xp.sum(log_norm, axis=0)
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             log_likelihood = log_likelihood + part_ll
             r = xp.exp(log_resp)
@@ -350,6 +359,62 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None)
         scatter = moment - nk[:, None] * means_c * means_c
     means = xp.where(nk[:, None] > 0, means_c + pivot, xp.zeros_like(means_c))
     return Stats(kind, n_used, log_likelihood, nk, means, scatter)
+
+
+def _log_normalize_groups(xp, wlp, groups):
+    """:func:`log_normalize` within each group of columns: (n, G) and (n, sum(groups))."""
+    n = wlp.shape[0]
+    if len(set(groups)) == 1:  # equal groups: one call on an (n * G, K) view
+        log_norm, log_resp = log_normalize(xp, xp.reshape(wlp, (n * len(groups), groups[0])))
+        return xp.reshape(log_norm, (n, len(groups))), xp.reshape(log_resp, wlp.shape)
+    norms, resps, start = [], [], 0
+    for size in groups:
+        log_norm, log_resp = log_normalize(xp, wlp[:, start : start + size])
+        norms.append(log_norm)
+        resps.append(log_resp)
+        start += size
+    return xp.stack(norms, axis=1), xp.concat(resps, axis=1)
+
+
+def stack_models(models):
+    """Several mixtures of one covariance type (not 'tied', whose precision is
+    shared by its components) as one :class:`Model` with all components, and
+    the group sizes to pass to :func:`block_statistics` as ``groups``.
+
+    Evaluating them together shares the pivot-centred block, the matrix
+    products and the per-slice work; the results are those of separate calls.
+    """
+    kinds = {model.covariance_type for model in models}
+    if len(kinds) != 1 or "tied" in kinds:
+        raise ValueError(f"stack_models needs one covariance type other than 'tied', got {sorted(kinds)}.")
+    xp = get_namespace(*(model.means for model in models))
+    groups = tuple(int(model.means.shape[0]) for model in models)
+    fields = ("log_weights", "means", "precisions_cholesky", "log_det")
+    stacked = Model(kinds.pop(), *(xp.concat([getattr(m, f) for m in models], axis=0) for f in fields))
+    return stacked, groups
+
+
+def split_statistics(stats, groups):
+    """Per-mixture :class:`Stats` from statistics of stacked mixtures (or of
+    stacked fixed responsibilities, whose log-likelihood is a scalar 0)."""
+    if stats.covariance_type == "tied":
+        raise ValueError("'tied' statistics share one scatter matrix and cannot be split.")
+    ll = stats.log_likelihood
+    out, start = [], 0
+    for g, size in enumerate(groups):
+        part = slice(start, start + size)
+        out.append(
+            Stats(
+                stats.covariance_type,
+                stats.n_samples,
+                ll[g] if getattr(ll, "ndim", 0) else ll,
+                stats.nk[part],
+                stats.means[part],
+                stats.scatter[part],
+            )
+        )
+        start += size
+    return out
 
 
 def merge_statistics(a, b):

@@ -221,11 +221,45 @@ class Run:
         return make_model(self.weights, self.means, self.precisions_cholesky, self.covariance_type)
 
 
+# Widest stack of models evaluated together, in components x features: past
+# it, the row slices of :func:`_blocks.block_statistics` get too short.
+MAX_STACK_WIDTH = 1 << 13
+
+
+def stack_plan(models):
+    """How to evaluate ``models`` on a block: a list of ``(indices, model,
+    groups)``.  Models of one covariance type (but 'tied') are stacked
+    (:func:`_blocks.stack_models`) so that they share the pivot-centred
+    block, the matrix products and the per-slice work; ``groups`` is None for
+    a model evaluated alone."""
+    plan = []
+    by_kind = {}
+    for i, model in enumerate(models):
+        by_kind.setdefault(model.covariance_type, []).append(i)
+    for kind, indices in by_kind.items():
+        if kind == "tied":
+            plan.extend(([i], models[i], None) for i in indices)
+            continue
+        batch, width = [], 0
+        for i in indices + [None]:
+            size = None if i is None else models[i].means.shape[0] * models[i].means.shape[1]
+            if batch and (i is None or width + size > MAX_STACK_WIDTH):
+                if len(batch) == 1:
+                    plan.append((batch, models[batch[0]], None))
+                else:
+                    plan.append((batch, *_blocks.stack_models([models[j] for j in batch])))
+                batch, width = [], 0
+            if i is not None:
+                batch.append(i)
+                width += size
+    return plan
+
+
 def _em_chunk(block, payload, row_offset):
-    models, skip_nonfinite = payload
+    evaluations, skip_nonfinite = payload
     return [
-        _blocks.block_statistics(block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite)
-        for model in models
+        _blocks.block_statistics(block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups)
+        for model, groups in evaluations
     ]
 
 
@@ -234,12 +268,48 @@ def _em_combine(partials):
 
 
 def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
-    """Merged statistics of every run in ``runs`` from one pass over ``X``."""
-    models = tuple(run.model() for run in runs)
+    """Merged statistics of every run in ``runs`` from one pass over ``X``.
+
+    One task per chunk evaluates all the runs, stacked by covariance type
+    (:func:`stack_plan`)."""
+    plan = stack_plan([run.model() for run in runs])
+    evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
-        X, _em_chunk, _em_combine, (models, skip_nonfinite), split_every=split_every, name="daskgmm-em"
+        X, _em_chunk, _em_combine, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em"
     )
-    return [_to_numpy_stats(s) for s in stats]
+    out = [None] * len(runs)
+    for (indices, _, groups), merged in zip(plan, stats):
+        merged = _to_numpy_stats(merged)
+        parts = [merged] if groups is None else _blocks.split_statistics(merged, groups)
+        for i, part in zip(indices, parts):
+            out[i] = part
+    return out
+
+
+def _score_chunk(block, models, row_offset):
+    xp = _blocks.get_namespace(block)
+    out = []
+    for model in models:
+        log_norm, _ = _blocks.estimate_log_resp(block, model)
+        total = xp.sum(log_norm)
+        _blocks.check_finite(xp, total, block, row_offset)
+        out.append(float(total))
+    return np.array(out, dtype=np.float64)
+
+
+def _score_combine(partials):
+    return np.sum(partials, axis=0)
+
+
+def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY):
+    """Total log-likelihood ``sum_i log p(x_i)`` of every model in ``models``
+    (client-side :class:`_blocks.Model`), all from one pass over ``X``.
+
+    Returns
+    -------
+    (len(models),) float64 array
+    """
+    return tree_reduce(X, _score_chunk, _score_combine, tuple(models), split_every=split_every, name="daskgmm-score")
 
 
 def _to_numpy_stats(stats):
