@@ -1,32 +1,77 @@
 """Initialisation over the whole distributed data set.
 
-* ``kmeans``: k-means|| seeding (Bahmani et al. 2012): a few oversampling
-  rounds over the data, weighted k-means++ on the small candidate set on the
-  client, then Lloyd iterations as map + tree-reduce passes.
-* ``k-means++``: exact k-means++ over all rows, one pass per centre
-  (an exponential race picks a row with probability proportional to D^2).
+* ``kmeans``: k-means|| seeding (Bahmani et al. 2012) then Lloyd passes; the
+  GMM starts from the statistics of the hard assignment, as scikit-learn's
+  ``GaussianMixture`` starts from ``KMeans(...).labels_``.
+* ``k-means++``: exact k-means++ over all rows, one pass per centre (an
+  exponential race picks a row with probability proportional to D^2).
 * ``random``: uniform random responsibilities per row.
 * ``random_from_data``: K distinct rows drawn uniformly from all rows.
 
 Every random draw that concerns a row is keyed by its *global row index*
-(a counter-based Philox stream), never by chunk, so a fixed ``random_state``
-gives the same start for any chunking, worker count or fan-in.
+(a counter-based Philox stream), never by chunk, and every choice among rows
+is ordered by that index, so a fixed ``random_state`` gives the same start
+for any chunking, worker count or fan-in (to floating-point rounding).
 
 Each function takes a list of :class:`Spec` (one per restart or candidate
-model) and serves all of them in the same passes over the data.
+model, of any number of components and covariance type) and serves all of
+them in the same passes over the data, evaluating them together in each
+chunk task.  Specs that share a seed share what does not depend on their
+covariance type (and, for 'kmeans' and 'k-means++', on their number of
+components): this is how :func:`daskgmm.select_n_components` initialises a
+whole range of models from one k-means|| candidate set per restart.
+
+k-means|| in detail
+-------------------
+Per seed (ell = ``oversampling`` x the largest K of the specs sharing it):
+
+1. A first centre drawn uniformly from all rows.
+2. ``n_rounds`` oversampling rounds, one pass each.  Every row gets the key
+   ``u / d^2`` (``u`` row-keyed uniform, ``d`` its distance to the
+   candidates so far); a row is kept when ``key < ell / phi`` (``phi`` the
+   pass's total cost), that is with probability ``min(1, ell d^2 / phi)``,
+   independently: the paper's sampling step.  Each chunk returns only its
+   ``cap = 4 ell + 16`` smallest keys and the reduction keeps the global
+   ``cap`` smallest; the expected number kept is at most ell, so ``cap`` is
+   only reached with negligible probability (then the ``cap`` rows with the
+   smallest keys are kept and a debug message is logged).  Rounds go on past
+   ``n_rounds`` while fewer than K distinct candidates exist and some row is
+   not yet a candidate (K close to N, heavy duplication); if every row is a
+   candidate and there are still fewer than K, X has fewer than K distinct
+   rows and a ValueError says so.
+3. One pass weights each candidate by the number of rows nearest to it (and
+   gives the data's variance, for the Lloyd tolerance).
+4. On the client: greedy weighted k-means++ then weighted Lloyd on the
+   candidates, per K.
+5. Lloyd passes: each gives, per centre set, the counts and means of the
+   clusters and the rows farthest from their centres; empty clusters are
+   moved to those rows (as scikit-learn's KMeans does).  A set stops when the
+   squared centre shift is at most ``lloyd_tol`` x the mean feature variance
+   (scikit-learn's rule) or after ``max_lloyd`` passes.
+6. One last pass: statistics of the assignment to the final centres, for
+   each covariance type asked for.
+
+With ``skip_nonfinite=True`` (the labelled-data path, where masks leave NaN
+rows) rows holding NaN or infinity take no part: they are never drawn, cost
+nothing and own no responsibility.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from . import _blocks
 from ._blocks import Model, Stats
 from ._covariance import covariances_from_stats, precisions_cholesky_from_covariances
 from ._engine import DEFAULT_SPLIT_EVERY, Run, tree_reduce
+
+logger = logging.getLogger("daskgmm")
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -74,6 +119,34 @@ def _sq_dist(xp, X, centers):
     return xp.where(d2 > 0, d2, xp.zeros_like(d2))
 
 
+def _stacked_sq_dist(xp, block, center_sets):
+    """Distances of the block's rows to several centre sets in one product:
+    (n, total) and the column bounds of each set."""
+    sizes = [int(c.shape[0]) for c in center_sets]
+    bounds = list(zip(np.cumsum([0] + sizes[:-1]), np.cumsum(sizes)))
+    centers = xp.asarray(np.concatenate([np.asarray(c, dtype=np.float64) for c in center_sets]), dtype=block.dtype)
+    return _sq_dist(xp, block, centers), bounds
+
+
+def _to_float64(array):
+    return np.asarray(_blocks.to_numpy(array), dtype=np.float64)
+
+
+def _take_block_rows(xp, block, local):
+    """Rows ``local`` (NumPy indices) of the block, as float64 NumPy."""
+    if local.size == 0:
+        return np.empty((0, block.shape[1]))
+    return _to_float64(xp.take(block, xp.asarray(local), axis=0))
+
+
+def _smallest(keys, count):
+    """Indices of the ``count`` smallest finite ``keys``, ordered by (key, index)."""
+    finite = np.flatnonzero(np.isfinite(keys))
+    if finite.size > count:
+        finite = finite[np.argpartition(keys[finite], count - 1)[:count]]
+    return finite[np.lexsort((finite, keys[finite]))]
+
+
 def _stats_from_rows(rows, covariance_type):
     """Statistics of one-hot responsibilities on the given K rows (sklearn's
     'random_from_data' / 'k-means++' start: each component owns one row)."""
@@ -88,7 +161,8 @@ def _stats_from_rows(rows, covariance_type):
     return Stats(covariance_type, float(k), 0.0, np.ones(k), rows, scatter)
 
 
-def run_from_stats(stats, spec, reg_covar, dtype):
+def run_from_stats(stats, spec, reg_covar, dtype=None):
+    """A :class:`Run` whose parameters are the M-step of ``stats``."""
     weights, means, covariances = covariances_from_stats(stats, reg_covar)
     return Run(
         spec.covariance_type,
@@ -103,24 +177,35 @@ def _numpy_stats(stats):
     return Stats(stats.covariance_type, *(np.asarray(_blocks.to_numpy(v)) for v in stats[1:]))
 
 
-# --------------------------------------------------------------------------
-# random
-# --------------------------------------------------------------------------
+def _masked(xp, block, skip_nonfinite):
+    """``block`` with skipped rows zeroed, and the kept rows as a NumPy mask
+    (None when nothing is skipped)."""
+    keep, zeroed = _blocks._mask_rows(xp, block, skip_nonfinite)
+    return zeroed, (None if keep is None else np.asarray(_blocks.to_numpy(keep), dtype=bool))
 
 
-def _random_chunk(block, payload, row_offset):
-    specs = payload
-    out = []
+def _chunk_fn(fn, skip_nonfinite):
+    return functools.partial(fn, skip_nonfinite=True) if skip_nonfinite else fn
+
+
+def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
+    """Statistics of fixed responsibilities ``resps[i]`` (n, K_i) under
+    covariance type ``kinds[i]``; those of one type (but 'tied') in one call."""
     xp = _blocks.get_namespace(block)
-    for spec in specs:
-        u = keyed_uniform(spec.seed, 0, row_offset, block.shape[0], spec.n_components)
-        resp = u / u.sum(axis=1, keepdims=True)
-        out.append(
-            _blocks.block_statistics(
-                block, Model(spec.covariance_type, None, None, None, None),
-                resp=xp.asarray(resp, dtype=block.dtype),
-            )
+    out = [None] * len(resps)
+    for kind in dict.fromkeys(kinds):
+        indices = [i for i, k in enumerate(kinds) if k == kind]
+        empty = Model(kind, None, None, None, None)
+        if kind == "tied" or len(indices) == 1:
+            for i in indices:
+                out[i] = _blocks.block_statistics(block, empty, resp=resps[i], skip_nonfinite=skip_nonfinite)
+            continue
+        stacked = _blocks.block_statistics(
+            block, empty, resp=xp.concat([resps[i] for i in indices], axis=1), skip_nonfinite=skip_nonfinite
         )
+        sizes = [int(resps[i].shape[1]) for i in indices]
+        for i, part in zip(indices, _blocks.split_statistics(stacked, sizes)):
+            out[i] = part
     return out
 
 
@@ -128,10 +213,117 @@ def _merge_columns(partials):
     return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
-def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
-    stats = tree_reduce(X, _random_chunk, _merge_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random")
+def _count(counter):
+    if counter is not None:
+        counter.passes += 1
+
+
+def _by_seed(specs):
+    """Spec indices grouped by seed, in order of first appearance."""
+    groups = {}
+    for i, spec in enumerate(specs):
+        groups.setdefault(spec.seed, []).append(i)
+    return list(groups.items())
+
+
+def _take_rows(X, indices):
+    """Rows of X at global ``indices`` (in that order, repeats allowed), as
+    float64 NumPy, in one compute."""
+    indices = np.asarray(indices, dtype=np.int64)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    rows = np.asarray(_blocks.to_numpy(X[unique].compute()), dtype=np.float64)
+    return rows[inverse]
+
+
+# --------------------------------------------------------------------------
+# Uniform samples among the finite rows (skip_nonfinite)
+# --------------------------------------------------------------------------
+
+
+def _smallest_keys_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Per job ``(seed, count)``: the ``count`` finite rows with the smallest
+    row-keyed uniform numbers (a uniform sample without replacement)."""
+    xp = _blocks.get_namespace(block)
+    block, keep = _masked(xp, block, skip_nonfinite)
+    out = []
+    for seed, count in payload:
+        u = keyed_uniform(seed, 3000, row_offset, block.shape[0], 1)[:, 0]
+        if keep is not None:
+            u = np.where(keep, u, np.inf)
+        take = _smallest(u, count)
+        out.append((count, u[take], take + row_offset, _take_block_rows(xp, block, take)))
+    return out
+
+
+def _smallest_keys_combine(partials):
+    merged = []
+    for column in zip(*partials):
+        count = column[0][0]
+        keys = np.concatenate([c[1] for c in column])
+        index = np.concatenate([c[2] for c in column])
+        rows = np.concatenate([c[3] for c in column])
+        order = np.lexsort((index, keys))[:count]
+        merged.append((count, keys[order], index[order], rows[order]))
+    return merged
+
+
+def _raise_drawn_nonfinite(indices, rows):
+    """A row drawn for the start holds NaN/inf (distances to it would be NaN,
+    which the passes would read as zero, and report "too few distinct
+    points"): say what is wrong instead."""
+    bad = int(np.asarray(indices)[~np.all(np.isfinite(rows), axis=1)][0])
+    raise ValueError(f"Input X contains NaN or infinity (at least row {bad}). Remove or impute them first.")
+
+
+def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None):
+    """Uniform samples without replacement among the finite rows of ``X``.
+
+    One pass for all jobs; ``jobs`` is a sequence of ``(seed, count)``;
+    returns one (count, D) NumPy array per job, drawn by row-keyed streams
+    (independent of chunking).  Raises ValueError if fewer than ``count``
+    rows are finite.
+    """
+    results = tree_reduce(
+        X, _chunk_fn(_smallest_keys_chunk, True), _smallest_keys_combine, tuple(jobs),
+        split_every=split_every, name="daskgmm-init-sample",
+    )
     _count(counter)
-    return [run_from_stats(_numpy_stats(s), spec, reg_covar, X.dtype) for s, spec in zip(stats, specs)]
+    out = []
+    for (_, count), (_, keys, _, rows) in zip(jobs, results):
+        if keys.shape[0] < count:
+            raise ValueError(
+                f"X has only {keys.shape[0]} sample(s) without NaN or infinity, fewer than the "
+                f"{count} needed; decrease n_components or check the mask."
+            )
+        out.append(rows)
+    return out
+
+
+# --------------------------------------------------------------------------
+# random
+# --------------------------------------------------------------------------
+
+
+def _random_chunk(block, payload, row_offset, skip_nonfinite=False):
+    specs = payload
+    xp = _blocks.get_namespace(block)
+    draws = {}
+    for spec in specs:
+        key = (spec.seed, spec.n_components)
+        if key not in draws:
+            u = keyed_uniform(spec.seed, 0, row_offset, block.shape[0], spec.n_components)
+            draws[key] = xp.asarray(u / u.sum(axis=1, keepdims=True), dtype=block.dtype)
+    resps = [draws[(spec.seed, spec.n_components)] for spec in specs]
+    return _fixed_resp_statistics(block, resps, [spec.covariance_type for spec in specs], skip_nonfinite)
+
+
+def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+    """scikit-learn's 'random': responsibilities uniform on [0, 1), normalised
+    per row, keyed by row index; one pass."""
+    chunk_fn = _chunk_fn(_random_chunk, skip_nonfinite)
+    stats = tree_reduce(X, chunk_fn, _merge_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random")
+    _count(counter)
+    return [run_from_stats(_numpy_stats(s), spec, reg_covar) for s, spec in zip(stats, specs)]
 
 
 # --------------------------------------------------------------------------
@@ -139,25 +331,24 @@ def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=No
 # --------------------------------------------------------------------------
 
 
-def _take_rows(X, indices):
-    """Rows of X at global ``indices`` (in that order), as NumPy."""
-    indices = np.asarray(indices)
-    order = np.argsort(indices)
-    rows = np.asarray(_blocks.to_numpy(X[indices[order]].compute()))
-    out = np.empty_like(rows)
-    out[order] = rows
-    return out
-
-
-def init_random_from_data(X, specs, reg_covar, counter=None):
+def init_random_from_data(X, specs, reg_covar, counter=None, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
+    """K distinct row indices drawn uniformly from all rows per spec; the rows
+    of every spec fetched in one compute (not a pass: only their chunks are
+    read)."""
     n = X.shape[0]
-    runs = []
-    for spec in specs:
-        rng = np.random.default_rng(spec.seed)
-        indices = rng.choice(n, size=spec.n_components, replace=False)
-        rows = _take_rows(X, indices)
-        runs.append(run_from_stats(_stats_from_rows(rows, spec.covariance_type), spec, reg_covar, X.dtype))
-    return runs
+    draws = [np.random.default_rng(spec.seed).choice(n, size=spec.n_components, replace=False) for spec in specs]
+    rows = _take_rows(X, np.concatenate(draws))
+    all_rows = np.split(rows, np.cumsum([len(d) for d in draws])[:-1])
+    if not all(np.all(np.isfinite(r)) for r in all_rows):
+        if not skip_nonfinite:
+            _raise_drawn_nonfinite(np.concatenate(draws), np.concatenate(all_rows))
+        # A draw hit a skipped row: draw again among the finite rows only.
+        jobs = [(spec.seed, spec.n_components) for spec in specs]
+        all_rows = sample_finite_rows(X, jobs, split_every=split_every, counter=counter)
+    return [
+        run_from_stats(_stats_from_rows(r, spec.covariance_type), spec, reg_covar)
+        for r, spec in zip(all_rows, specs)
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -165,51 +356,70 @@ def init_random_from_data(X, specs, reg_covar, counter=None):
 # --------------------------------------------------------------------------
 
 
-def _race_chunk(block, payload, row_offset):
-    stream, jobs = payload  # jobs: list of (seed, centers or None)
+def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Per job ``(seed, centers or None)``: the row with the smallest key
+    ``E / D^2`` (E exponential, keyed by row), as ``(key, index, row)``."""
+    stream, jobs = payload
     xp = _blocks.get_namespace(block)
+    block, keep = _masked(xp, block, skip_nonfinite)
+    n = block.shape[0]
+    with_centers = [c for _, c in jobs if c is not None]
+    if n and with_centers:
+        d2, bounds = _stacked_sq_dist(xp, block, with_centers)
+        bounds = iter(bounds)
     out = []
     for seed, centers in jobs:
-        n = block.shape[0]
         if n == 0:
-            out.append((np.inf, None))
+            out.append((np.inf, -1, None))
             continue
         u = keyed_uniform(seed, stream, row_offset, n, 1)[:, 0]
         if centers is None:
             weight = np.ones(n)
         else:
-            d2 = _sq_dist(xp, block, xp.asarray(centers, dtype=block.dtype))
-            weight = np.asarray(_blocks.to_numpy(xp.min(d2, axis=1)), dtype=np.float64)
+            lo, hi = next(bounds)
+            weight = _to_float64(xp.min(d2[:, lo:hi], axis=1))
             _blocks.check_finite(np, weight.sum(), block, row_offset)
+        if keep is not None:
+            weight = np.where(keep, weight, 0.0)
         with np.errstate(divide="ignore"):
             keys = np.where(weight > 0, -np.log1p(-u) / weight, np.inf)
         best = int(np.argmin(keys))
-        out.append((float(keys[best]), np.asarray(_blocks.to_numpy(block[best, :]), dtype=np.float64)))
+        out.append((float(keys[best]), best + row_offset, _take_block_rows(xp, block, np.array([best]))[0]))
     return out
 
 
 def _race_combine(partials):
-    return [min(column, key=lambda kv: kv[0]) for column in zip(*partials)]
+    return [min(column, key=lambda entry: (entry[0], entry[1])) for column in zip(*partials)]
 
 
-def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
-    centers = [None] * len(specs)
-    for j in range(max(s.n_components for s in specs)):
-        todo = [i for i, s in enumerate(specs) if j < s.n_components]
-        jobs = tuple((specs[i].seed, centers[i]) for i in todo)
-        winners = tree_reduce(X, _race_chunk, _race_combine, (1000 + j, jobs), split_every=split_every, name="daskgmm-init-kmpp")
+def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+    """Exact k-means++ (non-greedy) over all rows: centre j is one pass, in
+    which every row races with an exponential clock of rate D^2.  Specs that
+    share a seed share the sequence of centres (a spec of K takes the first K)."""
+    race_chunk = _chunk_fn(_race_chunk, skip_nonfinite)
+    groups = _by_seed(specs)
+    sizes = [max(specs[i].n_components for i in members) for _, members in groups]
+    centers = [None] * len(groups)
+    for j in range(max(sizes)):
+        todo = [g for g, size in enumerate(sizes) if j < size]
+        jobs = tuple((groups[g][0], centers[g]) for g in todo)
+        winners = tree_reduce(
+            X, race_chunk, _race_combine, (1000 + j, jobs), split_every=split_every, name="daskgmm-init-kmpp"
+        )
         _count(counter)
-        for i, (key, row) in zip(todo, winners):
+        for g, (key, _, row) in zip(todo, winners):
             if row is None or not np.isfinite(key):
                 raise ValueError(
-                    f"k-means++ found fewer than {specs[i].n_components} distinct points in X; "
+                    f"X has only {j} distinct point(s), fewer than n_components={sizes[g]}; "
                     "decrease n_components."
                 )
-            centers[i] = row[None, :] if centers[i] is None else np.vstack([centers[i], row])
-    return [
-        run_from_stats(_stats_from_rows(c, spec.covariance_type), spec, reg_covar, X.dtype)
-        for c, spec in zip(centers, specs)
-    ]
+            centers[g] = row[None, :] if centers[g] is None else np.vstack([centers[g], row])
+    runs = [None] * len(specs)
+    for g, (_, members) in enumerate(groups):
+        for i in members:
+            rows = centers[g][: specs[i].n_components]
+            runs[i] = run_from_stats(_stats_from_rows(rows, specs[i].covariance_type), specs[i], reg_covar)
+    return runs
 
 
 # --------------------------------------------------------------------------
@@ -217,91 +427,261 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
 # --------------------------------------------------------------------------
 
 
-def _oversample_chunk(block, payload, row_offset):
-    stream, jobs = payload  # jobs: list of (seed, candidates, cap)
+def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Per job ``(seed, candidates, cap)``: the chunk's cost (sum of D^2 to
+    the candidates) and its ``cap`` rows with the smallest keys ``u / D^2``,
+    as ``(cost, keys, global indices, rows, cap)``."""
+    stream, jobs = payload
     xp = _blocks.get_namespace(block)
+    block, keep = _masked(xp, block, skip_nonfinite)
+    n = block.shape[0]
+    if n:
+        d2, bounds = _stacked_sq_dist(xp, block, [c for _, c, _ in jobs])
     out = []
-    for seed, candidates, cap in jobs:
-        n = block.shape[0]
+    for j, (seed, _, cap) in enumerate(jobs):
         if n == 0:
-            out.append((0.0, np.empty(0), np.empty((0, block.shape[1]))))
+            out.append((0.0, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, block.shape[1])), cap))
             continue
-        d2 = _sq_dist(xp, block, xp.asarray(candidates, dtype=block.dtype))
-        cost = np.asarray(_blocks.to_numpy(xp.min(d2, axis=1)), dtype=np.float64)
+        lo, hi = bounds[j]
+        cost = _to_float64(xp.min(d2[:, lo:hi], axis=1))
         _blocks.check_finite(np, cost.sum(), block, row_offset)
+        if keep is not None:
+            cost = np.where(keep, cost, 0.0)
         u = keyed_uniform(seed, stream, row_offset, n, 1)[:, 0]
         with np.errstate(divide="ignore"):
             keys = np.where(cost > 0, u / cost, np.inf)
-        take = np.argsort(keys, kind="stable")[:cap]
-        rows = np.asarray(_blocks.to_numpy(xp.take(block, xp.asarray(take), axis=0)), dtype=np.float64)
-        out.append((float(cost.sum()), keys[take], rows))
+        take = _smallest(keys, cap)
+        out.append((float(cost.sum()), keys[take], take + row_offset, _take_block_rows(xp, block, take), cap))
     return out
 
 
 def _oversample_combine(partials):
     merged = []
     for column in zip(*partials):
-        cost = sum(c[0] for c in column)
+        cap = column[0][4]
         keys = np.concatenate([c[1] for c in column])
-        rows = np.concatenate([c[2] for c in column])
-        cap = max(len(c[1]) for c in column)
-        order = np.argsort(keys, kind="stable")[: max(cap, 1)]
-        merged.append((cost, keys[order], rows[order]))
+        index = np.concatenate([c[2] for c in column])
+        rows = np.concatenate([c[3] for c in column])
+        order = np.lexsort((index, keys))[:cap]
+        merged.append((sum(c[0] for c in column), keys[order], index[order], rows[order], cap))
     return merged
 
 
-def _nearest_count_chunk(block, payload, row_offset):
+def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Per candidate set: rows nearest to each candidate; and the block's
+    mean and per-feature scatter (for the Lloyd tolerance)."""
     xp = _blocks.get_namespace(block)
-    out = []
-    for candidates in payload:
-        d2 = _sq_dist(xp, block, xp.asarray(candidates, dtype=block.dtype))
-        labels = np.asarray(_blocks.to_numpy(xp.argmin(d2, axis=1)))
-        out.append(np.bincount(labels, minlength=candidates.shape[0]).astype(np.float64))
-    return out
+    zeroed, keep = _masked(xp, block, skip_nonfinite)
+    n = block.shape[0]
+    counts = []
+    if n:
+        d2, bounds = _stacked_sq_dist(xp, zeroed, payload)
+    for j, candidates in enumerate(payload):
+        if n == 0:
+            counts.append(np.zeros(candidates.shape[0]))
+            continue
+        lo, hi = bounds[j]
+        labels = np.asarray(_blocks.to_numpy(xp.argmin(d2[:, lo:hi], axis=1)))
+        if keep is not None:
+            labels = labels[keep]
+        counts.append(np.bincount(labels, minlength=hi - lo).astype(np.float64))
+    ones = xp.ones((n, 1), dtype=block.dtype)
+    spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp=ones, skip_nonfinite=skip_nonfinite)
+    return counts, spread
 
 
-def _sum_columns(partials):
-    return [sum(column) for column in zip(*partials)]
+def _weights_combine(partials):
+    counts = [sum(column) for column in zip(*(p[0] for p in partials))]
+    return counts, _blocks.merge_many(p[1] for p in partials)
 
 
-def _weighted_kmeans_plusplus(points, weights, k, rng):
-    """k-means++ on a small weighted set (client side)."""
+def _onehot(xp, labels, k, dtype):
+    return xp.astype(labels[:, None] == xp.arange(k)[None, :], dtype)
+
+
+def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Per centre set: statistics of the hard assignment (counts, means) and
+    the rows farthest from their centres as ``(d^2, index, row, label)``,
+    at most K of them (candidates for empty clusters)."""
+    xp = _blocks.get_namespace(block)
+    zeroed, keep = _masked(xp, block, skip_nonfinite)
+    n = block.shape[0]
+    d2, bounds = _stacked_sq_dist(xp, zeroed, payload)
+    onehots, far = [], []
+    for lo, hi in bounds:
+        k = int(hi - lo)
+        labels = xp.argmin(d2[:, lo:hi], axis=1)
+        onehots.append(_onehot(xp, labels, k, block.dtype))
+        nearest = _to_float64(xp.min(d2[:, lo:hi], axis=1))
+        if keep is not None:
+            nearest = np.where(keep, nearest, -np.inf)
+        take = _smallest(-nearest, min(k, n))
+        far.append((nearest[take], take + row_offset, _take_block_rows(xp, block, take),
+                    np.asarray(_blocks.to_numpy(labels))[take]))
+    stats = _fixed_resp_statistics(block, onehots, ["spherical"] * len(onehots), skip_nonfinite)
+    return list(zip(stats, far))
+
+
+def _lloyd_combine(partials):
+    merged = []
+    for column in zip(*partials):
+        stats = _blocks.merge_many(c[0] for c in column)
+        k = stats.nk.shape[0]
+        dist, index, rows, labels = (np.concatenate([c[1][i] for c in column]) for i in range(4))
+        order = np.lexsort((index, -dist))[:k]
+        merged.append((stats, (dist[order], index[order], rows[order], labels[order])))
+    return merged
+
+
+def _final_chunk(block, payload, row_offset, skip_nonfinite=False):
+    """Statistics of the hard assignment to each centre set, for each
+    requested ``(set index, covariance type)``."""
+    center_sets, requests = payload
+    xp = _blocks.get_namespace(block)
+    zeroed, _ = _masked(xp, block, skip_nonfinite)
+    d2, bounds = _stacked_sq_dist(xp, zeroed, center_sets)
+    onehots = [_onehot(xp, xp.argmin(d2[:, lo:hi], axis=1), int(hi - lo), block.dtype) for lo, hi in bounds]
+    return _fixed_resp_statistics(
+        block, [onehots[s] for s, _ in requests], [kind for _, kind in requests], skip_nonfinite
+    )
+
+
+def _greedy_weighted_kmeans_plusplus(points, weights, k, rng):
+    """Greedy k-means++ on a small weighted set (client side), as
+    scikit-learn's ``kmeans_plusplus``: each centre is the best of
+    ``2 + log(k)`` draws with probability proportional to weight x D^2."""
     m = points.shape[0]
+    n_trials = 2 + int(np.log(k))
     first = rng.choice(m, p=weights / weights.sum())
-    centers = [points[first]]
-    d2 = np.sum((points - points[first]) ** 2, axis=1)
+    chosen = [first]
+    closest = cdist(points[first][None, :], points, "sqeuclidean")[0]
+    potential = float(weights @ closest)
     for _ in range(1, k):
-        p = weights * d2
-        total = p.sum()
-        idx = rng.choice(m, p=p / total) if total > 0 else rng.choice(m)
-        centers.append(points[idx])
-        d2 = np.minimum(d2, np.sum((points - points[idx]) ** 2, axis=1))
-    return np.array(centers)
+        if potential <= 0:  # cannot happen with >= k distinct points; stay safe
+            rest = np.setdiff1d(np.arange(m), chosen)
+            chosen.append(int(rng.choice(rest)))
+            continue
+        draws = rng.uniform(size=n_trials) * potential
+        trials = np.minimum(np.searchsorted(np.cumsum(weights * closest), draws), m - 1)
+        trial_closest = np.minimum(closest, cdist(points[trials], points, "sqeuclidean"))
+        potentials = trial_closest @ weights
+        best = int(np.argmin(potentials))
+        chosen.append(int(trials[best]))
+        closest, potential = trial_closest[best], float(potentials[best])
+    return points[chosen].copy()
 
 
-def _weighted_lloyd(points, weights, centers, n_iter=10):
-    for _ in range(n_iter):
-        d2 = ((points[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
-        labels = d2.argmin(1)
-        for j in range(centers.shape[0]):
-            w = weights[labels == j]
-            if w.sum() > 0:
-                centers[j] = (points[labels == j] * w[:, None]).sum(0) / w.sum()
+def _weighted_lloyd(points, weights, centers, max_iter=100):
+    """Weighted Lloyd iterations on a small set (client side) until the
+    assignment no longer changes; empty clusters keep their centre."""
+    k = centers.shape[0]
+    labels = None
+    for _ in range(max_iter):
+        new_labels = cdist(points, centers, "sqeuclidean").argmin(axis=1)
+        if labels is not None and np.array_equal(new_labels, labels):
+            break
+        labels = new_labels
+        mass = np.bincount(labels, weights=weights, minlength=k)
+        sums = np.zeros_like(centers)
+        np.add.at(sums, labels, points * weights[:, None])
+        filled = mass > 0
+        centers[filled] = sums[filled] / mass[filled, None]
     return centers
 
 
-def _assign_chunk(block, payload, row_offset):
-    xp = _blocks.get_namespace(block)
-    out = []
-    for covariance_type, centers in payload:
-        d2 = _sq_dist(xp, block, xp.asarray(centers, dtype=block.dtype))
-        labels = xp.argmin(d2, axis=1)
-        k = centers.shape[0]
-        onehot = xp.astype(labels[:, None] == xp.arange(k)[None, :], block.dtype)
-        out.append(
-            _blocks.block_statistics(block, Model(covariance_type, None, None, None, None), resp=onehot)
+def _relocate_empty_clusters(centers, nk, far):
+    """Move the centres of empty clusters to the rows farthest from their
+    own centres, taking each row out of its cluster (scikit-learn's KMeans
+    rule).  ``centers`` (K, D) and ``nk`` (K,) are updated in place; returns
+    the number of clusters moved."""
+    dist, _, rows, labels = far
+    moved = 0
+    candidates = iter(range(len(dist)))
+    for j in np.flatnonzero(nk == 0):
+        for c in candidates:
+            old = int(labels[c])
+            if dist[c] > 0 and nk[old] > 1:
+                centers[old] = (nk[old] * centers[old] - rows[c]) / (nk[old] - 1)
+                nk[old] -= 1
+                centers[j], nk[j] = rows[c], 1.0
+                moved += 1
+                break
+    return moved
+
+
+@dataclass
+class _Candidates:
+    """k-means|| state for one seed."""
+
+    seed: int
+    n_components: int  # the largest K of the specs sharing the seed
+    ell: float
+    rows: np.ndarray
+    index: np.ndarray
+    cost: float = np.inf
+
+    def add(self, rows, index):
+        rows = np.vstack([self.rows, rows])
+        index = np.concatenate([self.index, index])
+        order = np.argsort(index, kind="stable")
+        rows, index = rows[order], index[order]
+        # Same values at other indices (duplicate rows) count once: keep the first.
+        _, first = np.unique(rows, axis=0, return_index=True)
+        keep = np.sort(first)
+        self.rows, self.index = rows[keep], index[keep]
+
+
+def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite):
+    """Oversampling rounds: a :class:`_Candidates` per seed group."""
+    n = X.shape[0]
+    state = []
+    for seed, members in groups:
+        k = max(specs[i].n_components for i in members)
+        state.append(_Candidates(seed, k, max(1.0, oversampling * k), None, None))
+    first = [int(np.random.default_rng([c.seed, 1]).integers(n)) for c in state]
+    first_rows = _take_rows(X, first)
+    if not np.all(np.isfinite(first_rows)):
+        if not skip_nonfinite:
+            _raise_drawn_nonfinite(first, first_rows)
+        # A first centre fell on a skipped row: draw again among finite rows.
+        jobs = [(c.seed, 1) for c in state]
+        first_rows = np.vstack(sample_finite_rows(X, jobs, split_every=split_every, counter=counter))
+        first = [-1] * len(state)  # not a known index: sorts first anyway
+    for c, row, index in zip(state, first_rows, first):
+        c.rows, c.index = row[None, :], np.array([index], dtype=np.int64)
+    oversample = _chunk_fn(_oversample_chunk, skip_nonfinite)
+    max_rounds = n_rounds + 25
+    for r in range(max_rounds):
+        active = [
+            c for c in state
+            if c.cost > 0 and (r < n_rounds or c.rows.shape[0] < c.n_components)
+        ]
+        if not active:
+            break
+        jobs = tuple((c.seed, c.rows, int(4 * math.ceil(c.ell) + 16)) for c in active)
+        results = tree_reduce(
+            X, oversample, _oversample_combine, (2000 + r, jobs), split_every=split_every,
+            name="daskgmm-init-kmeans||",
         )
-    return out
+        _count(counter)
+        for c, (cost, keys, index, rows, cap) in zip(active, results):
+            c.cost = cost
+            if cost <= 0:
+                continue
+            chosen = keys < c.ell / cost
+            if chosen.all() and keys.shape[0] == cap:
+                logger.debug("k-means|| round %d: more than %d rows drawn, kept the %d smallest keys", r, cap, cap)
+            c.add(rows[chosen], index[chosen])
+        logger.debug(
+            "k-means|| round %d: %s candidates", r, [c.rows.shape[0] for c in state]
+        )
+    for c in state:
+        if c.rows.shape[0] < c.n_components:
+            raise ValueError(
+                f"X has only {c.rows.shape[0]} distinct point(s), fewer than "
+                f"n_components={c.n_components}; decrease n_components."
+            )
+    return state
 
 
 def init_kmeans(
@@ -312,87 +692,100 @@ def init_kmeans(
     counter=None,
     n_rounds=5,
     oversampling=2.0,
-    max_lloyd=30,
+    max_lloyd=100,
     lloyd_tol=1e-4,
+    skip_nonfinite=False,
 ):
-    """k-means|| seeding then Lloyd passes; GMM start from hard assignments.
+    """k-means|| seeding, Lloyd passes, GMM start from the hard assignment
+    (see the module docstring).
 
-    The last Lloyd pass's assignment statistics are the GMM's starting
-    statistics, so no extra pass is spent on them.
+    Returns
+    -------
+    runs : list of Run, one per spec
+    centers : list of (K, D) arrays, the final k-means centres per spec
     """
-    n = X.shape[0]
-    ells = [max(1, int(math.ceil(oversampling * s.n_components))) for s in specs]
-    first = [int(np.random.default_rng([s.seed, 1]).integers(n)) for s in specs]
-    first_rows = _take_rows(X, first)
-    candidates = [first_rows[i][None, :] for i in range(len(specs))]
-    # Oversampling rounds: each keeps the rows whose key u / d^2 < l / phi.
-    for r in range(n_rounds):
-        jobs = tuple((s.seed, candidates[i], 4 * ells[i] + 16) for i, s in enumerate(specs))
-        results = tree_reduce(X, _oversample_chunk, _oversample_combine, (2000 + r, jobs), split_every=split_every, name="daskgmm-init-kmeans||")
-        _count(counter)
-        for i, (cost, keys, rows) in enumerate(results):
-            if cost <= 0:
-                continue
-            chosen = rows[keys < ells[i] / cost]
-            if chosen.size:
-                candidates[i] = np.vstack([candidates[i], chosen])
-    weights = tree_reduce(X, _nearest_count_chunk, _sum_columns, tuple(candidates), split_every=split_every, name="daskgmm-init-weights")
+    groups = _by_seed(specs)
+    state = _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite)
+
+    counts, spread = tree_reduce(
+        X, _chunk_fn(_weights_chunk, skip_nonfinite), _weights_combine, tuple(c.rows for c in state),
+        split_every=split_every, name="daskgmm-init-weights",
+    )
     _count(counter)
-    centers = []
-    for i, spec in enumerate(specs):
-        cand, w = candidates[i], weights[i]
-        keep = w > 0
-        cand, w = cand[keep], w[keep]
-        if cand.shape[0] < spec.n_components:
-            raise ValueError(
-                f"X has fewer than n_components={spec.n_components} distinct points "
-                f"(k-means found {cand.shape[0]}); decrease n_components."
-            )
-        rng = np.random.default_rng([spec.seed, 2])
-        c = _weighted_kmeans_plusplus(cand, w, spec.n_components, rng)
-        centers.append(_weighted_lloyd(cand, w, c))
-    # Tolerance like scikit-learn's: relative to the mean feature variance.
-    tols = []
-    for cand, w in zip(candidates, weights):
-        mean = np.average(cand, axis=0, weights=np.maximum(w, 0) + 1e-300)
-        var = np.average((cand - mean) ** 2, axis=0, weights=np.maximum(w, 0) + 1e-300)
-        tols.append(lloyd_tol * float(np.mean(var)))
-    done = [False] * len(specs)
-    final_stats = [None] * len(specs)
-    for _ in range(max_lloyd):
-        todo = [i for i in range(len(specs)) if not done[i]]
+    spread = _numpy_stats(spread)
+    variance = float(np.mean(spread.scatter / max(float(spread.nk[0]), 1.0)))
+    tol = lloyd_tol * variance
+
+    # One centre set per (seed, K), from the seed's weighted candidates.
+    sets, set_of = [], {}
+    for c, w, (seed, members) in zip(state, counts, groups):
+        points = c.rows
+        if np.count_nonzero(w) >= c.n_components:
+            points, w = points[w > 0], w[w > 0]
+        else:  # near-duplicates merged by rounding: keep them all
+            w = np.maximum(w, 1.0)
+        for i in members:
+            k = specs[i].n_components
+            if (seed, k) not in set_of:
+                rng = np.random.default_rng([seed, 2, k])
+                centers = _greedy_weighted_kmeans_plusplus(points, w, k, rng)
+                set_of[(seed, k)] = len(sets)
+                sets.append(_weighted_lloyd(points, w, centers))
+
+    lloyd = _chunk_fn(_lloyd_chunk, skip_nonfinite)
+    done = [False] * len(sets)
+    for iteration in range(max_lloyd):
+        todo = [s for s in range(len(sets)) if not done[s]]
         if not todo:
             break
-        payload = tuple((specs[i].covariance_type, centers[i]) for i in todo)
-        stats = tree_reduce(X, _assign_chunk, _merge_columns, payload, split_every=split_every, name="daskgmm-init-lloyd")
+        results = tree_reduce(
+            X, lloyd, _lloyd_combine, tuple(sets[s] for s in todo), split_every=split_every,
+            name="daskgmm-init-lloyd",
+        )
         _count(counter)
-        for i, st in zip(todo, stats):
-            st = _numpy_stats(st)
-            final_stats[i] = st
-            new = np.where((st.nk > 0)[:, None], st.means, centers[i])
-            shift = float(np.sum((new - centers[i]) ** 2))
-            centers[i] = new
-            if shift <= tols[i]:
-                done[i] = True
-    return [run_from_stats(st, spec, reg_covar, X.dtype) for st, spec in zip(final_stats, specs)], centers
+        for s, (stats, far) in zip(todo, results):
+            stats = _numpy_stats(stats)
+            nk = stats.nk.astype(np.float64)
+            new = np.where((nk > 0)[:, None], stats.means, sets[s])
+            moved = _relocate_empty_clusters(new, nk, far) if np.any(nk == 0) else 0
+            shift = float(np.sum((new - sets[s]) ** 2))
+            sets[s] = new
+            done[s] = shift <= tol and not moved
+        logger.debug("Lloyd pass %d: %d of %d centre sets still moving", iteration + 1, len(todo) - sum(done[s] for s in todo), len(sets))
+
+    requests, request_of = [], {}
+    for spec in specs:
+        key = (set_of[(spec.seed, spec.n_components)], spec.covariance_type)
+        if key not in request_of:
+            request_of[key] = len(requests)
+            requests.append(key)
+    final = tree_reduce(
+        X, _chunk_fn(_final_chunk, skip_nonfinite), _merge_columns, (tuple(sets), tuple(requests)),
+        split_every=split_every, name="daskgmm-init-assign",
+    )
+    _count(counter)
+    runs, centers = [], []
+    for spec in specs:
+        s = set_of[(spec.seed, spec.n_components)]
+        stats = _numpy_stats(final[request_of[(s, spec.covariance_type)]])
+        runs.append(run_from_stats(stats, spec, reg_covar))
+        centers.append(sets[s])
+    return runs, centers
 
 
-def _count(counter):
-    if counter is not None:
-        counter.passes += 1
-
-
-def initialize(X, init_params, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
-    """Initial :class:`Run` per spec with ``init_params``."""
+def initialize(X, init_params, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+    """Initial :class:`Run` per spec with ``init_params``; with
+    ``skip_nonfinite`` rows holding NaN/inf take no part."""
+    skip = {"skip_nonfinite": skip_nonfinite}
     if init_params == "kmeans":
-        runs, _ = init_kmeans(X, specs, reg_covar, split_every=split_every, counter=counter)
+        runs, _ = init_kmeans(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
         return runs
     if init_params == "k-means++":
-        return init_kmeans_plusplus(X, specs, reg_covar, split_every=split_every, counter=counter)
+        return init_kmeans_plusplus(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
     if init_params == "random":
-        return init_random(X, specs, reg_covar, split_every=split_every, counter=counter)
+        return init_random(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
     if init_params == "random_from_data":
-        return init_random_from_data(X, specs, reg_covar, counter=counter)
+        return init_random_from_data(X, specs, reg_covar, counter=counter, split_every=split_every, **skip)
     raise ValueError(
         f"Invalid value for 'init_params': {init_params!r}. Use one of {', '.join(map(repr, INIT_PARAMS))}."
     )
