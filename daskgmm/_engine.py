@@ -212,6 +212,8 @@ class Run:
     # One dict per iteration: iteration, lower_bound, change, seconds, n_chunks
     # (the estimator's ``history_``; saved in checkpoints).
     records: list = field(default_factory=list)
+    # Rows the last E-step used (fewer than the data's with skip_nonfinite).
+    n_samples: float | None = None
 
     @property
     def n_components(self):
@@ -362,6 +364,7 @@ def run_em(
             n_samples = float(st.n_samples)
             if n_samples == 0:
                 raise ValueError("No finite samples left to fit.")
+            run.n_samples = n_samples
             previous = run.lower_bound
             run.lower_bound = float(st.log_likelihood) / n_samples
             m_step(run, st, reg_covar)

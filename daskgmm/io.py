@@ -9,9 +9,11 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   ``format`` ("daskgmm-model"), ``format_version`` (1), ``kind`` ("model" or
   "checkpoint"), ``daskgmm_version``, ``covariance_type``, ``n_components``,
   ``n_features``, ``dtype``, ``params`` (the estimator's constructor
-  settings that are JSON-serialisable) and ``fit`` (convergence record:
-  ``converged``, ``n_iter``, ``lower_bound``, ``lower_bounds``,
-  ``n_features_in``) plus any extra entries the writer adds.
+  settings that are JSON-serialisable), ``params_repr`` (the others, as
+  text, for information only: loading uses their defaults) and ``fit``
+  (convergence record: ``converged``, ``n_iter``, ``lower_bound``,
+  ``lower_bounds``, ``n_features_in``) plus any extra entries the writer
+  adds (the command line adds ``input``: the layout of the data it fitted).
 * one float64 array per fitted parameter: ``weights``, ``means``,
   ``covariances``, ``precisions_cholesky``.
 
@@ -91,6 +93,8 @@ def read_archive(path):
         if "daskgmm" in str(exc):
             raise
         raise ValueError(f"{path} is not a readable daskgmm file (truncated or corrupt): {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a daskgmm file (its metadata is not a JSON object).")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a daskgmm file (format {meta.get('format')!r}).")
     if meta.get("format_version", 0) > FORMAT_VERSION:
@@ -101,22 +105,29 @@ def read_archive(path):
 
 
 def _json_params(model):
-    params = {}
+    """Constructor settings that JSON can hold exactly; the others (a
+    RandomState, say) are recorded as text under ``params_repr`` only, so that
+    loading never turns a description back into a wrong parameter value."""
+    params, described = {}, {}
     for name, value in model.get_params().items():
         if isinstance(value, np.ndarray):
             continue
+        if isinstance(value, np.generic):
+            value = value.item()
         try:
             json.dumps(value)
-        except TypeError:
-            value = repr(value)
+        except (TypeError, ValueError):
+            described[name] = repr(value)
+            continue
         params[name] = value
-    return params
+    return params, described
 
 
 def model_meta(model, kind="model"):
     """The metadata document of a fitted estimator."""
     from . import __version__
 
+    params, described = _json_params(model)
     return {
         "kind": kind,
         "daskgmm_version": __version__,
@@ -124,7 +135,8 @@ def model_meta(model, kind="model"):
         "n_components": int(model.n_components),
         "n_features": int(model.n_features_in_),
         "dtype": "float64",
-        "params": _json_params(model),
+        "params": params,
+        "params_repr": described,
         "fit": {
             "converged": bool(model.converged_),
             "n_iter": int(model.n_iter_),
@@ -135,15 +147,26 @@ def model_meta(model, kind="model"):
     }
 
 
-def save_model(model, path, *, overwrite=False):
-    """Save a fitted :class:`daskgmm.GaussianMixture` to ``path``."""
+def save_model(model, path, *, overwrite=False, extra=None):
+    """Save a fitted :class:`daskgmm.GaussianMixture` to ``path``.
+
+    ``extra`` (a JSON-serialisable dict) is merged into the metadata
+    document, e.g. the command line records the input's layout there.
+    """
     model._check_is_fitted()
     arrays = {name: np.asarray(getattr(model, name + "_"), dtype=np.float64) for name in ARRAY_NAMES}
-    return write_archive(path, arrays, model_meta(model), overwrite=overwrite)
+    meta = model_meta(model)
+    if extra:
+        reserved = sorted(set(extra) & (set(meta) | {"format", "format_version"}))
+        if reserved:
+            raise ValueError(f"extra metadata cannot replace the reserved entries {reserved}.")
+        meta.update(extra)
+    return write_archive(path, arrays, meta, overwrite=overwrite)
 
 
 def load(path):
     """Load a model saved with :meth:`GaussianMixture.save`; runs no code from the file."""
+    from ._blocks import COVARIANCE_TYPES
     from ._covariance import covariance_shape, precisions_from_cholesky
     from .mixture import GaussianMixture
 
@@ -151,7 +174,12 @@ def load(path):
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
         raise ValueError(f"{path} is not a complete daskgmm model: missing {', '.join(missing)}.")
-    kind, k, d = meta["covariance_type"], meta["n_components"], meta["n_features"]
+    try:
+        kind, k, d = meta["covariance_type"], int(meta["n_components"]), int(meta["n_features"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a complete daskgmm model: bad or missing metadata ({exc!r}).") from None
+    if kind not in COVARIANCE_TYPES:
+        raise ValueError(f"{path}: unknown covariance_type {kind!r} in the metadata.")
     expected = {
         "weights": (k,),
         "means": (k, d),

@@ -370,7 +370,9 @@ class GaussianMixture(_ParamsMixin):
         counter = PassCounter()
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         if do_init:
-            runs = self._initial_runs(dX, weights_init, means_init, precisions_init, counter)
+            runs = self._initial_runs(
+                dX, weights_init, means_init, precisions_init, counter, skip_nonfinite=skip_nonfinite
+            )
         else:
             runs = [
                 Run(
@@ -398,6 +400,10 @@ class GaussianMixture(_ParamsMixin):
         best = _best_run(runs)
         self._set_parameters(best)
         self.n_features_in_ = n_features
+        # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
+        self.n_samples_skipped_ = (
+            0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
+        )
         self.n_passes_ = counter.passes + n_passes
         self.persisted_ = persisted
         if self.verbose:
@@ -414,7 +420,7 @@ class GaussianMixture(_ParamsMixin):
             )
         return self
 
-    def _initial_runs(self, dX, weights_init, means_init, precisions_init, counter):
+    def _initial_runs(self, dX, weights_init, means_init, precisions_init, counter, *, skip_nonfinite=False):
         kind = self.covariance_type
         seeds = spawn_seeds(self.random_state, self.n_init)
         if weights_init is not None and means_init is not None and precisions_init is not None:
@@ -423,7 +429,10 @@ class GaussianMixture(_ParamsMixin):
             covariances = covariances_from_precisions_cholesky(prec_chol, kind)
             return [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
         specs = [Spec(self.n_components, kind, seed) for seed in seeds]
-        runs = initialize(dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter)
+        runs = initialize(
+            dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
+            skip_nonfinite=skip_nonfinite,
+        )
         for run in runs:
             if weights_init is not None:
                 run.weights = weights_init.copy()

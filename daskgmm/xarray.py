@@ -1,0 +1,292 @@
+"""Dims-aware fit and predict for xarray ``DataArray`` and ``Dataset``.
+
+A labelled array is seen as samples along some dimensions (``sample_dims``,
+e.g. ``("time", "y", "x")``) and features along one (``feature_dim``, e.g.
+``"band"``).  The sample dimensions are collapsed into rows *block by block*
+(:func:`dask.array.reshape_blockwise`), so a cube stored in chunks keeps its
+chunks: nothing is rechunked except the feature dimension, which becomes one
+chunk.  Outputs are unfolded the same way and come back with the sample
+dimensions and their coordinates; they stay lazy for Dask-backed input.
+
+Missing values are expected on this path (land/sea masks, cloud holes,
+missing pixels): a sample with NaN or infinity in any feature is left out of
+the fit, and its outputs are -1 (labels) or NaN (log-likelihood,
+probabilities).  The number left out is in the model's
+``n_samples_skipped_`` and logged at INFO level on the ``daskgmm`` logger.
+
+Example
+-------
+>>> import numpy as np, xarray as xr
+>>> from daskgmm import GaussianMixture
+>>> from daskgmm import xarray as dxr
+>>> rng = np.random.default_rng(0)
+>>> cube = xr.DataArray(
+...     rng.normal(size=(4, 10, 12, 3)), dims=("time", "y", "x", "band"),
+...     coords={"band": ["red", "nir", "swir"]},
+... ).chunk({"time": 1})
+>>> cube[:, :2] = np.nan  # a masked strip
+>>> gmm = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+>>> int(gmm.n_samples_skipped_)
+96
+>>> labels = dxr.predict(gmm, cube, feature_dim="band")
+>>> labels.dims
+('time', 'y', 'x')
+>>> int(labels[0, 0, 0])
+-1
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+import dask.array as da
+
+from . import _engine
+from .mixture import as_dask_array
+
+logger = logging.getLogger("daskgmm")
+
+#: Name of the dimension the probabilities gain.
+COMPONENT_DIM = "component"
+#: Feature dimension made from a Dataset's variables when none is named.
+DATASET_FEATURE_DIM = "variable"
+
+
+@dataclass
+class _Layout:
+    """How rows map back onto the sample dimensions."""
+
+    sample_dims: tuple
+    sample_shape: tuple
+    sample_chunks: tuple | None  # None: NumPy-backed, rows in C order
+    coords: object  # xarray Coordinates of the sample dimensions
+    n_features: int
+
+
+def _import_xarray():
+    try:
+        import xarray
+    except ImportError as exc:  # pragma: no cover - xarray is a dependency
+        raise ImportError("daskgmm.xarray needs xarray: pip install xarray") from exc
+    return xarray
+
+
+def as_feature_array(data, feature_dim=None, variables=None):
+    """The data as one DataArray with a feature dimension.
+
+    Parameters
+    ----------
+    data : xarray.DataArray or xarray.Dataset
+    feature_dim : str, optional
+        For a DataArray, the dimension holding the features (required).  For
+        a Dataset, the name of the new dimension its variables are stacked
+        along (default ``"variable"``).
+    variables : sequence of str, optional
+        Dataset only: the variables to use as features, in this order
+        (default: every data variable).
+
+    Returns
+    -------
+    xarray.DataArray
+    """
+    xr = _import_xarray()
+    if isinstance(data, xr.Dataset):
+        names = list(data.data_vars) if variables is None else [variables] if isinstance(variables, str) else list(variables)
+        if not names:
+            raise ValueError("The Dataset has no data variables to use as features.")
+        missing = [name for name in names if name not in data.data_vars]
+        if missing:
+            raise ValueError(
+                f"Variable(s) {missing} not in the Dataset; its data variables are {list(data.data_vars)}."
+            )
+        feature_dim = DATASET_FEATURE_DIM if feature_dim is None else feature_dim
+        clash = [name for name in names if feature_dim in data[name].dims]
+        if clash:
+            raise ValueError(
+                f"Variable(s) {clash} already have a dimension {feature_dim!r}; pick another feature_dim "
+                "for the dimension the variables are stacked along, or select one variable."
+            )
+        return data[names].to_dataarray(dim=feature_dim), feature_dim
+    if not isinstance(data, xr.DataArray):
+        raise ValueError(f"Expected an xarray DataArray or Dataset, got {type(data).__name__}.")
+    if variables is not None:
+        raise ValueError("'variables' selects Dataset variables; it cannot be used with a DataArray.")
+    if feature_dim is None:
+        raise ValueError(
+            f"feature_dim is required for a DataArray: name the dimension that holds the features "
+            f"(one of {list(data.dims)})."
+        )
+    if feature_dim not in data.dims:
+        raise ValueError(f"feature_dim {feature_dim!r} is not a dimension of the data; its dimensions are {list(data.dims)}.")
+    return data, feature_dim
+
+
+def _sample_dims(array, feature_dim, sample_dims):
+    others = [dim for dim in array.dims if dim != feature_dim]
+    if sample_dims is None:
+        dims = tuple(others)
+    else:
+        dims = (sample_dims,) if isinstance(sample_dims, str) else tuple(sample_dims)
+        unknown = [dim for dim in dims if dim not in array.dims]
+        if unknown:
+            raise ValueError(f"sample_dims {unknown} are not dimensions of the data; its dimensions are {list(array.dims)}.")
+        if feature_dim in dims:
+            raise ValueError(f"{feature_dim!r} cannot be both the feature dimension and a sample dimension.")
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"sample_dims {list(dims)} repeat a dimension.")
+        left = [dim for dim in others if dim not in dims]
+        if left:
+            raise ValueError(
+                f"Dimension(s) {left} are neither sample dimensions nor the feature dimension; "
+                "add them to sample_dims or select/reduce them first (e.g. data.isel(...))."
+            )
+    if not dims:
+        raise ValueError("The data has no sample dimension besides the feature dimension.")
+    return dims
+
+
+def stack_samples(data, feature_dim=None, sample_dims=None, *, variables=None):
+    """Rows of samples from a labelled array, and how to fold results back.
+
+    Parameters
+    ----------
+    data : xarray.DataArray or xarray.Dataset
+    feature_dim, variables : see :func:`as_feature_array`
+    sample_dims : str or sequence of str, optional
+        The dimensions that index samples (default: every dimension but
+        ``feature_dim``).  Together with ``feature_dim`` they must be all of
+        the data's dimensions.
+
+    Returns
+    -------
+    X : dask.array.Array or numpy.ndarray, (n_samples, n_features)
+        Dask-backed data is reshaped block by block (rows grouped by chunk);
+        NumPy-backed data in C order of ``sample_dims``.
+    layout : _Layout
+    """
+    array, feature_dim = as_feature_array(data, feature_dim, variables)
+    dims = _sample_dims(array, feature_dim, sample_dims)
+    array = array.transpose(*dims, feature_dim)
+    shape = tuple(array.sizes[dim] for dim in dims)
+    n_features = array.sizes[feature_dim]
+    n_rows = int(np.prod(shape))
+    on_feature = [name for name, coord in array.coords.items() if feature_dim in coord.dims]
+    coords = array.drop_vars(on_feature).coords
+    if isinstance(array.data, da.Array):
+        blocks = array.chunk({feature_dim: -1}).data
+        X = blocks if blocks.ndim == 2 else da.reshape_blockwise(blocks, (n_rows, n_features))
+        layout = _Layout(dims, shape, blocks.chunks[:-1], coords, n_features)
+    else:
+        X = np.asarray(array.values).reshape(n_rows, n_features)
+        layout = _Layout(dims, shape, None, coords, n_features)
+    return X, layout
+
+
+def _unstack(values, layout, name, extra=None):
+    """Fold per-row outputs (n,) or (n, K) back onto the sample dimensions."""
+    xr = _import_xarray()
+    dims = layout.sample_dims
+    shape = layout.sample_shape
+    coords = dict(layout.coords)
+    if extra is not None:
+        k = values.shape[1]
+        dims = dims + (extra,)
+        shape = shape + (k,)
+        coords[extra] = np.arange(k)
+    if layout.sample_chunks is None:
+        folded = np.reshape(values, shape)
+    elif len(layout.sample_dims) == 1:
+        folded = values
+    else:
+        chunks = layout.sample_chunks + (((values.shape[1],),) if extra is not None else ())
+        folded = da.reshape_blockwise(values, shape, chunks=chunks)
+    return xr.DataArray(folded, dims=dims, coords=coords, name=name)
+
+
+def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, callbacks=()):
+    """Fit ``model`` on a labelled array, skipping samples with missing values.
+
+    Parameters
+    ----------
+    model : daskgmm.GaussianMixture
+    data : xarray.DataArray or xarray.Dataset
+        Dask-backed (lazily opened from zarr or netCDF, say) or in memory.
+    feature_dim : str, optional
+        The dimension that holds the features (e.g. ``"band"``).  For a
+        Dataset the variables are the features and ``feature_dim`` names the
+        dimension they are stacked along (default ``"variable"``).
+    sample_dims : str or sequence of str, optional
+        The dimensions that index samples; default all but ``feature_dim``.
+    variables : sequence of str, optional
+        Dataset only: the variables to use as features.
+    callbacks : sequence of callable, optional
+        Called after every EM iteration with an info dict (see
+        :func:`daskgmm._engine.run_em`).
+
+    Returns
+    -------
+    model
+        Fitted; ``model.n_samples_skipped_`` is the number of samples left out
+        because a feature was NaN or infinite.
+    """
+    X, layout = stack_samples(data, feature_dim, sample_dims, variables=variables)
+    model._fit(X, skip_nonfinite=True, callbacks=callbacks)
+    n_total = int(np.prod(layout.sample_shape))
+    skipped = getattr(model, "n_samples_skipped_", None)
+    if skipped is not None:
+        logger.info(
+            "daskgmm: skipped %d of %d samples with a missing (NaN/inf) feature", skipped, n_total
+        )
+    return model
+
+
+def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=None):
+    model._check_is_fitted()
+    X, layout = stack_samples(data, feature_dim, sample_dims, variables=variables)
+    dX = as_dask_array(X, n_features_expected=model.n_features_in_)
+    values = _engine.map_rows(dX, model._model(), what, skip_nonfinite=True)
+    if layout.sample_chunks is None:
+        values = values.compute()
+    return _unstack(values, layout, name, extra)
+
+
+def predict(model, data, feature_dim=None, sample_dims=None, *, variables=None):
+    """Most probable component of every sample, -1 where a feature is missing.
+
+    Parameters are those of :func:`fit`.
+
+    Returns
+    -------
+    xarray.DataArray of int64, named ``"label"``
+        Dimensions ``sample_dims`` with their coordinates; lazy (Dask-backed)
+        for Dask-backed input.
+    """
+    return _map(model, data, "predict", feature_dim, sample_dims, variables, "label")
+
+
+def predict_proba(model, data, feature_dim=None, sample_dims=None, *, variables=None):
+    """Responsibilities of every component, NaN where a feature is missing.
+
+    Returns
+    -------
+    xarray.DataArray named ``"probability"``
+        Dimensions ``sample_dims + ("component",)``; lazy for Dask-backed input.
+    """
+    return _map(model, data, "predict_proba", feature_dim, sample_dims, variables, "probability", COMPONENT_DIM)
+
+
+def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=None):
+    """Log-likelihood of every sample, NaN where a feature is missing.
+
+    Returns
+    -------
+    xarray.DataArray named ``"log_likelihood"``
+        Dimensions ``sample_dims``; lazy for Dask-backed input.
+    """
+    return _map(model, data, "score_samples", feature_dim, sample_dims, variables, "log_likelihood")
+
+
+__all__ = ["fit", "predict", "predict_proba", "score_samples", "stack_samples", "as_feature_array"]
