@@ -27,6 +27,8 @@ from ._covariance import (
 )
 from ._engine import DEFAULT_SPLIT_EVERY, Run
 from ._init import INIT_PARAMS, PassCounter, Spec, initialize
+from ._monitor import Monitor
+from . import _checkpoint
 
 logger = logging.getLogger("daskgmm")
 
@@ -226,9 +228,35 @@ class GaussianMixture(_ParamsMixin):
         Mean log-likelihood per sample at the start of the last iteration.
     lower_bounds_ : list of float
         The lower bound of every iteration of the best run.
+    history_ : list of dict
+        One dict per iteration of the best run: ``iteration``,
+        ``lower_bound``, ``change`` (inf at the first), ``seconds`` (of the
+        pass and M-step) and ``n_chunks``; kept across a checkpoint resume.
     n_features_in_ : int
     n_passes_ : int
-        Passes over the data the fit made (initialisation included).
+        Passes over the data the fit made (initialisation included; after a
+        resume, those of this call only).
+
+    Notes
+    -----
+    **Degenerate cases.**  The parameters never hold NaN:
+
+    * A component that loses all its responsibility keeps weight ~0 (its
+      count gets scikit-learn's ``10 * eps``), mean 0 and covariance
+      ``reg_covar * I``, like scikit-learn; it may win points back later.
+    * Duplicated points, and components collapsing onto one point, give
+      covariance ``reg_covar * I``; a feature with zero variance gets variance
+      exactly ``reg_covar`` (with ``reg_covar=0`` a zero variance makes the
+      fit fail with a ValueError asking to increase ``reg_covar``).
+    * Points far from every component get finite log-likelihoods and
+      responsibilities summing to 1 (log-sum-exp about the row maximum).
+      Only squared distances that overflow the dtype (beyond ~1e154
+      standard deviations in float64, ~1e19 in float32) are not finite:
+      ``fit`` then raises a ValueError asking to rescale the data, and
+      ``score_samples`` gives -inf (``predict_proba`` NaN) for such rows.
+    * ``n_components=1`` gives the sample mean and the biased sample
+      covariance (divided by N) plus ``reg_covar``, after one iteration.
+    * One feature (``D = 1``) needs a 2-D ``X`` of shape (n, 1).
     """
 
     def __init__(
@@ -336,19 +364,45 @@ class GaussianMixture(_ParamsMixin):
     # fit
     # ------------------------------------------------------------------
 
-    def fit(self, X, y=None, **fit_params):
+    def fit(self, X, y=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
         """Estimate the parameters by EM.
 
         Parameters
         ----------
         X : dask.array.Array or array-like, shape (n_samples, n_features)
         y : ignored
+        checkpoint : str or os.PathLike, optional
+            File holding the EM state of every run, rewritten atomically
+            after initialisation and after every iteration.  If it exists
+            when ``fit`` starts, the fit resumes from it (no initialisation)
+            and reaches the same parameters as an uninterrupted fit.  A
+            checkpoint written for other data (shape, dtype, or mean and
+            variance, checked on the first resumed pass) or other settings
+            (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``,
+            ``n_init``, ``init_params``, ``random_state``, ``*_init``) is
+            refused with a ValueError.  ``max_iter`` may be raised to
+            continue a fit.  The file is kept after the fit; delete it to
+            start afresh.
+        callback : callable, optional
+            Called after every iteration with one dict: ``iteration``,
+            ``lower_bound`` and ``change`` (of the best run so far),
+            ``best_run``, ``seconds``, ``n_chunks``, and per run
+            ``lower_bounds``, ``changes``, ``active``, ``converged`` (lists
+            of length ``n_init``).  An exception it raises stops the fit.
+        progress : bool, default=False
+            Show a progress bar (tqdm if installed, else the INFO lines of
+            the ``daskgmm`` logger on stderr).
 
         Returns
         -------
         self
+
+        Notes
+        -----
+        Every iteration is logged to the ``logging`` logger ``"daskgmm"``: a
+        summary at INFO, each run's figures at DEBUG.
         """
-        self._fit(X, **fit_params)
+        self._fit(X, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params)
         return self
 
     def fit_predict(self, X, y=None, **fit_params):
@@ -356,7 +410,7 @@ class GaussianMixture(_ParamsMixin):
         self._fit(X, **fit_params)
         return self.predict(X)
 
-    def _fit(self, X, *, skip_nonfinite=False, callbacks=()):
+    def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
         self._validate_params()
         dX = as_dask_array(X)
         n_samples, n_features = dX.shape
@@ -366,10 +420,20 @@ class GaussianMixture(_ParamsMixin):
                 f"n_samples = {n_samples}."
             )
         weights_init, means_init, precisions_init = self._check_initial_parameters(n_features)
+        resumed = summary = fingerprint = None
+        start_iter = 0
+        if checkpoint is not None:
+            fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
+            resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
+        if resumed is not None:
+            runs, start_iter, summary = resumed
+        monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
         dX, persisted = _engine.place_data(dX, self.persist)
         counter = PassCounter()
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if do_init:
+        if resumed is not None:
+            logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
+        elif do_init:
             runs = self._initial_runs(
                 dX, weights_init, means_init, precisions_init, counter, skip_nonfinite=skip_nonfinite
             )
@@ -384,19 +448,32 @@ class GaussianMixture(_ParamsMixin):
                 )
             ]
         callbacks = list(callbacks)
+        if checkpoint is not None:
+            # First, so that the state is on disk before any user code runs.
+            writer = _checkpoint.CheckpointWriter(
+                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary
+            )
+            if resumed is None:
+                writer.write(runs, 0)
+            callbacks.insert(0, writer)
+        callbacks.append(monitor)
         if self.verbose:
             callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
         tic = time.perf_counter()
-        runs, n_passes = _engine.run_em(
-            dX,
-            runs,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            reg_covar=self.reg_covar,
-            split_every=self.split_every,
-            skip_nonfinite=skip_nonfinite,
-            callbacks=callbacks,
-        )
+        try:
+            runs, n_passes = _engine.run_em(
+                dX,
+                runs,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                reg_covar=self.reg_covar,
+                split_every=self.split_every,
+                skip_nonfinite=skip_nonfinite,
+                callbacks=callbacks,
+                start_iter=start_iter,
+            )
+        finally:
+            monitor.close()
         best = _best_run(runs)
         self._set_parameters(best)
         self.n_features_in_ = n_features
@@ -428,7 +505,9 @@ class GaussianMixture(_ParamsMixin):
             prec_chol = precisions_cholesky_from_precisions(precisions_init, kind)
             covariances = covariances_from_precisions_cholesky(prec_chol, kind)
             return [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
-        specs = [Spec(self.n_components, kind, seed) for seed in seeds]
+        # The restarts share one k-means|| candidate set (drawn with the first
+        # seed) and each draws its own k-means++ seeding from it.
+        specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
         runs = initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite,
@@ -453,6 +532,7 @@ class GaussianMixture(_ParamsMixin):
         self.n_iter_ = run.n_iter
         self.lower_bound_ = run.lower_bound
         self.lower_bounds_ = list(run.history)
+        self.history_ = [dict(record) for record in run.records]
 
     # ------------------------------------------------------------------
     # prediction
