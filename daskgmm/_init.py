@@ -16,14 +16,16 @@ for any chunking, worker count or fan-in (to floating-point rounding).
 Each function takes a list of :class:`Spec` (one per restart or candidate
 model, of any number of components and covariance type) and serves all of
 them in the same passes over the data, evaluating them together in each
-chunk task.  Specs that share a seed share what does not depend on their
-covariance type (and, for 'kmeans' and 'k-means++', on their number of
-components): this is how :func:`daskgmm.select_n_components` initialises a
-whole range of models from one k-means|| candidate set per restart.
+chunk task.  A spec's start depends only on its own (seed, pool, K,
+covariance type), never on the other specs it is initialised with, so
+:func:`daskgmm.select_n_components` starts each candidate exactly as a
+separate ``GaussianMixture`` fit would.  What does not depend on the
+covariance type (k-means centres, k-means++ draws, random responsibilities)
+is computed once for the specs that share it.
 
 k-means|| in detail
 -------------------
-Per seed (ell = ``oversampling`` x the largest K of the specs sharing it):
+Per candidate set (one per ``(pool, K)``; ell = ``oversampling`` x K):
 
 1. A first centre drawn uniformly from all rows.
 2. ``n_rounds`` oversampling rounds, one pass each.  Every row gets the key
@@ -41,8 +43,9 @@ Per seed (ell = ``oversampling`` x the largest K of the specs sharing it):
    rows and a ValueError says so.
 3. One pass weights each candidate by the number of rows nearest to it (and
    gives the data's variance, for the Lloyd tolerance).
-4. On the client: greedy weighted k-means++ then weighted Lloyd on the
-   candidates, per K.
+4. On the client, per seed: greedy weighted k-means++ then weighted Lloyd
+   on the candidates.  The ``n_init`` restarts of a fit share one candidate
+   set (their ``pool``) and differ here.
 5. Lloyd passes: each gives, per centre set, the counts and means of the
    clusters and the rows farthest from their centres; empty clusters are
    moved to those rows (as scikit-learn's KMeans does).  A set stops when the
@@ -78,11 +81,22 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 @dataclass
 class Spec:
-    """What to initialise: one EM run."""
+    """What to initialise: one EM run.
+
+    ``seed`` is a 128-bit key for the row-keyed streams and the client RNG.
+    For 'kmeans', specs with the same ``pool`` (their seed when None) and the
+    same K share one k-means|| candidate set, and each draws its own
+    k-means++ seeding from it: restarts then pay for the oversampling once.
+    """
 
     n_components: int
     covariance_type: str
-    seed: int  # 128-bit key for the row-keyed streams and the client RNG
+    seed: int
+    pool: int | None = None
+
+    @property
+    def pool_key(self):
+        return self.seed if self.pool is None else self.pool
 
 
 class PassCounter:
@@ -106,26 +120,35 @@ def keyed_uniform(seed, stream, row_offset, n_rows, width):
     return (raw >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _sq_dist(xp, X, centers):
-    """Squared Euclidean distances (n, m), computed about the block's pivot."""
-    pivot = xp.mean(X, axis=0) if X.shape[0] else xp.zeros((X.shape[1],), dtype=X.dtype)
-    xc = X - pivot
-    cc = centers - pivot
-    d2 = (
-        xp.sum(xc * xc, axis=1)[:, None]
-        - 2.0 * xp.matmul(xc, xp.permute_dims(cc, (1, 0)))
-        + xp.sum(cc * cc, axis=1)[None, :]
-    )
-    return xp.where(d2 > 0, d2, xp.zeros_like(d2))
+def _nearest(xp, block, center_sets, labels=True):
+    """Nearest centre of every row of ``block`` in each of ``center_sets``.
 
+    One matrix product for all sets, about the block's pivot (so the data's
+    offset never enters a subtraction).  ``|x - c|^2 = |x|^2 + (|c|^2 - 2 x.c)``
+    and the row term does not change which centre is nearest, so it is added
+    once per set, after the minimum.
 
-def _stacked_sq_dist(xp, block, center_sets):
-    """Distances of the block's rows to several centre sets in one product:
-    (n, total) and the column bounds of each set."""
-    sizes = [int(c.shape[0]) for c in center_sets]
-    bounds = list(zip(np.cumsum([0] + sizes[:-1]), np.cumsum(sizes)))
+    Returns
+    -------
+    list, per set, of ``(d2, label)``: (n,) squared distance to the nearest
+    centre (clipped at 0) and (n,) its index (None when ``labels`` is False),
+    arrays of the block's namespace.
+    """
+    n, d = block.shape
+    pivot = xp.mean(block, axis=0) if n else xp.zeros((d,), dtype=block.dtype)
+    centred = block - pivot
     centers = xp.asarray(np.concatenate([np.asarray(c, dtype=np.float64) for c in center_sets]), dtype=block.dtype)
-    return _sq_dist(xp, block, centers), bounds
+    centers = centers - pivot
+    partial = xp.matmul(centred, xp.permute_dims(-2.0 * centers, (1, 0)))
+    partial += xp.sum(centers * centers, axis=1)[None, :]
+    row_sq = xp.sum(centred * centred, axis=1)
+    out, start = [], 0
+    for c in center_sets:
+        part = partial[:, start : start + c.shape[0]]
+        start += c.shape[0]
+        d2 = row_sq + xp.min(part, axis=1)
+        out.append((xp.where(d2 > 0, d2, xp.zeros_like(d2)), xp.argmin(part, axis=1) if labels else None))
+    return out
 
 
 def _to_float64(array):
@@ -218,11 +241,11 @@ def _count(counter):
         counter.passes += 1
 
 
-def _by_seed(specs):
-    """Spec indices grouped by seed, in order of first appearance."""
+def _group(specs, key):
+    """Spec indices grouped by ``key(spec)``, in order of first appearance."""
     groups = {}
     for i, spec in enumerate(specs):
-        groups.setdefault(spec.seed, []).append(i)
+        groups.setdefault(key(spec), []).append(i)
     return list(groups.items())
 
 
@@ -365,8 +388,7 @@ def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
     n = block.shape[0]
     with_centers = [c for _, c in jobs if c is not None]
     if n and with_centers:
-        d2, bounds = _stacked_sq_dist(xp, block, with_centers)
-        bounds = iter(bounds)
+        nearest = iter(_nearest(xp, block, with_centers, labels=False))
     out = []
     for seed, centers in jobs:
         if n == 0:
@@ -376,8 +398,7 @@ def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
         if centers is None:
             weight = np.ones(n)
         else:
-            lo, hi = next(bounds)
-            weight = _to_float64(xp.min(d2[:, lo:hi], axis=1))
+            weight = _to_float64(next(nearest)[0])
             _blocks.check_finite(np, weight.sum(), block, row_offset)
         if keep is not None:
             weight = np.where(keep, weight, 0.0)
@@ -397,7 +418,7 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
     which every row races with an exponential clock of rate D^2.  Specs that
     share a seed share the sequence of centres (a spec of K takes the first K)."""
     race_chunk = _chunk_fn(_race_chunk, skip_nonfinite)
-    groups = _by_seed(specs)
+    groups = _group(specs, lambda spec: spec.seed)
     sizes = [max(specs[i].n_components for i in members) for _, members in groups]
     centers = [None] * len(groups)
     for j in range(max(sizes)):
@@ -436,14 +457,13 @@ def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False):
     block, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
     if n:
-        d2, bounds = _stacked_sq_dist(xp, block, [c for _, c, _ in jobs])
+        nearest = _nearest(xp, block, [c for _, c, _ in jobs], labels=False)
     out = []
     for j, (seed, _, cap) in enumerate(jobs):
         if n == 0:
             out.append((0.0, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, block.shape[1])), cap))
             continue
-        lo, hi = bounds[j]
-        cost = _to_float64(xp.min(d2[:, lo:hi], axis=1))
+        cost = _to_float64(nearest[j][0])
         _blocks.check_finite(np, cost.sum(), block, row_offset)
         if keep is not None:
             cost = np.where(keep, cost, 0.0)
@@ -474,17 +494,12 @@ def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
     counts = []
-    if n:
-        d2, bounds = _stacked_sq_dist(xp, zeroed, payload)
-    for j, candidates in enumerate(payload):
-        if n == 0:
-            counts.append(np.zeros(candidates.shape[0]))
-            continue
-        lo, hi = bounds[j]
-        labels = np.asarray(_blocks.to_numpy(xp.argmin(d2[:, lo:hi], axis=1)))
+    nearest = _nearest(xp, zeroed, payload)
+    for candidates, (_, labels) in zip(payload, nearest):
+        labels = np.asarray(_blocks.to_numpy(labels), dtype=np.int64)
         if keep is not None:
             labels = labels[keep]
-        counts.append(np.bincount(labels, minlength=hi - lo).astype(np.float64))
+        counts.append(np.bincount(labels, minlength=candidates.shape[0]).astype(np.float64))
     ones = xp.ones((n, 1), dtype=block.dtype)
     spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp=ones, skip_nonfinite=skip_nonfinite)
     return counts, spread
@@ -506,13 +521,11 @@ def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
-    d2, bounds = _stacked_sq_dist(xp, zeroed, payload)
     onehots, far = [], []
-    for lo, hi in bounds:
-        k = int(hi - lo)
-        labels = xp.argmin(d2[:, lo:hi], axis=1)
+    for centers, (d2, labels) in zip(payload, _nearest(xp, zeroed, payload)):
+        k = int(centers.shape[0])
         onehots.append(_onehot(xp, labels, k, block.dtype))
-        nearest = _to_float64(xp.min(d2[:, lo:hi], axis=1))
+        nearest = _to_float64(d2)
         if keep is not None:
             nearest = np.where(keep, nearest, -np.inf)
         take = _smallest(-nearest, min(k, n))
@@ -539,8 +552,10 @@ def _final_chunk(block, payload, row_offset, skip_nonfinite=False):
     center_sets, requests = payload
     xp = _blocks.get_namespace(block)
     zeroed, _ = _masked(xp, block, skip_nonfinite)
-    d2, bounds = _stacked_sq_dist(xp, zeroed, center_sets)
-    onehots = [_onehot(xp, xp.argmin(d2[:, lo:hi], axis=1), int(hi - lo), block.dtype) for lo, hi in bounds]
+    onehots = [
+        _onehot(xp, labels, int(centers.shape[0]), block.dtype)
+        for centers, (_, labels) in zip(center_sets, _nearest(xp, zeroed, center_sets))
+    ]
     return _fixed_resp_statistics(
         block, [onehots[s] for s, _ in requests], [kind for _, kind in requests], skip_nonfinite
     )
@@ -632,12 +647,9 @@ class _Candidates:
 
 
 def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite):
-    """Oversampling rounds: a :class:`_Candidates` per seed group."""
+    """Oversampling rounds: a :class:`_Candidates` per ``(pool, K)`` group."""
     n = X.shape[0]
-    state = []
-    for seed, members in groups:
-        k = max(specs[i].n_components for i in members)
-        state.append(_Candidates(seed, k, max(1.0, oversampling * k), None, None))
+    state = [_Candidates(pool, k, max(1.0, oversampling * k), None, None) for (pool, k), _ in groups]
     first = [int(np.random.default_rng([c.seed, 1]).integers(n)) for c in state]
     first_rows = _take_rows(X, first)
     if not np.all(np.isfinite(first_rows)):
@@ -704,7 +716,7 @@ def init_kmeans(
     runs : list of Run, one per spec
     centers : list of (K, D) arrays, the final k-means centres per spec
     """
-    groups = _by_seed(specs)
+    groups = _group(specs, lambda spec: (spec.pool_key, spec.n_components))
     state = _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite)
 
     counts, spread = tree_reduce(
@@ -716,20 +728,20 @@ def init_kmeans(
     variance = float(np.mean(spread.scatter / max(float(spread.nk[0]), 1.0)))
     tol = lloyd_tol * variance
 
-    # One centre set per (seed, K), from the seed's weighted candidates.
+    # One centre set per (pool, seed, K), from the pool's weighted candidates.
     sets, set_of = [], {}
-    for c, w, (seed, members) in zip(state, counts, groups):
+    for c, w, ((pool, _), members) in zip(state, counts, groups):
         points = c.rows
         if np.count_nonzero(w) >= c.n_components:
             points, w = points[w > 0], w[w > 0]
         else:  # near-duplicates merged by rounding: keep them all
             w = np.maximum(w, 1.0)
         for i in members:
-            k = specs[i].n_components
-            if (seed, k) not in set_of:
+            seed, k = specs[i].seed, specs[i].n_components
+            if (pool, seed, k) not in set_of:
                 rng = np.random.default_rng([seed, 2, k])
                 centers = _greedy_weighted_kmeans_plusplus(points, w, k, rng)
-                set_of[(seed, k)] = len(sets)
+                set_of[(pool, seed, k)] = len(sets)
                 sets.append(_weighted_lloyd(points, w, centers))
 
     lloyd = _chunk_fn(_lloyd_chunk, skip_nonfinite)
@@ -754,8 +766,11 @@ def init_kmeans(
         logger.debug("Lloyd pass %d: %d of %d centre sets still moving", iteration + 1, len(todo) - sum(done[s] for s in todo), len(sets))
 
     requests, request_of = [], {}
+    def set_index(spec):
+        return set_of[(spec.pool_key, spec.seed, spec.n_components)]
+
     for spec in specs:
-        key = (set_of[(spec.seed, spec.n_components)], spec.covariance_type)
+        key = (set_index(spec), spec.covariance_type)
         if key not in request_of:
             request_of[key] = len(requests)
             requests.append(key)
@@ -766,7 +781,7 @@ def init_kmeans(
     _count(counter)
     runs, centers = [], []
     for spec in specs:
-        s = set_of[(spec.seed, spec.n_components)]
+        s = set_index(spec)
         stats = _numpy_stats(final[request_of[(s, spec.covariance_type)]])
         runs.append(run_from_stats(stats, spec, reg_covar))
         centers.append(sets[s])
