@@ -6,7 +6,16 @@ one process.
 
 from .io import load
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
+from .select import SelectionResult, select_n_components
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "load", "ConvergenceWarning", "NotFittedError", "__version__"]
+__all__ = [
+    "GaussianMixture",
+    "select_n_components",
+    "SelectionResult",
+    "load",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "__version__",
+]

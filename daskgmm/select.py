@@ -1,0 +1,273 @@
+"""Model selection: a range of mixtures fitted in shared passes, compared by
+BIC or AIC."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _engine
+from ._covariance import check_covariance_type
+from ._engine import DEFAULT_SPLIT_EVERY
+from ._init import PassCounter, Spec, initialize
+from .mixture import ConvergenceWarning, GaussianMixture, _best_run, as_dask_array, spawn_seeds
+
+CRITERIA = ("bic", "aic")
+TABLE_COLUMNS = (
+    "n_components",
+    "covariance_type",
+    "bic",
+    "aic",
+    "log_likelihood",
+    "score",
+    "n_parameters",
+    "lower_bound",
+    "n_iter",
+    "converged",
+)
+
+
+@dataclass
+class SelectionResult:
+    """What :func:`select_n_components` found.
+
+    Unpacks as ``best, table = select_n_components(...)``.
+
+    Attributes
+    ----------
+    best_ : GaussianMixture
+        The fitted candidate with the lowest criterion (the first such in
+        the order of the table on ties).
+    table : dict of str to numpy.ndarray
+        One entry per candidate, in the order covariance type then number of
+        components as given: ``n_components``, ``covariance_type``, ``bic``,
+        ``aic``, ``log_likelihood`` (total over the samples, of the final
+        parameters), ``score`` (its mean per sample, as
+        ``GaussianMixture.score``), ``n_parameters``, ``lower_bound`` (as
+        ``lower_bound_``: the mean log-likelihood before the last M-step),
+        ``n_iter``, ``converged``.
+    models_ : dict
+        Every fitted candidate, keyed by ``(n_components, covariance_type)``.
+    criterion : {'bic', 'aic'}
+    n_passes_ : int
+        Passes over the data for the whole selection.
+    passes_ : dict
+        The same split into ``init``, ``em`` and ``score`` (always 1).
+    """
+
+    best_: GaussianMixture
+    table: dict
+    models_: dict
+    criterion: str
+    n_passes_: int
+    passes_: dict = field(default_factory=dict)
+
+    def __iter__(self):
+        return iter((self.best_, self.table))
+
+    def to_text(self):
+        """The table as aligned text, the best row marked with ``*``."""
+        t = self.table
+        best = (self.best_.n_components, self.best_.covariance_type)
+        lines = [
+            f"{'':1} {'K':>3} {'covariance':<10} {'BIC':>14} {'AIC':>14} {'log-lik':>14} "
+            f"{'score':>10} {'params':>6} {'iter':>4} {'conv':>5}"
+        ]
+        for i in range(len(t["n_components"])):
+            mark = "*" if (int(t["n_components"][i]), str(t["covariance_type"][i])) == best else ""
+            lines.append(
+                f"{mark:1} {int(t['n_components'][i]):>3} {str(t['covariance_type'][i]):<10} "
+                f"{t['bic'][i]:>14.6g} {t['aic'][i]:>14.6g} {t['log_likelihood'][i]:>14.6g} "
+                f"{t['score'][i]:>10.5g} {int(t['n_parameters'][i]):>6} {int(t['n_iter'][i]):>4} "
+                f"{str(bool(t['converged'][i])):>5}"
+            )
+        lines.append(
+            f"best by {self.criterion.upper()}: n_components={best[0]}, covariance_type={best[1]!r}; "
+            f"{self.n_passes_} passes over the data ({self.passes_.get('init', 0)} init, "
+            f"{self.passes_.get('em', 0)} EM, {self.passes_.get('score', 0)} scoring)"
+        )
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"SelectionResult(\n{self.to_text()}\n)"
+
+
+def _check_range(n_components_range, n_samples):
+    try:
+        values = list(n_components_range)
+    except TypeError:
+        raise ValueError(
+            f"n_components_range must be an iterable of ints, e.g. range(1, 11); got {n_components_range!r}."
+        ) from None
+    if not values:
+        raise ValueError("n_components_range is empty: give at least one number of components.")
+    for k in values:
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"n_components_range must hold ints >= 1, got {k!r}.")
+    too_many = [int(k) for k in values if k > n_samples]
+    if too_many:
+        raise ValueError(
+            f"Expected n_samples >= n_components but got n_components = {max(too_many)}, "
+            f"n_samples = {n_samples}."
+        )
+    return [int(k) for k in dict.fromkeys(values)]
+
+
+def _check_types(covariance_types):
+    if isinstance(covariance_types, str):
+        covariance_types = (covariance_types,)
+    types = list(dict.fromkeys(covariance_types))
+    if not types:
+        raise ValueError("covariance_types is empty: give at least one of 'full', 'tied', 'diag', 'spherical'.")
+    for kind in types:
+        check_covariance_type(kind)
+    return types
+
+
+def select_n_components(
+    X,
+    n_components_range,
+    *,
+    criterion="bic",
+    covariance_types=("full",),
+    n_init=1,
+    init_params="kmeans",
+    random_state=None,
+    tol=1e-3,
+    reg_covar=1e-6,
+    max_iter=100,
+    split_every=DEFAULT_SPLIT_EVERY,
+    persist="auto",
+):
+    """Fit a mixture for every number of components and covariance type, in
+    shared passes over the data, and pick the best by BIC or AIC.
+
+    Every candidate is the model ``GaussianMixture(K, covariance_type=...,
+    n_init=n_init, init_params=init_params, random_state=random_state, tol=tol,
+    reg_covar=reg_covar, max_iter=max_iter)`` would fit on its own (the same
+    starts, the same EM iterations, to floating-point rounding), but all of
+    them are initialised together and every EM pass evaluates every
+    candidate (and restart) still running, in one task per chunk; a
+    candidate drops out when it converges.  One more pass then computes the
+    log-likelihood of every candidate's *final* parameters (EM's last pass
+    gives it for the parameters before the last M-step, ``lower_bound_``),
+    so the criteria equal each model's ``bic(X)`` and ``aic(X)``.
+
+    Parameters
+    ----------
+    X : dask.array.Array or array-like, shape (n_samples, n_features)
+    n_components_range : iterable of int
+        Numbers of components to try, e.g. ``range(1, 13)``.
+    criterion : {'bic', 'aic'}, default='bic'
+        Lower is better.
+    covariance_types : sequence of {'full', 'tied', 'diag', 'spherical'}, default=('full',)
+    n_init : int, default=1
+        Restarts per candidate (the best lower bound is kept, as in
+        :class:`GaussianMixture`).
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    random_state : int, RandomState or None
+    tol, reg_covar, max_iter, split_every, persist
+        As in :class:`GaussianMixture`.
+
+    Returns
+    -------
+    SelectionResult
+        Unpacks as ``(best_model, table)``; also holds every fitted model
+        (``models_``) and the number of passes made (``n_passes_``).
+
+    Raises
+    ------
+    ValueError
+        On invalid arguments (with :class:`GaussianMixture`'s messages), a
+        number of components above the number of samples, or a candidate
+        whose covariance becomes ill-defined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import daskgmm
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (300, 2)), rng.normal(5, 1, (300, 2))])
+    >>> best, table = daskgmm.select_n_components(X, range(1, 5), random_state=0)
+    >>> best.n_components
+    2
+    >>> [int(k) for k in table["n_components"]]
+    [1, 2, 3, 4]
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic' or 'aic'.")
+    types = _check_types(covariance_types)
+    template = GaussianMixture(
+        1, covariance_type=types[0], tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
+        init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
+    )
+    template._validate_params()
+    dX = as_dask_array(X)
+    n_samples, n_features = dX.shape
+    ks = _check_range(n_components_range, n_samples)
+    dX, persisted = _engine.place_data(dX, persist)
+
+    # Restart i of every candidate has seed i; the restarts of one K share
+    # their k-means|| candidate set, as in GaussianMixture.
+    seeds = spawn_seeds(random_state, n_init)
+    candidates = [(k, kind) for kind in types for k in ks]
+    specs = [Spec(k, kind, seed, pool=seeds[0]) for k, kind in candidates for seed in seeds]
+    counter = PassCounter()
+    runs = initialize(dX, init_params, specs, reg_covar, split_every=split_every, counter=counter)
+    n_init_passes = counter.passes
+    runs, n_em_passes = _engine.run_em(
+        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every
+    )
+    best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init]) for c in range(len(candidates))]
+    # The log-likelihood of the final parameters: one pass for all candidates.
+    totals = _engine.score_pass(dX, [run.model() for run in best_runs], split_every=split_every)
+    n_passes = n_init_passes + n_em_passes + 1
+
+    models = {}
+    for (k, kind), run in zip(candidates, best_runs):
+        model = GaussianMixture(
+            k, covariance_type=kind, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
+            init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
+        )
+        model._set_parameters(run)
+        model.n_features_in_ = n_features
+        model.n_samples_skipped_ = 0
+        model.n_passes_ = n_passes  # the shared fit's passes
+        model.persisted_ = persisted
+        models[(k, kind)] = model
+
+    n_parameters = np.array([models[c]._n_parameters() for c in candidates])
+    log_n = np.log(n_samples)
+    table = {
+        "n_components": np.array([k for k, _ in candidates]),
+        "covariance_type": np.array([kind for _, kind in candidates]),
+        "bic": -2.0 * totals + n_parameters * log_n,
+        "aic": -2.0 * totals + 2.0 * n_parameters,
+        "log_likelihood": totals,
+        "score": totals / n_samples,
+        "n_parameters": n_parameters,
+        "lower_bound": np.array([run.lower_bound for run in best_runs]),
+        "n_iter": np.array([run.n_iter for run in best_runs]),
+        "converged": np.array([run.converged for run in best_runs]),
+    }
+    best = int(np.argmin(table[criterion]))
+    not_converged = [c for c, run in zip(candidates, best_runs) if not run.converged]
+    if not_converged and max_iter > 0:
+        listed = ", ".join(f"({k}, {kind!r})" for k, kind in not_converged)
+        warnings.warn(
+            f"Best performing initialization did not converge for (n_components, covariance_type) = {listed}. "
+            "Try different init parameters, or increase max_iter, tol, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return SelectionResult(
+        best_=models[candidates[best]],
+        table=table,
+        models_=models,
+        criterion=criterion,
+        n_passes_=n_passes,
+        passes_={"init": n_init_passes, "em": n_em_passes, "score": 1},
+    )
