@@ -1,0 +1,824 @@
+"""The ``daskgmm`` command line: ``fit``, ``predict``, ``info`` and ``demo``.
+
+Examples
+--------
+Fit 4 components on a NumPy file, on a LocalCluster of 2 workers::
+
+    daskgmm fit X.npy --n-components 4 --workers 2
+
+Fit a (time, y, x, band) cube from a zarr store; samples with a missing band
+(NaN) are skipped and get label -1::
+
+    daskgmm fit cube.zarr --variable reflectance --feature-dim band --n-components 5
+    daskgmm predict cube.daskgmm.npz cube.zarr --out labels.zarr
+
+Show a saved model, or run the built-in demonstration::
+
+    daskgmm info cube.daskgmm.npz
+    daskgmm demo --plot demo.png
+
+Errors are reported as one line on stderr (``daskgmm: error: ...``) with exit
+status 1 (2 for a bad command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+PROG = "daskgmm"
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
+ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+
+
+# --------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------
+
+
+class NpyFile:
+    """A ``.npy`` file as a lazy array-like for :func:`dask.array.from_array`.
+
+    It pickles as its path, so each task memory-maps its own rows instead of
+    the data travelling through the task graph.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        array = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, index):
+        return np.asarray(np.load(self.path, mmap_mode="r")[index])
+
+    def __getstate__(self):
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype.str}
+
+    def __setstate__(self, state):
+        self.path = state["path"]
+        self.shape = tuple(state["shape"])
+        self.dtype = np.dtype(state["dtype"])
+        self.ndim = len(self.shape)
+
+
+def input_format(path):
+    """'npy', 'zarr' or 'netcdf' from the path's suffix (or a zarr folder's content)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return "npy"
+    if suffix == ".zarr" or (path.is_dir() and any((path / marker).exists() for marker in ZARR_MARKERS)):
+        return "zarr"
+    if suffix in NETCDF_SUFFIXES:
+        return "netcdf"
+    raise ValueError(
+        f"cannot tell the format of {path}: use a .npy file, a zarr store (.zarr) or a netCDF file "
+        f"({', '.join(NETCDF_SUFFIXES)})."
+    )
+
+
+class Input:
+    """What a command reads: a plain 2-D array or labelled data.
+
+    Attributes
+    ----------
+    X : dask.array.Array or None
+        Plain input, (n_samples, n_features).
+    data : xarray.DataArray or xarray.Dataset or None
+        Labelled input, used with ``feature_dim``, ``sample_dims``, ``variables``.
+    """
+
+    def __init__(self, path, fmt, X=None, data=None, feature_dim=None, sample_dims=None, variables=None):
+        self.path, self.format, self.X, self.data = os.fspath(path), fmt, X, data
+        self.feature_dim, self.sample_dims, self.variables = feature_dim, sample_dims, variables
+
+    @property
+    def labelled(self):
+        return self.data is not None
+
+    def layout(self):
+        """JSON description recorded in a saved model (``input``)."""
+        if not self.labelled:
+            return {"source": self.path, "format": self.format, "labelled": False}
+        from .xarray import as_feature_array
+
+        array, feature_dim = as_feature_array(self.data, self.feature_dim, self.variables)
+        features = array[feature_dim].values.tolist() if feature_dim in array.coords else None
+        return {
+            "source": self.path,
+            "format": self.format,
+            "labelled": True,
+            "variables": self.variables,
+            "feature_dim": str(feature_dim),
+            "sample_dims": None if self.sample_dims is None else [str(d) for d in self.sample_dims],
+            "features": None if features is None else [str(f) for f in features],
+        }
+
+
+def _split_names(values):
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``; None stays None."""
+    if not values:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return names or None
+
+
+def _describe_variables(ds):
+    return ", ".join(f"{name}({', '.join(map(str, ds[name].dims))})" for name in ds.data_vars) or "none"
+
+
+def _choose_labelled(ds, path, variables, feature_dim, sample_dims):
+    """A DataArray (one variable holding ``feature_dim``) or the Dataset
+    (variables as features) from an opened Dataset."""
+    if variables:
+        missing = [name for name in variables if name not in ds.data_vars]
+        if missing:
+            raise ValueError(f"{path} has no variable {', '.join(missing)}; its variables are {_describe_variables(ds)}.")
+    if variables and len(variables) == 1 and feature_dim is not None and feature_dim in ds[variables[0]].dims:
+        return Input(path, None, data=ds[variables[0]], feature_dim=feature_dim, sample_dims=sample_dims)
+    if variables:
+        return Input(path, None, data=ds, feature_dim=feature_dim, sample_dims=sample_dims, variables=variables)
+    if feature_dim is not None:
+        holders = [name for name in ds.data_vars if feature_dim in ds[name].dims]
+        if len(holders) == 1:
+            return Input(path, None, data=ds[holders[0]], feature_dim=feature_dim, sample_dims=sample_dims)
+        if len(holders) > 1:
+            raise ValueError(
+                f"several variables of {path} have a dimension {feature_dim!r} ({', '.join(holders)}): "
+                "choose one with --variable."
+            )
+        raise ValueError(
+            f"no variable of {path} has a dimension {feature_dim!r}; its variables are {_describe_variables(ds)}. "
+            "Name the dimension holding the features with --feature-dim, or use variables as features "
+            "with --variable A,B,..."
+        )
+    raise ValueError(
+        f"{path} holds labelled data: name the dimension holding the features with --feature-dim "
+        f"(and the variable with --variable), or use variables as features with --variable A,B,...; "
+        f"its variables are {_describe_variables(ds)}."
+    )
+
+
+def open_input(path, *, variables=None, feature_dim=None, sample_dims=None):
+    """Open ``path`` lazily, with the storage's own chunks.
+
+    ``.npy`` files are memory-mapped into a Dask array of row chunks; zarr
+    stores open with :func:`xarray.open_zarr` (or :func:`dask.array.from_zarr`
+    for a plain 2-D zarr array); netCDF files with
+    ``xarray.open_dataset(path, chunks={})``.
+    """
+    import dask.array as da
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or directory: {path}")
+    fmt = input_format(path)
+    if fmt == "npy":
+        if variables or feature_dim or sample_dims:
+            raise ValueError(f"{path} is a plain .npy array: --variable, --feature-dim and --sample-dims do not apply.")
+        from .mixture import _default_chunk_rows
+
+        array = NpyFile(path)
+        if array.ndim != 2:
+            raise ValueError(f"{path} holds a {array.ndim}-D array with shape {array.shape}; expected (n_samples, n_features).")
+        rows = _default_chunk_rows(array.shape[0], array.shape[1], array.dtype.itemsize)
+        return Input(path, fmt, X=da.from_array(array, chunks=(rows, -1), asarray=True, name=f"npy-{Path(path).name}-{os.stat(path).st_mtime_ns}"))
+    import xarray as xr
+
+    labelled = bool(variables) or feature_dim is not None
+    if fmt == "zarr":
+        if not labelled:
+            try:
+                return Input(path, fmt, X=da.from_zarr(path))
+            except Exception:  # a group (an xarray Dataset): explain below
+                pass
+        ds = xr.open_zarr(path)
+    else:
+        try:
+            ds = xr.open_dataset(path, chunks={})
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot open {path} as netCDF: {exc}") from None
+    chosen = _choose_labelled(ds, path, variables, feature_dim, sample_dims)
+    chosen.format = fmt
+    return chosen
+
+
+# --------------------------------------------------------------------------
+# Cluster, progress, messages
+# --------------------------------------------------------------------------
+
+
+LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync")
+
+
+@contextlib.contextmanager
+def compute_context(args, out=None):
+    """A LocalCluster (default), a running scheduler (``--scheduler
+    ADDRESS``) or one of Dask's local schedulers (``--scheduler threads``)."""
+    import dask
+
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            _say(args, f"Dask scheduler: {scheduler} (no cluster)", out)
+            yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
+            _say(args, f"Dask scheduler: {scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)", out)
+            yield client
+        return
+    kwargs = {
+        "processes": True,
+        "dashboard_address": args.dashboard_address,
+        "silence_logs": logging.ERROR,
+    }
+    if args.workers is not None:
+        kwargs["n_workers"] = args.workers
+    if args.threads_per_worker is not None:
+        kwargs["threads_per_worker"] = args.threads_per_worker
+    if args.memory_limit is not None:
+        kwargs["memory_limit"] = args.memory_limit
+    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+        n_workers = len(cluster.workers)
+        threads = sum(client.nthreads().values())
+        _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
+        yield client
+
+
+def _say(args, message, out=None):
+    if not getattr(args, "quiet", False):
+        print(message, file=out or sys.stderr, flush=True)
+
+
+class Progress:
+    """EM callback: a progress bar (tqdm if installed) and one line per
+    iteration with the log-likelihood, on stderr."""
+
+    def __init__(self, max_iter, *, enabled=True, out=None):
+        self.enabled = enabled
+        self.out = out or sys.stderr
+        self.max_iter = max_iter
+        self.bar = None
+
+    def _start_bar(self, iteration):
+        # Started at the first iteration: initialisation is not an EM step.
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(
+            total=self.max_iter, initial=iteration - 1, desc="EM", unit="it", file=self.out, leave=False,
+            dynamic_ncols=True,
+        )
+
+    def __call__(self, info):
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self._start_bar(info["iteration"])
+        runs = info["runs"]
+        best = max(runs, key=lambda run: run.lower_bound)
+        change = (
+            f"change {best.history[-1] - best.history[-2]: .2e}" if len(best.history) > 1 else f"{'':16}"
+        )
+        line = (
+            f"iteration {info['iteration']:4d}  log-likelihood {best.lower_bound: .8f}  {change}  "
+            f"({info['seconds']:.2f} s, {len(info['active'])}/{len(runs)} runs, {info['n_chunks']} chunks)"
+        )
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"log-likelihood {best.lower_bound:.6f}")
+            self.bar.write(line, file=self.out)
+        else:
+            print(line, file=self.out, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _fit_with_progress(model, source, args):
+    """Fit ``model`` on ``source`` with a progress display; warnings become
+    one-line messages on stderr."""
+    progress = Progress(model.max_iter, enabled=not args.quiet)
+    _say(args, f"initialising {model.n_components} components ({model.init_params}) ...")
+    tic = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if source.labelled:
+                from . import xarray as dxr
+
+                dxr.fit(
+                    model, source.data, source.feature_dim, source.sample_dims,
+                    variables=source.variables, callbacks=[progress],
+                )
+            else:
+                model._fit(source.X, callbacks=[progress])
+    finally:
+        progress.close()
+    for warning in caught:
+        print(f"{PROG}: warning: {str(warning.message).splitlines()[0]}", file=sys.stderr)
+    return time.perf_counter() - tic
+
+
+# --------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------
+
+
+def _fmt_vector(values, digits=4):
+    return "[" + ", ".join(f"{v:.{digits}g}" for v in np.ravel(values)) + "]"
+
+
+def component_stds(covariances, covariance_type, n_components, n_features):
+    """Standard deviation along each feature, (K, D), for any covariance type."""
+    cov = np.asarray(covariances)
+    if covariance_type == "full":
+        var = np.diagonal(cov, axis1=1, axis2=2)
+    elif covariance_type == "tied":
+        var = np.broadcast_to(np.diagonal(cov), (n_components, n_features))
+    elif covariance_type == "diag":
+        var = cov
+    else:
+        var = np.broadcast_to(cov[:, None], (n_components, n_features))
+    return np.sqrt(var)
+
+
+def component_table(weights, means, covariances, covariance_type, order=None):
+    """Lines: one per component with weight, mean and standard deviations."""
+    k, d = np.asarray(means).shape
+    stds = component_stds(covariances, covariance_type, k, d)
+    order = range(k) if order is None else order
+    lines = [f"  {'comp':>4}  {'weight':>7}  {'mean':<32}  std (per feature)"]
+    for j in order:
+        lines.append(f"  {j:>4}  {weights[j]:7.4f}  {_fmt_vector(means[j]):<32}  {_fmt_vector(stds[j], 3)}")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------
+
+
+def default_model_path(input_path):
+    stem = Path(os.fspath(input_path).rstrip("/\\"))
+    return os.fspath(stem.with_name(stem.stem + ".daskgmm.npz"))
+
+
+def _check_writable(path, overwrite):
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it.")
+
+
+def cmd_fit(args):
+    from .io import save_model
+    from .mixture import GaussianMixture
+
+    out_path = args.out or default_model_path(args.input)
+    _check_writable(out_path, args.overwrite)
+    model = GaussianMixture(
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init_params,
+        random_state=args.random_state,
+    )
+    model._validate_params()  # fail before starting a cluster
+    with compute_context(args):
+        source = open_input(
+            args.input, variables=_split_names(args.variable), feature_dim=args.feature_dim,
+            sample_dims=_split_names(args.sample_dims),
+        )
+        seconds = _fit_with_progress(model, source, args)
+        layout = source.layout()
+    n_skipped = int(model.n_samples_skipped_ or 0) if source.labelled else 0
+    layout["n_samples_skipped"] = n_skipped
+    save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
+    state = "converged" if model.converged_ else "did NOT converge"
+    print(
+        f"fitted {model.n_components} components ({model.covariance_type}) with {model.n_features_in_} features "
+        f"in {seconds:.2f} s: {state} after {model.n_iter_} iterations, lower bound {model.lower_bound_:.6f} "
+        f"({model.n_passes_} passes over the data)"
+    )
+    if source.labelled:
+        print(f"skipped {n_skipped} samples with a missing (NaN) feature")
+    if not args.quiet:
+        print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
+    print(f"saved model to {out_path}")
+    return 0
+
+
+def _output_format(path):
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        return "npy"
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix in NETCDF_SUFFIXES:
+        return "netcdf"
+    raise ValueError(f"cannot tell the output format of {path}: use .npy, .zarr or .nc.")
+
+
+def _default_predict_path(input_path, source):
+    stem = Path(os.fspath(input_path).rstrip("/\\"))
+    suffix = {"zarr": ".zarr", "netcdf": ".nc"}.get(source.format, ".npy") if source.labelled else ".npy"
+    return os.fspath(stem.with_name(stem.stem + ".labels" + suffix))
+
+
+def _write_npy(path, values):
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.save(handle, values)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_predict(args):
+    import dask
+    import xarray as xr
+
+    from . import xarray as dxr
+    from .io import load, read_archive
+
+    model = load(args.model)
+    _, meta = read_archive(args.model)
+    saved = meta.get("input") or {}
+    variables = _split_names(args.variable)
+    feature_dim, sample_dims = args.feature_dim, _split_names(args.sample_dims)
+    if saved.get("labelled") and not (variables or feature_dim):
+        # Same layout as at fit time unless told otherwise.
+        variables, feature_dim = saved.get("variables"), saved.get("feature_dim")
+        sample_dims = sample_dims or saved.get("sample_dims")
+    with compute_context(args):
+        source = open_input(args.input, variables=variables, feature_dim=feature_dim, sample_dims=sample_dims)
+        out_path = args.out or _default_predict_path(args.input, source)
+        _check_writable(out_path, args.overwrite)
+        out_format = _output_format(out_path)
+        if source.labelled:
+            where = (source.data, source.feature_dim, source.sample_dims)
+            kwargs = {"variables": source.variables}
+            outputs = {"label": dxr.predict(model, *where, **kwargs)}
+            if args.score:
+                outputs["log_likelihood"] = dxr.score_samples(model, *where, **kwargs)
+            if args.proba:
+                outputs["probability"] = dxr.predict_proba(model, *where, **kwargs)
+        else:
+            outputs = {"label": xr.DataArray(model.predict(source.X), dims=("sample",))}
+            if args.score:
+                outputs["log_likelihood"] = xr.DataArray(model.score_samples(source.X), dims=("sample",))
+            if args.proba:
+                outputs["probability"] = xr.DataArray(model.predict_proba(source.X), dims=("sample", "component"))
+        labels = outputs["label"]
+        labels.attrs.update(long_name="Gaussian mixture component", missing_label=-1)
+        n_missing = (labels == -1).sum().data
+        if out_format == "npy":
+            if len(outputs) > 1:
+                raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")
+            values, n_missing = dask.compute(labels.data, n_missing)
+            _write_npy(out_path, values)
+        else:
+            ds = xr.Dataset(outputs)
+            ds.attrs.update(model=os.path.abspath(args.model), source=os.path.abspath(args.input), created_by=PROG)
+            for variable in ds.variables.values():
+                variable.encoding = {}
+            if out_format == "zarr":
+                job = ds.to_zarr(out_path, mode="w" if args.overwrite else "w-", compute=False)
+            else:
+                if args.overwrite and os.path.exists(out_path):
+                    os.unlink(out_path)
+                job = ds.to_netcdf(out_path, compute=False)
+            _, n_missing = dask.compute(job, n_missing)
+    dims = ", ".join(map(str, labels.dims))
+    print(f"wrote labels ({dims}) of {labels.size} samples to {out_path}; {int(n_missing)} without a label (-1)")
+    return 0
+
+
+def cmd_info(args):
+    from .io import load, read_archive
+
+    model = load(args.model)
+    _, meta = read_archive(args.model)
+    if args.json:
+        print(json.dumps(meta, indent=2, sort_keys=True))
+        return 0
+    fit = meta.get("fit", {})
+    print(f"{args.model}: {meta['format']} format version {meta['format_version']}, written by daskgmm {meta.get('daskgmm_version', '?')}")
+    print(
+        f"  {model.n_components} components, {model.n_features_in_} features, covariance_type={model.covariance_type}"
+    )
+    state = "converged" if fit.get("converged") else "did not converge"
+    print(f"  fit: {state} after {fit.get('n_iter')} iterations, lower bound {fit.get('lower_bound'):.6f}")
+    params = ", ".join(f"{k}={v!r}" for k, v in sorted(meta.get("params", {}).items()) if v is not None)
+    print(f"  parameters: {params}")
+    source = meta.get("input")
+    if source:
+        text = f"  input: {source.get('source')} ({source.get('format')})"
+        if source.get("labelled"):
+            text += f", feature_dim={source.get('feature_dim')!r}"
+            if source.get("variables"):
+                text += f", variables={source['variables']}"
+            if source.get("features"):
+                text += f", features={source['features']}"
+            text += f", {source.get('n_samples_skipped', 0)} samples skipped"
+        print(text)
+    print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
+    return 0
+
+
+# Demo ----------------------------------------------------------------------
+
+DEMO_WEIGHTS = np.array([0.45, 0.35, 0.20])
+DEMO_MEANS = np.array([[0.0, 0.0], [6.0, 2.0], [1.0, 7.0]])
+DEMO_COVARIANCES = np.array(
+    [
+        [[2.0, 0.8], [0.8, 1.0]],
+        [[1.0, -0.6], [-0.6, 1.5]],
+        [[0.5, 0.0], [0.0, 2.5]],
+    ]
+)
+
+
+def demo_data(n_samples, seed=0):
+    """The demo's synthetic 3-component 2-D mixture: X (n, 2), true labels."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(len(DEMO_WEIGHTS), size=n_samples, p=DEMO_WEIGHTS)
+    X = np.empty((n_samples, 2))
+    for j, (mean, cov) in enumerate(zip(DEMO_MEANS, DEMO_COVARIANCES)):
+        rows = labels == j
+        X[rows] = rng.multivariate_normal(mean, cov, size=int(rows.sum()))
+    return X, labels
+
+
+def match_components(means, true_means):
+    """Index of the fitted component matching each true one (Hungarian)."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = ((true_means[:, None, :] - means[None, :, :]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    return cols[np.argsort(rows)]
+
+
+def _ellipse(ax, mean, cov, **style):
+    from matplotlib.patches import Ellipse
+
+    values, vectors = np.linalg.eigh(cov)
+    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+    width, height = 2 * 2.0 * np.sqrt(values[::-1])  # 2 standard deviations
+    ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, **style))
+
+
+def demo_plot(path, X, labels, model, order):
+    """Scatter of a sample of X coloured by fitted label, with the fitted
+    (solid) and true (dashed) 2-sigma ellipses; written with the Agg canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(1)
+    show = rng.choice(X.shape[0], size=min(5000, X.shape[0]), replace=False)
+    fig = Figure(figsize=(7, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.scatter(X[show, 0], X[show, 1], c=labels[show], s=3, cmap="tab10", vmin=0, vmax=9, alpha=0.5)
+    for true_j, fitted_j in enumerate(order):
+        _ellipse(ax, DEMO_MEANS[true_j], DEMO_COVARIANCES[true_j], color="black", linestyle="--", linewidth=1.2)
+        _ellipse(ax, model.means_[fitted_j], model.covariances_[fitted_j], color="C3", linewidth=2)
+    ax.plot(*model.means_.T, "x", color="C3", markersize=10, label="fitted means")
+    ax.plot(*DEMO_MEANS.T, "+", color="black", markersize=10, label="true means")
+    ax.plot([], [], color="C3", linewidth=2, label="fitted 2σ")
+    ax.plot([], [], color="black", linestyle="--", linewidth=1.2, label="true 2σ")
+    ax.set_title(f"daskgmm demo: {X.shape[0]} samples, {model.n_components} components (2σ ellipses)")
+    ax.legend(loc="upper right")
+    fig.savefig(path)
+    return path
+
+
+def cmd_demo(args):
+    import dask.array as da
+
+    from .mixture import GaussianMixture
+
+    if args.n_samples < 100:
+        raise ValueError(f"--n-samples must be at least 100, got {args.n_samples}.")
+    print(f"daskgmm demo: a {len(DEMO_WEIGHTS)}-component 2-D Gaussian mixture, {args.n_samples} samples (seed {args.random_state})")
+    X, _ = demo_data(args.n_samples, seed=args.random_state)
+    model = GaussianMixture(
+        len(DEMO_WEIGHTS), covariance_type="full", tol=args.tol, max_iter=args.max_iter, random_state=args.random_state
+    )
+    with compute_context(args, out=sys.stdout):
+        n_chunks = max(1, min(args.chunks, args.n_samples // 50))
+        dX = da.from_array(X, chunks=(-(-args.n_samples // n_chunks), -1))
+        source = Input("demo", "memory", X=dX)
+        seconds = _fit_with_progress(model, source, args)
+        labels = np.asarray(model.predict(dX).compute()) if args.plot else None
+    order = match_components(model.means_, DEMO_MEANS)
+    state = "converged" if model.converged_ else "did NOT converge"
+    print(
+        f"fit: {state} after {model.n_iter_} iterations in {seconds:.2f} s "
+        f"({model.n_passes_} passes over {dX.numblocks[0]} chunks), lower bound {model.lower_bound_:.6f}"
+    )
+    true_stds = component_stds(DEMO_COVARIANCES, "full", 3, 2)
+    fitted_stds = component_stds(model.covariances_, "full", 3, 2)
+    def pair(values):
+        return "[" + ", ".join(f"{v:6.3f}" for v in values) + "]"
+
+    print("components, true vs fitted (fitted matched to the true ones by their means):")
+    print(f"  {'comp':>4}  {'weight':^15}  {'mean':^33}  {'std per feature':^33}  {'correlation':^15}")
+    print(f"  {'':>4}  {'true':>7} {'fitted':>7}  {'true':^16} {'fitted':^16}  {'true':^16} {'fitted':^16}  {'true':>7} {'fitted':>7}")
+    for true_j, fitted_j in enumerate(order):
+        tc, fc = DEMO_COVARIANCES[true_j], model.covariances_[fitted_j]
+        print(
+            f"  {true_j:>4}  {DEMO_WEIGHTS[true_j]:7.3f} {model.weights_[fitted_j]:7.3f}  "
+            f"{pair(DEMO_MEANS[true_j])} {pair(model.means_[fitted_j])}  "
+            f"{pair(true_stds[true_j])} {pair(fitted_stds[fitted_j])}  "
+            f"{tc[0, 1] / np.sqrt(tc[0, 0] * tc[1, 1]):+7.3f} {fc[0, 1] / np.sqrt(fc[0, 0] * fc[1, 1]):+7.3f}"
+        )
+    error = float(np.max(np.abs(model.means_[order] - DEMO_MEANS)))
+    print(f"largest error on a mean coordinate: {error:.4f}")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("note: matplotlib is not installed, no plot written (pip install matplotlib)")
+        else:
+            demo_plot(args.plot, X, labels, model, order)
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------
+
+
+def _add_cluster_options(parser, default_workers=None, default_threads=None):
+    group = parser.add_argument_group("where to compute")
+    group.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786), or one of "
+        f"{', '.join(LOCAL_SCHEDULERS)} for Dask's local schedulers without a cluster; "
+        "default: start a LocalCluster",
+    )
+    group.add_argument(
+        "--workers", type=int, default=default_workers, metavar="N",
+        help="LocalCluster worker processes (default: %s)" % (default_workers or "Dask's choice from the CPU count"),
+    )
+    group.add_argument(
+        "--threads-per-worker", type=int, default=default_threads, metavar="N",
+        help="threads per LocalCluster worker (default: %s)" % (default_threads or "Dask's choice"),
+    )
+    group.add_argument(
+        "--memory-limit", metavar="BYTES",
+        help="memory limit per LocalCluster worker, e.g. 4GB or 'auto' (default: Dask's share of the RAM)",
+    )
+    group.add_argument(
+        "--dashboard-address", default=":0", metavar="ADDR",
+        help="LocalCluster dashboard address (default ':0', a free port; ':8787' for the usual one)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, per-iteration lines or tables")
+
+
+def _add_layout_options(parser):
+    group = parser.add_argument_group("labelled input (zarr / netCDF)")
+    group.add_argument(
+        "--variable", action="append", metavar="NAME",
+        help="variable to read; several (repeat, or A,B,C) are used as the features",
+    )
+    group.add_argument("--feature-dim", metavar="DIM", help="dimension holding the features (e.g. band)")
+    group.add_argument(
+        "--sample-dims", action="append", metavar="DIMS",
+        help="dimensions indexing samples, e.g. time,y,x (default: all but the feature dimension)",
+    )
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_float(text):
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def build_parser():
+    from . import __version__
+    from ._blocks import COVARIANCE_TYPES
+    from ._init import INIT_PARAMS
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Gaussian Mixture Models fitted by EM on a Dask cluster (scikit-learn's answers).",
+        epilog="Run 'daskgmm COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fit = commands.add_parser(
+        "fit", help="fit a mixture on a .npy, zarr or netCDF input and save the model",
+        description="Fit a Gaussian mixture by EM and save it (daskgmm.load reads it back). "
+        "Labelled input: samples with a NaN feature are skipped and counted.",
+    )
+    fit.add_argument("input", help="a .npy file (n_samples, n_features), a zarr store or a netCDF file")
+    fit.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K", help="number of components")
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full", help="default: full")
+    fit.add_argument("--max-iter", type=int, default=100, metavar="N", help="EM iterations at most (default: 100)")
+    fit.add_argument("--tol", type=_non_negative_float, default=1e-3, help="convergence threshold on the lower bound (default: 1e-3)")
+    fit.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, help="added to covariance diagonals (default: 1e-6)")
+    fit.add_argument("--n-init", type=_positive_int, default=1, metavar="N", help="restarts, fitted together (default: 1)")
+    fit.add_argument("--init-params", choices=INIT_PARAMS, default="kmeans", help="default: kmeans")
+    fit.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for a reproducible fit")
+    fit.add_argument("-o", "--out", metavar="MODEL_PATH", help="where to save the model (default: INPUT stem + .daskgmm.npz)")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    _add_layout_options(fit)
+    _add_cluster_options(fit)
+    fit.set_defaults(handler=cmd_fit)
+
+    predict = commands.add_parser(
+        "predict", help="label every sample of an input with a saved model",
+        description="Write the most probable component of every sample: a .npy of labels, or a zarr/netCDF "
+        "dataset with the input's sample dimensions and coordinates (-1 where a feature is missing). "
+        "The labelled layout used at fit time is the default.",
+    )
+    predict.add_argument("model", help="a model saved by 'daskgmm fit' or GaussianMixture.save")
+    predict.add_argument("input", help="a .npy file, a zarr store or a netCDF file")
+    predict.add_argument(
+        "-o", "--out", metavar="PATH",
+        help="output: .npy (labels only), .zarr or .nc (default: INPUT stem + .labels + the input's kind)",
+    )
+    predict.add_argument("--proba", action="store_true", help="also write the probabilities (zarr/netCDF output)")
+    predict.add_argument("--score", action="store_true", help="also write the log-likelihood (zarr/netCDF output)")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_layout_options(predict)
+    _add_cluster_options(predict)
+    predict.set_defaults(handler=cmd_predict)
+
+    info = commands.add_parser(
+        "info", help="show a saved model's metadata and parameters",
+        description="Print a saved model's format, settings, convergence record and components.",
+    )
+    info.add_argument("model", help="a saved model file")
+    info.add_argument("--json", action="store_true", help="print the metadata document as JSON")
+    info.set_defaults(handler=cmd_info)
+
+    demo = commands.add_parser(
+        "demo", help="fit built-in sample data on a LocalCluster and show what was found",
+        description="Generate a 3-component 2-D Gaussian mixture (fixed seed), fit it on a LocalCluster of "
+        "2 workers, print the components found next to the true ones and write a plot.",
+    )
+    demo.add_argument("--n-samples", type=int, default=200_000, metavar="N", help="rows to generate (default: 200000)")
+    demo.add_argument("--chunks", type=_positive_int, default=8, metavar="N", help="row chunks (default: 8)")
+    demo.add_argument("--random-state", type=int, default=0, metavar="SEED", help="seed of data and fit (default: 0)")
+    demo.add_argument("--tol", type=_non_negative_float, default=1e-4, help="convergence threshold (default: 1e-4)")
+    demo.add_argument("--max-iter", type=int, default=200, metavar="N", help="EM iterations at most (default: 200)")
+    demo.add_argument("--plot", default="daskgmm-demo.png", metavar="PATH", help="PNG to write (default: daskgmm-demo.png)")
+    demo.add_argument("--no-plot", dest="plot", action="store_const", const=None, help="do not write a plot")
+    _add_cluster_options(demo, default_workers=2, default_threads=1)
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``daskgmm`` command; returns the exit status."""
+    # zarr 3 warns on every consolidated write; the store is still standard.
+    warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, ImportError) and not str(exc):
+            message = f"missing module {exc.name}"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,410 @@
+"""The ``daskgmm`` command line (daskgmm.cli).
+
+Every command runs once as a real subprocess (``python -m daskgmm.cli``) on
+small data; option handling and error messages are also checked in-process
+through ``main(argv)``, which is what the installed ``daskgmm`` script calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import daskgmm
+from daskgmm import GaussianMixture, cli
+from daskgmm import xarray as dxr
+from daskgmm.io import read_archive
+
+xr = pytest.importorskip("xarray")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd, timeout=120):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return subprocess.run(
+        [sys.executable, "-m", "daskgmm.cli", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def two_blobs(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(size=(n // 2, 2)), rng.normal(size=(n - n // 2, 2)) * 0.5 + [5.0, 3.0]])
+
+
+def small_cube(seed=0):
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.1, 0.4, 0.2], [0.3, 0.1, 0.5], [0.6, 0.6, 0.1]])
+    shape = (2, 10, 12)
+    values = means[rng.integers(3, size=shape)] + rng.normal(scale=0.03, size=shape + (3,))
+    values[:, :2, :3] = np.nan
+    values[1, 5, 5, 0] = np.nan
+    return xr.DataArray(
+        values.astype(np.float32),
+        dims=("time", "y", "x", "band"),
+        coords={
+            "time": pd.date_range("2024-01-01", periods=2),
+            "y": np.arange(10) * 30.0,
+            "x": np.arange(12) * 30.0,
+            "band": ["red", "nir", "swir"],
+        },
+        name="reflectance",
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Inputs written once: a .npy table, a zarr store and a netCDF file."""
+    folder = tmp_path_factory.mktemp("cli")
+    np.save(folder / "X.npy", two_blobs())
+    cube = small_cube()
+    cube.to_dataset().chunk({"time": 1, "y": 5, "x": 6}).to_zarr(folder / "cube.zarr")
+    cube.to_dataset().to_netcdf(folder / "cube.nc", encoding={"reflectance": {"chunksizes": (1, 5, 6, 3)}})
+    return folder
+
+
+def check_ok(result):
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
+# --------------------------------------------------------------------------
+# Subprocesses: every command once
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fit_npy_on_a_local_cluster(workdir):
+    result = check_ok(run_cli("fit", "X.npy", "-k", "2", "--random-state", "0", "--workers", "1",
+                              "--threads-per-worker", "2", cwd=workdir))
+    assert "Dask LocalCluster: 1 workers, 2 threads" in result.stderr
+    assert "iteration    1  log-likelihood" in result.stderr  # per-iteration log-likelihood
+    assert "saved model to X.daskgmm.npz" in result.stdout  # default name: INPUT stem + .daskgmm.npz
+    model = daskgmm.load(workdir / "X.daskgmm.npz")
+    reference = GaussianMixture(2, random_state=0).fit(two_blobs())
+    # Draws are keyed by row index: the same fit whatever the chunks or workers.
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(model.covariances_, reference.covariances_, rtol=1e-8, atol=1e-10)
+    assert model.n_iter_ == reference.n_iter_
+    _, meta = read_archive(workdir / "X.daskgmm.npz")
+    assert meta["input"] == {"source": "X.npy", "format": "npy", "labelled": False, "n_samples_skipped": 0}
+
+
+@pytest.mark.slow
+def test_predict_npy_writes_labels(workdir, tmp_path):
+    model = GaussianMixture(2, random_state=0).fit(two_blobs())
+    model.save(tmp_path / "m.npz")
+    result = check_ok(run_cli("predict", tmp_path / "m.npz", workdir / "X.npy", "--out", tmp_path / "labels.npy",
+                              "--scheduler", "threads", cwd=tmp_path))
+    labels = np.load(tmp_path / "labels.npy")
+    np.testing.assert_array_equal(labels, model.predict(two_blobs()))
+    assert labels.dtype == np.int64
+    assert "wrote labels (sample) of 2000 samples" in result.stdout
+    assert "0 without a label (-1)" in result.stdout
+
+
+@pytest.mark.slow
+def test_fit_and_predict_a_zarr_cube(workdir, tmp_path):
+    model_path = tmp_path / "cube.daskgmm.npz"
+    result = check_ok(run_cli(
+        "fit", workdir / "cube.zarr", "-k", "3", "--variable", "reflectance", "--feature-dim", "band",
+        "--sample-dims", "time,y,x", "--random-state", "1", "--out", model_path, "--scheduler", "threads",
+        "--covariance-type", "diag", "--max-iter", "50", "--tol", "1e-4", cwd=tmp_path,
+    ))
+    cube = small_cube()
+    n_nan = int((~np.isfinite(cube).all("band")).sum())
+    assert f"skipped {n_nan} samples with a missing (NaN) feature" in result.stdout
+    model = daskgmm.load(model_path)
+    assert (model.covariance_type, model.max_iter, model.tol, model.random_state) == ("diag", 50, 1e-4, 1)
+    _, meta = read_archive(model_path)
+    assert meta["input"]["feature_dim"] == "band"
+    assert meta["input"]["features"] == ["red", "nir", "swir"]
+    assert meta["input"]["n_samples_skipped"] == n_nan
+
+    # predict: the layout recorded at fit time is the default.
+    out = tmp_path / "labels.zarr"
+    result = check_ok(run_cli("predict", model_path, workdir / "cube.zarr", "--out", out, "--proba",
+                              "--scheduler", "threads", cwd=tmp_path))
+    assert f"{n_nan} without a label (-1)" in result.stdout
+    written = xr.open_zarr(out)
+    assert set(written.data_vars) == {"label", "probability"}
+    assert written.label.dims == ("time", "y", "x")
+    for name in ("time", "y", "x"):
+        np.testing.assert_array_equal(written[name].values, cube[name].values)
+    expected = dxr.predict(model, cube, feature_dim="band")
+    np.testing.assert_array_equal(written.label.values, expected.values)
+    assert written.label.attrs["missing_label"] == -1
+    assert written.probability.dims == ("time", "y", "x", "component")
+
+
+@pytest.mark.slow
+def test_fit_and_predict_a_netcdf_cube(workdir, tmp_path):
+    model_path = tmp_path / "nc.npz"
+    check_ok(run_cli("fit", workdir / "cube.nc", "-k", "3", "--feature-dim", "band", "--random-state", "0",
+                     "--out", model_path, "--scheduler", "threads", "--quiet", cwd=tmp_path))
+    out = tmp_path / "labels.nc"
+    check_ok(run_cli("predict", model_path, workdir / "cube.nc", "--out", out, "--score",
+                     "--scheduler", "threads", "--quiet", cwd=tmp_path))
+    model = daskgmm.load(model_path)
+    with xr.open_dataset(out) as written:
+        cube = small_cube()
+        np.testing.assert_array_equal(written.label.values, dxr.predict(model, cube, "band").values)
+        np.testing.assert_allclose(
+            written.log_likelihood.values, dxr.score_samples(model, cube, "band").values, rtol=1e-5
+        )
+        assert written.log_likelihood.dtype == np.float32
+
+
+@pytest.mark.slow
+def test_info_prints_metadata_and_components(tmp_path):
+    model = GaussianMixture(2, covariance_type="tied", random_state=0).fit(two_blobs())
+    model.save(tmp_path / "m.npz")
+    result = check_ok(run_cli("info", "m.npz", cwd=tmp_path))
+    out = result.stdout
+    assert "daskgmm-model format version 1" in out
+    assert "2 components, 2 features, covariance_type=tied" in out
+    assert f"after {model.n_iter_} iterations, lower bound {model.lower_bound_:.6f}" in out
+    assert "random_state=0" in out
+    assert out.count("\n") >= 7  # header lines + a table row per component
+    result = check_ok(run_cli("info", "m.npz", "--json", cwd=tmp_path))
+    assert json.loads(result.stdout)["covariance_type"] == "tied"
+
+
+@pytest.mark.slow
+def test_demo_fits_on_a_local_cluster_and_plots(tmp_path):
+    result = check_ok(run_cli("demo", "--n-samples", "4000", "--plot", "demo.png", cwd=tmp_path))
+    out = result.stdout
+    assert "Dask LocalCluster: 2 workers, 2 threads" in out
+    assert "fit: converged after" in out
+    assert "components, true vs fitted" in out
+    rows = re.findall(r"^ +(\d) +(0\.\d{3}) +(0\.\d{3}) ", out, flags=re.M)  # comp, true weight, fitted weight
+    assert [r[0] for r in rows] == ["0", "1", "2"]
+    assert [float(r[1]) for r in rows] == [0.45, 0.35, 0.2]
+    np.testing.assert_allclose([float(r[2]) for r in rows], [0.45, 0.35, 0.2], atol=0.03)
+    error = float(out.split("largest error on a mean coordinate: ")[1].split()[0])
+    assert error < 0.3
+    png = (tmp_path / "demo.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert "plot written to demo.png" in out
+
+
+@pytest.mark.slow
+def test_errors_are_one_line_without_traceback(tmp_path):
+    (tmp_path / "broken.npz").write_bytes(b"not a zip file at all")
+    np.save(tmp_path / "X.npy", two_blobs(100))
+    result = run_cli("predict", "broken.npz", "X.npy", "--scheduler", "threads", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("daskgmm: error: broken.npz is not a readable daskgmm file")
+    assert result.stdout == ""
+
+
+def test_installed_script():
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"daskgmm": "daskgmm.cli:main"}
+    assert callable(cli.main)
+    script = shutil.which("daskgmm")
+    if script is None:
+        pytest.skip("the daskgmm script is not installed on PATH (pip install . installs it)")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"daskgmm {daskgmm.__version__}"
+
+
+# --------------------------------------------------------------------------
+# In-process: options, defaults and error messages
+# --------------------------------------------------------------------------
+
+
+def test_help_documents_every_option(capsys):
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    top = capsys.readouterr().out
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    assert set(subparsers.choices) == {"fit", "predict", "info", "demo"}
+    for name, sub in subparsers.choices.items():
+        assert name in top
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        text = capsys.readouterr().out
+        for action in sub._actions:
+            if action.help == "==SUPPRESS==":
+                continue
+            assert action.help, f"{name}: {action.dest} has no help"
+            names = action.option_strings or [action.dest]
+            assert any(n in text for n in names), f"{name} --help lacks {names}"
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"daskgmm {daskgmm.__version__}"
+
+
+def test_bad_command_line_exits_with_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "X.npy"])  # no --n-components
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: -k/--n-components" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "X.npy", "-k", "0"])
+    assert exit_info.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def error_of(capsys, argv):
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("daskgmm: error: "), captured.err
+    return lines[0][len("daskgmm: error: "):]
+
+
+def test_fit_refuses_to_overwrite_before_computing(workdir, tmp_path, capsys):
+    existing = tmp_path / "model.npz"
+    existing.write_bytes(b"keep me")
+    message = error_of(capsys, ["fit", str(workdir / "X.npy"), "-k", "2", "--out", str(existing)])
+    assert message == f"{existing} already exists; pass --overwrite to replace it."
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_input_errors(workdir, tmp_path, capsys):
+    threads = ["--scheduler", "threads", "-q"]
+    assert "no such file or directory" in error_of(capsys, ["fit", str(tmp_path / "nope.npy"), "-k", "2", *threads])
+    (tmp_path / "data.csv").write_text("1,2\n")
+    assert "cannot tell the format of" in error_of(capsys, ["fit", str(tmp_path / "data.csv"), "-k", "2", *threads])
+    message = error_of(capsys, ["fit", str(workdir / "cube.nc"), "-k", "2", *threads])
+    assert "holds labelled data: name the dimension holding the features with --feature-dim" in message
+    assert "reflectance(time, y, x, band)" in message
+    message = error_of(capsys, ["fit", str(workdir / "cube.zarr"), "-k", "2", *threads])
+    assert "holds labelled data" in message
+    message = error_of(capsys, ["fit", str(workdir / "cube.nc"), "-k", "2", "--feature-dim", "wavelength", *threads])
+    assert "no variable of" in message and "'wavelength'" in message
+    message = error_of(capsys, ["fit", str(workdir / "cube.nc"), "-k", "2", "--variable", "ndvi", *threads])
+    assert "has no variable ndvi" in message
+    message = error_of(capsys, ["fit", str(workdir / "X.npy"), "-k", "2", "--feature-dim", "band",
+                                "--out", str(tmp_path / "m.npz"), *threads])
+    assert "plain .npy array" in message
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4)))
+    assert "expected (n_samples, n_features)" in error_of(capsys, ["fit", str(tmp_path / "cube.npy"), "-k", "2", *threads])
+    message = error_of(capsys, ["fit", str(workdir / "X.npy"), "-k", "5000", "--out", str(tmp_path / "m.npz"), *threads])
+    assert "n_samples >= n_components" in message
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_predict_errors(workdir, tmp_path, capsys):
+    GaussianMixture(2, random_state=0).fit(two_blobs()).save(tmp_path / "m.npz")
+    threads = ["--scheduler", "threads", "-q"]
+    message = error_of(capsys, ["predict", str(tmp_path / "m.npz"), str(workdir / "X.npy"), "--out",
+                                str(tmp_path / "l.npy"), "--proba", *threads])
+    assert message == "--proba and --score need a .zarr or .nc output; a .npy output holds labels only."
+    assert not (tmp_path / "l.npy").exists()
+    message = error_of(capsys, ["predict", str(tmp_path / "m.npz"), str(workdir / "X.npy"), "--out",
+                                str(tmp_path / "l.txt"), *threads])
+    assert "cannot tell the output format" in message
+    message = error_of(capsys, ["predict", str(tmp_path / "m.npz"), str(workdir / "cube.nc"),
+                                "--feature-dim", "band", *threads])
+    assert "X has 3 features, but GaussianMixture is expecting 2" in message
+    (tmp_path / "l.npy").write_bytes(b"old")
+    message = error_of(capsys, ["predict", str(tmp_path / "m.npz"), str(workdir / "X.npy"), "--out",
+                                str(tmp_path / "l.npy"), *threads])
+    assert "already exists; pass --overwrite" in message
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(workdir / "X.npy"), "--out", str(tmp_path / "l.npy"),
+                     "--overwrite", *threads]) == 0
+    assert np.load(tmp_path / "l.npy").shape == (2000,)
+
+
+def test_dataset_variables_as_features_from_the_command_line(tmp_path, capsys):
+    ds = small_cube().to_dataset(dim="band")
+    ds.to_netcdf(tmp_path / "bands.nc")
+    argv = ["fit", str(tmp_path / "bands.nc"), "-k", "3", "--variable", "nir,red", "--random-state", "0",
+            "--scheduler", "threads", "-q"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "with 2 features" in out
+    _, meta = read_archive(tmp_path / "bands.daskgmm.npz")
+    assert meta["input"]["variables"] == ["nir", "red"]
+    assert meta["input"]["features"] == ["nir", "red"]
+    assert cli.main(["predict", str(tmp_path / "bands.daskgmm.npz"), str(tmp_path / "bands.nc"),
+                     "--scheduler", "threads", "-q"]) == 0
+    with xr.open_dataset(tmp_path / "bands.labels.nc") as written:
+        model = daskgmm.load(tmp_path / "bands.daskgmm.npz")
+        expected = dxr.predict(model, ds, variables=["nir", "red"])
+        np.testing.assert_array_equal(written.label.values, expected.values)
+
+
+def test_component_table_for_every_covariance_type():
+    X = two_blobs(400)
+    for kind in ("full", "tied", "diag", "spherical"):
+        model = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+        stds = cli.component_stds(model.covariances_, kind, 2, 2)
+        assert stds.shape == (2, 2)
+        if kind == "full":
+            np.testing.assert_allclose(stds**2, np.diagonal(model.covariances_, axis1=1, axis2=2))
+        lines = cli.component_table(model.weights_, model.means_, model.covariances_, kind)
+        assert len(lines) == 3  # a header and a row per component
+
+
+def test_default_paths():
+    assert cli.default_model_path("data/X.npy") == os.path.join("data", "X.daskgmm.npz")
+    assert cli.default_model_path("data/cube.zarr/") == os.path.join("data", "cube.daskgmm.npz")
+    assert cli.input_format("a.npy") == "npy" and cli.input_format("a.nc") == "netcdf"
+    assert cli.input_format("a.zarr") == "zarr"
+
+
+def test_demo_without_matplotlib_skips_the_plot_with_a_note(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--n-samples", "600", "--scheduler", "threads", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "note: matplotlib is not installed, no plot written" in out
+    assert "largest error on a mean coordinate" in out
+    assert not (tmp_path / "daskgmm-demo.png").exists()
+
+
+def test_progress_without_tqdm_prints_one_line_per_iteration(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    progress = cli.Progress(10, out=sys.stderr)
+    model = GaussianMixture(2, random_state=0, max_iter=5, tol=0)
+    with pytest.warns(UserWarning, match="did not converge"):
+        model._fit(two_blobs(400), callbacks=[progress])
+    progress.close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith("iteration    1  log-likelihood ")
+    assert f"{model.lower_bounds_[-1]: .8f}" in lines[-1] and "change" in lines[-1]
+    quiet = cli.Progress(10, enabled=False)
+    quiet({"iteration": 1})  # disabled: does nothing, needs nothing
+    assert capsys.readouterr().err == ""
+
+
+def test_fit_on_a_running_scheduler(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    np.save(tmp_path / "X.npy", two_blobs(600))
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=":0"
+    ) as cluster:
+        argv = ["fit", str(tmp_path / "X.npy"), "-k", "2", "--random-state", "0", "--scheduler",
+                cluster.scheduler_address]
+        assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"Dask scheduler: {cluster.scheduler_address} (1 workers)" in captured.err
+    model = daskgmm.load(tmp_path / "X.daskgmm.npz")
+    np.testing.assert_allclose(model.means_, GaussianMixture(2, random_state=0).fit(two_blobs(600)).means_, rtol=1e-8)

@@ -1,0 +1,77 @@
+"""The examples run end to end (small sizes) and write their PNG; the
+notebook is valid nbformat-4 JSON whose code cells compile (not executed)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+pytest.importorskip("matplotlib")
+
+
+def run_example(name, tmp_path, *args):
+    env = dict(os.environ, DASKGMM_EXAMPLE_SMALL="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 10_000
+
+
+@pytest.mark.slow
+def test_quickstart(tmp_path):
+    out = run_example("quickstart.py", tmp_path, "--plot", "qs.png")
+    assert "converged=True" in out
+    assert "same predictions" in out
+    assert_png(tmp_path / "qs.png")
+
+
+@pytest.mark.slow
+def test_labelled_cube(tmp_path):
+    out = run_example("labelled_cube.py", tmp_path, "--plot", "map.png")
+    assert "labels: dims ('time', 'y', 'x')" in out
+    skipped = int(out.split("skipped ")[1].split()[0])
+    assert skipped > 0  # sea mask and clouds
+    agreement = float(out.split("labelled pixels: ")[1].split("%")[0])
+    assert agreement > 60.0  # small scene; ~99.9% at the default size
+    assert_png(tmp_path / "map.png")
+
+
+def test_notebook_is_valid_and_its_code_compiles():
+    notebook = json.loads((EXAMPLES / "quickstart.ipynb").read_text())
+    assert notebook["nbformat"] == 4
+    assert notebook["metadata"]["kernelspec"]["language"] == "python"
+    cells = notebook["cells"]
+    code = [cell for cell in cells if cell["cell_type"] == "code"]
+    assert len(code) >= 5 and any(cell["cell_type"] == "markdown" for cell in cells)
+    for cell in cells:
+        assert cell["cell_type"] in ("code", "markdown")
+        assert isinstance(cell["source"], list) and all(isinstance(line, str) for line in cell["source"])
+    for i, cell in enumerate(code):
+        assert cell["outputs"] == [] and cell["execution_count"] is None  # stored unexecuted
+        ast.parse("".join(cell["source"]), filename=f"quickstart.ipynb[code cell {i}]")
+    source = "".join("".join(cell["source"]) for cell in code)
+    assert "daskgmm.GaussianMixture" in source and "dxr.fit" in source
+
+
+def test_example_scripts_compile():
+    for path in EXAMPLES.glob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
