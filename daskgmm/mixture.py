@@ -236,6 +236,10 @@ class GaussianMixture(_ParamsMixin):
     n_passes_ : int
         Passes over the data the fit made (initialisation included; after a
         resume, those of this call only).
+    n_samples_skipped_ : int or None
+        Samples left out of the fit for holding NaN or infinity: always 0
+        here (such input is an error), counted by :func:`daskgmm.xarray.fit`,
+        whose labelled data may have masked samples; None if no EM pass ran.
 
     Notes
     -----

@@ -90,7 +90,9 @@ def as_feature_array(data, feature_dim=None, variables=None):
 
     Returns
     -------
-    xarray.DataArray
+    array : xarray.DataArray
+    feature_dim : str
+        The name of its feature dimension.
     """
     xr = _import_xarray()
     if isinstance(data, xr.Dataset):
