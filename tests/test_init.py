@@ -1,0 +1,271 @@
+"""Initialisation over the whole data: k-means|| + Lloyd, k-means++, random,
+random_from_data; determinism under re-chunking; concurrent restarts."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import linear_sum_assignment
+
+import dask
+import dask.array as da
+
+from daskgmm import ConvergenceWarning, GaussianMixture, _engine, _init, mixture
+from daskgmm._init import INIT_PARAMS, PassCounter, Spec
+
+from .conftest import make_blobs
+
+
+def separated(n_per=(400, 300, 500, 200), d=2, gap=25.0, sigma=1.0, seed=0):
+    """Clusters centred ``gap`` apart on a line (no overlap), rows in random order."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((len(n_per), d))
+    centres[:, 0] = gap * np.arange(len(n_per))
+    centres[:, 1:] = rng.normal(size=(len(n_per), d - 1))
+    labels = np.repeat(np.arange(len(n_per)), n_per)
+    X = centres[labels] + sigma * rng.normal(size=(labels.size, d))
+    order = rng.permutation(labels.size)
+    return X[order], labels[order], centres
+
+
+def fit_start(X, **kwargs):
+    """Initial parameters only: max_iter=0 leaves them in place (as in scikit-learn)."""
+    return GaussianMixture(max_iter=0, **kwargs).fit(X)
+
+
+def matched(estimate, truth):
+    """``estimate`` rows reordered to match ``truth`` rows (Hungarian on distances)."""
+    cost = ((estimate[:, None, :] - truth[None, :, :]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    out = np.empty_like(truth)
+    out[cols] = estimate[rows]
+    return out
+
+
+def test_keyed_uniform_does_not_depend_on_chunking():
+    whole = _init.keyed_uniform(2**100 + 7, 5, 0, 50, 9)
+    parts = [_init.keyed_uniform(2**100 + 7, 5, start, size, 9) for start, size in [(0, 7), (7, 0), (7, 20), (27, 23)]]
+    np.testing.assert_array_equal(whole, np.vstack(parts))
+    assert np.all((whole >= 0) & (whole < 1))
+
+
+CHUNKINGS = {
+    "1 chunk": (600,),
+    "4 chunks": (150,) * 4,
+    "13 chunks": (47,) * 12 + (36,),
+    "7-row chunks": (7,) * 85 + (5,),  # each chunk holds fewer rows than the k-means|| cap
+    "empty chunks": (0, 250, 0, 0, 350, 0),
+}
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_start_is_identical_for_any_chunking_and_fan_in(init_params):
+    X, _, _ = make_blobs(n=600, d=3, k=4, seed=5, shift=3.0)
+    kwargs = dict(n_components=4, init_params=init_params, random_state=11, n_init=2)
+    ref = fit_start(da.from_array(X, chunks=(600, -1)), **kwargs)
+    for name, chunks in CHUNKINGS.items():
+        for split_every in (2, 8):
+            got = fit_start(da.from_array(X, chunks=(chunks, (3,))), split_every=split_every, **kwargs)
+            for attr in ("weights_", "means_", "covariances_"):
+                np.testing.assert_allclose(
+                    getattr(got, attr), getattr(ref, attr), rtol=1e-10, atol=1e-12, err_msg=f"{name} {attr}"
+                )
+            assert got.n_passes_ == ref.n_passes_
+
+
+def test_max_iter_zero_leaves_the_initial_parameters():
+    X, _, _ = make_blobs(n=400, d=2, k=3, seed=1)
+    dX = da.from_array(X, chunks=(100, -1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # scikit-learn does not warn at max_iter=0
+        model = fit_start(dX, n_components=3, random_state=0)
+    seeds = mixture.spawn_seeds(0, 1)
+    (run,) = _init.initialize(dX, "kmeans", [Spec(3, "full", seeds[0], pool=seeds[0])], 1e-6)
+    np.testing.assert_array_equal(model.means_, run.means)
+    np.testing.assert_array_equal(model.covariances_, run.covariances)
+    assert model.n_iter_ == 0 and not model.converged_ and model.lower_bound_ == -np.inf
+
+
+def test_kmeans_recovers_the_true_means():
+    X, labels, centres = separated()
+    model = fit_start(da.from_array(X, chunks=(230, -1)), n_components=4, random_state=3)
+    means = matched(model.means_, centres)
+    n_k = np.bincount(labels)
+    # Separated clusters: the assignment is the true one, so the start is the
+    # clusters' sample means...
+    sample_means = np.array([X[labels == j].mean(0) for j in range(4)])
+    np.testing.assert_allclose(means, sample_means, rtol=0, atol=1e-10)
+    # ...within sampling error (sigma / sqrt(n_k)) of the true centres.
+    assert np.all(np.abs(means - centres) < 4.0 / np.sqrt(n_k)[:, None])
+    np.testing.assert_allclose(matched(model.weights_[:, None], (n_k / n_k.sum())[:, None]), (n_k / n_k.sum())[:, None])
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
+def test_draws_come_from_the_whole_data_not_the_first_chunk(init_params):
+    # Rows sorted by cluster; the first chunk holds cluster 0 only.
+    X, labels, centres = separated(n_per=(150, 600, 650), seed=2)
+    order = np.argsort(labels, kind="stable")
+    X, labels = X[order], labels[order]
+    dX = da.from_array(X, chunks=(150, -1))
+    chunk_of = lambda means: np.argmin(((means[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)  # noqa: E731
+    for seed in range(4):
+        model = fit_start(dX, n_components=3, init_params=init_params, random_state=seed)
+        clusters = chunk_of(model.means_)
+        if init_params == "random_from_data":
+            # Uniform over all rows: the draws are rows of X, and over 4 seeds
+            # they are mostly outside the first chunk (90% of the rows).
+            assert all(np.min(np.abs(X - m).max(axis=1)) < 1e-9 for m in model.means_)
+            assert np.sum(clusters != 0) >= 2
+        else:
+            # D^2 seeding on separated clusters: one centre in each.
+            assert sorted(clusters) == [0, 1, 2], (seed, clusters)
+
+
+def test_kmeans_on_duplicates_and_k_close_to_n():
+    values = np.arange(6.0)
+    X = np.repeat(values, 40)[:, None] * np.array([[1.0, -2.0]])
+    for init_params in ("kmeans", "k-means++"):
+        model = fit_start(da.from_array(X, chunks=(37, -1)), n_components=6, init_params=init_params, random_state=0)
+        np.testing.assert_allclose(np.sort(model.means_[:, 0]), values, atol=1e-12)
+        with pytest.raises(ValueError, match=r"X has only 6 distinct point\(s\), fewer than n_components=7"):
+            fit_start(da.from_array(X, chunks=(37, -1)), n_components=7, init_params=init_params, random_state=0)
+    # K = N: every row becomes a centre, whatever the chunking.
+    Y = np.random.default_rng(0).normal(size=(12, 2))
+    for init_params in ("kmeans", "k-means++"):
+        model = fit_start(da.from_array(Y, chunks=(2, -1)), n_components=12, init_params=init_params, random_state=1)
+        np.testing.assert_allclose(np.sort(model.means_[:, 0]), np.sort(Y[:, 0]), atol=1e-12)
+
+
+def test_float32_start_is_float32_rounding_of_float64():
+    X, _, _ = make_blobs(n=500, d=3, k=3, seed=4)
+    a = fit_start(da.from_array(X, chunks=(100, -1)), n_components=3, random_state=0)
+    b = fit_start(da.from_array(X.astype(np.float32), chunks=(100, -1)), n_components=3, random_state=0)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-4, atol=1e-4)
+    c = fit_start(da.from_array(X.astype(np.float32), chunks=(37, -1)), n_components=3, random_state=0, split_every=2)
+    np.testing.assert_allclose(c.means_, b.means_, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_mixed_specs_in_one_call_start_as_separate_calls(init_params):
+    X, _, _ = make_blobs(n=500, d=3, k=3, seed=6)
+    dX = da.from_array(X, chunks=(90, -1))
+    s0, s1 = mixture.spawn_seeds(3, 2)
+    specs = [
+        Spec(k, kind, seed, pool=s0)
+        for seed in (s0, s1)
+        for k in (1, 2, 4)
+        for kind in ("full", "tied", "diag", "spherical")
+    ]
+    together = _init.initialize(dX, init_params, specs, 1e-6)
+    for spec, run in zip(specs, together):
+        (alone,) = _init.initialize(dX, init_params, [spec], 1e-6)
+        np.testing.assert_allclose(run.means, alone.means, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(run.covariances, alone.covariances, rtol=1e-12, atol=1e-12)
+
+
+def test_shared_passes_cost_fewer_passes_than_separate_initialisations():
+    X, _, _ = make_blobs(n=500, d=3, k=3, seed=6)
+    dX = da.from_array(X, chunks=(100, -1))
+    seeds = mixture.spawn_seeds(0, 4)
+    specs = [Spec(k, "full", s, pool=seeds[0]) for s in seeds for k in (2, 3, 5)]
+    together = PassCounter()
+    _init.initialize(dX, "kmeans", specs, 1e-6, counter=together)
+    alone = PassCounter()
+    for spec in specs:
+        _init.initialize(dX, "kmeans", [spec], 1e-6, counter=alone)
+    assert together.passes < alone.passes / 4
+
+
+def test_empty_clusters_move_to_the_farthest_rows():
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [50.0, 50.0]])
+    nk = np.array([5.0, 3.0, 0.0])
+    # The farthest row (from its centre) belongs to cluster 0.
+    far = (np.array([9.0, 4.0]), np.array([17, 3]), np.array([[3.0, 0.0], [12.0, 0.0]]), np.array([0, 1]))
+    moved = _init._relocate_empty_clusters(centers, nk, far)
+    assert moved == 1
+    np.testing.assert_allclose(centers[2], [3.0, 0.0])
+    np.testing.assert_allclose(centers[0], [(5 * 0.0 - 3.0) / 4, 0.0])
+    np.testing.assert_allclose(nk, [4.0, 3.0, 1.0])
+
+
+def test_oversampling_merge_keeps_cap_rows_from_small_chunks():
+    # Three chunks of 2 rows each, cap 5: the merge must keep 5, not 2.
+    parts = [
+        [(1.0, np.array([0.1 * i, 0.1 * i + 0.05]), np.array([2 * i, 2 * i + 1]), np.ones((2, 2)) * i, 5)]
+        for i in range(3)
+    ]
+    ((cost, keys, index, rows, cap),) = _init._oversample_combine(parts)
+    assert cap == 5 and cost == 3.0
+    np.testing.assert_array_equal(index, [0, 1, 2, 3, 4])
+    np.testing.assert_allclose(keys, [0.0, 0.05, 0.1, 0.15, 0.2])
+
+
+def counting_scheduler():
+    calls = {"n": 0}
+
+    def get(dsk, keys, **kwargs):
+        calls["n"] += 1
+        return dask.get(dsk, keys, **kwargs)
+
+    return calls, get
+
+
+@pytest.mark.parametrize("init_params, gathers", [("kmeans", 1), ("k-means++", 0), ("random", 0), ("random_from_data", 1)])
+def test_n_passes_counts_every_pass(init_params, gathers):
+    X, _, _ = make_blobs(n=400, seed=0)
+    calls, get = counting_scheduler()
+    model = GaussianMixture(3, init_params=init_params, n_init=3, random_state=0, tol=0, max_iter=4)
+    with dask.config.set(scheduler=get), pytest.warns(ConvergenceWarning):
+        model.fit(da.from_array(X, chunks=(50, -1)))
+    # Every compute is a pass over the data, but persisting the data and
+    # fetching a few rows by index (the first k-means|| centre, the
+    # random_from_data rows).
+    assert calls["n"] == 1 + gathers + model.n_passes_
+    assert model.n_passes_ >= 4
+
+
+def individual_runs(dX, k, random_state, n_init, **em):
+    """Each restart of GaussianMixture(n_init) fitted on its own."""
+    seeds = mixture.spawn_seeds(random_state, n_init)
+    runs = []
+    for seed in seeds:
+        (run,) = _init.initialize(dX, "kmeans", [Spec(k, "full", seed, pool=seeds[0])], 1e-6)
+        _engine.run_em(dX, [run], reg_covar=1e-6, **em)
+        runs.append(run)
+    return runs
+
+
+def test_n_init_keeps_the_best_of_the_concurrent_restarts():
+    X, _, _ = make_blobs(n=600, d=2, k=5, spread=3.0, seed=8)
+    dX = da.from_array(X, chunks=(120, -1))
+    model = GaussianMixture(5, n_init=4, random_state=2, tol=1e-6, max_iter=200).fit(dX)
+    runs = individual_runs(dX, 5, 2, 4, tol=1e-6, max_iter=200)
+    bounds = [run.lower_bound for run in runs]
+    assert model.lower_bound_ >= max(bounds) - 1e-12 * abs(max(bounds))
+    best = runs[int(np.argmax(bounds))]
+    np.testing.assert_allclose(model.means_, best.means, rtol=1e-9, atol=1e-12)
+    assert model.n_iter_ == best.n_iter
+    # Restart 0 is what a single fit with the first seed does.
+    single = GaussianMixture(5, random_state=2, tol=1e-6, max_iter=200).fit(dX)
+    np.testing.assert_allclose(single.means_, runs[0].means, rtol=1e-9, atol=1e-12)
+
+
+def test_concurrent_restarts_make_fewer_passes_than_sequential_fits():
+    X, _, _ = make_blobs(n=800, d=2, k=4, seed=9)
+    dX = da.from_array(X, chunks=(100, -1))
+    concurrent = GaussianMixture(4, n_init=8, random_state=0).fit(dX)
+    sequential = [GaussianMixture(4, random_state=seed).fit(dX) for seed in range(8)]
+    total = sum(m.n_passes_ for m in sequential)
+    assert concurrent.n_passes_ < total / 3
+    assert concurrent.lower_bound_ >= max(m.lower_bound_ for m in sequential) - 0.05
+
+
+def test_restarts_on_a_cluster_match_the_local_scheduler(local_cluster_client):
+    X, _, _ = make_blobs(n=600, d=3, k=3, seed=10)
+    dX = da.from_array(X, chunks=(90, -1))
+    kwargs = dict(n_init=3, random_state=4, init_params="kmeans")
+    on_cluster = GaussianMixture(3, **kwargs).fit(dX)
+    with dask.config.set(scheduler="sync"):
+        local = GaussianMixture(3, **kwargs).fit(dX)
+    np.testing.assert_allclose(on_cluster.means_, local.means_, rtol=1e-10)
+    assert on_cluster.n_passes_ == local.n_passes_

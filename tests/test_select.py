@@ -1,0 +1,152 @@
+"""select_n_components: candidates fitted in shared passes, compared by BIC/AIC."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import dask.array as da
+
+import daskgmm
+from daskgmm import ConvergenceWarning, GaussianMixture, SelectionResult, select_n_components
+
+from .conftest import make_blobs
+
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+@pytest.fixture(scope="module")
+def three_clusters():
+    X, _, _ = make_blobs(n=900, d=3, k=3, spread=8.0, seed=12)
+    return X
+
+
+@pytest.fixture(scope="module")
+def selection(three_clusters):
+    dX = da.from_array(three_clusters, chunks=(128, -1))
+    return select_n_components(dX, range(1, 6), covariance_types=TYPES, n_init=2, random_state=0)
+
+
+def test_picks_the_true_number_of_components(selection):
+    best, table = selection
+    assert best.n_components == 3
+    assert best.covariance_type == "full"  # the clusters have random full covariances
+    row = int(np.argmin(table["bic"]))
+    assert (table["n_components"][row], table["covariance_type"][row]) == (3, "full")
+    assert selection.best_ is best and selection.models_[(3, "full")] is best
+
+
+def test_criteria_equal_each_models_own_bic_and_aic(selection, three_clusters):
+    X = three_clusters
+    table = selection.table
+    for i, (k, kind) in enumerate(zip(table["n_components"], table["covariance_type"])):
+        model = selection.models_[(int(k), str(kind))]
+        assert table["bic"][i] == pytest.approx(model.bic(X), rel=1e-8)
+        assert table["aic"][i] == pytest.approx(model.aic(X), rel=1e-8)
+        assert table["score"][i] == pytest.approx(model.score(X), rel=1e-8)
+        assert table["log_likelihood"][i] == pytest.approx(model.score(X) * len(X), rel=1e-8)
+        assert table["lower_bound"][i] == model.lower_bound_
+        assert table["n_iter"][i] == model.n_iter_ and table["converged"][i] == model.converged_
+        assert table["n_parameters"][i] == model._n_parameters()
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_candidates_are_the_separate_fits(selection, three_clusters, kind):
+    dX = da.from_array(three_clusters, chunks=(128, -1))
+    for k in (1, 3, 5):
+        alone = GaussianMixture(k, covariance_type=kind, n_init=2, random_state=0).fit(dX)
+        shared = selection.models_[(k, kind)]
+        for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            np.testing.assert_allclose(getattr(shared, attr), getattr(alone, attr), rtol=1e-9, atol=1e-12)
+        assert shared.n_iter_ == alone.n_iter_
+        assert shared.lower_bound_ == pytest.approx(alone.lower_bound_, rel=1e-12)
+        np.testing.assert_array_equal(shared.predict(three_clusters), alone.predict(three_clusters))
+
+
+def test_all_candidates_share_the_passes(selection, three_clusters):
+    passes = selection.passes_
+    assert selection.n_passes_ == passes["init"] + passes["em"] + passes["score"]
+    assert passes["score"] == 1
+    # EM goes on while any candidate's restart runs: as many passes as the longest.
+    assert max(selection.table["n_iter"]) <= passes["em"] <= 100
+    dX = da.from_array(three_clusters, chunks=(128, -1))
+    separate = sum(
+        GaussianMixture(k, covariance_type=kind, n_init=2, random_state=0).fit(dX).n_passes_
+        for kind in TYPES
+        for k in range(1, 6)
+    )
+    assert selection.n_passes_ < separate / 5
+    assert all(model.n_passes_ == selection.n_passes_ for model in selection.models_.values())
+
+
+def test_table_layout_and_text(selection):
+    table = selection.table
+    assert list(table) == list(daskgmm.select.TABLE_COLUMNS)
+    assert all(len(column) == 20 for column in table.values())
+    assert list(table["covariance_type"][:5]) == ["full"] * 5
+    assert list(table["n_components"][:5]) == [1, 2, 3, 4, 5]
+    text = selection.to_text()
+    assert "*   3 full" in text
+    assert "best by BIC: n_components=3, covariance_type='full'" in text
+    assert repr(selection).startswith("SelectionResult(")
+    assert isinstance(selection, SelectionResult)
+
+
+def test_aic_criterion_picks_the_lowest_aic(three_clusters):
+    result = select_n_components(three_clusters, [2, 3, 4], criterion="aic", covariance_types="diag", random_state=1)
+    assert result.criterion == "aic"
+    best_row = int(np.argmin(result.table["aic"]))
+    assert result.best_.n_components == result.table["n_components"][best_row]
+    assert result.best_.covariance_type == "diag"
+
+
+def test_same_selection_for_any_chunking(three_clusters):
+    kwargs = dict(covariance_types=("full", "spherical"), random_state=5, n_init=2)
+    a = select_n_components(da.from_array(three_clusters, chunks=(900, -1)), [1, 2, 3, 4], **kwargs)
+    b = select_n_components(da.from_array(three_clusters, chunks=(61, -1)), [1, 2, 3, 4], split_every=2, **kwargs)
+    np.testing.assert_allclose(a.table["bic"], b.table["bic"], rtol=1e-10)
+    np.testing.assert_array_equal(a.table["n_iter"], b.table["n_iter"])
+    assert a.n_passes_ == b.n_passes_
+
+
+def test_max_iter_zero_scores_the_starting_parameters(three_clusters):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        result = select_n_components(three_clusters, [2, 3], max_iter=0, random_state=0)
+    assert result.passes_["em"] == 0
+    for i, k in enumerate(result.table["n_components"]):
+        model = result.models_[(int(k), "full")]
+        assert model.n_iter_ == 0
+        assert result.table["bic"][i] == pytest.approx(model.bic(three_clusters), rel=1e-8)
+
+
+def test_unconverged_candidates_are_named_in_one_warning(three_clusters):
+    with pytest.warns(ConvergenceWarning, match=r"\(n_components, covariance_type\) = \(2, 'full'\), \(3, 'full'\)"):
+        select_n_components(three_clusters, [2, 3], max_iter=1, tol=0.0, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(criterion="loglik"), r"Invalid value for 'criterion': 'loglik'. Use 'bic' or 'aic'."),
+        (dict(n_components_range=[]), "n_components_range is empty"),
+        (dict(n_components_range=[0, 1]), r"n_components_range must hold ints >= 1, got 0"),
+        (dict(n_components_range=5), r"must be an iterable of ints, e.g. range\(1, 11\); got 5"),
+        (dict(n_components_range=[2, 1000]), "n_components = 1000, n_samples = 900"),
+        (dict(covariance_types=("full", "blocky")), "Invalid value for 'covariance_type': 'blocky'"),
+        (dict(covariance_types=()), "covariance_types is empty"),
+        (dict(n_init=0), "'n_init' parameter must be an int >= 1, got 0"),
+        (dict(init_params="kmeans++"), "Invalid value for 'init_params': 'kmeans\\+\\+'"),
+        (dict(persist="yes"), "'persist' parameter must be 'auto', True or False"),
+    ],
+)
+def test_invalid_arguments(three_clusters, kwargs, message):
+    kwargs = {"n_components_range": [1, 2], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        select_n_components(three_clusters, **kwargs)
+
+
+def test_duplicate_candidates_are_fitted_once(three_clusters):
+    result = select_n_components(three_clusters, [2, 2, 1], covariance_types=("diag", "diag"), random_state=0)
+    assert list(result.table["n_components"]) == [2, 1]
+    assert list(result.table["covariance_type"]) == ["diag", "diag"]
