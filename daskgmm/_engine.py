@@ -99,6 +99,37 @@ def row_offsets(X):
     return [int(v) for v in np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])]
 
 
+def _rows_of_block(block, local):
+    xp = _blocks.get_namespace(block)
+    return np.asarray(_blocks.to_numpy(xp.take(block, xp.asarray(local), axis=0)), dtype=np.float64)
+
+
+def _concat_rows(parts):
+    return np.concatenate(parts, axis=0)
+
+
+def take_rows(X, indices):
+    """Rows of ``X`` at global ``indices`` (any order, repeats allowed) as a
+    float64 NumPy array, in one compute that reads only the chunks holding
+    them (not a pass).  Each chunk is indexed by its own namespace's ``take``
+    (Dask's fancy indexing would hand NumPy index arrays to, say, CuPy or
+    ``array_api_strict`` chunks)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    unique, inverse = np.unique(indices, return_inverse=True)
+    offsets = np.asarray(row_offsets(X))
+    chunk_of = np.searchsorted(offsets, unique, side="right") - 1  # skips 0-row chunks
+    name = f"daskgmm-take-rows-{uuid.uuid4().hex[:12]}"
+    layer, keys = {}, []
+    for j, chunk in enumerate(np.unique(chunk_of)):
+        key = (name, j)
+        layer[key] = (_rows_of_block, (X.name, int(chunk), 0), unique[chunk_of == chunk] - offsets[chunk])
+        keys.append(key)
+    layer[(name, "all")] = (_concat_rows, keys)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
+    (rows,) = dask.compute(Delayed((name, "all"), graph, layer=name))
+    return rows[inverse.reshape(-1)]
+
+
 # --------------------------------------------------------------------------
 # One pass: a map over chunks and a tree reduction
 # --------------------------------------------------------------------------

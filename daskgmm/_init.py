@@ -72,7 +72,7 @@ from scipy.spatial.distance import cdist
 from . import _blocks
 from ._blocks import Model, Stats
 from ._covariance import covariances_from_stats, precisions_cholesky_from_covariances
-from ._engine import DEFAULT_SPLIT_EVERY, Run, tree_reduce
+from ._engine import DEFAULT_SPLIT_EVERY, Run, take_rows, tree_reduce
 
 logger = logging.getLogger("daskgmm")
 
@@ -126,7 +126,7 @@ def _nearest(xp, block, center_sets, labels=True):
     One matrix product for all sets, about the block's pivot (so the data's
     offset never enters a subtraction).  ``|x - c|^2 = |x|^2 + (|c|^2 - 2 x.c)``
     and the row term does not change which centre is nearest, so it is added
-    once per set, after the minimum.
+    once per set, after the minimum.  Sets of one size are reduced together.
 
     Returns
     -------
@@ -140,14 +140,21 @@ def _nearest(xp, block, center_sets, labels=True):
     centers = xp.asarray(np.concatenate([np.asarray(c, dtype=np.float64) for c in center_sets]), dtype=block.dtype)
     centers = centers - pivot
     partial = xp.matmul(centred, xp.permute_dims(-2.0 * centers, (1, 0)))
-    partial += xp.sum(centers * centers, axis=1)[None, :]
+    partial = partial + xp.sum(centers * centers, axis=1)[None, :]
     row_sq = xp.sum(centred * centred, axis=1)
-    out, start = [], 0
-    for c in center_sets:
-        part = partial[:, start : start + c.shape[0]]
-        start += c.shape[0]
-        d2 = row_sq + xp.min(part, axis=1)
-        out.append((xp.where(d2 > 0, d2, xp.zeros_like(d2)), xp.argmin(part, axis=1) if labels else None))
+    sizes = [int(c.shape[0]) for c in center_sets]
+    if len(set(sizes)) == 1:  # (n, S, K): one reduction for all sets
+        parts = [xp.reshape(partial, (n, len(sizes), sizes[0]))]
+    else:
+        bounds = np.cumsum([0] + sizes)
+        parts = [partial[:, int(bounds[s]) : int(bounds[s + 1])][:, None, :] for s in range(len(sizes))]
+    out = []
+    for part in parts:
+        label = xp.argmin(part, axis=2)
+        best = xp.take_along_axis(part, label[:, :, None], axis=2)[:, :, 0] if n else label * 0.0
+        d2 = row_sq[:, None] + best
+        d2 = xp.where(d2 > 0, d2, xp.zeros_like(d2))
+        out.extend((d2[:, s], label[:, s] if labels else None) for s in range(part.shape[1]))
     return out
 
 
@@ -252,10 +259,7 @@ def _group(specs, key):
 def _take_rows(X, indices):
     """Rows of X at global ``indices`` (in that order, repeats allowed), as
     float64 NumPy, in one compute."""
-    indices = np.asarray(indices, dtype=np.int64)
-    unique, inverse = np.unique(indices, return_inverse=True)
-    rows = np.asarray(_blocks.to_numpy(X[unique].compute()), dtype=np.float64)
-    return rows[inverse]
+    return take_rows(X, indices)
 
 
 # --------------------------------------------------------------------------
