@@ -324,9 +324,10 @@ def _fit_with_progress(model, source, args):
                 dxr.fit(
                     model, source.data, source.feature_dim, source.sample_dims,
                     variables=source.variables, callbacks=[progress],
+                    checkpoint=getattr(args, "checkpoint", None),
                 )
             else:
-                model._fit(source.X, callbacks=[progress])
+                model._fit(source.X, callbacks=[progress], checkpoint=getattr(args, "checkpoint", None))
     finally:
         progress.close()
     for warning in caught:
@@ -753,6 +754,11 @@ def build_parser():
     fit.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for a reproducible fit")
     fit.add_argument("-o", "--out", metavar="MODEL_PATH", help="where to save the model (default: INPUT stem + .daskgmm.npz)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    fit.add_argument(
+        "--checkpoint", metavar="PATH", default=None,
+        help="write the EM state to PATH after every iteration (atomically) and resume from it "
+        "if it exists; a checkpoint of other data or settings is refused",
+    )
     _add_layout_options(fit)
     _add_cluster_options(fit)
     fit.set_defaults(handler=cmd_fit)

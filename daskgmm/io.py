@@ -52,7 +52,16 @@ def write_archive(path, arrays, meta, *, overwrite=False):
     document = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
     payload = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
     payload["__daskgmm__"] = np.array(json.dumps(document))
-    fd, tmp = tempfile.mkstemp(prefix=".daskgmm-", suffix=".tmp", dir=folder)
+    # The temporary file is named after its target, so what a killed writer
+    # left behind is recognisable and is removed by the next write.
+    prefix = f".{os.path.basename(path)}.daskgmm-"
+    for name in os.listdir(folder):
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **payload)

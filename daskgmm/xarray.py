@@ -208,7 +208,7 @@ def _unstack(values, layout, name, extra=None):
     return xr.DataArray(folded, dims=dims, coords=coords, name=name)
 
 
-def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, callbacks=()):
+def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, callbacks=(), checkpoint=None):
     """Fit ``model`` on a labelled array, skipping samples with missing values.
 
     Parameters
@@ -227,6 +227,9 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
     callbacks : sequence of callable, optional
         Called after every EM iteration with an info dict (see
         :func:`daskgmm._engine.run_em`).
+    checkpoint : str or os.PathLike, optional
+        Write the EM state there every iteration and resume from it if it
+        exists (see :meth:`daskgmm.GaussianMixture.fit`).
 
     Returns
     -------
@@ -235,7 +238,7 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
         because a feature was NaN or infinite.
     """
     X, layout = stack_samples(data, feature_dim, sample_dims, variables=variables)
-    model._fit(X, skip_nonfinite=True, callbacks=callbacks)
+    model._fit(X, skip_nonfinite=True, callbacks=callbacks, checkpoint=checkpoint)
     n_total = int(np.prod(layout.sample_shape))
     skipped = getattr(model, "n_samples_skipped_", None)
     if skipped is not None:

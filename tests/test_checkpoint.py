@@ -51,7 +51,7 @@ def assert_same_parameters(a, b, atol=1e-10):
 
 
 def temp_files(folder):
-    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith(".daskgmm-"))
+    return sorted(p.name for p in Path(folder).iterdir() if ".daskgmm-" in p.name and p.name.endswith(".tmp"))
 
 
 def run_child(script, env_extra=None):

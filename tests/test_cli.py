@@ -408,3 +408,29 @@ def test_fit_on_a_running_scheduler(tmp_path, capsys):
     assert f"Dask scheduler: {cluster.scheduler_address} (1 workers)" in captured.err
     model = daskgmm.load(tmp_path / "X.daskgmm.npz")
     np.testing.assert_allclose(model.means_, GaussianMixture(2, random_state=0).fit(two_blobs(600)).means_, rtol=1e-8)
+
+
+def test_fit_checkpoint_resumes_and_refuses_other_settings(workdir, tmp_path, capsys):
+    checkpoint = tmp_path / "run.ckpt.npz"
+    base = ["fit", str(workdir / "X.npy"), "--scheduler", "threads", "-q", "--random-state", "0",
+            "--checkpoint", str(checkpoint), "--tol", "0", "--max-iter", "4"]
+    assert cli.main(base + ["-k", "2", "--out", str(tmp_path / "a.npz")]) == 0
+    assert checkpoint.exists()
+    first = daskgmm.load(tmp_path / "a.npz")
+    assert first.n_iter_ == 4
+    # Resuming with a larger max_iter continues from iteration 4.
+    assert cli.main(base[:-2] + ["--max-iter", "6", "-k", "2", "--out", str(tmp_path / "b.npz")]) == 0
+    resumed = daskgmm.load(tmp_path / "b.npz")
+    straight_args = ["fit", str(workdir / "X.npy"), "--scheduler", "threads", "-q", "--random-state", "0",
+                     "--tol", "0", "--max-iter", "6", "-k", "2", "--out", str(tmp_path / "c.npz")]
+    assert cli.main(straight_args) == 0
+    straight = daskgmm.load(tmp_path / "c.npz")
+    assert resumed.n_iter_ == 6
+    np.testing.assert_allclose(resumed.means_, straight.means_, rtol=1e-10)
+    capsys.readouterr()
+    # Other settings: one clear line, the checkpoint left as it was.
+    before = checkpoint.read_bytes()
+    assert cli.main(base + ["-k", "3", "--out", str(tmp_path / "d.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("daskgmm: error:") and "n_components" in err[0]
+    assert checkpoint.read_bytes() == before

@@ -251,3 +251,17 @@ def test_pickled_object_arrays_are_refused_without_running_code(fitted, tmp_path
     with pytest.raises(ValueError, match="not a readable daskgmm file.*allow_pickle=False"):
         daskgmm.load(path)
     assert not marker.exists()
+
+
+def test_leftover_temp_file_of_a_killed_writer_is_cleaned(tmp_path):
+    from daskgmm.io import write_archive
+
+    target = tmp_path / "state.npz"
+    stale = tmp_path / ".state.npz.daskgmm-abc123.tmp"
+    stale.write_bytes(b"half written")
+    other = tmp_path / ".other.npz.daskgmm-xyz.tmp"
+    other.write_bytes(b"another target's")
+    write_archive(target, {"a": np.arange(3.0)}, {"kind": "test"})
+    assert not stale.exists()
+    assert other.exists()  # only this target's leftovers are touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.daskgmm-xyz.tmp", "state.npz"]
