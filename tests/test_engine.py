@@ -77,3 +77,36 @@ def test_column_chunks_are_merged():
     a = GaussianMixture(3, random_state=0).fit(dX)
     b = GaussianMixture(3, random_state=0).fit(X)
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-10)
+
+
+class _FakeClient:
+    """What memory_budget reads from a Client: each worker's limit and RSS."""
+
+    def __init__(self, workers):
+        self.workers = workers
+
+    def scheduler_info(self, n_workers=-1):
+        return {
+            "workers": {
+                f"w{i}": {"memory_limit": limit, "metrics": {"memory": rss}} for i, (limit, rss) in enumerate(self.workers)
+            }
+        }
+
+
+def test_memory_budget_is_what_workers_hold_without_spilling():
+    mib = 2**20
+    # target 60% of 500 MiB = 300 MiB, less max(RSS, 256 MiB baseline); x 0.8 for uneven placement
+    client = _FakeClient([(500 * mib, 100 * mib), (500 * mib, 280 * mib), (500 * mib, 400 * mib)])
+    assert _engine.memory_budget(client) == pytest.approx(0.8 * ((300 - 256) + (300 - 280) + 0) * mib)
+
+
+def test_auto_streams_data_larger_than_the_budget(monkeypatch):
+    mib = 2**20
+    monkeypatch.setattr(_engine, "current_client", lambda: _FakeClient([(1000 * mib, 200 * mib)] * 2))
+    budget = _engine.memory_budget(_engine.current_client())  # 0.8 * 2 * (600 - 256) MiB = 550 MiB
+    small = da.zeros((int(0.9 * budget) // 8, 1), chunks=(2**20, 1))
+    large = da.zeros((int(1.1 * budget) // 8, 1), chunks=(2**20, 1))
+    assert _engine.should_persist(small, "auto") and not _engine.should_persist(large, "auto")
+    assert _engine.should_persist(large, True) and not _engine.should_persist(small, False)
+    streamed, persisted = _engine.place_data(large, "auto")
+    assert streamed is large and persisted is False  # the lazy graph itself: read again at every pass

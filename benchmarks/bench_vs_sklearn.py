@@ -1,0 +1,310 @@
+"""daskgmm on a LocalCluster versus scikit-learn's GaussianMixture, per EM iteration.
+
+Same data, same ``weights_init`` / ``means_init`` / ``precisions_init`` (so
+neither runs an initialisation pass), ``tol=0`` and a fixed ``max_iter``.
+
+* scikit-learn runs in this process with its multithreaded BLAS on all cores
+  (the fair peer); daskgmm runs on a LocalCluster of 2 worker processes x 1
+  thread, each held to 1 BLAS thread (checked with threadpoolctl).
+* Seconds per iteration = (fit with ``max_iter=n+1``  -  fit with
+  ``max_iter=1``) / n, each the best of ``--repeat`` runs: the difference
+  leaves out whatever a fit does once (input validation, scikit-learn's final
+  E-step for ``fit_predict``; ``max_iter=0`` is no baseline: scikit-learn
+  1.9 fails on it when every init is given).  For daskgmm the data is
+  persisted on the cluster before timing and the persisted Dask array is what
+  is fitted, so no persist is timed either.
+* Also printed: scikit-learn's plain fit time / iterations and daskgmm's
+  median pass as its engine times it (pass + M-step).
+* Both must reach the same lower bound; the relative difference is printed.
+
+A second table gives the per-iteration overhead of many small chunks
+(N=1,000,000, D=2, K=2 in 1000 chunks against 10) and the tasks of one
+iteration: ``_engine.count_tasks``, the tasks the scheduler received for each
+pass (a scheduler plugin) and the tasks the workers ran (task stream).
+
+When OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (they pin an older, slower
+OpenBLAS kernel on some machines), the script runs itself twice, with them as
+set and with both unset, and prints the BLAS kernel of each run.
+
+Run::
+
+    python benchmarks/bench_vs_sklearn.py              # the issue's configurations
+    python benchmarks/bench_vs_sklearn.py --small      # N / 10: a quick run
+    python benchmarks/bench_vs_sklearn.py --blas-env asis   # this environment only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import warnings
+
+import _common  # noqa: F401  (puts the checkout on sys.path)
+import numpy as np
+
+import dask.array as da
+from distributed import get_task_stream, wait
+
+from daskgmm import GaussianMixture
+from daskgmm import _engine
+
+TARGETS = {"float64": 1.5, "float32": 2.5}
+# Lower bounds of the two fits must agree to this relative difference.
+LB_RTOL = {"float64": 1e-9, "float32": 1e-4}
+CONFIGS = [  # (N, D, K, covariance_type)
+    (1_000_000, 8, 8, "full"),
+    (200_000, 64, 16, "full"),
+    (200_000, 64, 16, "diag"),
+]
+
+
+def make_data(n, d, k, seed=0):
+    """``k`` Gaussian clusters with random covariances, overlapping a little."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=3.0, size=(k, d))
+    labels = rng.integers(k, size=n)
+    X = np.empty((n, d))
+    for j in range(k):
+        rows = labels == j
+        a = rng.normal(size=(d, d)) * (0.5 / np.sqrt(d)) + np.eye(d)  # singular values ~0.5..1.5
+        X[rows] = rng.normal(size=(rows.sum(), d)) @ a.T + means[j]
+    return X
+
+
+def make_inits(X, k, covariance_type, seed=1):
+    """Means at random rows, equal weights, the data's precision for every component."""
+    rng = np.random.default_rng(seed)
+    means = X[rng.choice(X.shape[0], k, replace=False)].astype(np.float64)
+    cov = np.cov(X[: min(len(X), 100_000)].T.astype(np.float64))
+    if covariance_type == "full":
+        precisions = np.repeat(np.linalg.inv(cov)[None], k, axis=0)
+    elif covariance_type == "diag":
+        precisions = np.repeat(1.0 / np.diag(cov)[None], k, axis=0)
+    else:
+        raise ValueError(covariance_type)
+    weights = np.full(k, 1.0 / k)
+    dtype = X.dtype  # float32 inits keep scikit-learn in float32 for float32 data
+    return dict(weights_init=weights.astype(dtype), means_init=means.astype(dtype), precisions_init=precisions.astype(dtype))
+
+
+def best_time(fit, repeat):
+    times, model = [], None
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        model = fit()
+        times.append(time.perf_counter() - tic)
+    return min(times), model
+
+
+def time_sklearn(X, k, covariance_type, inits, n_iter, repeat):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    def fit(max_iter):
+        est = SkGaussianMixture(k, covariance_type=covariance_type, tol=0.0, max_iter=max_iter, **inits)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return est.fit(X)
+
+    fit(1)  # warm-up
+    t_n, model = best_time(lambda: fit(n_iter + 1), repeat)
+    t_1, _ = best_time(lambda: fit(1), repeat)
+    return (t_n - t_1) / n_iter, t_n / (n_iter + 1), model
+
+
+def time_daskgmm(dX, k, covariance_type, inits, n_iter, repeat, split_every=8):
+    pass_seconds = []
+
+    def fit(max_iter, record=False):
+        est = GaussianMixture(
+            k, covariance_type=covariance_type, tol=0.0, max_iter=max_iter, split_every=split_every, **inits
+        )
+        callbacks = [lambda info: pass_seconds.append(info["seconds"])] if record else []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+            est._fit(dX, callbacks=callbacks)
+        return est
+
+    fit(1)  # warm-up: imports on the workers, first-call costs
+    t_n, model = best_time(lambda: fit(n_iter + 1, record=True), repeat)
+    t_1, _ = best_time(lambda: fit(1), repeat)
+    if model.n_passes_ != n_iter + 1:
+        raise RuntimeError(f"expected {n_iter + 1} passes (no initialisation pass), got {model.n_passes_}")
+    return (t_n - t_1) / n_iter, statistics.median(pass_seconds), model
+
+
+def persist_on_cluster(client, X, n_chunks):
+    rows = -(-X.shape[0] // n_chunks)
+    dX = da.from_array(X, chunks=(rows, -1)).persist()
+    wait(dX)
+    placement = {}
+    for key, workers in client.who_has(dX).items():
+        for worker in workers:
+            placement[worker] = placement.get(worker, 0) + 1
+    if len(placement) < len(client.scheduler_info(n_workers=-1)["workers"]) or max(placement.values()) - min(
+        placement.values()
+    ) > 1:
+        client.rebalance(dX)
+    return dX
+
+
+def compare(client, args):
+    rows = []
+    n_div = 10 if args.small else 1
+    for dtype in ("float64", "float32"):
+        for n, d, k, kind in CONFIGS:
+            n //= n_div
+            X = make_data(n, d, k).astype(dtype)
+            inits = make_inits(X, k, kind)
+            sk_iter, sk_plain, sk = time_sklearn(X, k, kind, inits, args.iters, args.repeat)
+            dX = persist_on_cluster(client, X, args.chunks)
+            ours_iter, ours_median_pass, gm = time_daskgmm(dX, k, kind, inits, args.iters, args.repeat)
+            del dX
+            ratio = sk_iter / ours_iter
+            target = TARGETS[dtype]
+            lb_diff = abs(gm.lower_bound_ - sk.lower_bound_) / abs(sk.lower_bound_)
+            rows.append(
+                [
+                    f"N={n:,} D={d} K={k} {kind}",
+                    dtype,
+                    f"{sk_iter:.3f}",
+                    f"{ours_iter:.3f}",
+                    f"{ratio:.2f}",
+                    f"{target}",
+                    "PASS" if ratio >= target else "FAIL",
+                    f"{sk_plain:.3f}",
+                    f"{ours_median_pass:.3f}",
+                    f"{sk.lower_bound_:.6f}",
+                    f"{lb_diff:.1e}",
+                    "same" if lb_diff <= LB_RTOL[dtype] else "DIFFERENT",
+                    f"{_common.load_average():.1f}",
+                ]
+            )
+            print(f"  done: {rows[-1][0]} {dtype}: sklearn {sk_iter:.3f} s/iter, daskgmm {ours_iter:.3f} s/iter", flush=True)
+    print(f"\nPer-iteration seconds, {args.iters} iterations, best of {args.repeat}; daskgmm on "
+          f"{args.chunks} persisted chunks, 2 workers x 1 thread; scikit-learn in-process, all cores; "
+          "load = 1-minute load average after the row (2 cores: above 2, other processes shared the CPU).")
+    _common.print_table(
+        [
+            "config",
+            "dtype",
+            "sklearn s/iter",
+            "daskgmm s/iter",
+            "ratio sk/ours",
+            "target",
+            "result",
+            "sk fit/iters",
+            "ours median pass",
+            "sklearn lower bound",
+            "LB rel diff",
+            "LB",
+            "load",
+        ],
+        rows,
+    )
+    return all(r[6] == "PASS" and r[11] == "same" for r in rows)
+
+
+def overhead(client, args):
+    """Many small chunks against few large ones, and the tasks of one iteration."""
+    n = 1_000_000 // (10 if args.small else 1)
+    X = make_data(n, 2, 2)
+    inits = make_inits(X, 2, "full")
+    _common.install_graph_recorder(client)
+    rows, per_iter = [], {}
+    for n_chunks in (10, 1000):
+        dX = persist_on_cluster(client, X, n_chunks)
+        seconds, median_pass, _ = time_daskgmm(dX, 2, "full", inits, args.iters, args.repeat)
+        per_iter[n_chunks] = seconds
+        # One more fit of known length, to count what one pass submits and runs.
+        _common.recorded_graphs(client)  # clear
+        with get_task_stream(client) as stream:
+            est = GaussianMixture(2, tol=0.0, max_iter=3, **inits)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(dX)
+        graphs = [g for g in _common.recorded_graphs(client) if any("daskgmm-em" in p for p in g["groups"])]
+        executed = {}
+        for task in stream.data:
+            prefix = _common.key_prefix(task["key"])
+            executed[prefix] = executed.get(prefix, 0) + 1
+        ran = sum(v for p, v in executed.items() if p.startswith("daskgmm-em")) / est.n_passes_
+        predicted = _engine.count_tasks(dX)
+        submitted = sorted({g["n_tasks"] for g in graphs})
+        payloads = sorted({g["groups"].get("daskgmm-em-payload", 0) for g in graphs})
+        rows.append(
+            [
+                n_chunks,
+                f"{dX.chunks[0][0]:,}",
+                f"{seconds:.4f}",
+                f"{median_pass:.4f}",
+                predicted,
+                ",".join(map(str, submitted)),
+                f"{ran:g}",
+                ",".join(map(str, payloads)),
+                len(graphs),
+            ]
+        )
+        del dX
+    diff = per_iter[1000] - per_iter[10]
+    print(f"\nOverhead of 1000 chunks: N={n:,} D=2 K=2 full float64, {args.iters} iterations, best of {args.repeat}.")
+    _common.print_table(
+        [
+            "chunks",
+            "rows/chunk",
+            "s/iter",
+            "median pass",
+            "count_tasks",
+            "tasks submitted/pass",
+            "tasks run/pass",
+            "payload tasks/pass",
+            "graphs (3 iters)",
+        ],
+        rows,
+    )
+    ok = diff <= 0.3 and all(str(r[4]) == r[5] and float(r[6]) == r[4] for r in rows)
+    print(f"per-iteration overhead of 1000 chunks vs 10: {diff:+.3f} s (target <= 0.3 s): "
+          f"{'PASS' if diff <= 0.3 else 'FAIL'}; count_tasks matches the scheduler: "
+          f"{'yes' if all(str(r[4]) == r[5] and float(r[6]) == r[4] for r in rows) else 'NO'}")
+    return ok
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=5, help="EM iterations timed (tol=0)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per fit; the best counts")
+    parser.add_argument("--chunks", type=int, default=4, help="row chunks of the persisted data")
+    parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
+    parser.add_argument("--skip-overhead", action="store_true", help="only the comparison table")
+    parser.add_argument(
+        "--blas-env",
+        choices=("both", "asis", "unset"),
+        default=None,
+        help="with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE set: run as set, unset, or both (default)",
+    )
+    args = parser.parse_args(argv)
+    if args.blas_env is None and _common.openblas_pins():
+        args.blas_env = "both"
+    if args.blas_env == "both":
+        passthrough = [f"--iters={args.iters}", f"--repeat={args.repeat}", f"--chunks={args.chunks}"]
+        passthrough += ["--small"] * args.small + ["--skip-overhead"] * args.skip_overhead
+        return max(_common.rerun_both_ways(passthrough))
+
+    _common.print_header("daskgmm vs scikit-learn, seconds per EM iteration")
+    cluster, client = _common.start_cluster(n_workers=2, threads_per_worker=1)
+    try:
+        for worker, libs in _common.check_worker_blas(client).items():
+            print(f"  worker {worker} BLAS:", ", ".join(f"{api} kernel={arch} threads={t}" for api, arch, t in libs))
+        ok = compare(client, args)
+        if not args.skip_overhead:
+            ok = overhead(client, args) and ok
+    finally:
+        client.close()
+        cluster.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
