@@ -116,7 +116,15 @@ def place_data(X, persist="auto"):
     persisted : bool
     """
     if should_persist(X, persist):
-        return X.persist(), True
+        X = X.persist()
+        client = current_client()
+        if client is not None:
+            # Wait until the chunks are in memory, so that every pass can
+            # group them by the worker that holds them (plan_batches).
+            from distributed import wait
+
+            wait(X)
+        return X, True
     logger.info("streaming %d chunks (%.0f MiB) from their source at every pass", X.numblocks[0], X.nbytes / 2**20)
     return X, False
 
@@ -175,11 +183,60 @@ def _unbox(box):
     return box.value
 
 
-def pass_graph(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
+def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets):
+    """One map task over several chunks held by the same worker."""
+    if len(blocks) == 1:
+        return chunk_fn(blocks[0], payload, offsets[0])
+    return combine_fn([chunk_fn(block, payload, offset) for block, offset in zip(blocks, offsets)])
+
+
+def plan_batches(X, client=None):
+    """Group the row chunks of a persisted ``X`` by the worker holding them.
+
+    One map task per chunk costs the distributed scheduler ~1 ms, which
+    dominates a pass over many small chunks.  A map task may instead process
+    several chunks *that live on the same worker* (so no data moves) and merge
+    them locally.  Each worker gets at least two tasks per thread and at most
+    32 chunks per task.
+
+    Returns
+    -------
+    list of lists of chunk indices, or None (one task per chunk): without a
+    distributed client, or while some chunk is not in any worker's memory
+    (streamed data).
+    """
+    client = client if client is not None else current_client()
+    if client is None or X.numblocks[0] < 2:
+        return None
+    keys = [(X.name, i, 0) for i in range(X.numblocks[0])]
+    try:
+        who_has = client.who_has(X)  # {} unless X is persisted on the cluster
+    except Exception:  # noqa: BLE001 - a plan is an optimisation, never a failure
+        return None
+    by_worker = {}
+    for i, key in enumerate(keys):
+        holders = who_has.get(key) or who_has.get(str(key))
+        if not holders:
+            return None
+        by_worker.setdefault(sorted(holders)[0], []).append(i)
+    nthreads = client.nthreads()
+    batches = []
+    for worker, chunks in sorted(by_worker.items()):
+        threads = nthreads.get(worker, 1)
+        n_batches = min(len(chunks), max(2 * threads, math.ceil(len(chunks) / 32)))
+        for part in np.array_split(np.asarray(chunks), n_batches):
+            batches.append([int(i) for i in part])
+    return sorted(batches)
+
+
+def pass_graph(
+    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches=None
+):
     """The graph of one pass (see :func:`tree_reduce`) as a Delayed.
 
     Its own layer holds exactly :func:`count_tasks` tasks: the payload, one
-    task per chunk and the reduction tree.
+    map task per chunk (or per batch of chunks, see :func:`plan_batches`)
+    and the reduction tree.
     """
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}.")
@@ -189,10 +246,16 @@ def pass_graph(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EV
     payload_key = f"{name}-payload-{token}"
     map_name = f"{name}-map-{token}"
     layer = {payload_key: (_unbox, _Box(payload))}
+    offsets = row_offsets(X)
+    if batches is None:
+        batches = [[i] for i in range(X.numblocks[0])]
     keys = []
-    for i, offset in enumerate(row_offsets(X)):
-        key = (map_name, i)
-        layer[key] = (chunk_fn, (X.name, i, 0), payload_key, offset)
+    for j, batch in enumerate(batches):
+        key = (map_name, j)
+        layer[key] = (
+            _apply_batch, chunk_fn, combine_fn, [(X.name, i, 0) for i in batch], payload_key,
+            [offsets[i] for i in batch],
+        )
         keys.append(key)
     level = 0
     while len(keys) > 1:
@@ -205,7 +268,7 @@ def pass_graph(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EV
             new_keys.append(key)
         keys = new_keys
     final = keys[0]
-    if level == 0:  # a single chunk: still pass it through combine_fn
+    if level == 0:  # a single map task: still pass it through combine_fn
         final = (f"{name}-final-{token}", 0)
         layer[final] = (combine_fn, [keys[0]])
     layer_name = f"{name}-{token}"
@@ -213,7 +276,9 @@ def pass_graph(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EV
     return Delayed(final, graph, layer=layer_name)
 
 
-def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass"):
+def tree_reduce(
+    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches="auto"
+):
     """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
 
     Parameters
@@ -228,24 +293,30 @@ def tree_reduce(X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_E
         travels to each worker once per pass.
     split_every : int
         Fan-in of the reduction tree (>= 2).
+    batches : "auto", None or list of lists of chunk indices
+        "auto": :func:`plan_batches` (chunks grouped per holding worker on a
+        distributed cluster); None: one map task per chunk.
 
     Returns
     -------
     The combined partial, computed (one ``compute`` call).
     """
-    delayed = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name)
+    if isinstance(batches, str):
+        batches = plan_batches(X)
+    delayed = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches)
     (result,) = dask.compute(delayed, optimize_graph=False)
     return result
 
 
-def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY):
-    """Tasks in one pass's graph: payload + one per chunk + reduction tree."""
-    n = X.numblocks[0]
+def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY, batches=None):
+    """Tasks in one pass's graph: payload + one per map task + reduction tree."""
+    n = X.numblocks[0] if batches is None else len(batches)
+    single = n == 1
     tasks = 1 + n
     while n > 1:
         n = math.ceil(n / split_every)
         tasks += n
-    return tasks if X.numblocks[0] > 1 else tasks + 1
+    return tasks + 1 if single else tasks
 
 
 # --------------------------------------------------------------------------

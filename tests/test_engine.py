@@ -110,3 +110,30 @@ def test_auto_streams_data_larger_than_the_budget(monkeypatch):
     assert _engine.should_persist(large, True) and not _engine.should_persist(small, False)
     streamed, persisted = _engine.place_data(large, "auto")
     assert streamed is large and persisted is False  # the lazy graph itself: read again at every pass
+
+
+def test_batches_group_chunks_by_holding_worker(local_cluster_client):
+    """On a cluster, map tasks take several chunks of ONE worker: fewer tasks,
+    no data moved, the same answer as one task per chunk."""
+    from distributed import wait
+
+    X = np.random.default_rng(0).normal(size=(6400, 2))
+    dX = da.from_array(X, chunks=(50, -1)).persist()
+    wait(dX)
+    batches = _engine.plan_batches(dX)
+    assert sorted(i for batch in batches for i in batch) == list(range(dX.numblocks[0]))
+    holders = local_cluster_client.who_has(dX)
+    for batch in batches:
+        assert len({holders[(dX.name, i, 0)][0] for i in batch}) == 1
+        assert len(batch) <= 32
+    assert len(batches) < dX.numblocks[0] / 4
+    total, first = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
+    unbatched, _ = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0, batches=None)
+    assert total == pytest.approx(X.sum()) == pytest.approx(unbatched)
+    assert first == 0
+    assert _engine.count_tasks(dX, 8, batches) < _engine.count_tasks(dX, 8)
+
+
+def test_no_batches_for_streamed_data(local_cluster_client):
+    dX = da.from_array(np.ones((100, 2)), chunks=(10, -1))  # not persisted
+    assert _engine.plan_batches(dX) is None
