@@ -249,7 +249,11 @@ def compute_context(args, out=None):
         kwargs["threads_per_worker"] = args.threads_per_worker
     if args.memory_limit is not None:
         kwargs["memory_limit"] = args.memory_limit
-    with LocalCluster(**kwargs) as cluster, Client(cluster) as client:
+    import dask
+
+    from ._engine import worker_environ_config
+
+    with dask.config.set(worker_environ_config()), LocalCluster(**kwargs) as cluster, Client(cluster) as client:
         n_workers = len(cluster.workers)
         threads = sum(client.nthreads().values())
         _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)

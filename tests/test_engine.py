@@ -137,3 +137,17 @@ def test_batches_group_chunks_by_holding_worker(local_cluster_client):
 def test_no_batches_for_streamed_data(local_cluster_client):
     dX = da.from_array(np.ones((100, 2)), chunks=(10, -1))  # not persisted
     assert _engine.plan_batches(dX) is None
+
+
+def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import os
+
+    # An explicit environment variable wins over the config (distributed's
+    # rule); earlier clusters in this process may have left one behind.
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with dask.config.set(_engine.worker_environ_config()), distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
+    ) as cluster, distributed.Client(cluster) as client:
+        values = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(values.values()) == [str(_engine.WORKER_MALLOC_TRIM_THRESHOLD)]
