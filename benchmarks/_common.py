@@ -80,6 +80,23 @@ def load_average():
     return os.getloadavg()[0]
 
 
+def wait_for_quiet(max_seconds, threshold=0.7):
+    """Wait (up to ``max_seconds``) until the 1-minute load average is below
+    ``threshold``: on a shared machine, timings taken under load measure the
+    other processes as much as this one."""
+    deadline = time.time() + max_seconds
+    while load_average() >= threshold and time.time() < deadline:
+        time.sleep(10)
+    return load_average()
+
+
+def reexec_without_pins():
+    """Run this very command again with the OpenBLAS pins removed from its
+    environment (they are read when OpenBLAS loads, so it takes a new process)."""
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_PIN_VARS}
+    return subprocess.call([sys.executable, *sys.argv], env=env)
+
+
 def print_header(title):
     import dask
     import distributed

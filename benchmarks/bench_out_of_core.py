@@ -101,6 +101,8 @@ def main(argv=None):
     parser.add_argument("--tol", type=float, default=1e-3)
     parser.add_argument("--dir", default=None, help="where to write the store (default: a temp dir with room)")
     parser.add_argument("--keep", action="store_true", help="do not delete the store at the end")
+    parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                        help="before fitting, wait up to this long for the 1-minute load average to fall below 0.7")
     args = parser.parse_args(argv)
 
     n_workers = 2
@@ -124,6 +126,8 @@ def main(argv=None):
         writer_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         print(f"  wrote {path} in {seconds:.1f} s ({store_bytes / seconds / 1e9:.2f} GB/s); "
               f"writer process peak RSS {writer_peak / 2**20:.0f} MiB")
+        if args.wait_quiet:
+            print(f"  load average {_common.wait_for_quiet(args.wait_quiet):.2f} after waiting for quiet")
         ok = fit_and_report(path, args, n_workers, limit, store_bytes)
     finally:
         if args.keep:
