@@ -564,6 +564,13 @@ def _log_resp_block(block, model, skip_nonfinite, what):
     return labels
 
 
+def _log_resp_blocks(blocks, model, skip_nonfinite, what):
+    # blockwise hands the (single) column block of a row chunk as a list, so
+    # Dask never concatenates chunks with NumPy (it would refuse CuPy or
+    # array_api_strict chunks).
+    return _log_resp_block(blocks[0], model, skip_nonfinite, what)
+
+
 def map_rows(X, model, what, *, skip_nonfinite=False):
     """Lazy per-row output of ``model`` over the chunks of ``X``.
 
@@ -578,9 +585,9 @@ def map_rows(X, model, what, *, skip_nonfinite=False):
             chunks=(X.chunks[0], (k,)), dtype=X.dtype, meta=_meta(X, 2, X.dtype),
         )
     dtype = X.dtype if what == "score_samples" else np.int64
-    return da.map_blocks(
-        _log_resp_block, X, model_d, skip_nonfinite, what,
-        drop_axis=1, chunks=(X.chunks[0],), dtype=dtype, meta=_meta(X, 1, dtype),
+    return da.blockwise(
+        _log_resp_blocks, "i", X, "ij", model_d, None, skip_nonfinite, None, what, None,
+        concatenate=False, dtype=dtype, meta=_meta(X, 1, dtype),
     )
 
 

@@ -178,17 +178,9 @@ def test_float32_fit_on_strict_chunks_matches_numpy(data):
     _assert_same_fit(strict_fit, numpy_fit, 1e-6)
 
 
-MAP_ROWS_DROP_AXIS = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="_engine.map_rows builds the 1-D outputs with map_blocks(drop_axis=1), so Dask concatenates the "
-    "(single) column block of each row chunk with NumPy: np.empty(dtype=<array_api_strict dtype>) fails",
-)
-
-
 @pytest.mark.parametrize(
     "what",
-    ["predict_proba", pytest.param("predict", marks=MAP_ROWS_DROP_AXIS), pytest.param("score_samples", marks=MAP_ROWS_DROP_AXIS)],
+    ["predict_proba", "predict", "score_samples"],
 )
 def test_predictions_on_strict_chunks(data, what):
     X = _strict_chunks(data, 150)
