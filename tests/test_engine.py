@@ -145,9 +145,11 @@ def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
 
     # An explicit environment variable wins over the config (distributed's
     # rule); earlier clusters in this process may have left one behind.
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    for name in _engine.WORKER_MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
     with dask.config.set(_engine.worker_environ_config()), distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
     ) as cluster, distributed.Client(cluster) as client:
-        values = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    assert list(values.values()) == [str(_engine.WORKER_MALLOC_TRIM_THRESHOLD)]
+        names = list(_engine.WORKER_MALLOC_ENV)
+        values = client.run(lambda: [os.environ.get(name) for name in names])
+    assert list(values.values()) == [[str(v) for v in _engine.WORKER_MALLOC_ENV.values()]]
