@@ -290,6 +290,9 @@ def main(argv=None):
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of the worker processes (distributed.nanny.pre-spawn-environ), "
                         "e.g. MALLOC_TOP_PAD_=33554432; repeatable")
+    parser.add_argument("--distributed-default-env", action="store_true",
+                        help="start workers with distributed's own allocator settings instead of daskgmm's "
+                        "recommended WORKER_MALLOC_ENV (see README, Performance notes)")
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to this long for the 1-minute load average to fall below 0.7")
     parser.add_argument(
@@ -305,6 +308,7 @@ def main(argv=None):
         passthrough = [f"--iters={args.iters}", f"--repeat={args.repeat}", f"--chunks={args.chunks}"]
         passthrough += ["--small"] * args.small + ["--skip-overhead"] * args.skip_overhead
         passthrough += [f"--wait-quiet={args.wait_quiet}"] + [f"--worker-env={e}" for e in args.worker_env]
+        passthrough += ["--distributed-default-env"] * args.distributed_default_env
         return max(_common.rerun_both_ways(passthrough))
 
     if args.blas_env == "unset" and _common.openblas_pins():
@@ -313,6 +317,10 @@ def main(argv=None):
         _common.wait_for_quiet(args.wait_quiet)
     _common.print_header("daskgmm vs scikit-learn, seconds per EM iteration")
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    if not args.distributed_default_env:
+        from daskgmm._engine import WORKER_MALLOC_ENV
+
+        environ.update(WORKER_MALLOC_ENV)
     environ.update(entry.split("=", 1) for entry in args.worker_env)
     print("  worker environment set by the nanny:", environ)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
