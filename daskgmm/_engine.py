@@ -429,7 +429,9 @@ def _em_chunk(block, payload, row_offset):
     ]
 
 
-def _em_combine(partials):
+def merge_stat_columns(partials):
+    """Combine function of passes whose chunk tasks return one Stats per run:
+    merges the i-th Stats of every partial."""
     return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
@@ -441,11 +443,11 @@ def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
     plan = stack_plan([run.model() for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
-        X, _em_chunk, _em_combine, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em"
+        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em"
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
-        merged = _to_numpy_stats(merged)
+        merged = stats_to_numpy(merged)
         parts = [merged] if groups is None else _blocks.split_statistics(merged, groups)
         for i, part in zip(indices, parts):
             out[i] = part
@@ -478,7 +480,8 @@ def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY):
     return tree_reduce(X, _score_chunk, _score_combine, tuple(models), split_every=split_every, name="daskgmm-score")
 
 
-def _to_numpy_stats(stats):
+def stats_to_numpy(stats):
+    """The same Stats with every array copied to NumPy (from any namespace)."""
     return _blocks.Stats(stats.covariance_type, *(np.asarray(_blocks.to_numpy(v)) for v in stats[1:]))
 
 

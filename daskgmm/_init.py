@@ -72,7 +72,7 @@ from scipy.spatial.distance import cdist
 from . import _blocks
 from ._blocks import Model, Stats
 from ._covariance import covariances_from_stats, precisions_cholesky_from_covariances
-from ._engine import DEFAULT_SPLIT_EVERY, Run, take_rows, tree_reduce
+from ._engine import DEFAULT_SPLIT_EVERY, Run, merge_stat_columns, stats_to_numpy, take_rows, tree_reduce
 
 logger = logging.getLogger("daskgmm")
 
@@ -203,10 +203,6 @@ def run_from_stats(stats, spec, reg_covar, dtype=None):
     )
 
 
-def _numpy_stats(stats):
-    return Stats(stats.covariance_type, *(np.asarray(_blocks.to_numpy(v)) for v in stats[1:]))
-
-
 def _masked(xp, block, skip_nonfinite):
     """``block`` with skipped rows zeroed, and the kept rows as a NumPy mask
     (None when nothing is skipped)."""
@@ -237,10 +233,6 @@ def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
         for i, part in zip(indices, _blocks.split_statistics(stacked, sizes)):
             out[i] = part
     return out
-
-
-def _merge_columns(partials):
-    return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
 def _count(counter):
@@ -282,15 +274,22 @@ def _smallest_keys_chunk(block, payload, row_offset, skip_nonfinite=False):
     return out
 
 
+def _merge_smallest(column, count):
+    """Keys, global row indices and rows of the ``count`` smallest keys among
+    partials whose items 1-3 are (keys, index, rows); ties go by row index,
+    so the merge order (the chunking) cannot change the pick."""
+    keys = np.concatenate([c[1] for c in column])
+    index = np.concatenate([c[2] for c in column])
+    rows = np.concatenate([c[3] for c in column])
+    order = np.lexsort((index, keys))[:count]
+    return keys[order], index[order], rows[order]
+
+
 def _smallest_keys_combine(partials):
     merged = []
     for column in zip(*partials):
         count = column[0][0]
-        keys = np.concatenate([c[1] for c in column])
-        index = np.concatenate([c[2] for c in column])
-        rows = np.concatenate([c[3] for c in column])
-        order = np.lexsort((index, keys))[:count]
-        merged.append((count, keys[order], index[order], rows[order]))
+        merged.append((count, *_merge_smallest(column, count)))
     return merged
 
 
@@ -348,9 +347,9 @@ def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=No
     """scikit-learn's 'random': responsibilities uniform on [0, 1), normalised
     per row, keyed by row index; one pass."""
     chunk_fn = _chunk_fn(_random_chunk, skip_nonfinite)
-    stats = tree_reduce(X, chunk_fn, _merge_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random")
+    stats = tree_reduce(X, chunk_fn, merge_stat_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random")
     _count(counter)
-    return [run_from_stats(_numpy_stats(s), spec, reg_covar) for s, spec in zip(stats, specs)]
+    return [run_from_stats(stats_to_numpy(s), spec, reg_covar) for s, spec in zip(stats, specs)]
 
 
 # --------------------------------------------------------------------------
@@ -483,11 +482,7 @@ def _oversample_combine(partials):
     merged = []
     for column in zip(*partials):
         cap = column[0][4]
-        keys = np.concatenate([c[1] for c in column])
-        index = np.concatenate([c[2] for c in column])
-        rows = np.concatenate([c[3] for c in column])
-        order = np.lexsort((index, keys))[:cap]
-        merged.append((sum(c[0] for c in column), keys[order], index[order], rows[order], cap))
+        merged.append((sum(c[0] for c in column), *_merge_smallest(column, cap), cap))
     return merged
 
 
@@ -728,7 +723,7 @@ def init_kmeans(
         split_every=split_every, name="daskgmm-init-weights",
     )
     _count(counter)
-    spread = _numpy_stats(spread)
+    spread = stats_to_numpy(spread)
     variance = float(np.mean(spread.scatter / max(float(spread.nk[0]), 1.0)))
     tol = lloyd_tol * variance
 
@@ -760,7 +755,7 @@ def init_kmeans(
         )
         _count(counter)
         for s, (stats, far) in zip(todo, results):
-            stats = _numpy_stats(stats)
+            stats = stats_to_numpy(stats)
             nk = stats.nk.astype(np.float64)
             new = np.where((nk > 0)[:, None], stats.means, sets[s])
             moved = _relocate_empty_clusters(new, nk, far) if np.any(nk == 0) else 0
@@ -779,14 +774,14 @@ def init_kmeans(
             request_of[key] = len(requests)
             requests.append(key)
     final = tree_reduce(
-        X, _chunk_fn(_final_chunk, skip_nonfinite), _merge_columns, (tuple(sets), tuple(requests)),
+        X, _chunk_fn(_final_chunk, skip_nonfinite), merge_stat_columns, (tuple(sets), tuple(requests)),
         split_every=split_every, name="daskgmm-init-assign",
     )
     _count(counter)
     runs, centers = [], []
     for spec in specs:
         s = set_index(spec)
-        stats = _numpy_stats(final[request_of[(s, spec.covariance_type)]])
+        stats = stats_to_numpy(final[request_of[(s, spec.covariance_type)]])
         runs.append(run_from_stats(stats, spec, reg_covar))
         centers.append(sets[s])
     return runs, centers
