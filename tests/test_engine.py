@@ -30,15 +30,29 @@ def test_tree_reduce_combines_every_chunk(n_chunks, split_every):
 
 def test_pass_graph_holds_only_chunk_tasks_and_tree():
     dX = da.from_array(np.ones((1000, 2)), chunks=(10, -1)).persist()
-    delayed = _engine.pass_graph(dX, _sum_chunk, _sum_combine, 1.0, split_every=8)
-    graph = delayed.__dask_graph__()
-    own = graph.layers[delayed._layer]
-    # payload + 100 chunk tasks + 13 + 2 + 1 reduction nodes
-    assert len(own) == _engine.count_tasks(dX, 8) == 1 + 100 + 13 + 2 + 1
+    delayeds = _engine.pass_graph(dX, _sum_chunk, _sum_combine, 1.0, split_every=8)
+    graph = delayeds[0].__dask_graph__()
+    own = graph.layers[delayeds[0]._layer]
+    # 100 chunk tasks (the small payload rides inside them) + 13 + 2 reduction
+    # nodes; the client merges the last 2.
+    assert len(delayeds) == 2
+    assert len(own) == _engine.count_tasks(dX, 8, payload=1.0) == 100 + 13 + 2
     # The only other layer is the persisted data itself (no recomputation).
-    other = [name for name in graph.layers if name != delayed._layer]
+    other = [name for name in graph.layers if name != delayeds[0]._layer]
     assert other == [dX.name]
     assert len(graph.layers[dX.name]) == dX.numblocks[0]
+
+
+def test_large_payload_travels_as_one_key():
+    dX = da.from_array(np.ones((1000, 2)), chunks=(10, -1)).persist()
+    payload = np.ones(_engine.PAYLOAD_EMBED_BYTES // 8 // 50)  # 100 copies would exceed the budget
+    delayeds = _engine.pass_graph(dX, _sum_chunk, _sum_combine, payload, split_every=8)
+    own = delayeds[0].__dask_graph__().layers[delayeds[0]._layer]
+    payload_keys = [key for key in own if isinstance(key, str) and "-payload-" in key]
+    assert len(payload_keys) == 1
+    assert len(own) == _engine.count_tasks(dX, 8, payload=payload) == 1 + 100 + 13 + 2
+    sums = _engine.tree_reduce(dX, lambda b, p, o: float(b.sum() * p.sum()), sum, payload, split_every=8)
+    assert sums == pytest.approx(2000 * payload.sum())
 
 
 def test_one_compute_per_iteration():
