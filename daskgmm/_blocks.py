@@ -37,6 +37,13 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 SLICE_ELEMENTS = 1 << 19
 
 
+def array_device(array):
+    """The device ``array`` lives on (for creating arrays next to it)."""
+    from array_api_compat import device
+
+    return device(array)
+
+
 def get_namespace(*arrays):
     """Array-API namespace of ``arrays`` (NumPy's compat wrapper for NumPy)."""
     from array_api_compat import array_namespace
@@ -111,78 +118,120 @@ class Stats(NamedTuple):
 
 # --------------------------------------------------------------------------
 # E-step pieces
+#
+# Component-major layout: a slice of rows is handled transposed, ``(D, n)``,
+# and everything per component and row is ``(K, n)``.  Reductions over the
+# K components (max, sum of exp) and over the D features of the Mahalanobis
+# term then run along the long contiguous row axis instead of over short
+# rows of length K or D (measured on one thread, full covariance, one chunk
+# of 250,000 x 8, K=8: 130 ms -> 44 ms in float64, 97 ms -> 21 ms in float32).
 # --------------------------------------------------------------------------
 
 
-def _mahalanobis(xp, centred, means_c, model):
-    """Squared Mahalanobis distances ``(n, K)`` of pivot-centred rows.
+def _contiguous(xp, a):
+    """``a`` in row-major order where the namespace can say so (NumPy, CuPy)."""
+    fn = getattr(xp, "ascontiguousarray", None)
+    return fn(a) if fn is not None else a
 
-    ``centred`` is ``x - c`` (n, D); ``means_c`` is ``mu - c`` (K, D).
+
+def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None):
+    """Squared Mahalanobis distances ``(K, n)`` of pivot-centred rows.
+
+    ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D);
+    ``squared`` is ``centred_t ** 2`` when the caller has it (diag, spherical);
+    ``augmented`` is ``centred_t`` with a last row of ones (D + 1, n) when the
+    caller has it ('full': the means' shift then rides in the GEMM).
     """
-    n, d = centred.shape
+    d, n = centred_t.shape
     k = means_c.shape[0]
     pc = model.precisions_cholesky
     kind = model.covariance_type
     if kind == "full":
-        # One GEMM against all components' factors stacked side by side.
-        stacked = xp.reshape(xp.permute_dims(pc, (1, 0, 2)), (d, k * d))
-        shift = xp.reshape(xp.matmul(means_c[:, None, :], pc), (k * d,))
-        y = xp.matmul(centred, stacked) - shift
-        return xp.sum(xp.reshape(y * y, (n, k, d)), axis=2)
+        # One GEMM against all components' factors stacked: row k*D + j of
+        # ``stacked`` is column j of P_k, so y[k*D + j] = ((x - mu_k) P_k)_j.
+        stacked = xp.reshape(xp.permute_dims(pc, (0, 2, 1)), (k * d, d))
+        shift = xp.reshape(xp.matmul(means_c[:, None, :], pc), (k * d, 1))
+        if augmented is not None:
+            y = xp.matmul(xp.concat([stacked, -shift], axis=1), augmented)
+        else:
+            y = xp.matmul(stacked, centred_t)
+            y -= shift
+        y *= y
+        return xp.sum(xp.reshape(y, (k, d, n)), axis=1)
     if kind == "tied":
-        y = xp.matmul(centred, pc)
-        shift = xp.matmul(means_c, pc)
-        diff = y[:, None, :] - shift[None, :, :]
-        return xp.sum(diff * diff, axis=2)
+        y = xp.matmul(xp.permute_dims(pc, (1, 0)), centred_t)  # (D, n)
+        shift = xp.matmul(means_c, pc)  # (K, D)
+        diff = y[None, :, :] - shift[:, :, None]
+        return xp.sum(diff * diff, axis=1)
+    if squared is None:
+        squared = centred_t * centred_t
+    prec = pc * pc
     if kind == "diag":
-        prec = pc * pc
         return (
-            xp.matmul(centred * centred, xp.permute_dims(prec, (1, 0)))
-            - 2.0 * xp.matmul(centred, xp.permute_dims(means_c * prec, (1, 0)))
-            + xp.sum(means_c * means_c * prec, axis=1)
+            xp.matmul(prec, squared)
+            - 2.0 * xp.matmul(means_c * prec, centred_t)
+            + xp.sum(means_c * means_c * prec, axis=1)[:, None]
         )
     if kind == "spherical":
-        prec = pc * pc
-        return (
-            xp.sum(centred * centred, axis=1)[:, None] * prec
-            - 2.0 * xp.matmul(centred, xp.permute_dims(means_c, (1, 0))) * prec
-            + xp.sum(means_c * means_c, axis=1) * prec
+        return prec[:, None] * (
+            xp.sum(squared, axis=0)[None, :]
+            - 2.0 * xp.matmul(means_c, centred_t)
+            + xp.sum(means_c * means_c, axis=1)[:, None]
         )
     raise ValueError(f"unknown covariance_type {kind!r}")
 
 
-def weighted_log_prob(xp, centred, means_c, model):
-    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows, (n, K)."""
-    d = centred.shape[1]
-    maha = _mahalanobis(xp, centred, means_c, model)
-    return (-0.5 * (d * math.log(2 * math.pi) + maha) + model.log_det) + model.log_weights
+def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=None):
+    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
+    transposed (D, n): a (K, n) array."""
+    d = centred_t.shape[0]
+    maha = _mahalanobis(xp, centred_t, means_c, model, squared, augmented)
+    const = model.log_det + model.log_weights - 0.5 * d * math.log(2 * math.pi)
+    maha *= -0.5
+    maha += const[:, None]
+    return maha
 
 
-def log_sum_exp(xp, a):
-    """Row-wise ``log(sum(exp(a)))`` of an (n, K) array, stable for any finite a."""
-    top = xp.max(a, axis=1)
+def _shifted_by_max(xp, a):
+    """``a`` minus its column maxima (those set to 0 where not finite)."""
+    top = xp.max(a, axis=0)
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    return xp.log(xp.sum(xp.exp(a - top[:, None]), axis=1)) + top
+    return a - top[None, :], top
 
 
 def log_normalize(xp, a):
-    """Row-wise ``log(sum(exp(a)))`` (n,) and ``a`` minus it (n, K).
+    """Column-wise ``log(sum(exp(a)))`` of a (K, n) array, (n,), and ``a``
+    minus it, (K, n): per row of the data, its log-likelihood and log
+    responsibilities.
 
     The second is formed as ``(a - max) - log(sum(exp(a - max)))``: for rows
     far from every component ``|a|`` exceeds ``1 / eps`` and ``a - log_norm``
     would lose the ``log(sum)`` term to rounding (responsibilities summing to
     K instead of 1, in float32 already ~1e4 standard deviations away).
     """
-    top = xp.max(a, axis=1)
-    top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    shifted = a - top[:, None]
-    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=1))
-    return log_sum + top, shifted - log_sum[:, None]
+    shifted, top = _shifted_by_max(xp, a)
+    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=0))
+    return log_sum + top, shifted - log_sum[None, :]
 
 
-def _row_slices(n_rows, n_components, n_features):
-    width = max(n_components * n_features, 1)
-    step = max(64, SLICE_ELEMENTS // width)
+def _normalize(xp, a):
+    """Like :func:`log_normalize` but the responsibilities themselves,
+    ``exp(a - max) / sum(exp(a - max))``: one exponential per entry."""
+    shifted, top = _shifted_by_max(xp, a)
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=0)
+    e /= total[None, :]
+    return xp.log(total) + top, e
+
+
+def _row_slices(n_rows, n_components, n_features, kind="full"):
+    # Widest temporary per row: (K * D) for 'full' and 'tied', whose
+    # per-component terms have D entries; max(K, D) otherwise.
+    if kind in ("full", "tied"):
+        width = n_components * n_features
+    else:
+        width = max(n_components, n_features)
+    step = max(64, SLICE_ELEMENTS // max(width, 1))
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
 
 
@@ -245,9 +294,10 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     model = model.to(xp, X.dtype)
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
-    centred = Xz - pivot
-    wlp = weighted_log_prob(xp, centred, model.means - pivot, model)
+    centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
+    wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model)
     log_norm, log_resp = log_normalize(xp, wlp)
+    log_resp = xp.permute_dims(log_resp, (1, 0))
     if keep is not None:
         nan = xp.asarray(float("nan"), dtype=X.dtype)
         log_norm = xp.where(keep, log_norm, nan)
@@ -260,19 +310,42 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
 # --------------------------------------------------------------------------
 
 
-def _second_moment_about_pivot(xp, centred, resp, kind):
+def _second_moment_about_pivot(xp, centred, centred_t, resp, kind, squared=None):
     """Raw second moment of pivot-centred rows (no cancellation issue: rows are
-    centred near the data), in the layout ``kind`` needs."""
+    centred near the data), in the layout ``kind`` needs.  ``centred`` is
+    (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
     if kind == "full":
         # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D).  Cheaper
         # than products of the upper triangle, whose gather is memory-bound.
-        n, d = centred.shape
-        k = resp.shape[1]
-        weighted = xp.reshape(resp[:, :, None] * centred[:, None, :], (n, k * d))
-        return xp.reshape(xp.matmul(xp.permute_dims(weighted, (1, 0)), centred), (k, d, d))
+        d, n = centred_t.shape
+        k = resp.shape[0]
+        weighted = xp.reshape(resp[:, None, :] * centred_t[None, :, :], (k * d, n))
+        return xp.reshape(xp.matmul(weighted, centred), (k, d, d))
     if kind == "tied":
-        return xp.matmul(xp.permute_dims(centred, (1, 0)), centred)  # (D, D)
-    return xp.matmul(xp.permute_dims(resp, (1, 0)), centred * centred)  # (K, D)
+        return xp.matmul(centred_t, centred)  # (D, D)
+    if squared is None:
+        squared = centred_t * centred_t
+    return xp.matmul(resp, xp.permute_dims(squared, (1, 0)))  # (K, D)
+
+
+def _pair_indices(xp, d, device):
+    """Row indices ``(I, J)`` of the D (D + 1) / 2 pairs ``i <= j`` and, (D * D,),
+    the pair of every entry of a D x D matrix (to expand a symmetric one)."""
+    rows, cols = np.triu_indices(d)
+    pair_of = np.zeros((d, d), dtype=np.int64)
+    pair_of[rows, cols] = pair_of[cols, rows] = np.arange(rows.size)
+    conv = lambda a: xp.asarray(a, dtype=xp.int64, device=device)  # noqa: E731
+    return conv(rows), conv(cols), conv(pair_of.reshape(-1))
+
+
+def _uses_pairs(kind, k, d):
+    """Whether the 'full' second moment goes through the products of the
+    D (D + 1) / 2 feature pairs, computed once per slice and shared by all
+    components, (K, n) @ (n, pairs), rather than the per-component weighted
+    rows, (K * D, n) @ (n, D): cheaper when pairs < K * D, i.e. K > (D + 1) / 2
+    (measured on one thread: 1.5x at D=8, K=8; 3.5x for 8 stacked such
+    mixtures; 0.33x at D=64, K=16, which keeps the weighted rows)."""
+    return kind == "full" and d * (d + 1) // 2 < k * d
 
 
 def _safe(xp, nk):
@@ -322,29 +395,46 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     nk = xp.zeros((k,), dtype=X.dtype)
     sum_x = xp.zeros((k, d), dtype=X.dtype)
     moment = None
-    for start, stop in _row_slices(n, k, d):
-        centred = Xz[start:stop, :] - pivot
+    device = array_device(X)
+    pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
+    for start, stop in _row_slices(n, k, d, kind):
+        augmented = None
+        if kind == "full":
+            # (x - c)^T with a row of ones, written transposed in one go.
+            augmented = xp.empty((d + 1, stop - start), dtype=X.dtype, device=device)
+            augmented[:d, :] = xp.permute_dims(Xz[start:stop, :], (1, 0)) - pivot[:, None]
+            augmented[d, :] = 1
+            centred_t = augmented[:d, :]
+        else:
+            centred_t = _contiguous(xp, xp.permute_dims(Xz[start:stop, :] - pivot, (1, 0)))  # (D, n)
+        centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
+        squared = centred_t * centred_t if kind in ("diag", "spherical") else None
         if resp is None:
-            wlp = weighted_log_prob(xp, centred, means_c, model)
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, squared, augmented)
             if groups is None:
-                log_norm, log_resp = log_normalize(xp, wlp)
+                log_norm, r = _normalize(xp, wlp)
             else:
-                log_norm, log_resp = _log_normalize_groups(xp, wlp, groups)
+                log_norm, r = _normalize_groups(xp, wlp, groups)
             if keep is not None:
-                kept = keep[start:stop] if groups is None else keep[start:stop, None]
-                log_norm = xp.where(kept, log_norm, xp.zeros_like(log_norm))
-            part_ll = xp.sum(log_norm, axis=0)
+                log_norm = xp.where(keep[None, start:stop] if groups else keep[start:stop], log_norm,
+                                    xp.zeros_like(log_norm))
+            part_ll = xp.sum(log_norm, axis=-1)
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             log_likelihood = log_likelihood + part_ll
-            r = xp.exp(log_resp)
         else:
-            r = xp.asarray(resp[start:stop, :], dtype=X.dtype)
+            r = xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0))
         if keep is not None:
-            r = xp.where(keep[start:stop, None], r, xp.zeros_like(r))
-        nk = nk + xp.sum(r, axis=0)
-        sum_x = sum_x + xp.matmul(xp.permute_dims(r, (1, 0)), centred)
-        part = _second_moment_about_pivot(xp, centred, r, kind)
+            r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
+        nk = nk + xp.sum(r, axis=1)
+        sum_x = sum_x + xp.matmul(r, centred)
+        if pairs is not None:
+            products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)
+            part = xp.matmul(r, xp.permute_dims(products, (1, 0)))  # (K, pairs)
+        else:
+            part = _second_moment_about_pivot(xp, centred, centred_t, r, kind, squared)
         moment = part if moment is None else moment + part
+    if pairs is not None:
+        moment = xp.reshape(xp.take(moment, pairs[2], axis=1), (k, d, d))
 
     if resp is not None and keep is None:
         check_finite(xp, xp.sum(sum_x), X, row_offset)
@@ -361,19 +451,26 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     return Stats(kind, n_used, log_likelihood, nk, means, scatter)
 
 
-def _log_normalize_groups(xp, wlp, groups):
-    """:func:`log_normalize` within each group of columns: (n, G) and (n, sum(groups))."""
-    n = wlp.shape[0]
-    if len(set(groups)) == 1:  # equal groups: one call on an (n * G, K) view
-        log_norm, log_resp = log_normalize(xp, xp.reshape(wlp, (n * len(groups), groups[0])))
-        return xp.reshape(log_norm, (n, len(groups))), xp.reshape(log_resp, wlp.shape)
+def _normalize_groups(xp, wlp, groups):
+    """:func:`_normalize` within each group of rows of ``wlp`` (sum(groups), n):
+    log-likelihoods (G, n) and responsibilities (sum(groups), n)."""
+    n = wlp.shape[1]
+    if len(set(groups)) == 1:  # equal groups: one call on a (G, K, n) view
+        g, k = len(groups), groups[0]
+        shifted = xp.reshape(wlp, (g, k, n))
+        top = xp.max(shifted, axis=1)
+        top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
+        e = xp.exp(shifted - top[:, None, :])
+        total = xp.sum(e, axis=1)
+        e /= total[:, None, :]
+        return xp.log(total) + top, xp.reshape(e, (g * k, n))
     norms, resps, start = [], [], 0
     for size in groups:
-        log_norm, log_resp = log_normalize(xp, wlp[:, start : start + size])
+        log_norm, r = _normalize(xp, wlp[start : start + size, :])
         norms.append(log_norm)
-        resps.append(log_resp)
+        resps.append(r)
         start += size
-    return xp.stack(norms, axis=1), xp.concat(resps, axis=1)
+    return xp.stack(norms, axis=0), xp.concat(resps, axis=0)
 
 
 def stack_models(models):

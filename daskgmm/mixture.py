@@ -478,7 +478,7 @@ class GaussianMixture(_ParamsMixin):
             )
         finally:
             monitor.close()
-        best = _best_run(runs)
+        best = _best_run(runs, dX.dtype)
         self._set_parameters(best)
         self.n_features_in_ = n_features
         # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
@@ -627,11 +627,19 @@ class GaussianMixture(_ParamsMixin):
         return X, y
 
 
-def _best_run(runs):
-    """scikit-learn's choice: the first run with the highest lower bound."""
+def _best_run(runs, dtype=np.float64):
+    """scikit-learn's choice: the first run with the highest lower bound.
+
+    A later run must beat the best so far by more than rounding (100 eps of
+    ``dtype``, relative): restarts that reach the same optimum (the same
+    components in another order) differ only by the order of their sums,
+    which depends on the chunking and on the workers, and must not decide
+    which of them is returned."""
+    window = 100 * np.finfo(dtype).eps
     best = runs[0]
     for run in runs[1:]:
-        if run.lower_bound > best.lower_bound:
+        margin = window * max(1.0, abs(best.lower_bound)) if np.isfinite(best.lower_bound) else 0.0
+        if run.lower_bound > best.lower_bound + margin:
             best = run
     return best
 

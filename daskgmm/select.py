@@ -221,7 +221,7 @@ def select_n_components(
     runs, n_em_passes = _engine.run_em(
         dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every
     )
-    best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init]) for c in range(len(candidates))]
+    best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters: one pass for all candidates.
     totals = _engine.score_pass(dX, [run.model() for run in best_runs], split_every=split_every)
     n_passes = n_init_passes + n_em_passes + 1

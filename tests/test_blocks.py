@@ -119,13 +119,18 @@ def test_far_points_get_finite_responsibilities():
     np.testing.assert_allclose(np.exp(log_resp).sum(1), 1.0)
 
 
-def test_log_sum_exp_handles_minus_inf_rows():
-    a = np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, 0.0]])
-    with np.errstate(divide="ignore"):
-        out = _blocks.log_sum_exp(np, a)
+def test_log_normalize_handles_minus_inf_columns():
+    # One column per row of data, one row per component (component-major).
+    a = np.array([[-np.inf, -np.inf], [1000.0, 1000.0], [-1000.0, 0.0]]).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out, log_resp = _blocks.log_normalize(np, a)
+        total, resp = _blocks._normalize(np, a)
     assert out[0] == -np.inf
     assert out[1] == pytest.approx(1000 + np.log(2))
     assert out[2] == pytest.approx(0.0)
+    np.testing.assert_array_equal(total, out)
+    np.testing.assert_allclose(resp[:, 1:], np.exp(log_resp[:, 1:]), rtol=1e-15)
+    np.testing.assert_allclose(resp[:, 1:], [[0.5, 0.0], [0.5, 1.0]], atol=1e-300)
 
 
 def test_skip_nonfinite_rows():

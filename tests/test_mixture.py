@@ -408,3 +408,23 @@ def test_ill_defined_covariance_message():
     X[5:] = 1.0
     with pytest.raises(ValueError, match="increase reg_covar"):
         GaussianMixture(2, reg_covar=0, random_state=0).fit(X)
+
+
+def test_best_restart_ignores_rounding_differences():
+    """Restarts at the same optimum differ by the order of their sums (the
+    chunking, the workers): the first of them is kept, as scikit-learn keeps
+    the first of equal lower bounds; a clearly better later restart wins."""
+    from types import SimpleNamespace
+
+    from daskgmm.mixture import _best_run
+
+    runs = [SimpleNamespace(lower_bound=v) for v in (-3.5, -2.0, -2.0 + 4e-16, -2.0 - 1e-16)]
+    assert _best_run(runs) is runs[1]
+    runs.append(SimpleNamespace(lower_bound=-2.0 + 1e-9))
+    assert _best_run(runs) is runs[4]
+    # float32 sums round at ~1e-7: the window follows the data's dtype.
+    f32 = [SimpleNamespace(lower_bound=v) for v in (-2.0, -2.0 + 1e-6, -1.9)]
+    assert _best_run(f32, np.float32) is f32[2]
+    assert _best_run(f32[:2], np.float32) is f32[0] and _best_run(f32[:2]) is f32[1]
+    unfitted = [SimpleNamespace(lower_bound=-np.inf) for _ in range(3)]
+    assert _best_run(unfitted) is unfitted[0]
