@@ -192,6 +192,29 @@ def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=Non
     return maha
 
 
+def _exp_nonpositive(xp, shifted):
+    """``exp(shifted)`` for ``shifted <= 0``, with exact zeros where the result
+    would be below ``e^2 x tiny`` (the smallest normal number): relative to
+    the largest term of every column, 1, no sum of responsibilities can see
+    such a value.
+
+    On float64, NumPy's ``exp`` takes a slow path for arguments below about
+    -708, which well-separated clusters produce for most entries: measured
+    14x slower per entry (one chunk of the restart benchmark: 26 ms -> 19 ms).
+    Clamping first keeps every call on the fast path."""
+    floor = math.log(float(np.finfo(_numpy_dtype(shifted.dtype)).tiny)) + 2.0
+    low = shifted <= floor  # False for NaN: NaN goes on to the finiteness check
+    e = xp.exp(xp.where(low, xp.full_like(shifted, floor), shifted))
+    return xp.where(low, xp.zeros_like(e), e)
+
+
+def _numpy_dtype(dtype):
+    try:
+        return np.dtype(dtype)
+    except TypeError:  # array_api_strict dtypes
+        return np.float32 if "32" in str(dtype) else np.float64
+
+
 def _shifted_by_max(xp, a):
     """``a`` minus its column maxima (those set to 0 where not finite)."""
     top = xp.max(a, axis=0)
@@ -210,7 +233,7 @@ def log_normalize(xp, a):
     K instead of 1, in float32 already ~1e4 standard deviations away).
     """
     shifted, top = _shifted_by_max(xp, a)
-    log_sum = xp.log(xp.sum(xp.exp(shifted), axis=0))
+    log_sum = xp.log(xp.sum(_exp_nonpositive(xp, shifted), axis=0))
     return log_sum + top, shifted - log_sum[None, :]
 
 
@@ -218,7 +241,7 @@ def _normalize(xp, a):
     """Like :func:`log_normalize` but the responsibilities themselves,
     ``exp(a - max) / sum(exp(a - max))``: one exponential per entry."""
     shifted, top = _shifted_by_max(xp, a)
-    e = xp.exp(shifted)
+    e = _exp_nonpositive(xp, shifted)
     total = xp.sum(e, axis=0)
     e /= total[None, :]
     return xp.log(total) + top, e
@@ -352,7 +375,7 @@ def _safe(xp, nk):
     return xp.where(nk > 0, nk, xp.ones_like(nk))
 
 
-def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None):
+def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None):
     """E-step and sufficient statistics of one block, fused.
 
     Parameters
@@ -368,6 +391,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     resp : (n, K) array, optional
         Fixed responsibilities (initialisation); then no E-step is done and
         the log-likelihood is 0.
+    resp_t : (K, n) array, optional
+        The same given component-major (cheaper: no transposition).
     groups : tuple of int, optional
         ``model`` is several mixtures stacked (:func:`stack_models`) with
         these numbers of components: responsibilities are normalised within
@@ -381,6 +406,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     xp = get_namespace(X)
     kind = model.covariance_type
     n, d = X.shape
+    if resp_t is not None:
+        resp = xp.permute_dims(resp_t, (1, 0))
     if resp is None:
         model = model.to(xp, X.dtype)
         k = model.means.shape[0]
@@ -422,7 +449,10 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             log_likelihood = log_likelihood + part_ll
         else:
-            r = xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0))
+            if resp_t is not None:
+                r = xp.asarray(resp_t[:, start:stop], dtype=X.dtype)
+            else:
+                r = _contiguous(xp, xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0)))
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         nk = nk + xp.sum(r, axis=1)
@@ -460,7 +490,7 @@ def _normalize_groups(xp, wlp, groups):
         shifted = xp.reshape(wlp, (g, k, n))
         top = xp.max(shifted, axis=1)
         top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-        e = xp.exp(shifted - top[:, None, :])
+        e = _exp_nonpositive(xp, shifted - top[:, None, :])
         total = xp.sum(e, axis=1)
         e /= total[:, None, :]
         return xp.log(total) + top, xp.reshape(e, (g * k, n))

@@ -120,42 +120,105 @@ def keyed_uniform(seed, stream, row_offset, n_rows, width):
     return (raw >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _nearest(xp, block, center_sets, labels=True):
-    """Nearest centre of every row of ``block`` in each of ``center_sets``.
+def _nearest_slices(xp, block, center_sets, onehot=True):
+    """Nearest centre of every row of ``block`` in each of ``center_sets``,
+    slice of rows by slice of rows (bounded temporaries).
 
     One matrix product for all sets, about the block's pivot (so the data's
     offset never enters a subtraction).  ``|x - c|^2 = |x|^2 + (|c|^2 - 2 x.c)``
     and the row term does not change which centre is nearest, so it is added
-    once per set, after the minimum.  Sets of one size are reduced together.
+    once per set, after the minimum.  Rows are handled transposed: the
+    minimum over a set's centres runs along the long row axis; sets of one
+    size are reduced together.
 
-    Returns
-    -------
-    list, per set, of ``(d2, label)``: (n,) squared distance to the nearest
-    centre (clipped at 0) and (n,) its index (None when ``labels`` is False),
-    arrays of the block's namespace.
+    The assignment comes as one-hot columns: an entry is 1 where it equals
+    its column's minimum, which needs no arg-min (4x the cost of the rest on
+    8 sets of 8 centres).  A row equally near two centres (duplicate centres)
+    would get two ones: slices where that happens are redone by ``argmin``,
+    which takes the first, as scikit-learn does.
+
+    Yields
+    ------
+    ``(start, stop, sets)``, ``sets`` a list with per set ``(d2, onehot)``:
+    (rows,) squared distance to the nearest centre (clipped at 0) and the
+    (K, rows) one-hot assignment in the block's dtype (None when ``onehot``
+    is False), arrays of the block's namespace.
     """
     n, d = block.shape
     pivot = xp.mean(block, axis=0) if n else xp.zeros((d,), dtype=block.dtype)
-    centred = block - pivot
     centers = xp.asarray(np.concatenate([np.asarray(c, dtype=np.float64) for c in center_sets]), dtype=block.dtype)
     centers = centers - pivot
-    partial = xp.matmul(centred, xp.permute_dims(-2.0 * centers, (1, 0)))
-    partial = partial + xp.sum(centers * centers, axis=1)[None, :]
-    row_sq = xp.sum(centred * centred, axis=1)
+    scaled = -2.0 * centers
+    centers_sq = xp.sum(centers * centers, axis=1)[:, None]
     sizes = [int(c.shape[0]) for c in center_sets]
-    if len(set(sizes)) == 1:  # (n, S, K): one reduction for all sets
-        parts = [xp.reshape(partial, (n, len(sizes), sizes[0]))]
-    else:
-        bounds = np.cumsum([0] + sizes)
-        parts = [partial[:, int(bounds[s]) : int(bounds[s + 1])][:, None, :] for s in range(len(sizes))]
+    bounds = np.cumsum([0] + sizes)
+    equal = len(set(sizes)) == 1
+    for start, stop in _blocks._row_slices(n, sum(sizes), d, "diag"):
+        rows = stop - start
+        centred_t = _blocks._contiguous(xp, xp.permute_dims(block[start:stop, :] - pivot, (1, 0)))
+        partial = xp.matmul(scaled, centred_t) + centers_sq  # (sum(sizes), rows)
+        row_sq = xp.sum(centred_t * centred_t, axis=0)
+        if equal:  # (S, K, rows): one reduction for all sets
+            parts = [xp.reshape(partial, (len(sizes), sizes[0], rows))]
+        else:
+            parts = [partial[int(bounds[s]) : int(bounds[s + 1]), :][None, :, :] for s in range(len(sizes))]
+        out = []
+        for part in parts:
+            best = xp.min(part, axis=1)
+            if onehot:
+                hits = xp.astype(part == best[:, None, :], block.dtype)
+                if float(xp.sum(hits)) != part.shape[0] * rows:  # a tie: the first centre wins
+                    k = part.shape[1]
+                    label = xp.argmin(part, axis=1)
+                    ks = xp.reshape(xp.arange(k, dtype=label.dtype, device=_blocks.array_device(label)), (1, k, 1))
+                    hits = xp.astype(label[:, None, :] == ks, block.dtype)
+            d2 = row_sq[None, :] + best
+            d2 = xp.where(d2 > 0, d2, xp.zeros_like(d2))
+            out.extend((d2[i, :], hits[i, :, :] if onehot else None) for i in range(part.shape[0]))
+        yield start, stop, out
+
+
+def _nearest(xp, block, center_sets):
+    """Per set, (n,) squared distance of every row to its nearest centre."""
+    parts = [[] for _ in center_sets]
+    for _, _, sets in _nearest_slices(xp, block, center_sets, onehot=False):
+        for s, (d2, _) in enumerate(sets):
+            parts[s].append(d2)
+    return [p[0] if len(p) == 1 else xp.concat(p) for p in parts]
+
+
+def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False):
+    """Statistics of the hard assignment of the rows of ``block`` (``zeroed``:
+    the same with skipped rows zeroed) to each centre set, per ``(set index,
+    covariance type)`` in ``requests``, merged over the row slices.
+
+    With ``far``, also per set the K rows farthest from their nearest centre
+    (kept rows only) as ``(d2, local index, label)`` NumPy arrays, ordered by
+    (-d2, index): candidates for the centres of empty clusters.
+    """
+    merged = [None] * len(requests)
+    far_parts = [[] for _ in center_sets]
+    for start, stop, sets in _nearest_slices(xp, zeroed, center_sets):
+        resps = [sets[s][1] for s, _ in requests]
+        part = _fixed_resp_statistics(block[start:stop, :], resps, [kind for _, kind in requests], skip_nonfinite)
+        merged = [p if m is None else _blocks.merge_statistics(m, p) for m, p in zip(merged, part)]
+        if not far:
+            continue
+        for s, ((d2, onehot), centers) in enumerate(zip(sets, center_sets)):
+            dist = _to_float64(d2)
+            if keep is not None:
+                dist = np.where(keep[start:stop], dist, -np.inf)
+            take = _smallest(-dist, min(int(centers.shape[0]), stop - start))
+            picked = xp.take(onehot, xp.asarray(take, device=_blocks.array_device(onehot)), axis=1)
+            far_parts[s].append((dist[take], take + start, np.argmax(_to_float64(picked), axis=0)))
+    if not far:
+        return merged
     out = []
-    for part in parts:
-        label = xp.argmin(part, axis=2)
-        best = xp.take_along_axis(part, label[:, :, None], axis=2)[:, :, 0] if n else label * 0.0
-        d2 = row_sq[:, None] + best
-        d2 = xp.where(d2 > 0, d2, xp.zeros_like(d2))
-        out.extend((d2[:, s], label[:, s] if labels else None) for s in range(part.shape[1]))
-    return out
+    for parts, centers in zip(far_parts, center_sets):
+        dist, index, labels = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        order = np.lexsort((index, -dist))[: int(centers.shape[0])]
+        out.append((dist[order], index[order], labels[order]))
+    return merged, out
 
 
 def _to_float64(array):
@@ -215,8 +278,9 @@ def _chunk_fn(fn, skip_nonfinite):
 
 
 def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
-    """Statistics of fixed responsibilities ``resps[i]`` (n, K_i) under
-    covariance type ``kinds[i]``; those of one type (but 'tied') in one call."""
+    """Statistics of fixed responsibilities ``resps[i]``, given
+    component-major (K_i, n), under covariance type ``kinds[i]``; those of
+    one type (but 'tied') in one call."""
     xp = _blocks.get_namespace(block)
     out = [None] * len(resps)
     for kind in dict.fromkeys(kinds):
@@ -224,12 +288,12 @@ def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
         empty = Model(kind, None, None, None, None)
         if kind == "tied" or len(indices) == 1:
             for i in indices:
-                out[i] = _blocks.block_statistics(block, empty, resp=resps[i], skip_nonfinite=skip_nonfinite)
+                out[i] = _blocks.block_statistics(block, empty, resp_t=resps[i], skip_nonfinite=skip_nonfinite)
             continue
         stacked = _blocks.block_statistics(
-            block, empty, resp=xp.concat([resps[i] for i in indices], axis=1), skip_nonfinite=skip_nonfinite
+            block, empty, resp_t=xp.concat([resps[i] for i in indices], axis=0), skip_nonfinite=skip_nonfinite
         )
-        sizes = [int(resps[i].shape[1]) for i in indices]
+        sizes = [int(resps[i].shape[0]) for i in indices]
         for i, part in zip(indices, _blocks.split_statistics(stacked, sizes)):
             out[i] = part
     return out
@@ -338,7 +402,7 @@ def _random_chunk(block, payload, row_offset, skip_nonfinite=False):
         key = (spec.seed, spec.n_components)
         if key not in draws:
             u = keyed_uniform(spec.seed, 0, row_offset, block.shape[0], spec.n_components)
-            draws[key] = xp.asarray(u / u.sum(axis=1, keepdims=True), dtype=block.dtype)
+            draws[key] = xp.asarray(np.ascontiguousarray((u / u.sum(axis=1, keepdims=True)).T), dtype=block.dtype)
     resps = [draws[(spec.seed, spec.n_components)] for spec in specs]
     return _fixed_resp_statistics(block, resps, [spec.covariance_type for spec in specs], skip_nonfinite)
 
@@ -391,7 +455,7 @@ def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
     n = block.shape[0]
     with_centers = [c for _, c in jobs if c is not None]
     if n and with_centers:
-        nearest = iter(_nearest(xp, block, with_centers, labels=False))
+        nearest = iter(_nearest(xp, block, with_centers))
     out = []
     for seed, centers in jobs:
         if n == 0:
@@ -401,7 +465,7 @@ def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
         if centers is None:
             weight = np.ones(n)
         else:
-            weight = _to_float64(next(nearest)[0])
+            weight = _to_float64(next(nearest))
             _blocks.check_finite(np, weight.sum(), block, row_offset)
         if keep is not None:
             weight = np.where(keep, weight, 0.0)
@@ -460,13 +524,13 @@ def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False):
     block, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
     if n:
-        nearest = _nearest(xp, block, [c for _, c, _ in jobs], labels=False)
+        nearest = _nearest(xp, block, [c for _, c, _ in jobs])
     out = []
     for j, (seed, _, cap) in enumerate(jobs):
         if n == 0:
             out.append((0.0, np.empty(0), np.empty(0, dtype=np.int64), np.empty((0, block.shape[1])), cap))
             continue
-        cost = _to_float64(nearest[j][0])
+        cost = _to_float64(nearest[j])
         _blocks.check_finite(np, cost.sum(), block, row_offset)
         if keep is not None:
             cost = np.where(keep, cost, 0.0)
@@ -492,15 +556,16 @@ def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
-    counts = []
-    nearest = _nearest(xp, zeroed, payload)
-    for candidates, (_, labels) in zip(payload, nearest):
-        labels = np.asarray(_blocks.to_numpy(labels), dtype=np.int64)
-        if keep is not None:
-            labels = labels[keep]
-        counts.append(np.bincount(labels, minlength=candidates.shape[0]).astype(np.float64))
-    ones = xp.ones((n, 1), dtype=block.dtype)
-    spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp=ones, skip_nonfinite=skip_nonfinite)
+    kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
+    counts = [0.0] * len(payload)
+    for start, stop, sets in _nearest_slices(xp, zeroed, payload):
+        for s, (_, onehot) in enumerate(sets):
+            if kept is not None:
+                onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
+            counts[s] = counts[s] + _to_float64(xp.sum(onehot, axis=1))
+    counts = [np.zeros(c.shape[0]) + count for c, count in zip(payload, counts)]
+    ones = xp.ones((1, n), dtype=block.dtype, device=_blocks.array_device(block))
+    spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp_t=ones, skip_nonfinite=skip_nonfinite)
     return counts, spread
 
 
@@ -509,29 +574,18 @@ def _weights_combine(partials):
     return counts, _blocks.merge_many(p[1] for p in partials)
 
 
-def _onehot(xp, labels, k, dtype):
-    return xp.astype(labels[:, None] == xp.arange(k)[None, :], dtype)
-
-
 def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
     """Per centre set: statistics of the hard assignment (counts, means) and
     the rows farthest from their centres as ``(d^2, index, row, label)``,
     at most K of them (candidates for empty clusters)."""
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
-    n = block.shape[0]
-    onehots, far = [], []
-    for centers, (d2, labels) in zip(payload, _nearest(xp, zeroed, payload)):
-        k = int(centers.shape[0])
-        onehots.append(_onehot(xp, labels, k, block.dtype))
-        nearest = _to_float64(d2)
-        if keep is not None:
-            nearest = np.where(keep, nearest, -np.inf)
-        take = _smallest(-nearest, min(k, n))
-        far.append((nearest[take], take + row_offset, _take_block_rows(xp, block, take),
-                    np.asarray(_blocks.to_numpy(labels))[take]))
-    stats = _fixed_resp_statistics(block, onehots, ["spherical"] * len(onehots), skip_nonfinite)
-    return list(zip(stats, far))
+    requests = [(s, "spherical") for s in range(len(payload))]
+    stats, far = _assignment_statistics(xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True)
+    return [
+        (st, (dist, index + row_offset, _take_block_rows(xp, block, index), labels))
+        for st, (dist, index, labels) in zip(stats, far)
+    ]
 
 
 def _lloyd_combine(partials):
@@ -551,13 +605,7 @@ def _final_chunk(block, payload, row_offset, skip_nonfinite=False):
     center_sets, requests = payload
     xp = _blocks.get_namespace(block)
     zeroed, _ = _masked(xp, block, skip_nonfinite)
-    onehots = [
-        _onehot(xp, labels, int(centers.shape[0]), block.dtype)
-        for centers, (_, labels) in zip(center_sets, _nearest(xp, zeroed, center_sets))
-    ]
-    return _fixed_resp_statistics(
-        block, [onehots[s] for s, _ in requests], [kind for _, kind in requests], skip_nonfinite
-    )
+    return _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite)
 
 
 def _greedy_weighted_kmeans_plusplus(points, weights, k, rng):

@@ -148,3 +148,19 @@ def test_skip_nonfinite_rows():
     assert np.isfinite(np.delete(log_norm, 3)).all()
     with pytest.raises(ValueError, match=r"first at row 103"):
         _blocks.block_statistics(X, model, row_offset=100)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_of_far_components_is_exact_or_zero(dtype):
+    """Responsibilities of far components: exp below ~e^2 x the smallest
+    normal number is flushed to 0 (the fast path), everything else is exp."""
+    tiny_log = np.log(np.finfo(dtype).tiny)
+    a = np.array([0.0, -1.0, -50.0, tiny_log + 2.5, tiny_log + 1.0, tiny_log - 30.0, -1e6, -np.inf, np.nan], dtype=dtype)
+    out = _blocks._exp_nonpositive(_blocks.get_namespace(a), a)
+    assert out.dtype == a.dtype
+    with np.errstate(under="ignore"):
+        want = np.exp(a)
+    np.testing.assert_array_equal(out[:4], want[:4])
+    assert out[3] > 0
+    np.testing.assert_array_equal(out[4:8], 0.0)
+    assert np.isnan(out[8])
