@@ -39,7 +39,7 @@ import dask
 import dask.array as da
 from distributed import Client, LocalCluster, wait
 
-from daskgmm import GaussianMixture, mixture
+from daskgmm import GaussianMixture, _engine, _init, mixture
 from daskgmm._init import Spec
 
 
@@ -91,6 +91,37 @@ class Clock:
         self.cpu = sum(self.client.run(_cpu_seconds).values()) + time.process_time() - self.cpu
 
 
+class PhaseTimer:
+    """Wall time per kind of pass (``tree_reduce``'s name): where a fit's time goes."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.counts = {}
+        self._original = _engine.tree_reduce
+
+    def _timed(self, *args, **kwargs):
+        tic = time.perf_counter()
+        try:
+            return self._original(*args, **kwargs)
+        finally:
+            name = kwargs.get("name", "pass").replace("daskgmm-", "")
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - tic
+            self.counts[name] = self.counts.get(name, 0) + 1
+
+    def __enter__(self):
+        self._patches = [mock.patch.object(mod, "tree_reduce", self._timed) for mod in (_engine, _init)]
+        for patch in self._patches:
+            patch.start()
+        return self
+
+    def __exit__(self, *exc):
+        for patch in self._patches:
+            patch.stop()
+
+    def summary(self):
+        return ", ".join(f"{name} {self.counts[name]}x {sec:.2f}s" for name, sec in self.seconds.items())
+
+
 def fit_concurrent(dX, args, seed):
     gmm = GaussianMixture(args.k, n_init=args.n_init, random_state=seed, max_iter=args.max_iter, tol=args.tol)
     return gmm.fit(dX)
@@ -130,7 +161,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     n = args.n or (100_000 if args.small else 1_000_000)
-    with LocalCluster(
+    # Workers get daskgmm's recommended allocator settings (as the clusters
+    # daskgmm starts itself do; README, Performance notes).
+    with dask.config.set(_engine.worker_environ_config()), LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
     ) as cluster, Client(cluster) as client:
         dX = make_data(n, args.d, args.k, args.chunks).persist()
@@ -143,9 +176,9 @@ def main(argv=None):
             warnings.simplefilter("ignore")
             # Warm up the workers (imports, first-call costs) outside the timings.
             GaussianMixture(args.k, max_iter=2, random_state=args.seed).fit(dX[: min(n, 20_000)])
-            with Clock(client) as seq:
+            with Clock(client) as seq, PhaseTimer() as seq_phases:
                 fits = fit_sequential(dX, args, args.seed)
-            with Clock(client) as con:
+            with Clock(client) as con, PhaseTimer() as con_phases:
                 gmm = fit_concurrent(dX, args, args.seed)
     seq_passes = sum(f.n_passes_ for f in fits)
     seq_best = max(f.lower_bound_ for f in fits)
@@ -154,6 +187,8 @@ def main(argv=None):
     print(f"ratio concurrent / sequential: {con.wall / seq.wall:.3f} wall, {con.cpu / seq.cpu:.3f} CPU (target <= 0.35)")
     print("EM iterations per restart:", [f.n_iter_ for f in fits], " passes per single fit:", [f.n_passes_ for f in fits])
     print(f"concurrent fit: {gmm.n_iter_} EM iterations of the best restart")
+    print("sequential passes by kind:", seq_phases.summary())
+    print("concurrent passes by kind:", con_phases.summary())
 
 
 if __name__ == "__main__":
