@@ -139,8 +139,9 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None):
 
     ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D);
     ``squared`` is ``centred_t ** 2`` when the caller has it (diag, spherical);
-    ``augmented`` is ``centred_t`` with a last row of ones (D + 1, n) when the
-    caller has it ('full': the means' shift then rides in the GEMM).
+    ``augmented``, when the caller has it, is ``centred_t`` with a last row of
+    ones (D + 1, n) for 'full' (the means' shift then rides in the GEMM) and
+    ``centred_t`` over ``squared`` (2D, n) for 'diag' and 'spherical'.
     """
     d, n = centred_t.shape
     k = means_c.shape[0]
@@ -163,22 +164,23 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None):
         shift = xp.matmul(means_c, pc)  # (K, D)
         diff = y[None, :, :] - shift[:, :, None]
         return xp.sum(diff * diff, axis=1)
-    if squared is None:
-        squared = centred_t * centred_t
     prec = pc * pc
     if kind == "diag":
-        return (
-            xp.matmul(prec, squared)
-            - 2.0 * xp.matmul(means_c * prec, centred_t)
-            + xp.sum(means_c * means_c * prec, axis=1)[:, None]
-        )
-    if kind == "spherical":
-        return prec[:, None] * (
-            xp.sum(squared, axis=0)[None, :]
-            - 2.0 * xp.matmul(means_c, centred_t)
-            + xp.sum(means_c * means_c, axis=1)[:, None]
-        )
-    raise ValueError(f"unknown covariance_type {kind!r}")
+        coef = xp.concat([-2.0 * means_c * prec, prec], axis=1)  # (K, 2D)
+        const = xp.sum(means_c * means_c * prec, axis=1)
+    elif kind == "spherical":
+        coef = xp.concat([-2.0 * means_c * prec[:, None], xp.ones_like(means_c) * prec[:, None]], axis=1)
+        const = xp.sum(means_c * means_c, axis=1) * prec
+    else:
+        raise ValueError(f"unknown covariance_type {kind!r}")
+    # One GEMM against the features [x - c; (x - c)^2] (2D, n).
+    if augmented is None:
+        if squared is None:
+            squared = centred_t * centred_t
+        augmented = xp.concat([centred_t, squared], axis=0)
+    maha = xp.matmul(coef, augmented)
+    maha += const[:, None]
+    return maha
 
 
 def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=None):
@@ -203,9 +205,9 @@ def _exp_nonpositive(xp, shifted):
     14x slower per entry (one chunk of the restart benchmark: 26 ms -> 19 ms).
     Clamping first keeps every call on the fast path."""
     floor = math.log(float(np.finfo(_numpy_dtype(shifted.dtype)).tiny)) + 2.0
-    low = shifted <= floor  # False for NaN: NaN goes on to the finiteness check
-    e = xp.exp(xp.where(low, xp.full_like(shifted, floor), shifted))
-    return xp.where(low, xp.zeros_like(e), e)
+    bound = xp.asarray(floor, dtype=shifted.dtype, device=array_device(shifted))
+    e = xp.exp(xp.maximum(shifted, bound))  # NaN stays NaN, for the finiteness check
+    return xp.where(shifted <= bound, xp.zeros_like(bound), e)
 
 
 def _numpy_dtype(dtype):
@@ -249,11 +251,11 @@ def _normalize(xp, a):
 
 def _row_slices(n_rows, n_components, n_features, kind="full"):
     # Widest temporary per row: (K * D) for 'full' and 'tied', whose
-    # per-component terms have D entries; max(K, D) otherwise.
+    # per-component terms have D entries; max(K, 2D) otherwise.
     if kind in ("full", "tied"):
         width = n_components * n_features
     else:
-        width = max(n_components, n_features)
+        width = max(n_components, 2 * n_features)
     step = max(64, SLICE_ELEMENTS // max(width, 1))
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
 
@@ -425,17 +427,25 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     device = array_device(X)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
-        augmented = None
+        augmented, squared = None, None
+        rows_t = xp.permute_dims(Xz[start:stop, :], (1, 0))
         if kind == "full":
             # (x - c)^T with a row of ones, written transposed in one go.
             augmented = xp.empty((d + 1, stop - start), dtype=X.dtype, device=device)
-            augmented[:d, :] = xp.permute_dims(Xz[start:stop, :], (1, 0)) - pivot[:, None]
+            augmented[:d, :] = rows_t - pivot[:, None]
             augmented[d, :] = 1
             centred_t = augmented[:d, :]
+        elif kind == "tied":
+            centred_t = _contiguous(xp, rows_t - pivot[:, None])  # (D, n)
         else:
-            centred_t = _contiguous(xp, xp.permute_dims(Xz[start:stop, :] - pivot, (1, 0)))  # (D, n)
+            # [x - c; (x - c)^2] (2D, n): one GEMM for the E-step, one for
+            # the sums and second moments.
+            augmented = xp.empty((2 * d, stop - start), dtype=X.dtype, device=device)
+            augmented[:d, :] = rows_t - pivot[:, None]
+            centred_t = augmented[:d, :]
+            augmented[d:, :] = centred_t * centred_t
+            squared = augmented[d:, :]
         centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
-        squared = centred_t * centred_t if kind in ("diag", "spherical") else None
         if resp is None:
             wlp = weighted_log_prob(xp, centred_t, means_c, model, squared, augmented)
             if groups is None:
@@ -456,6 +466,12 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         nk = nk + xp.sum(r, axis=1)
+        if squared is not None:  # diag, spherical: sums and second moments in one GEMM
+            both = xp.matmul(r, xp.permute_dims(augmented, (1, 0)))  # (K, 2D)
+            sum_x = sum_x + both[:, :d]
+            part = both[:, d:]
+            moment = part if moment is None else moment + part
+            continue
         sum_x = sum_x + xp.matmul(r, centred)
         if pairs is not None:
             products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)

@@ -460,15 +460,16 @@ def merge_stat_columns(partials):
     return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
-def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
+def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto"):
     """Merged statistics of every run in ``runs`` from one pass over ``X``.
 
-    One task per chunk evaluates all the runs, stacked by covariance type
-    (:func:`stack_plan`)."""
+    One task per chunk (or per batch of chunks, see :func:`plan_batches`)
+    evaluates all the runs, stacked by covariance type (:func:`stack_plan`)."""
     plan = stack_plan([run.model() for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
-        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em"
+        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em",
+        batches=batches,
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
@@ -544,12 +545,18 @@ def run_em(
     n_passes : number of passes made.
     """
     n_passes = 0
+    # Where the chunks live is asked once per fit, not once per pass (a
+    # scheduler round trip); should chunks move meanwhile, the tasks still
+    # find them, at the cost of a transfer.
+    batches = plan_batches(X)
     for iteration in range(start_iter + 1, max_iter + 1):
         active = [i for i, run in enumerate(runs) if not run.converged]
         if not active:
             break
         tic = time.perf_counter()
-        stats = em_pass(X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every)
+        stats = em_pass(
+            X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches
+        )
         n_passes += 1
         for i, st in zip(active, stats):
             run = runs[i]
