@@ -39,6 +39,7 @@ import warnings
 import _common
 import numpy as np
 
+import dask
 import dask.array as da
 from dask.utils import parse_bytes
 from distributed import get_task_stream
@@ -144,7 +145,9 @@ def _is_pass(graph):
 
 
 def fit_and_report(path, args, n_workers, limit, store_bytes):
-    cluster, client = _common.start_cluster(n_workers=n_workers, threads_per_worker=1, memory_limit=args.memory_limit)
+    # Workers get daskgmm's recommended allocator settings (README, Performance notes).
+    with dask.config.set(_engine.worker_environ_config()):
+        cluster, client = _common.start_cluster(n_workers=n_workers, threads_per_worker=1, memory_limit=args.memory_limit)
     try:
         _common.check_worker_blas(client)
         _common.install_graph_recorder(client)

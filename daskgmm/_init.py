@@ -65,6 +65,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -120,7 +121,7 @@ def keyed_uniform(seed, stream, row_offset, n_rows, width):
     return (raw >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def _nearest_slices(xp, block, center_sets, onehot=True):
+def _nearest_slices(xp, block, center_sets, onehot=True, pivot=None):
     """Nearest centre of every row of ``block`` in each of ``center_sets``,
     slice of rows by slice of rows (bounded temporaries).
 
@@ -139,13 +140,16 @@ def _nearest_slices(xp, block, center_sets, onehot=True):
 
     Yields
     ------
-    ``(start, stop, sets)``, ``sets`` a list with per set ``(d2, onehot)``:
-    (rows,) squared distance to the nearest centre (clipped at 0) and the
-    (K, rows) one-hot assignment in the block's dtype (None when ``onehot``
-    is False), arrays of the block's namespace.
+    ``(start, stop, sets, centred_t)``, ``sets`` a list with per set
+    ``(d2, onehot)``: (rows,) squared distance to the nearest centre (clipped
+    at 0) and the (K, rows) one-hot assignment in the block's dtype (None
+    when ``onehot`` is False); ``centred_t`` the slice's rows less ``pivot``
+    (by default the block's mean row), transposed (D, rows); arrays of the
+    block's namespace.
     """
     n, d = block.shape
-    pivot = xp.mean(block, axis=0) if n else xp.zeros((d,), dtype=block.dtype)
+    if pivot is None:
+        pivot = xp.mean(block, axis=0) if n else xp.zeros((d,), dtype=block.dtype)
     centers = xp.asarray(np.concatenate([np.asarray(c, dtype=np.float64) for c in center_sets]), dtype=block.dtype)
     centers = centers - pivot
     scaled = -2.0 * centers
@@ -175,33 +179,70 @@ def _nearest_slices(xp, block, center_sets, onehot=True):
             d2 = row_sq[None, :] + best
             d2 = xp.where(d2 > 0, d2, xp.zeros_like(d2))
             out.extend((d2[i, :], hits[i, :, :] if onehot else None) for i in range(part.shape[0]))
-        yield start, stop, out
+        yield start, stop, out, centred_t
 
 
 def _nearest(xp, block, center_sets):
     """Per set, (n,) squared distance of every row to its nearest centre."""
     parts = [[] for _ in center_sets]
-    for _, _, sets in _nearest_slices(xp, block, center_sets, onehot=False):
+    for _, _, sets, _ in _nearest_slices(xp, block, center_sets, onehot=False):
         for s, (d2, _) in enumerate(sets):
             parts[s].append(d2)
     return [p[0] if len(p) == 1 else xp.concat(p) for p in parts]
 
 
+class Means(NamedTuple):
+    """Counts (K,) and means (K, D) of a hard assignment (Lloyd's statistics)."""
+
+    nk: np.ndarray
+    means: np.ndarray
+
+
+def merge_means(parts):
+    """Merge :class:`Means` of disjoint row sets (pairwise, centred)."""
+    parts = list(parts)
+    out = parts[0]
+    for other in parts[1:]:
+        nk = out.nk + other.nk
+        share = np.divide(other.nk, nk, out=np.zeros_like(nk), where=nk > 0)
+        out = Means(nk, out.means + share[:, None] * (other.means - out.means))
+    return out
+
+
 def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False):
     """Statistics of the hard assignment of the rows of ``block`` (``zeroed``:
     the same with skipped rows zeroed) to each centre set, per ``(set index,
-    covariance type)`` in ``requests``, merged over the row slices.
+    kind)`` in ``requests``, merged over the row slices.  ``kind`` is a
+    covariance type (:class:`Stats`) or "means" (:class:`Means`, all that
+    Lloyd needs: one GEMM against the slice it already has).
 
     With ``far``, also per set the K rows farthest from their nearest centre
     (kept rows only) as ``(d2, local index, label)`` NumPy arrays, ordered by
     (-d2, index): candidates for the centres of empty clusters.
     """
+    n, d = block.shape
+    pivot = xp.mean(zeroed, axis=0) if n else xp.zeros((d,), dtype=block.dtype)
+    kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
+    stat_requests = [i for i, (_, kind) in enumerate(requests) if kind != "means"]
     merged = [None] * len(requests)
     far_parts = [[] for _ in center_sets]
-    for start, stop, sets in _nearest_slices(xp, zeroed, center_sets):
-        resps = [sets[s][1] for s, _ in requests]
-        part = _fixed_resp_statistics(block[start:stop, :], resps, [kind for _, kind in requests], skip_nonfinite)
-        merged = [p if m is None else _blocks.merge_statistics(m, p) for m, p in zip(merged, part)]
+    for start, stop, sets, centred_t in _nearest_slices(xp, zeroed, center_sets, pivot=pivot):
+        if stat_requests:
+            resps = [sets[requests[i][0]][1] for i in stat_requests]
+            kinds = [requests[i][1] for i in stat_requests]
+            part = _fixed_resp_statistics(block[start:stop, :], resps, kinds, skip_nonfinite)
+            for i, p in zip(stat_requests, part):
+                merged[i] = p if merged[i] is None else _blocks.merge_statistics(merged[i], p)
+        for i, (s, kind) in enumerate(requests):
+            if kind != "means":
+                continue
+            onehot = sets[s][1]
+            if kept is not None:
+                onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
+            nk = _to_float64(xp.sum(onehot, axis=1))
+            sums = _to_float64(xp.matmul(onehot, xp.permute_dims(centred_t, (1, 0))))
+            part = Means(nk, sums / np.where(nk > 0, nk, 1.0)[:, None])
+            merged[i] = part if merged[i] is None else merge_means([merged[i], part])
         if not far:
             continue
         for s, ((d2, onehot), centers) in enumerate(zip(sets, center_sets)):
@@ -211,6 +252,11 @@ def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfin
             take = _smallest(-dist, min(int(centers.shape[0]), stop - start))
             picked = xp.take(onehot, xp.asarray(take, device=_blocks.array_device(onehot)), axis=1)
             far_parts[s].append((dist[take], take + start, np.argmax(_to_float64(picked), axis=0)))
+    offset = _to_float64(pivot)
+    merged = [
+        Means(m.nk, np.where((m.nk > 0)[:, None], m.means + offset, 0.0)) if kind == "means" else m
+        for m, (_, kind) in zip(merged, requests)
+    ]
     if not far:
         return merged
     out = []
@@ -558,7 +604,7 @@ def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
     n = block.shape[0]
     kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
     counts = [0.0] * len(payload)
-    for start, stop, sets in _nearest_slices(xp, zeroed, payload):
+    for start, stop, sets, _ in _nearest_slices(xp, zeroed, payload):
         for s, (_, onehot) in enumerate(sets):
             if kept is not None:
                 onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
@@ -580,7 +626,7 @@ def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
     at most K of them (candidates for empty clusters)."""
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
-    requests = [(s, "spherical") for s in range(len(payload))]
+    requests = [(s, "means") for s in range(len(payload))]
     stats, far = _assignment_statistics(xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True)
     return [
         (st, (dist, index + row_offset, _take_block_rows(xp, block, index), labels))
@@ -591,7 +637,7 @@ def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
 def _lloyd_combine(partials):
     merged = []
     for column in zip(*partials):
-        stats = _blocks.merge_many(c[0] for c in column)
+        stats = merge_means(c[0] for c in column)
         k = stats.nk.shape[0]
         dist, index, rows, labels = (np.concatenate([c[1][i] for c in column]) for i in range(4))
         order = np.lexsort((index, -dist))[:k]
@@ -803,7 +849,6 @@ def init_kmeans(
         )
         _count(counter)
         for s, (stats, far) in zip(todo, results):
-            stats = stats_to_numpy(stats)
             nk = stats.nk.astype(np.float64)
             new = np.where((nk > 0)[:, None], stats.means, sets[s])
             moved = _relocate_empty_clusters(new, nk, far) if np.any(nk == 0) else 0
