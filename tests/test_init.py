@@ -270,3 +270,44 @@ def test_restarts_on_a_cluster_match_the_local_scheduler(local_cluster_client):
         local = GaussianMixture(3, **kwargs).fit(dX)
     np.testing.assert_allclose(on_cluster.means_, local.means_, rtol=1e-10)
     assert on_cluster.n_passes_ == local.n_passes_
+
+
+@pytest.mark.parametrize("sizes", [(4, 4, 4), (3, 5, 2)])
+def test_nearest_slices_assign_like_argmin(monkeypatch, sizes):
+    """One-hot assignments (from the column minimum, slice by slice) equal
+    the brute-force nearest centre; a duplicate centre never gets a row
+    (ties go to the first, as argmin and scikit-learn's KMeans do)."""
+    monkeypatch.setattr(_init._blocks, "SLICE_ELEMENTS", 64 * 12)  # many slices
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(1000, 3)) * 3 + 100.0
+    sets = [X[rng.choice(len(X), k, replace=False)] for k in sizes]
+    sets[0][2] = sets[0][1]  # a duplicate centre: every row nearer to it ties
+    got = [[] for _ in sets]
+    dists = [[] for _ in sets]
+    n_slices = 0
+    for _, _, out, _ in _init._nearest_slices(np, X, sets):
+        n_slices += 1
+        for s, (d2, onehot) in enumerate(out):
+            got[s].append(onehot)
+            dists[s].append(d2)
+    assert n_slices > 5
+    for s, centers in enumerate(sets):
+        onehot = np.concatenate(got[s], axis=1)
+        brute = ((X[:, None, :] - centers[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(onehot.sum(0), 1.0)
+        np.testing.assert_array_equal(onehot.argmax(0), brute.argmin(1))
+        np.testing.assert_allclose(np.concatenate(dists[s]), brute.min(1), rtol=1e-9, atol=1e-9)
+    assert np.concatenate(got[0], axis=1)[2].sum() == 0  # the duplicate of centre 1
+
+
+def test_lloyd_means_merge_like_one_block():
+    """Counts and means of a hard assignment merged over chunks equal those
+    of the whole data (the Lloyd statistics)."""
+    X, _, centres = separated(seed=3)
+    whole = _init._lloyd_chunk(X, (centres,), 0)[0][0]
+    parts = [_init._lloyd_chunk(X[i : i + 170], (centres,), i)[0] for i in range(0, len(X), 170)]
+    merged = _init._lloyd_combine([[p] for p in parts])[0][0]
+    np.testing.assert_array_equal(merged.nk, whole.nk)
+    np.testing.assert_allclose(merged.means, whole.means, rtol=1e-12)
+    labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_allclose(whole.means, [X[labels == j].mean(0) for j in range(len(centres))], rtol=1e-12)
