@@ -12,18 +12,14 @@ Run::
     python benchmarks/bench_restarts.py            # N=1,000,000, D=8, K=8, float64
     python benchmarks/bench_restarts.py --small    # N=100,000: a quick run
 
-Measured (2-core shared VM, 2026-11, other jobs running): full size 45.1 s
-sequential (123 passes) vs 28.6 s concurrent (21 passes): 0.64 of the wall
-time, 0.68 of the CPU time -- the 0.35 target is missed.  The shared passes
-remove the per-pass overheads and the concurrent restarts share the k-means||
-oversampling, but 73% of the concurrent time is EM, and an EM iteration of 8
-stacked 'full' models costs as much CPU as 8 separate ones: the block math is
-bound by per-component elementwise work (``y * y`` of the Mahalanobis term,
-``resp * x`` of the second moment), which stacking does not share.  A
-GEMM-only E-step on shared features ``[x x^T (upper), x, 1]`` evaluated 8
-stacked models 3.7x faster in a prototype (same log-likelihood to 4e-15 on
-this data, but its cancellation grows as ``eps |x - pivot|^2 / sigma^2``,
-too much for float32 or very tight clusters).
+Measured (2-core shared VM, 2026-11-23, load ~1-2), two runs: sequential
+14.08 s / 12.74 s wall (123 passes) vs concurrent 4.07 s / 4.06 s (21 passes):
+0.289 / 0.318 of the wall time (target <= 0.35: met), 0.352 / 0.351 of the
+CPU time.  Where the time goes (second run): the sequential fits pay 8 x
+the k-means|| oversampling (40 passes, 3.0 s) and the candidate weights
+(1.2 s) that the concurrent restarts share (0.35 s + 0.15 s); Lloyd 2.2 s
+vs 1.0 s, the final assignment 0.84 s vs 0.29 s, EM 5.1 s (31 passes) vs
+2.2 s (4 passes over up to 8 stacked models: ~5.5x the cost of one model).
 """
 
 from __future__ import annotations
