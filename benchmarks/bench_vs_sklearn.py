@@ -34,9 +34,10 @@ iteration: 1M x 8 K=8 full f64 6.75, 200k x 64 K=16 full f64 3.08, diag f64
 (target 0.3 s), in 36 tasks per pass.  Why diag float32 cannot reach 2.5 on
 2 cores: scikit-learn takes 0.065 s per iteration, so 2.5x means 0.026 s; a
 pass that does no work costs 0.018 s on this cluster (the "4 (N=1,000)" row),
-and the four (16 x 128) x (128 x n) GEMMs of 200,000 rows need ~0.01 s per
-core at this kernel's peak (one 50,000-row chunk measures 0.012 s on one
-thread, 1.5x faster than scikit-learn's own iteration per core).
+and the two GEMMs of 100,000 rows x 128 features ([x; x^2]) against 16
+components that each worker must do take ~0.01 s at this kernel's peak
+(one 50,000-row chunk measures 0.012 s on one thread: per core, 1.5x faster
+than scikit-learn's own iteration).
 
 Run::
 
