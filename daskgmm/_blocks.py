@@ -31,7 +31,8 @@ import numpy as np
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 # Rows of one block are processed in slices holding at most this many
-# temporary elements (n_rows * max(K * D, D * (D + 1) / 2)): big enough for
+# elements per temporary (rows x K * D for 'full' and 'tied', rows x
+# max(K, 2 D) otherwise; see _row_slices): big enough for
 # efficient matrix products, small enough to stay in cache and to bound the
 # memory a task needs whatever the chunk size.
 SLICE_ELEMENTS = 1 << 19
@@ -204,19 +205,12 @@ def _exp_nonpositive(xp, shifted):
     -708, which well-separated clusters produce for most entries: measured
     14x slower per entry (one chunk of the restart benchmark: 26 ms -> 19 ms).
     Clamping first keeps every call on the fast path."""
-    floor = math.log(float(np.finfo(_numpy_dtype(shifted.dtype)).tiny)) + 2.0
+    floor = math.log(float(xp.finfo(shifted.dtype).smallest_normal)) + 2.0
     if shifted.size and float(xp.min(shifted)) > floor:  # nothing that far: no clamp needed
         return xp.exp(shifted)
     bound = xp.asarray(floor, dtype=shifted.dtype, device=array_device(shifted))
     e = xp.exp(xp.maximum(shifted, bound))  # NaN stays NaN, for the finiteness check
     return xp.where(shifted <= bound, xp.zeros_like(bound), e)
-
-
-def _numpy_dtype(dtype):
-    try:
-        return np.dtype(dtype)
-    except TypeError:  # array_api_strict dtypes
-        return np.float32 if "32" in str(dtype) else np.float64
 
 
 def _shifted_by_max(xp, a):
@@ -342,8 +336,8 @@ def _second_moment_about_pivot(xp, centred, centred_t, resp, kind, squared=None)
     centred near the data), in the layout ``kind`` needs.  ``centred`` is
     (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
     if kind == "full":
-        # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D).  Cheaper
-        # than products of the upper triangle, whose gather is memory-bound.
+        # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D); used
+        # when K <= (D + 1) / 2, else the shared pair products (_uses_pairs).
         d, n = centred_t.shape
         k = resp.shape[0]
         weighted = xp.reshape(resp[:, None, :] * centred_t[None, :, :], (k * d, n))
