@@ -212,9 +212,10 @@ def part_gpu(args):
 
 
 def part_scaling(args):
+    import dask
     from distributed import wait
 
-    from daskgmm import GaussianMixture
+    from daskgmm import GaussianMixture, _engine
 
     n = args.scale_n // (10 if args.small else 1)
     d, k = 16, 16
@@ -223,7 +224,8 @@ def part_scaling(args):
           f"chunks of {args.scale_chunk_rows:,} rows")
     rows, base = [], None
     for p in counts:
-        cluster, client = _common.start_cluster(n_workers=p, threads_per_worker=1)
+        with dask.config.set(_engine.worker_environ_config()):  # recommended allocator settings
+            cluster, client = _common.start_cluster(n_workers=p, threads_per_worker=1)
         try:
             _common.check_worker_blas(client)
             dX = synthetic(n, d, k, args.scale_chunk_rows, "float64").persist()
