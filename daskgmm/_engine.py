@@ -1,10 +1,12 @@
 """The distributed loop: the only module that knows about Dask.
 
 One EM iteration is one :func:`tree_reduce` over the row chunks of a Dask
-array: a task per chunk runs a block function from :mod:`daskgmm._blocks`
-against the current parameters (one graph key, so they travel to each worker
-once per iteration), and a tree of merge tasks with fan-in ``split_every``
-combines the results.  Only parameter-sized objects leave the workers.
+array: a map task per chunk (on a cluster, per worker thread, over the
+chunks that worker holds) runs a block function from :mod:`daskgmm._blocks`
+against the current parameters (carried inside the map tasks when small, else
+one graph key, so they travel to each worker once per iteration), a tree of
+merge tasks with fan-in ``split_every`` combines the results, and the client
+merges the tree's last level.  Only parameter-sized objects leave the workers.
 """
 
 from __future__ import annotations
