@@ -135,17 +135,19 @@ def _contiguous(xp, a):
     return fn(a) if fn is not None else a
 
 
-def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None):
+def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None, features=None):
     """Squared Mahalanobis distances ``(K, n)`` of pivot-centred rows.
 
     ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D);
     ``squared`` is ``centred_t ** 2`` when the caller has it (diag, spherical);
     ``augmented``, when the caller has it, is ``centred_t`` with a last row of
     ones (D + 1, n) for 'full' (the means' shift then rides in the GEMM) and
-    ``centred_t`` over ``squared`` (2D, n) for 'diag' and 'spherical'.
+    ``centred_t`` over ``squared`` (2D, n) for 'diag' and 'spherical';
+    ``features`` (diag, spherical) the same row-major, (n, 2D), in which
+    case ``centred_t`` is not used.
     """
-    d, n = centred_t.shape
-    k = means_c.shape[0]
+    k, d = means_c.shape
+    n = centred_t.shape[1] if centred_t is not None else features.shape[0]
     pc = model.precisions_cholesky
     kind = model.covariance_type
     if kind == "full":
@@ -174,21 +176,26 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None):
         const = xp.sum(means_c * means_c, axis=1) * prec
     else:
         raise ValueError(f"unknown covariance_type {kind!r}")
-    # One GEMM against the features [x - c; (x - c)^2] (2D, n).
-    if augmented is None:
-        if squared is None:
-            squared = centred_t * centred_t
-        augmented = xp.concat([centred_t, squared], axis=0)
-    maha = xp.matmul(coef, augmented)
+    if features is not None:
+        # Row-major features [x - c, (x - c)^2] (n, 2D): one GEMM, and only
+        # the (n, K) result is transposed (not the (n, D) rows).
+        maha = _contiguous(xp, xp.permute_dims(xp.matmul(features, xp.permute_dims(coef, (1, 0))), (1, 0)))
+    else:
+        # One GEMM against the features [x - c; (x - c)^2] (2D, n).
+        if augmented is None:
+            if squared is None:
+                squared = centred_t * centred_t
+            augmented = xp.concat([centred_t, squared], axis=0)
+        maha = xp.matmul(coef, augmented)
     maha += const[:, None]
     return maha
 
 
-def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=None):
+def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=None, features=None):
     """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
     transposed (D, n): a (K, n) array."""
-    d = centred_t.shape[0]
-    maha = _mahalanobis(xp, centred_t, means_c, model, squared, augmented)
+    d = means_c.shape[1]
+    maha = _mahalanobis(xp, centred_t, means_c, model, squared, augmented, features)
     const = model.log_det + model.log_weights - 0.5 * d * math.log(2 * math.pi)
     maha *= -0.5
     maha += const[:, None]
@@ -423,7 +430,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     device = array_device(X)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
-        augmented, squared = None, None
+        augmented, features = None, None
         rows_t = xp.permute_dims(Xz[start:stop, :], (1, 0))
         if kind == "full":
             # (x - c)^T with a row of ones, written transposed in one go.
@@ -434,16 +441,17 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         elif kind == "tied":
             centred_t = _contiguous(xp, rows_t - pivot[:, None])  # (D, n)
         else:
-            # [x - c; (x - c)^2] (2D, n): one GEMM for the E-step, one for
-            # the sums and second moments.
-            augmented = xp.empty((2 * d, stop - start), dtype=X.dtype, device=device)
-            augmented[:d, :] = rows_t - pivot[:, None]
-            centred_t = augmented[:d, :]
-            augmented[d:, :] = centred_t * centred_t
-            squared = augmented[d:, :]
-        centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
+            # [x - c, (x - c)^2] (n, 2D), row-major (no transposition of the
+            # rows): one GEMM for the E-step, one for the sums and moments.
+            features = xp.empty((stop - start, 2 * d), dtype=X.dtype, device=device)
+            features[:, :d] = Xz[start:stop, :] - pivot
+            centred = features[:, :d]
+            features[:, d:] = centred * centred
+            centred_t = None
+        if centred_t is not None:
+            centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
         if resp is None:
-            wlp = weighted_log_prob(xp, centred_t, means_c, model, squared, augmented)
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, None, augmented, features)
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:
@@ -462,8 +470,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         nk = nk + xp.sum(r, axis=1)
-        if squared is not None:  # diag, spherical: sums and second moments in one GEMM
-            both = xp.matmul(r, xp.permute_dims(augmented, (1, 0)))  # (K, 2D)
+        if features is not None:  # diag, spherical: sums and second moments in one GEMM
+            both = xp.matmul(r, features)  # (K, 2D)
             sum_x = sum_x + both[:, :d]
             part = both[:, d:]
             moment = part if moment is None else moment + part
@@ -473,7 +481,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
             products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)
             part = xp.matmul(r, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
-            part = _second_moment_about_pivot(xp, centred, centred_t, r, kind, squared)
+            part = _second_moment_about_pivot(xp, centred, centred_t, r, kind)
         moment = part if moment is None else moment + part
     if pairs is not None:
         moment = xp.reshape(xp.take(moment, pairs[2], axis=1), (k, d, d))
