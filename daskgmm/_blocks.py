@@ -203,10 +203,10 @@ def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=Non
 
 
 def _exp_nonpositive(xp, shifted):
-    """``exp(shifted)`` for ``shifted <= 0``, with exact zeros where the result
-    would be below ``e^2 x tiny`` (the smallest normal number): relative to
-    the largest term of every column, 1, no sum of responsibilities can see
-    such a value.
+    """``exp(shifted)`` for ``shifted <= 0`` to within ``e^2 x tiny`` (tiny: the
+    smallest normal number) absolute, with exact zeros where the result would
+    be below that: relative to the largest term of every column, 1, no sum of
+    responsibilities can see such a value.
 
     On float64, NumPy's ``exp`` takes a slow path for arguments below about
     -708, which well-separated clusters produce for most entries: measured
@@ -217,20 +217,26 @@ def _exp_nonpositive(xp, shifted):
         return xp.exp(shifted)
     bound = xp.asarray(floor, dtype=shifted.dtype, device=array_device(shifted))
     e = xp.exp(xp.maximum(shifted, bound))  # NaN stays NaN, for the finiteness check
-    return xp.where(shifted <= bound, xp.zeros_like(bound), e)
+    # The clamped entries hold exactly exp(bound): subtracting it makes them
+    # exact zeros (cheaper than a masked select); any other entry moves by
+    # less than exp(bound) ~ 1e-307 (float64), far below what a sum can see.
+    e -= xp.exp(bound)
+    return e
 
 
 def _shifted_by_max(xp, a):
-    """``a`` minus its column maxima (those set to 0 where not finite)."""
+    """``a`` minus its column maxima (those set to 0 where not finite), in
+    place: ``a`` is a temporary of the caller's."""
     top = xp.max(a, axis=0)
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    return a - top[None, :], top
+    a -= top[None, :]
+    return a, top
 
 
 def log_normalize(xp, a):
     """Column-wise ``log(sum(exp(a)))`` of a (K, n) array, (n,), and ``a``
     minus it, (K, n): per row of the data, its log-likelihood and log
-    responsibilities.
+    responsibilities.  ``a`` is overwritten (a temporary of the caller's).
 
     The second is formed as ``(a - max) - log(sum(exp(a - max)))``: for rows
     far from every component ``|a|`` exceeds ``1 / eps`` and ``a - log_norm``
@@ -243,8 +249,9 @@ def log_normalize(xp, a):
 
 
 def _normalize(xp, a):
-    """Like :func:`log_normalize` but the responsibilities themselves,
-    ``exp(a - max) / sum(exp(a - max))``: one exponential per entry."""
+    """Like :func:`log_normalize` (``a`` overwritten too) but the
+    responsibilities themselves, ``exp(a - max) / sum(exp(a - max))``: one
+    exponential per entry."""
     shifted, top = _shifted_by_max(xp, a)
     e = _exp_nonpositive(xp, shifted)
     total = xp.sum(e, axis=0)
@@ -510,7 +517,8 @@ def _normalize_groups(xp, wlp, groups):
         shifted = xp.reshape(wlp, (g, k, n))
         top = xp.max(shifted, axis=1)
         top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-        e = _exp_nonpositive(xp, shifted - top[:, None, :])
+        shifted -= top[:, None, :]  # in place: wlp is this pass's temporary
+        e = _exp_nonpositive(xp, shifted)
         total = xp.sum(e, axis=1)
         e /= total[:, None, :]
         return xp.log(total) + top, xp.reshape(e, (g * k, n))
