@@ -26,18 +26,20 @@ When OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (they pin an older, slower
 OpenBLAS kernel on some machines), the script runs itself twice, with them as
 set and with both unset, and prints the BLAS kernel of each run.
 
-Measured (2-core shared VM, 2026-11-23, ``--blas-env asis``: OpenBLAS pinned
-to its Haswell kernel on both sides), ratio scikit-learn / daskgmm per
-iteration: 1M x 8 K=8 full f64 6.75, 200k x 64 K=16 full f64 3.08, diag f64
-1.87 (targets 1.5: met); full f32 4.62 and 3.36 (target 2.5: met), diag f32
-1.30 (target 2.5: missed).  1,000 chunks cost +0.18 s per iteration over 10
-(target 0.3 s), in 36 tasks per pass.  Why diag float32 cannot reach 2.5 on
-2 cores: scikit-learn takes 0.065 s per iteration, so 2.5x means 0.026 s; a
-pass that does no work costs 0.018 s on this cluster (the "4 (N=1,000)" row),
-and the two GEMMs of 100,000 rows x 128 features ([x; x^2]) against 16
-components that each worker must do take ~0.01 s at this kernel's peak
-(one 50,000-row chunk measures 0.012 s on one thread: per core, 1.5x faster
-than scikit-learn's own iteration).
+Measured (2-core shared VM, 2026-11-23, load ~2), ratio scikit-learn /
+daskgmm per iteration, OpenBLAS pinned to its Haswell kernel (as set on the
+machine) / unpinned (SkylakeX, AVX-512) on both sides: 1M x 8 K=8 full f64
+7.40 / 7.72, 200k x 64 K=16 full f64 3.22 / 4.00, diag f64 1.71 / 1.78
+(targets 1.5: met); full f32 4.63 / 4.29 and 3.08 / 3.68 (target 2.5: met),
+diag f32 1.44 / 1.52 (target 2.5: missed).  1,000 chunks cost +0.17 s per
+iteration over 10 (target 0.3 s), in 36 tasks per pass.  Why diag float32
+cannot reach 2.5 on 2 cores: scikit-learn takes ~0.07 s per iteration, so
+2.5x means ~0.028 s; a pass that does no work costs 0.013 s on this cluster
+(the "4 (N=1,000)" row), and each worker's two GEMMs of 100,000 rows x 128
+features ([x, x^2]) against 16 components (4KD multiply-adds a row, the
+minimum) run near the kernel's peak: one 50,000-row chunk takes 0.011 s on
+one thread (per core, 1.6x faster than scikit-learn's own iteration), so a
+pass costs at least ~0.036 s.
 
 Run::
 
