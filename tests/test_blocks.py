@@ -165,3 +165,40 @@ def test_exp_of_far_components_is_exact_or_zero(dtype):
     assert 0 < out[3] <= want[3] and want[3] - out[3] <= np.exp(tiny_log + 2.0) * 1.0001
     np.testing.assert_array_equal(out[4:8], 0.0)
     assert np.isnan(out[8])
+
+
+@pytest.mark.parametrize("kind", ["full", "diag", "spherical"])
+@pytest.mark.parametrize("sizes", [(3, 3, 3), (2, 5, 1)])
+def test_stacked_models_give_the_statistics_of_separate_calls(kind, sizes):
+    """Restarts evaluated together (one GEMM, shared pair products, grouped
+    normalisation) give each mixture the statistics of a call of its own."""
+    rng = np.random.default_rng(8)
+    d = 4
+    X = rng.normal(size=(700, d)) * 2 + 50.0
+    models = []
+    for k in sizes:
+        weights, means, cov = _random_params(kind, k, d, rng)
+        models.append(make_model(weights, means + 50.0, precisions_cholesky_from_covariances(cov, kind), kind))
+    stacked, groups = _blocks.stack_models(models)
+    together = _blocks.split_statistics(_blocks.block_statistics(X, stacked, groups=groups), groups)
+    for model, got in zip(models, together):
+        alone = _blocks.block_statistics(X, model)
+        for field in ("n_samples", "log_likelihood", "nk", "means", "scatter"):
+            np.testing.assert_allclose(getattr(got, field), getattr(alone, field), rtol=1e-11, atol=1e-9)
+
+
+@pytest.mark.parametrize("k, d", [(8, 3), (2, 6)])
+def test_both_forms_of_the_full_second_moment_agree(monkeypatch, k, d):
+    """Shared pair products (K > (D + 1) / 2) and per-component weighted rows
+    give the same scatter, whichever the size rule picks."""
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(400, d)) * 3 - 1e4
+    resp = rng.dirichlet(np.ones(k), size=400)
+    empty = _blocks.Model("full", None, None, None, None)
+    default = _blocks.block_statistics(X, empty, resp=resp)
+    monkeypatch.setattr(_blocks, "_uses_pairs", lambda kind, k_, d_: not (d_ * (d_ + 1) // 2 < k_ * d_))
+    other = _blocks.block_statistics(X, empty, resp=resp)
+    np.testing.assert_allclose(other.scatter, default.scatter, rtol=1e-10)
+    np.testing.assert_allclose(other.means, default.means, rtol=1e-12)
+    want = np.stack([(resp[:, j, None] * (X - default.means[j])).T @ (X - default.means[j]) for j in range(k)])
+    np.testing.assert_allclose(default.scatter, want, rtol=1e-8, atol=1e-8)
