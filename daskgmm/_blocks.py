@@ -177,9 +177,9 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None, fe
     else:
         raise ValueError(f"unknown covariance_type {kind!r}")
     if features is not None:
-        # Row-major features [x - c, (x - c)^2] (n, 2D): one GEMM, and only
-        # the (n, K) result is transposed (not the (n, D) rows).
-        maha = _contiguous(xp, xp.permute_dims(xp.matmul(features, xp.permute_dims(coef, (1, 0))), (1, 0)))
+        # Row-major features [x - c, (x - c)^2] (n, 2D): one GEMM straight
+        # into (K, n), the features read transposed by BLAS (no copy).
+        maha = xp.matmul(coef, xp.permute_dims(features, (1, 0)))
     else:
         # One GEMM against the features [x - c; (x - c)^2] (2D, n).
         if augmented is None:
