@@ -29,17 +29,17 @@ set and with both unset, and prints the BLAS kernel of each run.
 Measured (2-core shared VM, 2026-11-23, load ~2), ratio scikit-learn /
 daskgmm per iteration, OpenBLAS pinned to its Haswell kernel (as set on the
 machine) / unpinned (SkylakeX, AVX-512) on both sides: 1M x 8 K=8 full f64
-7.40 / 7.72, 200k x 64 K=16 full f64 3.22 / 4.00, diag f64 1.71 / 1.78
-(targets 1.5: met); full f32 4.63 / 4.29 and 3.08 / 3.68 (target 2.5: met),
-diag f32 1.44 / 1.52 (target 2.5: missed).  1,000 chunks cost +0.17 s per
+6.68 / 6.77, 200k x 64 K=16 full f64 3.33 / 3.19, diag f64 1.78 / 2.16
+(targets 1.5: met); full f32 5.03 / 4.88 and 3.30 / 4.60 (target 2.5: met),
+diag f32 1.68 / 1.75 (target 2.5: missed).  1,000 chunks cost +0.16 s per
 iteration over 10 (target 0.3 s), in 36 tasks per pass.  Why diag float32
 cannot reach 2.5 on 2 cores: scikit-learn takes ~0.07 s per iteration, so
-2.5x means ~0.028 s; a pass that does no work costs 0.013 s on this cluster
+2.5x means ~0.028 s; a pass that does no work costs 0.012 s on this cluster
 (the "4 (N=1,000)" row), and each worker's two GEMMs of 100,000 rows x 128
 features ([x, x^2]) against 16 components (4KD multiply-adds a row, the
-minimum) run near the kernel's peak: one 50,000-row chunk takes 0.011 s on
-one thread (per core, 1.6x faster than scikit-learn's own iteration), so a
-pass costs at least ~0.036 s.
+minimum) run near the kernel's peak: one 50,000-row chunk takes 0.0105 s on
+one thread (per core, 1.7x faster than scikit-learn's own iteration), so a
+pass costs at least ~0.033 s.
 
 Run::
 
