@@ -135,19 +135,16 @@ def _contiguous(xp, a):
     return fn(a) if fn is not None else a
 
 
-def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None, features=None):
+def _mahalanobis(xp, centred_t, means_c, model, augmented=None, features=None):
     """Squared Mahalanobis distances ``(K, n)`` of pivot-centred rows.
 
-    ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D);
-    ``squared`` is ``centred_t ** 2`` when the caller has it (diag, spherical);
-    ``augmented``, when the caller has it, is ``centred_t`` with a last row of
-    ones (D + 1, n) for 'full' (the means' shift then rides in the GEMM) and
-    ``centred_t`` over ``squared`` (2D, n) for 'diag' and 'spherical';
-    ``features`` (diag, spherical) the same row-major, (n, 2D), in which
-    case ``centred_t`` is not used.
+    ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D).
+    When the caller has them: ``augmented`` ('full') is ``centred_t`` with a
+    last row of ones (D + 1, n), so the means' shift rides in the GEMM;
+    ``features`` (diag, spherical) is ``[x - c, (x - c)^2]`` row-major
+    (n, 2D), in which case ``centred_t`` is not used.
     """
     k, d = means_c.shape
-    n = centred_t.shape[1] if centred_t is not None else features.shape[0]
     pc = model.precisions_cholesky
     kind = model.covariance_type
     if kind == "full":
@@ -161,7 +158,7 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None, fe
             y = xp.matmul(stacked, centred_t)
             y -= shift
         y *= y
-        return xp.sum(xp.reshape(y, (k, d, n)), axis=1)
+        return xp.sum(xp.reshape(y, (k, d, centred_t.shape[1])), axis=1)
     if kind == "tied":
         y = xp.matmul(xp.permute_dims(pc, (1, 0)), centred_t)  # (D, n)
         shift = xp.matmul(means_c, pc)  # (K, D)
@@ -176,26 +173,20 @@ def _mahalanobis(xp, centred_t, means_c, model, squared=None, augmented=None, fe
         const = xp.sum(means_c * means_c, axis=1) * prec
     else:
         raise ValueError(f"unknown covariance_type {kind!r}")
-    if features is not None:
-        # Row-major features [x - c, (x - c)^2] (n, 2D): one GEMM straight
-        # into (K, n), the features read transposed by BLAS (no copy).
-        maha = xp.matmul(coef, xp.permute_dims(features, (1, 0)))
-    else:
-        # One GEMM against the features [x - c; (x - c)^2] (2D, n).
-        if augmented is None:
-            if squared is None:
-                squared = centred_t * centred_t
-            augmented = xp.concat([centred_t, squared], axis=0)
-        maha = xp.matmul(coef, augmented)
+    if features is None:
+        centred = xp.permute_dims(centred_t, (1, 0))
+        features = xp.concat([centred, centred * centred], axis=1)
+    # One GEMM straight into (K, n), BLAS reading the features transposed.
+    maha = xp.matmul(coef, xp.permute_dims(features, (1, 0)))
     maha += const[:, None]
     return maha
 
 
-def weighted_log_prob(xp, centred_t, means_c, model, squared=None, augmented=None, features=None):
+def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, features=None):
     """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
-    transposed (D, n): a (K, n) array."""
+    transposed (D, n): a (K, n) array (arguments as :func:`_mahalanobis`)."""
     d = means_c.shape[1]
-    maha = _mahalanobis(xp, centred_t, means_c, model, squared, augmented, features)
+    maha = _mahalanobis(xp, centred_t, means_c, model, augmented, features)
     const = model.log_det + model.log_weights - 0.5 * d * math.log(2 * math.pi)
     maha *= -0.5
     maha += const[:, None]
@@ -345,10 +336,11 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
 # --------------------------------------------------------------------------
 
 
-def _second_moment_about_pivot(xp, centred, centred_t, resp, kind, squared=None):
+def _second_moment_about_pivot(xp, centred, centred_t, resp, kind):
     """Raw second moment of pivot-centred rows (no cancellation issue: rows are
-    centred near the data), in the layout ``kind`` needs.  ``centred`` is
-    (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
+    centred near the data) for 'full' (K, D, D) and 'tied' (D, D); diag and
+    spherical take theirs from the features GEMM in :func:`block_statistics`.
+    ``centred`` is (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
     if kind == "full":
         # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D); used
         # when K <= (D + 1) / 2, else the shared pair products (_uses_pairs).
@@ -356,11 +348,7 @@ def _second_moment_about_pivot(xp, centred, centred_t, resp, kind, squared=None)
         k = resp.shape[0]
         weighted = xp.reshape(resp[:, None, :] * centred_t[None, :, :], (k * d, n))
         return xp.reshape(xp.matmul(weighted, centred), (k, d, d))
-    if kind == "tied":
-        return xp.matmul(centred_t, centred)  # (D, D)
-    if squared is None:
-        squared = centred_t * centred_t
-    return xp.matmul(resp, xp.permute_dims(squared, (1, 0)))  # (K, D)
+    return xp.matmul(centred_t, centred)  # tied: (D, D)
 
 
 def _pair_indices(xp, d, device):
@@ -438,15 +426,14 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
         augmented, features = None, None
-        rows_t = xp.permute_dims(Xz[start:stop, :], (1, 0))
         if kind == "full":
             # (x - c)^T with a row of ones, written transposed in one go.
             augmented = xp.empty((d + 1, stop - start), dtype=X.dtype, device=device)
-            augmented[:d, :] = rows_t - pivot[:, None]
+            augmented[:d, :] = xp.permute_dims(Xz[start:stop, :], (1, 0)) - pivot[:, None]
             augmented[d, :] = 1
             centred_t = augmented[:d, :]
         elif kind == "tied":
-            centred_t = _contiguous(xp, rows_t - pivot[:, None])  # (D, n)
+            centred_t = _contiguous(xp, xp.permute_dims(Xz[start:stop, :] - pivot, (1, 0)))  # (D, n)
         else:
             # [x - c, (x - c)^2] (n, 2D), row-major (no transposition of the
             # rows): one GEMM for the E-step, one for the sums and moments.
@@ -458,7 +445,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         if centred_t is not None:
             centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
         if resp is None:
-            wlp = weighted_log_prob(xp, centred_t, means_c, model, None, augmented, features)
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, features)
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:

@@ -603,13 +603,12 @@ def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
     kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
-    counts = [0.0] * len(payload)
+    counts = [np.zeros(c.shape[0]) for c in payload]
     for start, stop, sets, _ in _nearest_slices(xp, zeroed, payload):
         for s, (_, onehot) in enumerate(sets):
             if kept is not None:
                 onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
-            counts[s] = counts[s] + _to_float64(xp.sum(onehot, axis=1))
-    counts = [np.zeros(c.shape[0]) + count for c, count in zip(payload, counts)]
+            counts[s] += _to_float64(xp.sum(onehot, axis=1))
     ones = xp.ones((1, n), dtype=block.dtype, device=_blocks.array_device(block))
     spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp_t=ones, skip_nonfinite=skip_nonfinite)
     return counts, spread
