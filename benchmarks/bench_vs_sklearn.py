@@ -46,6 +46,7 @@ Run::
     python benchmarks/bench_vs_sklearn.py              # the issue's configurations
     python benchmarks/bench_vs_sklearn.py --small      # N / 10: a quick run
     python benchmarks/bench_vs_sklearn.py --blas-env asis   # this environment only
+    python benchmarks/bench_vs_sklearn.py --only 64/diag/float32 --skip-overhead   # one row
 """
 
 from __future__ import annotations
@@ -173,6 +174,8 @@ def compare(client, args):
     n_div = 10 if args.small else 1
     for dtype in ("float64", "float32"):
         for n, d, k, kind in CONFIGS:
+            if args.only and not any(_selected(spec, n, d, kind, dtype) for spec in args.only):
+                continue
             n //= n_div
             X = make_data(n, d, k).astype(dtype)
             inits = make_inits(X, k, kind)
@@ -223,6 +226,12 @@ def compare(client, args):
         rows,
     )
     return all(r[6] == "PASS" and r[11] == "same" for r in rows)
+
+
+def _selected(spec, n, d, kind, dtype):
+    """``--only`` spec "D/kind/dtype", any part may be empty: "64/diag/float32", "//float32"."""
+    want_d, want_kind, want_dtype = (spec.split("/") + ["", ""])[:3]
+    return (not want_d or int(want_d) == d) and want_kind in ("", kind) and want_dtype in ("", dtype)
 
 
 def overhead(client, args):
@@ -302,6 +311,8 @@ def main(argv=None):
     parser.add_argument("--chunks", type=int, default=4, help="row chunks of the persisted data")
     parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
     parser.add_argument("--skip-overhead", action="store_true", help="only the comparison table")
+    parser.add_argument("--only", action="append", default=[], metavar="D/KIND/DTYPE",
+                        help="only these configurations, e.g. 64/diag/float32 or //float32; repeatable")
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of the worker processes (distributed.nanny.pre-spawn-environ), "
                         "e.g. MALLOC_TOP_PAD_=33554432; repeatable")
@@ -322,6 +333,7 @@ def main(argv=None):
     if args.blas_env == "both":
         passthrough = [f"--iters={args.iters}", f"--repeat={args.repeat}", f"--chunks={args.chunks}"]
         passthrough += ["--small"] * args.small + ["--skip-overhead"] * args.skip_overhead
+        passthrough += [f"--only={spec}" for spec in args.only]
         passthrough += [f"--wait-quiet={args.wait_quiet}"] + [f"--worker-env={e}" for e in args.worker_env]
         passthrough += ["--distributed-default-env"] * args.distributed_default_env
         return max(_common.rerun_both_ways(passthrough))

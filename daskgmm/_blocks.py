@@ -32,7 +32,7 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 # Rows of one block are processed in slices holding at most this many
 # elements per temporary (rows x K * D for 'full' and 'tied', rows x
-# max(K, 2 D) otherwise; see _row_slices): big enough for
+# max(K, D) otherwise; see _row_slices): big enough for
 # efficient matrix products, small enough to stay in cache and to bound the
 # memory a task needs whatever the chunk size.
 SLICE_ELEMENTS = 1 << 19
@@ -135,14 +135,13 @@ def _contiguous(xp, a):
     return fn(a) if fn is not None else a
 
 
-def _mahalanobis(xp, centred_t, means_c, model, augmented=None, features=None):
-    """Squared Mahalanobis distances ``(K, n)`` of pivot-centred rows.
+def _mahalanobis(xp, centred_t, means_c, model, augmented=None):
+    """Squared Mahalanobis distances ``(K, n)`` of pivot-centred rows under a
+    'full' or 'tied' model.
 
     ``centred_t`` is ``(x - c)^T`` (D, n); ``means_c`` is ``mu - c`` (K, D).
-    When the caller has them: ``augmented`` ('full') is ``centred_t`` with a
-    last row of ones (D + 1, n), so the means' shift rides in the GEMM;
-    ``features`` (diag, spherical) is ``[x - c, (x - c)^2]`` row-major
-    (n, 2D), in which case ``centred_t`` is not used.
+    When the caller has it, ``augmented`` ('full') is ``centred_t`` with a
+    last row of ones (D + 1, n), so the means' shift rides in the GEMM.
     """
     k, d = means_c.shape
     pc = model.precisions_cholesky
@@ -164,32 +163,64 @@ def _mahalanobis(xp, centred_t, means_c, model, augmented=None, features=None):
         shift = xp.matmul(means_c, pc)  # (K, D)
         diff = y[None, :, :] - shift[:, :, None]
         return xp.sum(diff * diff, axis=1)
-    prec = pc * pc
-    if kind == "diag":
-        coef = xp.concat([-2.0 * means_c * prec, prec], axis=1)  # (K, 2D)
-        const = xp.sum(means_c * means_c * prec, axis=1)
-    elif kind == "spherical":
-        coef = xp.concat([-2.0 * means_c * prec[:, None], xp.ones_like(means_c) * prec[:, None]], axis=1)
-        const = xp.sum(means_c * means_c, axis=1) * prec
-    else:
-        raise ValueError(f"unknown covariance_type {kind!r}")
-    if features is None:
-        centred = xp.permute_dims(centred_t, (1, 0))
-        features = xp.concat([centred, centred * centred], axis=1)
-    # One GEMM straight into (K, n), BLAS reading the features transposed.
-    maha = xp.matmul(coef, xp.permute_dims(features, (1, 0)))
-    maha += const[:, None]
-    return maha
+    raise ValueError(f"unknown covariance_type {kind!r}")
 
 
-def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, features=None):
-    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
-    transposed (D, n): a (K, n) array (arguments as :func:`_mahalanobis`)."""
+def _log_gauss_const(model, d):
+    """``log pi_k + log det P_k - D/2 log(2 pi)`` per component, (K,)."""
+    return model.log_det + model.log_weights - 0.5 * d * math.log(2 * math.pi)
+
+
+def _diagonal_weighted_log_prob(xp, centred, squared, means_c, model):
+    """:func:`weighted_log_prob` of a 'diag' or 'spherical' model from the
+    row-major ``x - c`` and ``(x - c)^2`` (n, D) each.
+
+    ``-1/2 sum_d p_kd (x_d - m_kd)^2 = sum_d p_kd m_kd x_d - 1/2 sum_d p_kd x_d^2
+    - 1/2 sum_d p_kd m_kd^2`` (``m = mu - c``, ``p`` the precisions): one GEMM
+    of the rows against every component's coefficients for the first term;
+    for 'diag' a second for the squares; for 'spherical' (one ``p_k`` per
+    component) a sum over the features and an outer product.  The GEMMs
+    write (n, K), rows times a contiguous (D, K), which BLAS runs faster than
+    the same product written (K, n) (one 8192-row slice, D=64, K=16, float32:
+    114 vs 273 us with OpenBLAS's AVX-512 kernel, 181 vs 211 us with its
+    AVX2 one); the sum is then laid out (K, n) in one copy (40 us) that also
+    adds the constants.
+    """
     d = means_c.shape[1]
-    maha = _mahalanobis(xp, centred_t, means_c, model, augmented, features)
-    const = model.log_det + model.log_weights - 0.5 * d * math.log(2 * math.pi)
+    pc = model.precisions_cholesky
+    prec = pc * pc
+    if model.covariance_type == "diag":
+        coef = _contiguous(xp, xp.permute_dims(means_c * prec, (1, 0)))  # (D, K)
+        wlp_t = xp.matmul(centred, coef)
+        wlp_t += xp.matmul(squared, _contiguous(xp, xp.permute_dims(-0.5 * prec, (1, 0))))
+        quad = xp.sum(means_c * means_c * prec, axis=1)
+    elif model.covariance_type == "spherical":
+        wlp_t = xp.matmul(centred, _contiguous(xp, xp.permute_dims(means_c * prec[:, None], (1, 0))))
+        wlp_t += xp.sum(squared, axis=1)[:, None] * (-0.5 * prec)[None, :]
+        quad = xp.sum(means_c * means_c, axis=1) * prec
+    else:
+        raise ValueError(f"unknown covariance_type {model.covariance_type!r}")
+    const = _log_gauss_const(model, d) - 0.5 * quad
+    wlp = xp.empty((const.shape[0], centred.shape[0]), dtype=wlp_t.dtype, device=array_device(wlp_t))
+    wlp[...] = xp.permute_dims(wlp_t, (1, 0))
+    wlp += const[:, None]
+    return wlp
+
+
+def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None):
+    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
+    transposed (D, n): a (K, n) array.  'diag' and 'spherical' use ``rows``,
+    ``(x - c, (x - c)^2)`` row-major, when the caller has them (then
+    ``centred_t`` may be None); ``augmented`` as in :func:`_mahalanobis`."""
+    d = means_c.shape[1]
+    if model.covariance_type in ("diag", "spherical"):
+        if rows is None:
+            centred = _contiguous(xp, xp.permute_dims(centred_t, (1, 0)))
+            rows = (centred, centred * centred)
+        return _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
+    maha = _mahalanobis(xp, centred_t, means_c, model, augmented)
     maha *= -0.5
-    maha += const[:, None]
+    maha += _log_gauss_const(model, d)[:, None]
     return maha
 
 
@@ -252,19 +283,29 @@ def _normalize(xp, a):
 
 def _row_slices(n_rows, n_components, n_features, kind="full"):
     # Widest temporary per row: (K * D) for 'full' and 'tied', whose
-    # per-component terms have D entries; max(K, 2D) otherwise.
+    # per-component terms have D entries; max(K, D) otherwise.
     if kind in ("full", "tied"):
         width = n_components * n_features
     else:
-        width = max(n_components, 2 * n_features)
+        width = max(n_components, n_features)
     step = max(64, SLICE_ELEMENTS // max(width, 1))
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
 
 
+# Rows (evenly spaced) whose mean is a block's pivot.
+PIVOT_SAMPLE = 1024
+
+
 def _pivot(xp, X):
-    if X.shape[0] == 0:
+    """The point a block is centred on before any product: the mean of
+    :data:`PIVOT_SAMPLE` evenly spaced rows.  Any point among the data keeps
+    the second moments free of cancellation; a sample's mean is as good as
+    the block's and saves a pass over it (one 50,000 x 64 float32 chunk: 0.8
+    of 9 ms)."""
+    n = X.shape[0]
+    if n == 0:
         return xp.zeros((X.shape[1],), dtype=X.dtype)
-    return xp.mean(X, axis=0)
+    return xp.mean(X[:: max(1, n // PIVOT_SAMPLE), :], axis=0)
 
 
 def _finite_rows(xp, X):
@@ -320,8 +361,12 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     model = model.to(xp, X.dtype)
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
-    centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
-    wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model)
+    if model.covariance_type in ("diag", "spherical"):
+        centred = Xz - pivot
+        wlp = weighted_log_prob(xp, None, model.means - pivot, model, rows=(centred, centred * centred))
+    else:
+        centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
+        wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model)
     log_norm, log_resp = log_normalize(xp, wlp)
     log_resp = xp.permute_dims(log_resp, (1, 0))
     if keep is not None:
@@ -339,7 +384,7 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
 def _second_moment_about_pivot(xp, centred, centred_t, resp, kind):
     """Raw second moment of pivot-centred rows (no cancellation issue: rows are
     centred near the data) for 'full' (K, D, D) and 'tied' (D, D); diag and
-    spherical take theirs from the features GEMM in :func:`block_statistics`.
+    spherical take theirs from ``(x - c)^2`` in :func:`block_statistics`.
     ``centred`` is (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
     if kind == "full":
         # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D); used
@@ -425,27 +470,28 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     device = array_device(X)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
-        augmented, features = None, None
+        augmented, squared = None, None
         if kind == "full":
             # (x - c)^T with a row of ones, written transposed in one go.
             augmented = xp.empty((d + 1, stop - start), dtype=X.dtype, device=device)
             augmented[:d, :] = xp.permute_dims(Xz[start:stop, :], (1, 0)) - pivot[:, None]
             augmented[d, :] = 1
             centred_t = augmented[:d, :]
+            centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
         elif kind == "tied":
             centred_t = _contiguous(xp, xp.permute_dims(Xz[start:stop, :] - pivot, (1, 0)))  # (D, n)
+            centred = xp.permute_dims(centred_t, (1, 0))
         else:
-            # [x - c, (x - c)^2] (n, 2D), row-major (no transposition of the
-            # rows): one GEMM for the E-step, one for the sums and moments.
-            features = xp.empty((stop - start, 2 * d), dtype=X.dtype, device=device)
-            features[:, :d] = Xz[start:stop, :] - pivot
-            centred = features[:, :d]
-            features[:, d:] = centred * centred
+            # x - c and (x - c)^2 row-major, each contiguous (flat elementwise
+            # passes: 2.3 -> 1.0 ms per 50,000 x 64 float32 rows against
+            # interleaving them in one (n, 2D) array); no transposition.
+            centred = Xz[start:stop, :] - pivot
+            squared = centred * centred
             centred_t = None
-        if centred_t is not None:
-            centred = xp.permute_dims(centred_t, (1, 0))  # (n, D) view
         if resp is None:
-            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, features)
+            wlp = weighted_log_prob(
+                xp, centred_t, means_c, model, augmented, None if squared is None else (centred, squared)
+            )
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:
@@ -464,14 +510,10 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         nk = nk + xp.sum(r, axis=1)
-        if features is not None:  # diag, spherical: sums and second moments in one GEMM
-            both = xp.matmul(r, features)  # (K, 2D)
-            sum_x = sum_x + both[:, :d]
-            part = both[:, d:]
-            moment = part if moment is None else moment + part
-            continue
         sum_x = sum_x + xp.matmul(r, centred)
-        if pairs is not None:
+        if squared is not None:  # diag, spherical: per-feature second moments
+            part = xp.matmul(r, squared)
+        elif pairs is not None:
             products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)
             part = xp.matmul(r, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:

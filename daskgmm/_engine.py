@@ -12,6 +12,7 @@ merges the tree's last level.  Only parameter-sized objects leave the workers.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -338,19 +339,154 @@ def tree_reduce(
         Fan-in of the reduction tree (>= 2).
     batches : "auto", None or list of lists of chunk indices
         "auto": :func:`plan_batches` (chunks grouped per holding worker on a
-        distributed cluster); None: one map task per chunk.
+        distributed cluster; asked once per :func:`fit_session`); None: one
+        map task per chunk.
 
     Returns
     -------
-    The combined partial, computed (one ``compute`` call).
+    The combined partial, computed (one graph submitted).
     """
-    client = current_client()
+    client = _scheduling_client()
+    session = _SESSION.get()
+    if session is not None and session.client is not client:
+        session = None
     if isinstance(batches, str):
-        batches = plan_batches(X, client)
+        batches = session.batches(X) if session is not None else plan_batches(X, client)
     delayeds = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches)
-    with _one_blas_thread_per_task(client):
-        parts = dask.compute(*delayeds, optimize_graph=False)
+    if client is None:
+        with _one_blas_thread_per_task(client):
+            parts = dask.compute(*delayeds, optimize_graph=False)
+    else:
+        parts = _compute_on(client, delayeds, session)
     return combine_fn(list(parts))
+
+
+def _scheduling_client():
+    """The distributed client that computes a pass: the current one, unless
+    Dask's default scheduler is set to something else (say ``scheduler=
+    "sync"`` for debugging, with a client open)."""
+    client = current_client()
+    if client is None:
+        return None
+    from dask.base import get_scheduler
+
+    return client if getattr(get_scheduler(), "__self__", None) is client else None
+
+
+def _compute_on(client, delayeds, session):
+    """Submit a pass's graph to ``client`` and gather its partial results;
+    within a :func:`fit_session` they are held by the session (see
+    :class:`PassSession`), else released at once (as ``dask.compute`` does)."""
+    tic = time.perf_counter()
+    # The graph as it is (no optimisation, no conversion of the Delayed
+    # collections): 0.3 ms of client time per pass against 0.8 ms for
+    # client.compute (2 map tasks).
+    futures = client.get(delayeds[0].__dask_graph__(), [d.key for d in delayeds], sync=False)
+    if session is not None:
+        session.submitted()
+    try:
+        parts = client.gather(futures)
+    except BaseException:
+        _release(futures)
+        raise
+    if session is not None:
+        session.hold(futures, parts, time.perf_counter() - tic)
+    else:
+        _release(futures)
+    return parts
+
+
+def _release(futures):
+    for future in futures:
+        with contextlib.suppress(Exception):  # a closing client: nothing left to release
+            future.release()
+
+
+class PassSession:
+    """What the passes of one fit share on a distributed cluster.
+
+    * The placement of the chunks (:func:`plan_batches`), asked once per
+      data set rather than at every pass (two scheduler round trips).
+    * The timing of the messages that release each pass's partial results.
+      distributed's client sends the scheduler at most one batch of messages
+      every 10 ms, and the scheduler each worker one every 5 ms.  Released
+      right after the gather (as ``dask.compute`` does), the results of pass
+      i cost a message that holds back the graph of pass i + 1 by up to 10 ms
+      (measured on 2 local workers: 13 ms from submitting a pass to the start
+      of its tasks, 4 ms without that message).  So the results are kept
+      until the next pass has been submitted, then released
+      :data:`RELEASE_DELAY` seconds later, while its tasks run: after a pass
+      of at least :data:`SLOW_PASS` seconds, and otherwise once
+      :data:`MAX_HELD_PASSES` passes or :data:`MAX_HELD_BYTES` of results are
+      held (short passes would otherwise wait on the release of their
+      predecessor).  Were a worker lost, the scheduler would recompute the
+      held results it had: at most one long pass or a few short ones.
+    """
+
+    RELEASE_DELAY = 0.005
+    SLOW_PASS = 0.1
+    MAX_HELD_PASSES = 8
+    MAX_HELD_BYTES = 64 * 2**20
+
+    def __init__(self, client):
+        self.client = client
+        self._plans = {}
+        self._held = []  # (futures, nbytes, seconds) per pass
+        self.releases = 0  # batches of passes released (for tests)
+
+    def batches(self, X):
+        if X.name not in self._plans:
+            self._plans[X.name] = plan_batches(X, self.client)
+        return self._plans[X.name]
+
+    def submitted(self):
+        """Called right after a pass's graph was submitted."""
+        if not self._held:
+            return
+        _, _, seconds = self._held[-1]
+        if (
+            seconds >= self.SLOW_PASS
+            or len(self._held) >= self.MAX_HELD_PASSES
+            or sum(nbytes for _, nbytes, _ in self._held) >= self.MAX_HELD_BYTES
+        ):
+            futures = [future for held in self._held for future in held[0]]
+            self._held = []
+            self.releases += 1
+            try:
+                self.client.loop.call_later(self.RELEASE_DELAY, _release, futures)
+            except Exception:  # noqa: BLE001 - no loop to schedule on: release now
+                _release(futures)
+
+    def hold(self, futures, parts, seconds):
+        from dask.sizeof import sizeof
+
+        self._held.append((futures, sum(sizeof(part) for part in parts), seconds))
+
+    def close(self):
+        held, self._held = self._held, []
+        _release([future for futures, _, _ in held for future in futures])
+
+
+_SESSION = contextvars.ContextVar("daskgmm_pass_session", default=None)
+
+
+@contextlib.contextmanager
+def fit_session():
+    """Context of one fit: its passes share a :class:`PassSession` when they
+    run on a distributed client (nothing changes on the local schedulers);
+    every result still held is released on exit.  Nested sessions reuse the
+    outer one."""
+    client = _scheduling_client()
+    if client is None or _SESSION.get() is not None:
+        yield _SESSION.get()
+        return
+    session = PassSession(client)
+    token = _SESSION.set(session)
+    try:
+        yield session
+    finally:
+        _SESSION.reset(token)
+        session.close()
 
 
 def _one_blas_thread_per_task(client):
@@ -550,7 +686,8 @@ def run_em(
     # Where the chunks live is asked once per fit, not once per pass (a
     # scheduler round trip); should chunks move meanwhile, the tasks still
     # find them, at the cost of a transfer.
-    batches = plan_batches(X)
+    session = _SESSION.get()
+    batches = session.batches(X) if session is not None else plan_batches(X)
     for iteration in range(start_iter + 1, max_iter + 1):
         active = [i for i, run in enumerate(runs) if not run.converged]
         if not active:

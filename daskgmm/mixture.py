@@ -414,6 +414,7 @@ class GaussianMixture(_ParamsMixin):
         self._fit(X, **fit_params)
         return self.predict(X)
 
+    @_engine.fit_session()
     def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
         self._validate_params()
         dX = as_dask_array(X)

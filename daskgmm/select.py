@@ -127,6 +127,7 @@ def _check_types(covariance_types):
     return types
 
 
+@_engine.fit_session()
 def select_n_components(
     X,
     n_components_range,
