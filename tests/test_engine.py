@@ -167,3 +167,108 @@ def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
         names = list(_engine.WORKER_MALLOC_ENV)
         values = client.run(lambda: [os.environ.get(name) for name in names])
     assert list(values.values()) == [[str(v) for v in _engine.WORKER_MALLOC_ENV.values()]]
+
+
+def _daskgmm_keys_on_scheduler(client):
+    return client.run_on_scheduler(
+        lambda dask_scheduler: sorted(str(key) for key in dask_scheduler.tasks if "daskgmm-pass" in str(key))
+    )
+
+
+def _wait_for_no_pass_keys(client, timeout=5.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while _daskgmm_keys_on_scheduler(client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _daskgmm_keys_on_scheduler(client)
+
+
+def test_session_holds_pass_results_until_released(local_cluster_client):
+    """Within a fit session the partial results of short passes stay on the
+    workers (no release message right before the next graph) until the
+    session ends; outside one they are released at once."""
+    from distributed import wait
+
+    X = np.random.default_rng(1).normal(size=(800, 2))
+    dX = da.from_array(X, chunks=(100, -1)).persist()
+    wait(dX)
+    n_map = len(_engine.plan_batches(dX))
+    with _engine.fit_session() as session:
+        assert isinstance(session, _engine.PassSession)
+        for _ in range(3):
+            total, _ = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
+            assert total == pytest.approx(X.sum())
+        assert session.releases == 0
+        assert len(_daskgmm_keys_on_scheduler(local_cluster_client)) == 3 * n_map
+    assert _wait_for_no_pass_keys(local_cluster_client) == []
+    _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)  # no session
+    assert _wait_for_no_pass_keys(local_cluster_client) == []
+
+
+def test_session_releases_after_next_submission(local_cluster_client, monkeypatch):
+    """A slow pass's results go once the next pass is submitted, and at most
+    MAX_HELD_PASSES short ones are held."""
+    import time
+
+    from distributed import wait
+
+    X = np.ones((400, 2))
+    dX = da.from_array(X, chunks=(100, -1)).persist()
+    wait(dX)
+    monkeypatch.setattr(_engine.PassSession, "MAX_HELD_PASSES", 3)
+    with _engine.fit_session() as session:
+        for _ in range(7):  # held counts 1 2 3 | 1 2 3 | 1: released twice
+            _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
+        assert session.releases == 2
+        monkeypatch.setattr(_engine.PassSession, "SLOW_PASS", 0.0)  # every pass counts as slow
+        for _ in range(3):
+            _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
+        assert session.releases == 5
+        time.sleep(2 * _engine.PassSession.RELEASE_DELAY + 0.2)
+        n_map = len(_engine.plan_batches(dX))
+        assert len(_daskgmm_keys_on_scheduler(local_cluster_client)) == n_map  # the last pass only
+    assert _wait_for_no_pass_keys(local_cluster_client) == []
+
+
+def test_failed_pass_in_session_raises_and_releases(local_cluster_client):
+    from distributed import wait
+
+    def failing(block, payload, row_offset):
+        raise ValueError("bad chunk")
+
+    dX = da.from_array(np.ones((400, 2)), chunks=(100, -1)).persist()
+    wait(dX)
+    with _engine.fit_session():
+        with pytest.raises(ValueError, match="bad chunk"):
+            _engine.tree_reduce(dX, failing, _sum_combine, 1.0)
+    assert _wait_for_no_pass_keys(local_cluster_client) == []
+
+
+def test_fit_on_cluster_leaves_no_pass_results(local_cluster_client):
+    X, _, _ = make_blobs(n=2000, seed=3)
+    dX = da.from_array(X, chunks=(250, -1))
+    model = GaussianMixture(3, max_iter=20, random_state=0).fit(dX)
+    assert model.n_passes_ > 8  # more passes than the session holds at once
+    keys = local_cluster_client.run_on_scheduler(
+        lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks if "daskgmm-" in str(k)]
+    )
+    import time
+
+    deadline = time.monotonic() + 5
+    while keys and time.monotonic() < deadline:
+        time.sleep(0.05)
+        keys = local_cluster_client.run_on_scheduler(
+            lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks if "daskgmm-" in str(k)]
+        )
+    assert keys == []
+
+
+def test_no_session_on_the_local_schedulers():
+    """Without a distributed scheduler in charge (none, or another chosen
+    explicitly while a client is open) passes run through dask.compute."""
+    dX = da.from_array(np.ones((40, 2)), chunks=(10, -1))
+    with dask.config.set(scheduler="sync"), _engine.fit_session() as session:
+        assert session is None
+        total, _ = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
+    assert total == 80
