@@ -12,9 +12,9 @@ Numerical notes
 * The log-density uses the Cholesky factor of the precision,
   ``log N(x | mu, Sigma) = -D/2 log(2 pi) + log det(P) - 1/2 ||(x - mu) P||^2``
   with ``P P^T = Sigma^-1``; no inverse is ever formed.
-* All sample sums are taken about a *pivot* ``c`` (the block's mean row), so
-  the data's distance from the origin never enters a subtraction.  The error
-  left is of order ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the
+* All sample sums are taken about a *pivot* ``c`` (the mean of a sample of
+  the block's rows, :func:`_pivot`), so the data's distance from the origin
+  never enters a subtraction.  The error left is of order ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the
   components relative to their width, not the offset of the data.
 * Block statistics are returned *centred* (scatter about the block's own
   weighted component means) and merged with the pairwise update of Chan,

@@ -96,6 +96,27 @@ def test_merge_equals_concatenation(kind):
             np.testing.assert_allclose(getattr(got, field), getattr(whole, field), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", TYPES)
+def test_float32_moments_far_from_origin_on_a_sorted_block(kind):
+    """The pivot is the mean of a sample of rows (not a pass over the block):
+    on a block sorted by component, 1e4 from the origin, float32 statistics
+    still match float64 ones of the same (rounded) data to ~1e-5 of the
+    variances (as with the block's mean as pivot), where raw second moments
+    are off by ~160 (eps * 1e8)."""
+    rng = np.random.default_rng(5)
+    n, d = 20_000, 3
+    X32 = (np.concatenate([rng.normal(size=(n // 2, d)), rng.normal(size=(n // 2, d)) * 2 + 8.0]) + 1e4).astype(
+        np.float32
+    )
+    resp = np.zeros((n, 2))
+    resp[: n // 2, 0] = resp[n // 2 :, 1] = 1
+    empty = _blocks.Model(kind, None, None, None, None)
+    want = covariances_from_stats(_blocks.block_statistics(X32.astype(np.float64), empty, resp=resp), 0.0)
+    got = covariances_from_stats(_blocks.block_statistics(X32, empty, resp=resp.astype(np.float32)), 0.0)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(np.asarray(g, dtype=np.float64), w, rtol=1e-5, atol=5e-5)
+
+
 def test_slicing_inside_a_block_is_invisible(monkeypatch):
     """Row slices inside one block (bounded temporaries) do not change the stats."""
     rng = np.random.default_rng(3)
