@@ -12,18 +12,18 @@ Run::
     python benchmarks/bench_restarts.py            # N=1,000,000, D=8, K=8, float64
     python benchmarks/bench_restarts.py --small    # N=100,000: a quick run
 
-Measured (2-core shared VM, 2026-11-23, load ~1-2), six runs over the day's
-last commits: concurrent / sequential wall time 0.289, 0.318, 0.333, 0.337,
-0.344, 0.321 (target <= 0.35: met in every run, with little margin); CPU time
-0.35-0.375.  Last run: sequential 12.28 s (123 passes), concurrent 3.94 s
-(21 passes).  Where the time goes (last run, sequential vs concurrent):
-k-means|| oversampling 3.0 s (40 passes) vs 0.35 s (5), candidate weights
-1.4 s vs 0.17 s (shared by the restarts), Lloyd 2.3 s vs 1.1 s, final
-assignment 0.81 s vs 0.28 s, EM 4.5 s (31 passes) vs 2.0 s (4 passes over up
-to 8 stacked models: ~5.7x the cost of one model per pass).  Every speed-up
-of what the restarts share (the oversampling, one pass's fixed cost) lowers
-the sequential time 8x more than the concurrent one, so the ratio moved up
-from 0.29 as the passes got cheaper.
+Measured (2-core shared VM, 2026-11-23): earlier in the day, six runs gave
+concurrent / sequential wall time 0.289-0.344 (target <= 0.35).  After the
+passes lost ~10 ms each of waiting on distributed's message batching (the
+fit session holds each pass's results until the next pass is submitted),
+four runs gave 0.379, 0.346, 0.368, 0.346: both sides are faster (sequential
+12.3 s -> 10.0-11.4 s, concurrent 3.94 s -> 3.69-3.95 s), but the
+sequential fits make 123 passes to the concurrent fit's 21, so every saving
+in a pass's fixed cost lowers the sequential time 6x more.  Last run:
+k-means|| oversampling 2.74 s (40 passes) vs 0.31 s (5), candidate weights
+1.11 s vs 0.14 s, Lloyd 1.79 s vs 0.99 s, final assignment 0.66 s vs
+0.27 s, EM 4.30 s (31 passes) vs 2.01 s (4 passes over up to 8 stacked
+models).
 """
 
 from __future__ import annotations

@@ -26,20 +26,23 @@ When OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (they pin an older, slower
 OpenBLAS kernel on some machines), the script runs itself twice, with them as
 set and with both unset, and prints the BLAS kernel of each run.
 
-Measured (2-core shared VM, 2026-11-23, load ~2), ratio scikit-learn /
-daskgmm per iteration, OpenBLAS pinned to its Haswell kernel (as set on the
-machine) / unpinned (SkylakeX, AVX-512) on both sides: 1M x 8 K=8 full f64
-6.68 / 6.77, 200k x 64 K=16 full f64 3.33 / 3.19, diag f64 1.78 / 2.16
-(targets 1.5: met); full f32 5.03 / 4.88 and 3.30 / 4.60 (target 2.5: met),
-diag f32 1.68 / 1.75 (target 2.5: missed).  1,000 chunks cost +0.16 s per
-iteration over 10 (target 0.3 s), in 36 tasks per pass.  Why diag float32
-cannot reach 2.5 on 2 cores: scikit-learn takes ~0.07 s per iteration, so
-2.5x means ~0.028 s; a pass that does no work costs 0.012 s on this cluster
-(the "4 (N=1,000)" row), and each worker's two GEMMs of 100,000 rows x 128
-features ([x, x^2]) against 16 components (4KD multiply-adds a row, the
-minimum) run near the kernel's peak: one 50,000-row chunk takes 0.0105 s on
-one thread (per core, 1.7x faster than scikit-learn's own iteration), so a
-pass costs at least ~0.033 s.
+Measured (2-core shared VM, 2026-11-23), ratio scikit-learn / daskgmm per
+iteration, OpenBLAS pinned to its Haswell (AVX2) kernel as set on the machine /
+unpinned (SkylakeX, AVX-512), on both sides, one full run: 1M x 8 K=8 full f64
+7.72 / 7.98, 200k x 64 K=16 full f64 2.87 / 3.92, diag f64 2.57 / 2.46
+(targets 1.5: met); full f32 5.25 / 5.15 and 3.38 / 4.30, diag f32 2.44 / 2.83
+(target 2.5: met but for diag f32 on the AVX2 kernel).  That row alone
+(``--only 64/diag/float32 --blas-env asis``) gave 2.68, 2.95 and 2.79 in
+three runs: in the full run it comes after the large full-covariance fits on
+the same workers, and the margin (~0.029 s against ~0.030 s per iteration)
+is within this VM's run-to-run noise (scikit-learn's own time moves 10-20%).
+Where a diag f32 pass goes: ~16 ms of GEMMs and elementwise work per worker
+(4KD multiply-adds a row, the minimum, at the kernel's peak), ~4 ms from
+submitting the graph to the start of the tasks and ~4 ms from their end to
+the client's M-step.  A pass that does no work costs ~11 ms (the "4
+(N=1,000)" row: distributed's client sends at most one batch of messages
+every 10 ms).  1,000 chunks cost +0.18 s per iteration over 10 (target
+0.3 s), in 36 tasks per pass.
 
 Run::
 
