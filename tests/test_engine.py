@@ -169,19 +169,20 @@ def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
     assert list(values.values()) == [[str(v) for v in _engine.WORKER_MALLOC_ENV.values()]]
 
 
-def _daskgmm_keys_on_scheduler(client):
+def _daskgmm_keys_on_scheduler(client, marker="daskgmm-pass"):
     return client.run_on_scheduler(
-        lambda dask_scheduler: sorted(str(key) for key in dask_scheduler.tasks if "daskgmm-pass" in str(key))
+        lambda dask_scheduler: sorted(str(key) for key in dask_scheduler.tasks if marker in str(key))
     )
 
 
-def _wait_for_no_pass_keys(client, timeout=5.0):
+def _wait_for_no_pass_keys(client, marker="daskgmm-pass", timeout=5.0):
+    """The keys left once the release messages had time to arrive."""
     import time
 
     deadline = time.monotonic() + timeout
-    while _daskgmm_keys_on_scheduler(client) and time.monotonic() < deadline:
+    while _daskgmm_keys_on_scheduler(client, marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return _daskgmm_keys_on_scheduler(client)
+    return _daskgmm_keys_on_scheduler(client, marker)
 
 
 def test_session_holds_pass_results_until_released(local_cluster_client):
@@ -250,18 +251,7 @@ def test_fit_on_cluster_leaves_no_pass_results(local_cluster_client):
     dX = da.from_array(X, chunks=(250, -1))
     model = GaussianMixture(3, max_iter=20, random_state=0).fit(dX)
     assert model.n_passes_ > 8  # more passes than the session holds at once
-    keys = local_cluster_client.run_on_scheduler(
-        lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks if "daskgmm-" in str(k)]
-    )
-    import time
-
-    deadline = time.monotonic() + 5
-    while keys and time.monotonic() < deadline:
-        time.sleep(0.05)
-        keys = local_cluster_client.run_on_scheduler(
-            lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks if "daskgmm-" in str(k)]
-        )
-    assert keys == []
+    assert _wait_for_no_pass_keys(local_cluster_client, marker="daskgmm-") == []
 
 
 def test_no_session_on_the_local_schedulers():
