@@ -188,6 +188,35 @@ def test_empty_clusters_move_to_the_farthest_rows():
     np.testing.assert_allclose(nk, [4.0, 3.0, 1.0])
 
 
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_farthest_rows_slice_by_slice_equal_the_whole_block(with_mask):
+    """The running top-k of the Lloyd pass (candidates for empty clusters)
+    equals a sort of the whole block by (-d2, index), ties and skipped rows
+    included."""
+    rng = np.random.default_rng(4)
+    n, k = 1000, 6
+    d2 = np.round(rng.exponential(size=n), 1)  # many ties
+    d2[[10, 500, 900]] = d2.max() + 1.0  # a tie at the top, across slices
+    labels = rng.integers(k, size=n)
+    onehot = np.eye(k)[labels].T  # (k, n)
+    keep = rng.random(n) > 0.3 if with_mask else None
+    best = None
+    for start in range(0, n, 128):
+        stop = min(start + 128, n)
+        best = _init._farthest_so_far(_xp(), best, d2[start:stop], onehot[:, start:stop], start, stop, k, keep)
+    rows = np.arange(n) if keep is None else np.flatnonzero(keep)
+    order = rows[np.lexsort((rows, -d2[rows]))][:k]
+    np.testing.assert_array_equal(best[1], order)
+    np.testing.assert_array_equal(best[0], d2[order])
+    np.testing.assert_array_equal(best[2], labels[order])
+
+
+def _xp():
+    from daskgmm import _blocks
+
+    return _blocks.get_namespace(np.zeros(1))
+
+
 def test_oversampling_merge_keeps_cap_rows_from_small_chunks():
     # Three chunks of 2 rows each, cap 5: the merge must keep 5, not 2.
     parts = [
