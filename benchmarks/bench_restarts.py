@@ -16,14 +16,14 @@ Measured (2-core shared VM, 2026-11-23): earlier in the day, six runs gave
 concurrent / sequential wall time 0.289-0.344 (target <= 0.35).  After the
 passes lost ~10 ms each of waiting on distributed's message batching (the
 fit session holds each pass's results until the next pass is submitted),
-four runs gave 0.379, 0.346, 0.368, 0.346: both sides are faster (sequential
-12.3 s -> 10.0-11.4 s, concurrent 3.94 s -> 3.69-3.95 s), but the
-sequential fits make 123 passes to the concurrent fit's 21, so every saving
-in a pass's fixed cost lowers the sequential time 6x more.  Last run:
-k-means|| oversampling 2.74 s (40 passes) vs 0.31 s (5), candidate weights
-1.11 s vs 0.14 s, Lloyd 1.79 s vs 0.99 s, final assignment 0.66 s vs
-0.27 s, EM 4.30 s (31 passes) vs 2.01 s (4 passes over up to 8 stacked
-models).
+six runs gave 0.379, 0.346, 0.368, 0.346, 0.376, 0.382 (target missed in
+four): both sides are faster (sequential 12.3 s -> 10.0-11.5 s, concurrent
+3.94 s -> 3.69-4.34 s), but the sequential fits make 123 passes to the
+concurrent fit's 21, so every saving in a pass's fixed cost lowers the
+sequential time 6x more.  Last run: k-means|| oversampling 2.47 s (40
+passes) vs 0.33 s (5), candidate weights 1.07 s vs 0.15 s, Lloyd 1.69 s vs
+0.97 s, final assignment 0.62 s vs 0.30 s, EM 4.34 s (31 passes) vs 2.23 s
+(4 passes over up to 8 stacked models).
 """
 
 from __future__ import annotations
