@@ -262,3 +262,24 @@ def test_no_session_on_the_local_schedulers():
         assert session is None
         total, _ = _engine.tree_reduce(dX, _sum_chunk, _sum_combine, 1.0)
     assert total == 80
+
+
+def test_client_blas_runs_on_one_thread_during_a_fit():
+    """The client's M-steps run with one BLAS thread (idle OpenBLAS threads
+    would spin on the cores of a local cluster's workers); the limit is lifted
+    after the fit."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    X, _, _ = make_blobs(n=400, seed=0)
+    seen = []
+
+    def record(info):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        model = GaussianMixture(3, max_iter=3, tol=0, random_state=0)
+        with pytest.warns(Warning):
+            model._fit(da.from_array(X, chunks=(100, -1)), callbacks=[record])
+        after = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    assert seen and all(threads == {1} for threads in seen)
+    assert after == {2}
