@@ -12,18 +12,21 @@ Run::
     python benchmarks/bench_restarts.py            # N=1,000,000, D=8, K=8, float64
     python benchmarks/bench_restarts.py --small    # N=100,000: a quick run
 
-Measured (2-core shared VM, 2026-11-23): earlier in the day, six runs gave
-concurrent / sequential wall time 0.289-0.344 (target <= 0.35).  After the
-passes lost ~10 ms each of waiting on distributed's message batching (the
-fit session holds each pass's results until the next pass is submitted),
-six runs gave 0.379, 0.346, 0.368, 0.346, 0.376, 0.382 (target missed in
-four): both sides are faster (sequential 12.3 s -> 10.0-11.5 s, concurrent
-3.94 s -> 3.69-4.34 s), but the sequential fits make 123 passes to the
-concurrent fit's 21, so every saving in a pass's fixed cost lowers the
-sequential time 6x more.  Last run: k-means|| oversampling 2.47 s (40
-passes) vs 0.33 s (5), candidate weights 1.07 s vs 0.15 s, Lloyd 1.69 s vs
-0.97 s, final assignment 0.62 s vs 0.30 s, EM 4.34 s (31 passes) vs 2.23 s
-(4 passes over up to 8 stacked models).
+Measured (2-core shared VM, 2026-11-23).  Earlier in the day six runs gave
+concurrent / sequential wall time 0.289-0.344 (target <= 0.35).  Two
+changes then made every pass cheaper: a fit session holds each pass's
+results until the next pass is submitted (no more waiting on distributed's
+10 ms message batching), and the client's BLAS runs on one thread during a
+fit (OpenBLAS's idle threads spun on the workers' cores after each M-step).
+Both sides got faster, the sequential fits far more (12.3 s -> 9.0-9.3 s,
+against 3.94 s -> 3.5-3.7 s): they make 123 passes and 8 M-steps per
+iteration to the concurrent fit's 21, and the concurrent fit's passes were
+already compute-bound (8 stacked models cost 8 single ones: nothing but the
+centring is shared at D=8).  Three runs on the final code: 0.415, 0.379,
+0.411 (target missed).  Last run: k-means|| oversampling 2.30 s (40 passes)
+vs 0.27 s (5), candidate weights 1.01 s vs 0.12 s, Lloyd 1.64 s vs 0.91 s,
+final assignment 0.62 s vs 0.29 s, EM 3.14 s (31 passes) vs 2.06 s (4
+passes over up to 8 stacked models).
 """
 
 from __future__ import annotations

@@ -28,21 +28,19 @@ set and with both unset, and prints the BLAS kernel of each run.
 
 Measured (2-core shared VM, 2026-11-23), ratio scikit-learn / daskgmm per
 iteration, OpenBLAS pinned to its Haswell (AVX2) kernel as set on the machine /
-unpinned (SkylakeX, AVX-512), on both sides, one full run: 1M x 8 K=8 full f64
-7.72 / 7.98, 200k x 64 K=16 full f64 2.87 / 3.92, diag f64 2.57 / 2.46
-(targets 1.5: met); full f32 5.25 / 5.15 and 3.38 / 4.30, diag f32 2.44 / 2.83
-(target 2.5: met but for diag f32 on the AVX2 kernel).  That row alone
-(``--only 64/diag/float32 --blas-env asis``) gave 2.68, 2.95 and 2.79 in
-three runs: in the full run it comes after the large full-covariance fits on
-the same workers, and the margin (~0.029 s against ~0.030 s per iteration)
-is within this VM's run-to-run noise (scikit-learn's own time moves 10-20%).
-Where a diag f32 pass goes: ~16 ms of GEMMs and elementwise work per worker
-(4KD multiply-adds a row, the minimum, at the kernel's peak), ~4 ms from
-submitting the graph to the start of the tasks and ~4 ms from their end to
-the client's M-step.  A pass that does no work costs ~11 ms (the "4
-(N=1,000)" row: distributed's client sends at most one batch of messages
-every 10 ms).  1,000 chunks cost +0.18 s per iteration over 10 (target
-0.3 s), in 36 tasks per pass.
+unpinned (SkylakeX, AVX-512), on both sides, two full runs on the final code:
+1M x 8 K=8 full f64 11.56 / 12.88 and 11.17 / 12.20; 200k x 64 K=16 full f64
+3.09 / 4.04 and 3.32 / 3.97; diag f64 2.56 / 2.70 and 2.19 / 2.30 (targets
+1.5); full f32 10.40 / 8.41 and 11.83 / 9.13, 3.39 / 4.83 and 3.51 / 4.67;
+diag f32 2.74 / 2.78 and 2.56 / 2.68 (target 2.5).  Every target met in
+both runs; the diag float32 margin is thin (this VM's run-to-run noise is
+10-20%).  Where a diag f32 pass goes: ~16 ms of GEMMs and elementwise work
+per worker (4KD multiply-adds a row, the minimum, at the kernel's peak),
+~3-4 ms from submitting the graph to the start of the tasks and ~3.5-4 ms
+from their end to the client's M-step.  A pass that does no work costs
+~11 ms (the "4 (N=1,000)" row: distributed's client sends at most one batch
+of messages every 10 ms).  1,000 chunks cost +0.17-0.22 s per iteration over
+10 (target 0.3 s), in 36 tasks per pass.
 
 Run::
 
