@@ -14,8 +14,9 @@ Numerical notes
   with ``P P^T = Sigma^-1``; no inverse is ever formed.
 * All sample sums are taken about a *pivot* ``c`` (the mean of a sample of
   the block's rows, :func:`_pivot`), so the data's distance from the origin
-  never enters a subtraction.  The error left is of order ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the
-  components relative to their width, not the offset of the data.
+  never enters a subtraction.  The error left is of order
+  ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the components relative
+  to their width, not the offset of the data.
 * Block statistics are returned *centred* (scatter about the block's own
   weighted component means) and merged with the pairwise update of Chan,
   Golub & LeVeque, so the tree reduction never forms raw second moments.
@@ -208,15 +209,12 @@ def _diagonal_weighted_log_prob(xp, centred, squared, means_c, model):
 
 
 def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None):
-    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows given
-    transposed (D, n): a (K, n) array.  'diag' and 'spherical' use ``rows``,
-    ``(x - c, (x - c)^2)`` row-major, when the caller has them (then
-    ``centred_t`` may be None); ``augmented`` as in :func:`_mahalanobis`."""
+    """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows: a
+    (K, n) array.  'full' and 'tied' take the rows transposed, ``centred_t``
+    (D, n), and ``augmented`` as in :func:`_mahalanobis`; 'diag' and
+    'spherical' take ``rows``, ``(x - c, (x - c)^2)`` row-major (n, D) each."""
     d = means_c.shape[1]
     if model.covariance_type in ("diag", "spherical"):
-        if rows is None:
-            centred = _contiguous(xp, xp.permute_dims(centred_t, (1, 0)))
-            rows = (centred, centred * centred)
         return _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
     maha = _mahalanobis(xp, centred_t, means_c, model, augmented)
     maha *= -0.5
@@ -251,12 +249,12 @@ def _exp_nonpositive(xp, shifted):
     return e
 
 
-def _shifted_by_max(xp, a):
-    """``a`` minus its column maxima (those set to 0 where not finite), in
-    place: ``a`` is a temporary of the caller's."""
-    top = xp.max(a, axis=0)
+def _shifted_by_max(xp, a, axis=0):
+    """``a`` minus its maxima along ``axis`` (kept as a length-1 axis; set to
+    0 where not finite), in place: ``a`` is a temporary of the caller's."""
+    top = xp.max(a, axis=axis, keepdims=True)
     top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-    a -= top[None, :]
+    a -= top
     return a, top
 
 
@@ -271,19 +269,20 @@ def log_normalize(xp, a):
     K instead of 1, in float32 already ~1e4 standard deviations away).
     """
     shifted, top = _shifted_by_max(xp, a)
-    log_sum = xp.log(xp.sum(_exp_nonpositive(xp, shifted), axis=0))
-    return log_sum + top, shifted - log_sum[None, :]
+    log_sum = xp.log(xp.sum(_exp_nonpositive(xp, shifted), axis=0, keepdims=True))
+    return (log_sum + top)[0, :], shifted - log_sum
 
 
-def _normalize(xp, a):
+def _normalize(xp, a, axis=0):
     """Like :func:`log_normalize` (``a`` overwritten too) but the
     responsibilities themselves, ``exp(a - max) / sum(exp(a - max))``: one
-    exponential per entry."""
-    shifted, top = _shifted_by_max(xp, a)
+    exponential per entry.  ``axis`` is the components' axis (the other
+    axes are kept)."""
+    shifted, top = _shifted_by_max(xp, a, axis)
     e = _exp_nonpositive(xp, shifted)
-    total = xp.sum(e, axis=0)
-    e /= total[None, :]
-    return xp.log(total) + top, e
+    total = xp.sum(e, axis=axis, keepdims=True)
+    e /= total
+    return xp.squeeze(xp.log(total) + top, axis=axis), e
 
 
 def _row_slices(n_rows, n_components, n_features, kind="full"):
@@ -494,9 +493,7 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
             squared = centred * centred
             centred_t = None
         if resp is None:
-            wlp = weighted_log_prob(
-                xp, centred_t, means_c, model, augmented, None if squared is None else (centred, squared)
-            )
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, (centred, squared))
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:
@@ -548,14 +545,8 @@ def _normalize_groups(xp, wlp, groups):
     n = wlp.shape[1]
     if len(set(groups)) == 1:  # equal groups: one call on a (G, K, n) view
         g, k = len(groups), groups[0]
-        shifted = xp.reshape(wlp, (g, k, n))
-        top = xp.max(shifted, axis=1)
-        top = xp.where(xp.isfinite(top), top, xp.zeros_like(top))
-        shifted -= top[:, None, :]  # in place: wlp is this pass's temporary
-        e = _exp_nonpositive(xp, shifted)
-        total = xp.sum(e, axis=1)
-        e /= total[:, None, :]
-        return xp.log(total) + top, xp.reshape(e, (g * k, n))
+        log_norm, e = _normalize(xp, xp.reshape(wlp, (g, k, n)), axis=1)
+        return log_norm, xp.reshape(e, (g * k, n))
     norms, resps, start = [], [], 0
     for size in groups:
         log_norm, r = _normalize(xp, wlp[start : start + size, :])
