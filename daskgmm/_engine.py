@@ -351,7 +351,7 @@ def tree_reduce(
     if session is not None and session.client is not client:
         session = None
     if isinstance(batches, str):
-        batches = session.batches(X) if session is not None else plan_batches(X, client)
+        batches = _batches(X, client, session)
     delayeds = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches)
     if client is None:
         with _one_blas_thread_per_task(client):
@@ -359,6 +359,11 @@ def tree_reduce(
     else:
         parts = _compute_on(client, delayeds, session)
     return combine_fn(list(parts))
+
+
+def _batches(X, client, session):
+    """:func:`plan_batches` of ``X``, asked once per ``session`` (when not None)."""
+    return session.batches(X) if session is not None else plan_batches(X, client)
 
 
 def _scheduling_client():
@@ -505,10 +510,8 @@ def _client_blas_limit():
     local workers, 1M x 8 rows, K=8 full, the first chunk of every pass took
     70-80 ms instead of 35 ms.  On the local schedulers the chunk tasks run
     with one BLAS thread each anyway (:func:`_one_blas_thread_per_task`)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency
-        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=1, user_api="blas")
 
 
@@ -518,13 +521,7 @@ def _one_blas_thread_per_task(client):
     BLAS threads oversubscribe the cores (measured under load: 6-23 s per
     pass instead of 0.4 s).  Distributed workers already start with
     OMP/OPENBLAS/MKL_NUM_THREADS=1."""
-    if client is not None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext() if client is not None else _client_blas_limit()
 
 
 def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY, batches=None, payload=None):
@@ -709,8 +706,7 @@ def run_em(
     # Where the chunks live is asked once per fit, not once per pass (a
     # scheduler round trip); should chunks move meanwhile, the tasks still
     # find them, at the cost of a transfer.
-    session = _SESSION.get()
-    batches = session.batches(X) if session is not None else plan_batches(X)
+    batches = _batches(X, None, _SESSION.get())
     for iteration in range(start_iter + 1, max_iter + 1):
         active = [i for i, run in enumerate(runs) if not run.converged]
         if not active:
