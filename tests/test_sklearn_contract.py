@@ -25,6 +25,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 import daskgmm
@@ -500,3 +501,32 @@ def test_in_process_and_dask_paths_agree(covariance_type):
     for attr in PARAMETERS:
         assert _rel(getattr(eager, attr), getattr(chunked, attr)) < 1e-9, attr
     assert eager.lower_bound_ == pytest.approx(chunked.lower_bound_, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Non-finite rows at fit time; scikit-learn's own estimator checks
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+@pytest.mark.parametrize("bad", list(BAD_VALUES))
+def test_nonfinite_row_at_fit_is_named_without_other_warnings(kind, bad):
+    """scikit-learn refuses such data before doing anything; daskgmm finds it
+    in its first pass and must not first warn about something else (say, the
+    k-means initialisation seeing too few distinct points)."""
+    value, word = BAD_VALUES[bad]
+    X = _with_bad_row(value)
+    data = X if kind == "numpy" else da.from_array(X, chunks=(BAD_CHUNKS, -1))
+    with pytest.raises(ValueError, match=word):
+        SkGaussianMixture(3, random_state=0).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as error:
+            daskgmm.GaussianMixture(3, random_state=0).fit(data)
+    _check_bad_row_error(error, word)
+    assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+@parametrize_with_checks([daskgmm.GaussianMixture()])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
