@@ -17,15 +17,35 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
 * one float64 array per fitted parameter: ``weights``, ``means``,
   ``covariances``, ``precisions_cholesky``.
 
-Files are written to a temporary file in the same folder and renamed into
-place, so a crash never leaves a half-written file, and an existing file is
-never replaced unless ``overwrite=True``.
+Loading checks every field: the metadata's types and their agreement with
+the arrays' shapes, and the arrays' values (finite; weights non-negative and
+summing to 1; precision factors triangular with a positive diagonal;
+covariances symmetric with a positive diagonal and the inverses of the
+precisions).  Any failure is a ValueError naming the field.
+
+Writing
+-------
+Files (and the command line's zarr stores) are written to a temporary path
+in the target's folder and moved into place only when complete, so a crash
+or Ctrl-C never leaves a half-written file and never removes the previous
+one.  A new path is claimed with a hard link, which fails if the path
+appeared meanwhile (two writers of one new path: one wins, the other gets
+FileExistsError); an existing path is replaced only with ``overwrite=True``.
+Temporary names carry the writer's host and process id: what a killed writer
+left is removed by the next writer on that host, a live writer's is never
+touched.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import math
+import numbers
 import os
+import shutil
+import socket
 import tempfile
 import zipfile
 
@@ -34,6 +54,169 @@ import numpy as np
 FORMAT = "daskgmm-model"
 FORMAT_VERSION = 1
 ARRAY_NAMES = ("weights", "means", "covariances", "precisions_cholesky")
+METADATA = "__daskgmm__"
+
+
+# --------------------------------------------------------------------------
+# Temporary paths and atomic placement
+# --------------------------------------------------------------------------
+
+
+def _host_tag():
+    # Eight hex digits: a hostname may hold characters a file name should not.
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temporary_prefix(path):
+    return f".{os.path.basename(path)}.daskgmm-"
+
+
+def _process_alive(pid):
+    if os.name == "nt":  # os.kill(pid, 0) would stop the process there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def remove_stale_temporaries(path):
+    """Remove the temporary files of ``path`` that writers on this host left
+    when they were killed (their process is gone); those of live writers
+    and of other hosts stay."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = _temporary_prefix(path)
+    host = _host_tag()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        parts = name[len(prefix) : -len(".tmp")].split("-")
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue  # another host's, or not named by this version: leave it
+        if not _process_alive(int(parts[1])):
+            _remove(os.path.join(folder, name))
+
+
+def temporary_path(path, *, directory=False):
+    """A new empty file (or folder) beside ``path``, named after it, this
+    host and this process, for :func:`publish` to move into place."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(path)
+    prefix = f"{_temporary_prefix(path)}{_host_tag()}-{os.getpid()}-"
+    if directory:
+        return tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def discard(tmp):
+    """Remove a temporary path made by :func:`temporary_path` (if still there)."""
+    if tmp is not None and os.path.lexists(tmp):
+        _remove(tmp)
+
+
+def _exists_error(path, hint):
+    return FileExistsError(errno.EEXIST, f"{path} already exists; {hint}", path)
+
+
+def _claim_new(tmp, path, hint):
+    """Move ``tmp`` to ``path`` only if ``path`` does not exist, atomically."""
+    if os.path.isdir(tmp):
+        if os.path.lexists(path):
+            raise _exists_error(path, hint)
+        try:
+            # rename() refuses a non-empty folder or a file as the target; it
+            # replaces an empty folder (nothing is lost).
+            os.rename(tmp, path)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise _exists_error(path, hint) from None
+            raise
+        return
+    try:
+        os.link(tmp, path)  # fails with EEXIST if path exists: no check-then-act race
+    except FileExistsError:
+        raise _exists_error(path, hint) from None
+    except (OSError, AttributeError):
+        # No hard links here (some network or FAT file systems): reserve the
+        # name with O_EXCL, then replace the empty reservation.
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise _exists_error(path, hint) from None
+        os.close(fd)
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def publish(tmp, path, *, overwrite=False, hint="pass overwrite=True to replace it."):
+    """Move the complete temporary ``tmp`` (a file or a folder) to ``path``.
+
+    Without ``overwrite`` an existing ``path`` is never replaced
+    (FileExistsError, ``tmp`` left for the caller to discard).  With it, a
+    file replaces a file atomically; otherwise the old entry is first renamed
+    aside (``.NAME.daskgmm-backup-...``), the new one moved in, and the old
+    one removed: a crash between the two renames leaves the old output under
+    the backup name, never deleted.
+    """
+    path = os.fspath(path)
+    if not overwrite:
+        _claim_new(tmp, path, hint)
+        return path
+    if not os.path.isdir(tmp) and not (os.path.isdir(path) and not os.path.islink(path)):
+        os.replace(tmp, path)
+        return path
+    backup = None
+    if os.path.lexists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        backup = os.path.join(folder, f"{_temporary_prefix(path)}backup-{os.getpid()}-{os.urandom(4).hex()}")
+        os.rename(path, backup)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        if backup is not None:
+            os.rename(backup, path)
+        raise
+    if backup is not None:
+        _remove(backup)
+    return path
+
+
+def same_or_nested(a, b):
+    """Whether paths ``a`` and ``b`` name the same entry or one holds the other."""
+    real_a, real_b = os.path.realpath(os.fspath(a)), os.path.realpath(os.fspath(b))
+    if real_a == real_b:
+        return True
+    try:
+        return os.path.commonpath([real_a, real_b]) in (real_a, real_b)
+    except ValueError:  # different drives
+        return False
+
+
+# --------------------------------------------------------------------------
+# Archives
+# --------------------------------------------------------------------------
 
 
 def write_archive(path, arrays, meta, *, overwrite=False):
@@ -42,41 +225,76 @@ def write_archive(path, arrays, meta, *, overwrite=False):
     Raises
     ------
     FileExistsError
-        ``path`` exists and ``overwrite`` is False.
+        ``path`` exists (or appeared while writing) and ``overwrite`` is False.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it.")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if os.path.lexists(path) and not overwrite:
+        raise _exists_error(path, "pass overwrite=True to replace it.")
     document = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
     payload = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
-    payload["__daskgmm__"] = np.array(json.dumps(document))
-    # The temporary file is named after its target, so what a killed writer
-    # left behind is recognisable and is removed by the next write.
-    prefix = f".{os.path.basename(path)}.daskgmm-"
-    for name in os.listdir(folder):
-        if name.startswith(prefix) and name.endswith(".tmp"):
-            try:
-                os.unlink(os.path.join(folder, name))
-            except OSError:
-                pass
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    payload[METADATA] = np.array(json.dumps(document))
+    tmp = temporary_path(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             np.savez(handle, **payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite=overwrite)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        discard(tmp)
         raise
     return path
 
 
-def read_archive(path):
+def _unreadable(path, reason):
+    return ValueError(f"{path} is not a readable daskgmm file (truncated or corrupt): {reason}")
+
+
+def _check_members(path, archive):
+    """Each ``.npy`` member's header must describe no more bytes than the
+    member holds, so a forged shape cannot make NumPy allocate terabytes."""
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            header = member.tell()
+        if dtype.hasobject:
+            raise _unreadable(path, f"{info.filename} holds Python objects, refused (allow_pickle=False)")
+        declared = math.prod(int(n) for n in shape) * dtype.itemsize
+        if declared > info.file_size - header:
+            raise _unreadable(
+                path, f"{info.filename} declares shape {tuple(shape)} ({declared} bytes) but holds {info.file_size - header}"
+            )
+
+
+def _read_members(path, names=None):
+    """Arrays and metadata of the archive at ``path`` (``names``: only those)."""
+    with zipfile.ZipFile(path) as archive:
+        _check_members(path, archive)
+    with np.load(path, allow_pickle=False) as archive:
+        if METADATA not in archive.files:
+            raise ValueError(f"{path} is not a daskgmm file (no daskgmm metadata).")
+        document = archive[METADATA]
+        if document.ndim != 0 or document.dtype.kind != "U":
+            raise ValueError(f"{path} is not a daskgmm file (its metadata is not a text entry).")
+        meta = json.loads(str(document[()]))
+        wanted = archive.files if names is None else [n for n in names if n in archive.files]
+        arrays = {name: archive[name] for name in wanted if name != METADATA}
+    return arrays, meta
+
+
+def read_archive(path, *, metadata_only=False):
     """Read an archive written by :func:`write_archive`.
+
+    Parameters
+    ----------
+    metadata_only : bool
+        Read the JSON document only (``arrays`` is then empty).
 
     Returns
     -------
@@ -89,28 +307,122 @@ def read_archive(path):
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No such file: {path}")
+        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}", path)
+    if os.path.isdir(path):
+        raise _unreadable(path, "it is a folder")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "__daskgmm__" not in archive.files:
-                raise ValueError(f"{path} is not a daskgmm file (no daskgmm metadata).")
-            meta = json.loads(str(archive["__daskgmm__"][()]))
-            arrays = {name: archive[name] for name in archive.files if name != "__daskgmm__"}
-    except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path} is not a readable daskgmm file (truncated or corrupt): {exc}") from None
+        arrays, meta = _read_members(path, [] if metadata_only else None)
     except ValueError as exc:
         if "daskgmm" in str(exc):
             raise
-        raise ValueError(f"{path} is not a readable daskgmm file (truncated or corrupt): {exc}") from None
+        raise _unreadable(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - whatever the bytes make a decoder raise, the file is corrupt
+        raise _unreadable(path, f"{type(exc).__name__}: {exc}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path} is not a daskgmm file (its metadata is not a JSON object).")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a daskgmm file (format {meta.get('format')!r}).")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer daskgmm (format version {meta['format_version']}); upgrade daskgmm."
-        )
+    version = meta.get("format_version", 0)
+    if not isinstance(version, numbers.Integral) or isinstance(version, bool):
+        raise ValueError(f"{path}: metadata 'format_version' is {version!r}, not an integer; the file is corrupt.")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer daskgmm (format version {version}); upgrade daskgmm.")
     return arrays, meta
+
+
+# --------------------------------------------------------------------------
+# Validation (models and checkpoints)
+# --------------------------------------------------------------------------
+
+
+def invalid(where, field, problem, remedy="the file is corrupt or was edited: save the model again."):
+    """The ValueError of a field that fails validation."""
+    return ValueError(f"{where}: '{field}' {problem}; {remedy}")
+
+
+def check_integer(where, field, value, *, minimum=None, remedy=None):
+    """``value`` as an int, or ValueError naming ``field``."""
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise invalid(where, field, f"is {value!r}, not an integer", **kwargs)
+    if minimum is not None and value < minimum:
+        raise invalid(where, field, f"is {value}, less than {minimum}", **kwargs)
+    return int(value)
+
+
+def check_number(where, field, value, *, allow_nan=False, remedy=None):
+    """``value`` as a float (inf allowed), or ValueError naming ``field``."""
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise invalid(where, field, f"is {value!r}, not a number", **kwargs)
+    if not allow_nan and math.isnan(value):
+        raise invalid(where, field, "is NaN", **kwargs)
+    return float(value)
+
+
+def check_array(where, field, array, shape, *, remedy=None):
+    """``array`` as float64 of ``shape``, or ValueError naming ``field``."""
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    if array.dtype.kind not in "fiu":
+        raise invalid(where, field, f"has dtype {array.dtype}, not real numbers", **kwargs)
+    if array.shape != tuple(shape):
+        raise invalid(where, field, f"has shape {array.shape}, expected {tuple(shape)}", **kwargs)
+    return np.asarray(array, dtype=np.float64)
+
+
+def check_parameters(where, covariance_type, weights, means, covariances, precisions_cholesky, *, fields=None, remedy=None):
+    """ValueError naming the field unless the arrays (of the right shapes) are
+    the parameters of a mixture: finite; weights >= 0 summing to 1;
+    precisions_cholesky upper triangular (full, tied) with a positive
+    diagonal, or positive (diag, spherical); covariances symmetric with a
+    positive diagonal and equal to the inverse of ``P P^T``."""
+    names = dict(zip(ARRAY_NAMES, ARRAY_NAMES), **(fields or {}))
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    values = dict(zip(ARRAY_NAMES, (weights, means, covariances, precisions_cholesky)))
+    for name, value in values.items():
+        if not np.all(np.isfinite(value)):
+            raise invalid(where, names[name], "holds NaN or infinite values", **kwargs)
+    if np.any(weights < 0):
+        raise invalid(where, names["weights"], f"holds negative values ({weights.min():.6g})", **kwargs)
+    total = float(weights.sum())
+    if abs(total - 1.0) > 1e-6:
+        raise invalid(where, names["weights"], f"sums to {total:.10g}, not 1", **kwargs)
+    prec, cov = precisions_cholesky, covariances
+    if covariance_type in ("full", "tied"):
+        prec3, cov3 = (prec[None], cov[None]) if covariance_type == "tied" else (prec, cov)
+        diagonals = np.diagonal(prec3, axis1=1, axis2=2)
+        if np.any(np.tril(prec3, -1) != 0):
+            raise invalid(where, names["precisions_cholesky"], "is not upper triangular", **kwargs)
+        if np.any(diagonals <= 0):
+            raise invalid(where, names["precisions_cholesky"], "has a non-positive diagonal entry", **kwargs)
+        scale = np.sqrt(np.abs(np.einsum("kii->ki", cov3)))
+        if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > 1e-8 * scale[:, :, None] * scale[:, None, :]):
+            raise invalid(where, names["covariances"], "is not symmetric", **kwargs)
+        if np.any(np.einsum("kii->ki", cov3) <= 0):
+            raise invalid(where, names["covariances"], "has a non-positive variance on its diagonal", **kwargs)
+        # P^T Sigma P is the identity; its rounding grows with the condition number.
+        whitened = np.swapaxes(prec3, 1, 2) @ cov3 @ prec3
+        condition = np.linalg.cond(prec3) ** 2
+        error = np.abs(whitened - np.eye(cov3.shape[-1])).max(axis=(1, 2))
+        if np.any(error > 1e-6 + 1e4 * np.finfo(np.float64).eps * condition):
+            raise invalid(
+                where, names["covariances"], f"is not the inverse of the precisions (error {error.max():.3g})", **kwargs
+            )
+    else:
+        if np.any(prec <= 0):
+            raise invalid(where, names["precisions_cholesky"], "has a non-positive value", **kwargs)
+        if np.any(cov <= 0):
+            raise invalid(where, names["covariances"], "has a non-positive variance", **kwargs)
+        error = np.abs(cov * prec**2 - 1.0).max()
+        if error > 1e-6:
+            raise invalid(
+                where, names["covariances"], f"is not 1 / precisions_cholesky**2 (error {error:.3g})", **kwargs
+            )
+
+
+# --------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------
 
 
 def _json_params(model):
@@ -173,45 +485,94 @@ def save_model(model, path, *, overwrite=False, extra=None):
     return write_archive(path, arrays, meta, overwrite=overwrite)
 
 
-def load(path):
-    """Load a model saved with :meth:`GaussianMixture.save`; runs no code from the file."""
-    from ._blocks import COVARIANCE_TYPES
-    from ._covariance import covariance_shape, precisions_from_cholesky
+def _model_params(path, meta, covariance_type, n_components):
+    """Constructor settings from ``meta['params']``, checked by the estimator."""
     from .mixture import GaussianMixture
 
+    params = meta.get("params", {})
+    if not isinstance(params, dict):
+        raise invalid(path, "params", f"is {type(params).__name__}, not a JSON object")
+    valid = set(GaussianMixture().get_params(deep=False))
+    params = {key: value for key, value in params.items() if key in valid}
+    for key in ("weights_init", "means_init", "precisions_init"):
+        params.pop(key, None)
+    for key, value in (("covariance_type", covariance_type), ("n_components", n_components)):
+        if key in params and params[key] != value:
+            raise invalid(path, f"params.{key}", f"is {params[key]!r} but the file's {key} is {value!r}")
+    params.update(covariance_type=covariance_type, n_components=n_components)
+    model = GaussianMixture(**params)
+    try:
+        model._validate_params()
+    except (TypeError, ValueError) as exc:
+        raise invalid(path, "params", f"holds an invalid setting ({' '.join(str(exc).split())})") from None
+    return model
+
+
+def load(path):
+    """Load a model saved with :meth:`GaussianMixture.save`; runs no code from the file.
+
+    Raises
+    ------
+    FileNotFoundError
+    ValueError
+        The file is not a daskgmm model, or a field of it is missing or
+        invalid (the message names the field).
+    """
+    from ._blocks import COVARIANCE_TYPES
+    from ._covariance import covariance_shape, precisions_from_cholesky
+
     arrays, meta = read_archive(path)
+    kind = meta.get("kind", "model")
+    if kind == "checkpoint":
+        raise ValueError(
+            f"{path} is a daskgmm checkpoint, not a saved model: resume it with fit(X, checkpoint=PATH) "
+            "(or daskgmm fit --checkpoint) and save the fitted model."
+        )
+    if kind != "model":
+        raise invalid(path, "kind", f"is {kind!r}, not 'model'")
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
         raise ValueError(f"{path} is not a complete daskgmm model: missing {', '.join(missing)}.")
-    try:
-        kind, k, d = meta["covariance_type"], int(meta["n_components"]), int(meta["n_features"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is not a complete daskgmm model: bad or missing metadata ({exc!r}).") from None
-    if kind not in COVARIANCE_TYPES:
-        raise ValueError(f"{path}: unknown covariance_type {kind!r} in the metadata.")
+    for name in ("covariance_type", "n_components", "n_features"):
+        if name not in meta:
+            raise ValueError(f"{path} is not a complete daskgmm model: bad or missing metadata ('{name}' is missing).")
+    covariance_type = meta["covariance_type"]
+    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(f"{path}: unknown covariance_type {covariance_type!r} in the metadata.")
+    k = check_integer(path, "n_components", meta["n_components"], minimum=1)
+    d = check_integer(path, "n_features", meta["n_features"], minimum=1)
     expected = {
         "weights": (k,),
         "means": (k, d),
-        "covariances": covariance_shape(kind, k, d),
-        "precisions_cholesky": covariance_shape(kind, k, d),
+        "covariances": covariance_shape(covariance_type, k, d),
+        "precisions_cholesky": covariance_shape(covariance_type, k, d),
     }
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise ValueError(f"{path}: '{name}' has shape {arrays[name].shape}, expected {shape}.")
-    valid = set(GaussianMixture._param_names())
-    params = {key: value for key, value in meta.get("params", {}).items() if key in valid}
-    for key in ("weights_init", "means_init", "precisions_init"):
-        params.pop(key, None)
-    model = GaussianMixture(**params)
-    model.weights_ = arrays["weights"]
-    model.means_ = arrays["means"]
-    model.covariances_ = arrays["covariances"]
-    model.precisions_cholesky_ = arrays["precisions_cholesky"]
-    model.precisions_ = precisions_from_cholesky(model.precisions_cholesky_, kind)
+    values = {name: check_array(path, name, arrays[name], shape) for name, shape in expected.items()}
+    check_parameters(path, covariance_type, *(values[name] for name in ARRAY_NAMES))
     fit = meta.get("fit", {})
-    model.converged_ = bool(fit.get("converged", False))
-    model.n_iter_ = int(fit.get("n_iter", 0))
-    model.lower_bound_ = float(fit.get("lower_bound", float("nan")))
-    model.lower_bounds_ = list(fit.get("lower_bounds", []))
-    model.n_features_in_ = int(fit.get("n_features_in", d))
+    if not isinstance(fit, dict):
+        raise invalid(path, "fit", f"is {type(fit).__name__}, not a JSON object")
+    converged = fit.get("converged", False)
+    if not isinstance(converged, bool):
+        raise invalid(path, "fit.converged", f"is {converged!r}, not true or false")
+    n_iter = check_integer(path, "fit.n_iter", fit.get("n_iter", 0), minimum=0)
+    lower_bound = check_number(path, "fit.lower_bound", fit.get("lower_bound", float("nan")), allow_nan=True)
+    lower_bounds = fit.get("lower_bounds", [])
+    if not isinstance(lower_bounds, list):
+        raise invalid(path, "fit.lower_bounds", f"is {type(lower_bounds).__name__}, not a list")
+    lower_bounds = [check_number(path, "fit.lower_bounds", value) for value in lower_bounds]
+    n_features_in = check_integer(path, "fit.n_features_in", fit.get("n_features_in", d), minimum=1)
+    if n_features_in != d:
+        raise invalid(path, "fit.n_features_in", f"is {n_features_in} but the file's n_features is {d}")
+    model = _model_params(path, meta, covariance_type, k)
+    model.weights_ = values["weights"]
+    model.means_ = values["means"]
+    model.covariances_ = values["covariances"]
+    model.precisions_cholesky_ = values["precisions_cholesky"]
+    model.precisions_ = precisions_from_cholesky(model.precisions_cholesky_, covariance_type)
+    model.converged_ = converged
+    model.n_iter_ = n_iter
+    model.lower_bound_ = lower_bound
+    model.lower_bounds_ = lower_bounds
+    model.n_features_in_ = n_features_in
     return model

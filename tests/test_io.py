@@ -3,17 +3,31 @@ bad files, and no code execution on load."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
+import subprocess
+import sys
+import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import daskgmm
 from daskgmm import GaussianMixture, NotFittedError
-from daskgmm.io import FORMAT, FORMAT_VERSION, read_archive, save_model, write_archive
+from daskgmm.io import (
+    FORMAT,
+    FORMAT_VERSION,
+    _host_tag,
+    publish,
+    read_archive,
+    save_model,
+    temporary_path,
+    write_archive,
+)
 
 
 def _data(seed=0, n=400):
@@ -253,15 +267,266 @@ def test_pickled_object_arrays_are_refused_without_running_code(fitted, tmp_path
     assert not marker.exists()
 
 
-def test_leftover_temp_file_of_a_killed_writer_is_cleaned(tmp_path):
-    from daskgmm.io import write_archive
+def _dead_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
+
+def test_leftover_temp_file_of_a_killed_writer_is_cleaned(tmp_path):
+    """A temporary file named after this target, this host and a process that
+    no longer runs is removed by the next write; a live writer's (this
+    process), another host's and another target's stay."""
+    host = _host_tag()
     target = tmp_path / "state.npz"
-    stale = tmp_path / ".state.npz.daskgmm-abc123.tmp"
-    stale.write_bytes(b"half written")
+    stale = tmp_path / f".state.npz.daskgmm-{host}-{_dead_pid()}-abc123.tmp"
+    live = tmp_path / f".state.npz.daskgmm-{host}-{os.getpid()}-def456.tmp"
+    remote = tmp_path / f".state.npz.daskgmm-00000000-{_dead_pid()}-ghi789.tmp"
     other = tmp_path / ".other.npz.daskgmm-xyz.tmp"
-    other.write_bytes(b"another target's")
+    for path in (stale, live, remote, other):
+        path.write_bytes(b"half written")
     write_archive(target, {"a": np.arange(3.0)}, {"kind": "test"})
     assert not stale.exists()
-    assert other.exists()  # only this target's leftovers are touched
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.daskgmm-xyz.tmp", "state.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, remote.name, other.name, "state.npz"])
+
+
+# --------------------------------------------------------------------------
+# Concurrent writers (issue #15, item 4)
+# --------------------------------------------------------------------------
+
+
+def test_a_path_created_during_the_write_is_not_replaced(tmp_path, monkeypatch):
+    """Another writer creates the new path while this one is writing its
+    temporary file: with overwrite=False this write fails with
+    FileExistsError and the other writer's file stays as it was."""
+    target = tmp_path / "m.npz"
+    real_savez = np.savez
+
+    def savez_while_another_writer_wins(handle, **arrays):
+        real_savez(handle, **arrays)
+        target.write_bytes(b"the other writer's model")
+
+    monkeypatch.setattr(np, "savez", savez_while_another_writer_wins)
+    with pytest.raises(FileExistsError, match="m.npz already exists"):
+        write_archive(target, {"a": np.arange(3.0)}, {"kind": "test"})
+    assert target.read_bytes() == b"the other writer's model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no temporary file left
+
+
+def test_two_threads_saving_the_same_new_paths_each_path_written_once(tmp_path):
+    """Two writers race over the same 40 new paths with overwrite=False:
+    every path is won by exactly one writer, the loser gets FileExistsError,
+    and each file holds its winner's data."""
+    paths = [tmp_path / f"m{i}.npz" for i in range(40)]
+    won = {0: [], 1: []}
+    refused = {0: 0, 1: 0}
+    barrier = threading.Barrier(2)
+
+    def writer(who):
+        barrier.wait()
+        for path in paths:
+            try:
+                write_archive(path, {"who": np.array([who])}, {"kind": "test"})
+            except FileExistsError:
+                refused[who] += 1
+            else:
+                won[who].append(path)
+
+    threads = [threading.Thread(target=writer, args=(who,)) for who in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(won[0] + won[1]) == sorted(paths)
+    assert refused[0] + refused[1] == len(paths)
+    for who in (0, 1):
+        for path in won[who]:
+            assert read_archive(path)[0]["who"].tolist() == [who]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)
+
+
+def test_a_concurrent_writer_of_the_same_target_keeps_its_temporary_file(tmp_path, monkeypatch):
+    """Writer B starts while writer A is between writing its temporary file
+    and renaming it: B's stale-file clean-up leaves A's temporary file (A is
+    alive), both writes succeed, and the last one is on disk."""
+    target = tmp_path / "ckpt.npz"
+    real_savez = np.savez
+    calls = []
+
+    def savez_then_another_writer(handle, **arrays):
+        real_savez(handle, **arrays)
+        if not calls:
+            calls.append("B")
+            write_archive(target, {"who": np.array([2])}, {"kind": "test"}, overwrite=True)
+
+    monkeypatch.setattr(np, "savez", savez_then_another_writer)
+    write_archive(target, {"who": np.array([1])}, {"kind": "test"}, overwrite=True)
+    assert calls == ["B"]
+    assert read_archive(target)[0]["who"].tolist() == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.npz"]
+
+
+def test_publish_overwrites_a_folder_only_when_told_and_keeps_it_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "out.zarr"
+    target.mkdir()
+    (target / "old").write_text("old output")
+    new = temporary_path(target, directory=True)
+    (Path(new) / "new").write_text("new output")
+    with pytest.raises(FileExistsError, match="out.zarr already exists"):
+        publish(new, target)
+    assert (target / "old").read_text() == "old output"
+    # The move of the new folder fails: the old one is put back.
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if os.fspath(src) == new:
+            raise KeyboardInterrupt
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(KeyboardInterrupt):
+        publish(new, target, overwrite=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert (target / "old").read_text() == "old output"
+    publish(new, target, overwrite=True)
+    assert sorted(p.name for p in target.iterdir()) == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+# --------------------------------------------------------------------------
+# Every field validated on load (issue #15, item 5)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def diag_square(data):
+    """diag with K == D: its (K, D) arrays have the shape of tied (D, D) ones."""
+    return GaussianMixture(3, covariance_type="diag", random_state=0).fit(data)
+
+
+def _rewrite(model, tmp_path, arrays=None, meta=None, drop_fit=None):
+    saved_arrays, saved_meta = _saved(model, tmp_path)
+    saved_arrays.update(arrays or {})
+    saved_meta = json.loads(json.dumps(saved_meta))
+    for key, value in (meta or {}).items():
+        target = saved_meta
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target[parent]
+        target[last] = value
+    path = tmp_path / "edited.npz"
+    write_archive(path, saved_arrays, saved_meta, overwrite=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arrays, meta, message",
+    [
+        (lambda m: {"weights": np.array([np.nan, 0.5, 0.5])}, {}, "'weights' holds NaN or infinite values"),
+        (lambda m: {"weights": np.array([-0.2, 0.6, 0.6])}, {}, r"'weights' holds negative values \(-0.2\)"),
+        (lambda m: {"weights": m.weights_ * 3}, {}, "'weights' sums to 3, not 1"),
+        (lambda m: {"means": np.where(np.eye(3, dtype=bool), np.inf, m.means_)}, {}, "'means' holds NaN or infinite"),
+        (lambda m: {"precisions_cholesky": -m.precisions_cholesky_}, {}, "'precisions_cholesky' has a non-positive"),
+        (lambda m: {"precisions_cholesky": m.precisions_cholesky_ * 0}, {}, "'precisions_cholesky' has a non-positive"),
+        (lambda m: {"precisions_cholesky": m.precisions_cholesky_ * np.nan}, {}, "'precisions_cholesky' holds NaN"),
+        (lambda m: {"covariances": m.covariances_ * 2}, {}, "'covariances' is not 1 / precisions_cholesky"),
+        (lambda m: {"weights": np.array(["a", "b", "c"])}, {}, "'weights' has dtype <U1, not real numbers"),
+        # Metadata that disagrees with the arrays.
+        (None, {"covariance_type": "tied"}, "'precisions_cholesky' is not upper triangular"),
+        (None, {"n_components": 2}, r"'weights' has shape \(3,\), expected \(2,\)"),
+        (None, {"params.n_components": 5}, "'params.n_components' is 5 but the file's n_components is 3"),
+        (None, {"params.covariance_type": "full"}, "'params.covariance_type' is 'full' but the file's"),
+        (None, {"fit.n_features_in": 4}, "'fit.n_features_in' is 4 but the file's n_features is 3"),
+        # Malformed metadata.
+        (None, {"n_components": "3"}, "'n_components' is '3', not an integer"),
+        (None, {"n_components": None}, "'n_components' is None, not an integer"),
+        (None, {"n_features": 2.5}, "'n_features' is 2.5, not an integer"),
+        (None, {"fit": [1, 2]}, "'fit' is list, not a JSON object"),
+        (None, {"params": "full"}, "'params' is str, not a JSON object"),
+        (None, {"params.max_iter": -5}, "'params' holds an invalid setting .*max_iter"),
+        (None, {"params.tol": "small"}, "'params' holds an invalid setting .*tol"),
+        (None, {"fit.converged": "yes"}, "'fit.converged' is 'yes', not true or false"),
+        (None, {"fit.n_iter": -1}, "'fit.n_iter' is -1, less than 0"),
+        (None, {"fit.lower_bounds": "many"}, "'fit.lower_bounds' is str, not a list"),
+        (None, {"fit.lower_bounds": [1.0, None]}, "'fit.lower_bounds' is None, not a number"),
+        (None, {"fit.lower_bound": {"a": 1}}, "'fit.lower_bound' is .*, not a number"),
+        (None, {"covariance_type": ["full"]}, r"unknown covariance_type \['full'\]"),
+    ],
+)
+def test_every_field_is_validated_on_load(diag_square, tmp_path, arrays, meta, message):
+    path = _rewrite(diag_square, tmp_path, arrays=arrays(diag_square) if arrays else None, meta=meta)
+    with pytest.raises(ValueError, match=message) as err:
+        daskgmm.load(path)
+    assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_full_and_tied_precision_factors_are_checked(data, tmp_path, kind):
+    model = GaussianMixture(2, covariance_type=kind, random_state=0).fit(data)
+    prec = model.precisions_cholesky_
+    lower = np.swapaxes(prec, -1, -2).copy()  # the transposed factor: lower triangular
+    for edited, message in [
+        (lower, "'precisions_cholesky' is not upper triangular"),
+        (prec * np.where(np.eye(3, dtype=bool), -1.0, 1.0), "'precisions_cholesky' has a non-positive diagonal"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            daskgmm.load(_rewrite(model, tmp_path, arrays={"precisions_cholesky": edited}))
+    skewed = model.covariances_.copy()
+    skewed[..., 0, 1] += 1.0
+    with pytest.raises(ValueError, match="'covariances' is not symmetric"):
+        daskgmm.load(_rewrite(model, tmp_path, arrays={"covariances": skewed}))
+    with pytest.raises(ValueError, match="'covariances' is not the inverse of the precisions"):
+        daskgmm.load(_rewrite(model, tmp_path, arrays={"covariances": model.covariances_ * 1.5}))
+
+
+def _npz(path, members):
+    """A zip of raw members (name -> bytes), as np.savez would lay it out."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    return path
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_malformed_files_are_value_errors_not_crashes(diag_square, tmp_path):
+    """Files that made load raise TypeError, AttributeError, RecursionError or
+    MemoryError: each is now a ValueError saying the file is unreadable."""
+    arrays, meta = _saved(diag_square, tmp_path)
+    members = {f"{name}.npy": _npy_bytes(value) for name, value in arrays.items()}
+    # A header that claims 8 TB for 24 bytes of data.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+    forged = dict(members, **{"weights.npy": b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + b"\0" * 24})
+    forged["__daskgmm__.npy"] = _npy_bytes(np.array(json.dumps(meta)))
+    cases = {
+        "huge.npz": (forged, r"weights.npy declares shape \(1000000000000,\) \(8000000000000 bytes\) but holds 24"),
+        "deep.npz": (
+            dict(members, **{"__daskgmm__.npy": _npy_bytes(np.array("[" * 100_000 + "]" * 100_000))}),
+            "RecursionError",
+        ),
+        "listmeta.npz": (
+            dict(members, **{"__daskgmm__.npy": _npy_bytes(np.array([json.dumps(meta)] * 2))}),
+            "metadata is not a text entry",
+        ),
+        "nummeta.npz": (dict(members, **{"__daskgmm__.npy": _npy_bytes(np.array(3.0))}), "metadata is not a text"),
+    }
+    for name, (content, message) in cases.items():
+        with pytest.raises(ValueError, match=message):
+            daskgmm.load(_npz(tmp_path / name, content))
+    np.savez(tmp_path / "version.npz", __daskgmm__=np.array(json.dumps(dict(meta, format_version="1"))), **arrays)
+    with pytest.raises(ValueError, match="'format_version' is '1', not an integer"):
+        daskgmm.load(tmp_path / "version.npz")
+    np.save(tmp_path / "plain.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="not a readable daskgmm file"):
+        daskgmm.load(tmp_path / "plain.npy")
+
+
+def test_a_checkpoint_is_not_loaded_as_a_model(tmp_path, data):
+    GaussianMixture(2, max_iter=2, random_state=0).fit(data, checkpoint=tmp_path / "c.npz")
+    with pytest.raises(ValueError, match="is a daskgmm checkpoint, not a saved model: resume it with fit"):
+        daskgmm.load(tmp_path / "c.npz")
