@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import time
@@ -136,6 +137,8 @@ def place_data(X, persist="auto"):
     X : dask.array.Array
     persisted : bool
     """
+    if isinstance(X, InMemoryRows):
+        return X, True
     if should_persist(X, persist):
         X = X.persist()
         client = current_client()
@@ -155,6 +158,41 @@ def row_offsets(X):
     return [int(v) for v in np.concatenate([[0], np.cumsum(X.chunks[0])[:-1]])]
 
 
+class InMemoryRows:
+    """Rows of an in-memory array split into the row chunks a Dask array of
+    them would have, for fits whose passes run in this process.
+
+    A pass over small data costs far more in graph building and scheduling
+    than in arithmetic (iris: ~1.5 ms of Dask per pass against ~0.2 ms of
+    block math).  The engine runs the same block functions on the same
+    chunks and merges them in the same tree (:func:`tree_reduce`), so a fit
+    gives the answers of the Dask path, to rounding, without a graph.
+
+    Attributes mirror the parts of :class:`dask.array.Array` the engine
+    reads: ``shape``, ``dtype``, ``nbytes``, ``chunks``, ``numblocks``.
+    """
+
+    def __init__(self, array, chunk_rows):
+        n, d = array.shape
+        chunk_rows = max(1, int(chunk_rows))
+        sizes = [chunk_rows] * (n // chunk_rows) + ([n % chunk_rows] if n % chunk_rows else [])
+        self.array = array
+        self.shape = (n, d)
+        self.ndim = 2
+        self.dtype = array.dtype
+        self.nbytes = array.nbytes
+        self.chunks = (tuple(sizes), (d,))
+        self.numblocks = (len(sizes), 1)
+
+    def blocks(self):
+        """(block, row_offset) of every chunk, as views."""
+        for offset, size in zip(row_offsets(self), self.chunks[0]):
+            yield self.array[offset : offset + size], offset
+
+    def __repr__(self):
+        return f"InMemoryRows(shape={self.shape}, dtype={self.dtype}, chunks={self.chunks[0][:3]}...)"
+
+
 def _rows_of_block(block, local):
     xp = _blocks.get_namespace(block)
     return np.asarray(_blocks.to_numpy(xp.take(block, xp.asarray(local), axis=0)), dtype=np.float64)
@@ -171,6 +209,8 @@ def take_rows(X, indices):
     (Dask's fancy indexing would hand NumPy index arrays to, say, CuPy or
     ``array_api_strict`` chunks)."""
     indices = np.asarray(indices, dtype=np.int64)
+    if isinstance(X, InMemoryRows):
+        return np.asarray(_blocks.to_numpy(X.array[indices]), dtype=np.float64)
     unique, inverse = np.unique(indices, return_inverse=True)
     offsets = np.asarray(row_offsets(X))
     chunk_of = np.searchsorted(offsets, unique, side="right") - 1  # skips 0-row chunks
@@ -208,9 +248,19 @@ def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets):
     """One map task over several chunks held by the same worker."""
     if isinstance(payload, _Box):  # carried inside the task (pass_graph)
         payload = payload.value
-    if len(blocks) == 1:
-        return chunk_fn(blocks[0], payload, offsets[0])
-    return combine_fn([chunk_fn(block, payload, offset) for block, offset in zip(blocks, offsets)])
+    with _quiet_float_errors():
+        if len(blocks) == 1:
+            return chunk_fn(blocks[0], payload, offsets[0])
+        return combine_fn([chunk_fn(block, payload, offset) for block, offset in zip(blocks, offsets)])
+
+
+def _quiet_float_errors():
+    """NumPy's floating-point warnings off in block math: a NaN/inf row or an
+    overflow is always caught by the finiteness checks of the sums and
+    per-row results (and reported as a ValueError naming the row); the
+    warning before it would only be noise, or an error under
+    ``-W error::RuntimeWarning``."""
+    return np.errstate(invalid="ignore", over="ignore", divide="ignore")
 
 
 def plan_batches(X, client=None):
@@ -346,6 +396,8 @@ def tree_reduce(
     -------
     The combined partial, computed (one graph submitted).
     """
+    if isinstance(X, InMemoryRows):
+        return _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every)
     client = _scheduling_client()
     session = _SESSION.get()
     if session is not None and session.client is not client:
@@ -361,8 +413,22 @@ def tree_reduce(
     return combine_fn(list(parts))
 
 
+def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every):
+    """:func:`tree_reduce` of :class:`InMemoryRows`: the map and the tree of
+    :func:`pass_graph` (one map per chunk), run here."""
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}.")
+    with _one_blas_thread_per_task(None), _quiet_float_errors():
+        parts = [chunk_fn(block, payload, offset) for block, offset in X.blocks()]
+        while len(parts) > split_every:
+            parts = [combine_fn(parts[j : j + split_every]) for j in range(0, len(parts), split_every)]
+    return combine_fn(parts)
+
+
 def _batches(X, client, session):
     """:func:`plan_batches` of ``X``, asked once per ``session`` (when not None)."""
+    if isinstance(X, InMemoryRows):
+        return None
     return session.batches(X) if session is not None else plan_batches(X, client)
 
 
@@ -473,6 +539,8 @@ class PassSession:
 
 
 _SESSION = contextvars.ContextVar("daskgmm_pass_session", default=None)
+# True inside a fit_session (its BLAS limit is in force).
+_IN_FIT = contextvars.ContextVar("daskgmm_in_fit", default=False)
 
 
 @contextlib.contextmanager
@@ -485,16 +553,18 @@ def fit_session():
     * This process's BLAS runs on one thread (:func:`_client_blas_limit`).
 
     Nested sessions reuse the outer one."""
-    if _SESSION.get() is not None:
+    if _IN_FIT.get():
         yield _SESSION.get()
         return
     client = _scheduling_client()
     session = PassSession(client) if client is not None else None
     token = _SESSION.set(session)
+    in_fit = _IN_FIT.set(True)
     try:
         with _client_blas_limit():
             yield session
     finally:
+        _IN_FIT.reset(in_fit)
         _SESSION.reset(token)
         if session is not None:
             session.close()
@@ -510,9 +580,18 @@ def _client_blas_limit():
     local workers, 1M x 8 rows, K=8 full, the first chunk of every pass took
     70-80 ms instead of 35 ms.  On the local schedulers the chunk tasks run
     with one BLAS thread each anyway (:func:`_one_blas_thread_per_task`)."""
-    from threadpoolctl import threadpool_limits
+    return _blas_controller().limit(limits=1, user_api="blas")
 
-    return threadpool_limits(limits=1, user_api="blas")
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the BLAS libraries this process has loaded,
+    found once: a new ``threadpool_limits`` rescans every shared library the
+    process has mapped (4 ms each time, measured: 117 of the 145 ms of an
+    iris fit when it ran once per pass)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _one_blas_thread_per_task(client):
@@ -520,8 +599,11 @@ def _one_blas_thread_per_task(client):
     this process: each task's BLAS must then use one thread, or threads x
     BLAS threads oversubscribe the cores (measured under load: 6-23 s per
     pass instead of 0.4 s).  Distributed workers already start with
-    OMP/OPENBLAS/MKL_NUM_THREADS=1."""
-    return contextlib.nullcontext() if client is not None else _client_blas_limit()
+    OMP/OPENBLAS/MKL_NUM_THREADS=1.  Inside a :func:`fit_session` the limit
+    is already in force."""
+    if client is not None or _IN_FIT.get():
+        return contextlib.nullcontext()
+    return _client_blas_limit()
 
 
 def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY, batches=None, payload=None):
@@ -764,11 +846,14 @@ def run_em(
 # --------------------------------------------------------------------------
 
 
-def _log_resp_block(block, model, skip_nonfinite, what):
-    log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+def _log_resp_block(block, model, skip_nonfinite, what, row_offset=0):
+    with _quiet_float_errors():
+        log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+    xp = _blocks.get_namespace(block)
+    if not skip_nonfinite:
+        _check_rows_finite(xp, block, log_norm, row_offset)
     if what == "score_samples":
         return log_norm
-    xp = _blocks.get_namespace(block)
     if what == "predict_proba":
         return xp.exp(log_resp)
     labels = xp.argmax(log_resp, axis=1)
@@ -777,31 +862,42 @@ def _log_resp_block(block, model, skip_nonfinite, what):
     return labels
 
 
-def _log_resp_blocks(blocks, model, skip_nonfinite, what):
-    # blockwise hands the (single) column block of a row chunk as a list, so
-    # Dask never concatenates chunks with NumPy (it would refuse CuPy or
-    # array_api_strict chunks).
-    return _log_resp_block(blocks[0], model, skip_nonfinite, what)
+def _check_rows_finite(xp, block, log_norm, row_offset):
+    """A row holding NaN or infinity raises a ValueError naming it (global
+    index): it would otherwise make the block's pivot, and so every answer
+    of the block, NaN.  The rows are looked at only when some per-row result
+    is not finite, so a clean block costs one check of (n,) values.  Finite
+    rows too far out for the dtype keep their -inf (documented)."""
+    if not bool(xp.all(xp.isfinite(log_norm))) and not bool(xp.all(_blocks._finite_rows(xp, block))):
+        _blocks._raise_nonfinite(xp, block, row_offset)
 
 
 def map_rows(X, model, what, *, skip_nonfinite=False):
-    """Lazy per-row output of ``model`` over the chunks of ``X``.
+    """Per-row output of ``model`` over the chunks of ``X``: lazy (a Dask
+    array) for a Dask ``X``, NumPy for :class:`InMemoryRows`.
 
     ``what`` is "score_samples" (n,), "predict" (n,) int labels or
-    "predict_proba" (n, K).  The model travels as one graph key.
+    "predict_proba" (n, K).  The model travels as one graph key; each chunk's
+    task knows its global row offset (for error messages).
     """
-    model_d = dask.delayed(model, traverse=False)
+    if isinstance(X, InMemoryRows):
+        with _one_blas_thread_per_task(None):
+            parts = [_log_resp_block(block, model, skip_nonfinite, what, offset) for block, offset in X.blocks()]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     k = np.asarray(model.means).shape[0]
     if what == "predict_proba":
-        return da.map_blocks(
-            _log_resp_block, X, model_d, skip_nonfinite, what,
-            chunks=(X.chunks[0], (k,)), dtype=X.dtype, meta=_meta(X, 2, X.dtype),
-        )
-    dtype = X.dtype if what == "score_samples" else np.int64
-    return da.blockwise(
-        _log_resp_blocks, "i", X, "ij", model_d, None, skip_nonfinite, None, what, None,
-        concatenate=False, dtype=dtype, meta=_meta(X, 1, dtype),
-    )
+        ndim, dtype, chunks = 2, X.dtype, (X.chunks[0], (k,))
+    else:
+        ndim, dtype, chunks = 1, (X.dtype if what == "score_samples" else np.int64), (X.chunks[0],)
+    token = uuid.uuid4().hex[:12]
+    name = f"daskgmm-{what.replace('_', '-')}-{token}"
+    model_key = f"daskgmm-model-{token}"
+    layer = {model_key: (_unbox, _Box(model))}
+    for i, offset in enumerate(row_offsets(X)):
+        key = (name, i, 0) if ndim == 2 else (name, i)
+        layer[key] = (_log_resp_block, (X.name, i, 0), model_key, skip_nonfinite, what, offset)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
+    return da.Array(graph, name, chunks, meta=_meta(X, ndim, dtype))
 
 
 def _meta(X, ndim, dtype):
