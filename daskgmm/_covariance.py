@@ -108,12 +108,21 @@ def _chol_precision(cov, d):
 
 
 def precisions_cholesky_from_precisions(precisions, covariance_type):
-    """Cholesky factor of user-given precisions (``precisions_init``)."""
+    """Upper-triangular factor ``P`` with ``P P^T`` the user-given precisions
+    (``precisions_init``): scikit-learn's convention, the one every M-step
+    gives.  With ``J`` the exchange matrix, ``J Lambda J = L L^T`` (lower
+    Cholesky) makes ``P = J L J`` (scikit-learn's
+    ``_compute_precision_cholesky_from_precisions``)."""
     if covariance_type == "full":
-        return np.stack([linalg.cholesky(p, lower=True) for p in precisions])
+        return np.stack([_upper_factor(p) for p in precisions])
     if covariance_type == "tied":
-        return linalg.cholesky(precisions, lower=True)
+        return _upper_factor(precisions)
     return np.sqrt(precisions)
+
+
+def _upper_factor(precision):
+    flipped = precision[::-1, ::-1]
+    return np.ascontiguousarray(linalg.cholesky(flipped, lower=True)[::-1, ::-1])
 
 
 def precisions_from_cholesky(precisions_cholesky, covariance_type):

@@ -64,11 +64,13 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 from scipy.spatial.distance import cdist
+from sklearn.exceptions import ConvergenceWarning
 
 from . import _blocks
 from ._blocks import Model, Stats
@@ -478,6 +480,28 @@ def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=No
     return [run_from_stats(stats_to_numpy(s), spec, reg_covar) for s, spec in zip(stats, specs)]
 
 
+def _given_resp_chunk(block, payload, row_offset):
+    resp, kind = payload
+    xp = _blocks.get_namespace(block)
+    rows = np.ascontiguousarray(resp[row_offset : row_offset + block.shape[0]].T)
+    return _fixed_resp_statistics(block, [xp.asarray(rows, dtype=block.dtype)], [kind], False)
+
+
+def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
+    """A :class:`Run` from given responsibilities ``resp`` (n_samples, K), a
+    NumPy array travelling with the pass: one M-step on their statistics
+    (scikit-learn's ``_initialize(X, resp)``)."""
+    resp = np.asarray(resp, dtype=np.float64)
+    if resp.shape != (X.shape[0], spec.n_components):
+        raise ValueError(f"resp should have shape ({X.shape[0]}, {spec.n_components}), got {resp.shape}.")
+    (stats,) = tree_reduce(
+        X, _given_resp_chunk, merge_stat_columns, (resp, spec.covariance_type), split_every=split_every,
+        name="daskgmm-init-resp",
+    )
+    _count(counter)
+    return run_from_stats(stats_to_numpy(stats), spec, reg_covar)
+
+
 # --------------------------------------------------------------------------
 # random_from_data
 # --------------------------------------------------------------------------
@@ -550,6 +574,7 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
     groups = _group(specs, lambda spec: spec.seed)
     sizes = [max(specs[i].n_components for i in members) for _, members in groups]
     centers = [None] * len(groups)
+    few_distinct = set()
     for j in range(max(sizes)):
         todo = [g for g, size in enumerate(sizes) if j < size]
         jobs = tuple((groups[g][0], centers[g]) for g in todo)
@@ -559,10 +584,12 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
         _count(counter)
         for g, (key, _, row) in zip(todo, winners):
             if row is None or not np.isfinite(key):
-                raise ValueError(
-                    f"X has only {j} distinct point(s), fewer than n_components={sizes[g]}; "
-                    "decrease n_components."
-                )
+                # Every distinct point is a centre already: repeat the first
+                # (its duplicate starts empty, as scikit-learn's k-means++ does).
+                if g not in few_distinct:
+                    few_distinct.add(g)
+                    _warn_few_distinct(j, sizes[g])
+                row = centers[g][0]
             centers[g] = row[None, :] if centers[g] is None else np.vstack([centers[g], row])
     runs = [None] * len(specs)
     for g, (_, members) in enumerate(groups):
@@ -680,9 +707,9 @@ def _greedy_weighted_kmeans_plusplus(points, weights, k, rng):
     closest = cdist(points[first][None, :], points, "sqeuclidean")[0]
     potential = float(weights @ closest)
     for _ in range(1, k):
-        if potential <= 0:  # cannot happen with >= k distinct points; stay safe
+        if potential <= 0:  # every distinct point is chosen: fewer than k of them
             rest = np.setdiff1d(np.arange(m), chosen)
-            chosen.append(int(rng.choice(rest)))
+            chosen.append(int(rng.choice(rest)) if rest.size else first)
             continue
         draws = rng.uniform(size=n_trials) * potential
         trials = np.minimum(np.searchsorted(np.cumsum(weights * closest), draws), m - 1)
@@ -797,11 +824,22 @@ def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampl
         )
     for c in state:
         if c.rows.shape[0] < c.n_components:
-            raise ValueError(
-                f"X has only {c.rows.shape[0]} distinct point(s), fewer than "
-                f"n_components={c.n_components}; decrease n_components."
-            )
+            _warn_few_distinct(c.rows.shape[0], c.n_components)
     return state
+
+
+def _warn_few_distinct(n_distinct, n_components):
+    """scikit-learn's behaviour for data with fewer distinct points than
+    components: a ConvergenceWarning, and the extra components start empty
+    (weight ~0, mean 0, covariance ``reg_covar * I``; with ``reg_covar=0``
+    the M-step then reports an ill-defined covariance)."""
+    warnings.warn(
+        f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({n_components}): "
+        f"X has only {n_distinct} distinct point(s), fewer than n_components={n_components}. "
+        "The extra components start empty (weight ~0); decrease n_components.",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
 
 
 def init_kmeans(

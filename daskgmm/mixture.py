@@ -3,7 +3,6 @@ Dask arrays.  The only module that knows about scikit-learn's API."""
 
 from __future__ import annotations
 
-import inspect
 import logging
 import numbers
 import time
@@ -26,64 +25,27 @@ from ._covariance import (
     precisions_from_cholesky,
 )
 from ._engine import DEFAULT_SPLIT_EVERY, Run
-from ._init import INIT_PARAMS, PassCounter, Spec, initialize
+from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
 
 logger = logging.getLogger("daskgmm")
 
-try:  # let users filter our warning with scikit-learn's class
-    from sklearn.exceptions import ConvergenceWarning as _BaseConvergenceWarning
-except ImportError:  # pragma: no cover - scikit-learn is optional
-    _BaseConvergenceWarning = UserWarning
-
-
-class ConvergenceWarning(_BaseConvergenceWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed less than ``tol``."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The estimator is used before ``fit``."""
-
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 # Bytes of X per chunk when a NumPy array is wrapped into a Dask array.
 TARGET_CHUNK_BYTES = 32 * 2**20
 
-
-class _ParamsMixin:
-    """get_params / set_params / repr from ``__init__``'s signature, so that
-    ``sklearn.base.clone`` and grid searches work without subclassing."""
-
-    @classmethod
-    def _param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values() if p.name != "self")
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ValueError(f"Invalid parameter {key!r} for {type(self).__name__}. Valid parameters: {valid}.")
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self):
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values() if p.name != "self"
-        }
-        changed = []
-        for name in self._param_names():
-            value = getattr(self, name)
-            default = defaults.get(name)
-            same = value is default or (
-                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray) and value == default
-            )
-            if not same:
-                changed.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(changed)})"
+# NumPy input up to this size is fitted in this process, block by block
+# (:class:`daskgmm._engine.InMemoryRows`): the same chunks, block functions
+# and merge tree as the Dask path, so the same answers to rounding, without
+# a graph per pass.  Past it, the chunks go to Dask's scheduler (threads, or
+# the cluster of an active ``Client``).
+IN_PROCESS_MAX_BYTES = 8 * 2**20
 
 
 def check_random_state(seed):
@@ -183,7 +145,17 @@ def _default_chunk_rows(n_rows, n_features, itemsize):
     return int(max(1, min(n_rows, by_bytes, max(by_parallelism, 1024))))
 
 
-class GaussianMixture(_ParamsMixin):
+def _is_array_api_array(X):
+    """An array of another array-API library (CuPy, array_api_strict, ...):
+    wrapped into a Dask array as it is, never converted to NumPy."""
+    return hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray) and hasattr(X, "shape")
+
+
+def _n_samples(X):
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian Mixture Model fitted by EM on Dask arrays.
 
     Same parameters, defaults, attributes and methods as
@@ -304,50 +276,55 @@ class GaussianMixture(_ParamsMixin):
     # validation
     # ------------------------------------------------------------------
 
-    def _validate_params(self):
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"The '{name}' parameter must be an int >= {low}, got {value!r}.")
+    # scikit-learn's own constraints for the parameters we share, plus ours.
+    _parameter_constraints: dict = {
+        **_SklearnGaussianMixture._parameter_constraints,
+        "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
+        "persist": [StrOptions({"auto"}), "boolean"],
+    }
 
-        def real(name, low, inclusive):
-            value = getattr(self, name)
-            ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
-                value >= low if inclusive else value > low
-            )
-            if not ok:
-                raise ValueError(f"The '{name}' parameter must be a float {'>=' if inclusive else '>'} {low}, got {value!r}.")
+    def _validate_X(self, X, *, reset):
+        """Checked rows of ``X``: a Dask array, or :class:`InMemoryRows` for
+        NumPy (array-like, DataFrame) input of at most
+        :data:`IN_PROCESS_MAX_BYTES`.
 
-        integer("n_components", 1)
-        integer("max_iter", 0)
-        integer("n_init", 1)
-        integer("verbose", 0)
-        integer("verbose_interval", 1)
-        integer("split_every", 2)
-        real("tol", 0.0, True)
-        real("reg_covar", 0.0, True)
-        check_covariance_type(self.covariance_type)
-        if self.init_params not in INIT_PARAMS:
-            raise ValueError(
-                f"Invalid value for 'init_params': {self.init_params!r}. Use one of {', '.join(map(repr, INIT_PARAMS))}."
-            )
-        if self.persist not in ("auto", True, False):
-            raise ValueError(f"The 'persist' parameter must be 'auto', True or False, got {self.persist!r}.")
+        ``n_features_in_`` and ``feature_names_in_`` are set (``reset``) or
+        compared with the fitted ones, by scikit-learn's ``validate_data``.
+        Values are not scanned for NaN/inf here: the passes find such rows in
+        the sums they compute anyway and name them.
+        """
+        if isinstance(X, da.Array) or _is_array_api_array(X):
+            dX = as_dask_array(X)
+            validate_data(self, dX, skip_check_array=True, reset=reset)
+            return dX
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=1, reset=reset
+        )
+        rows = _default_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
+        if X.nbytes <= IN_PROCESS_MAX_BYTES:
+            return _engine.InMemoryRows(X, rows)
+        return as_dask_array(X, chunk_rows=rows)
 
-    def _check_initial_parameters(self, n_features):
-        k, d, kind = self.n_components, n_features, self.covariance_type
+    def _check_initial_parameters(self, n_features, n_components=None):
+        k, d, kind = n_components or self.n_components, n_features, self.covariance_type
         weights = means = precisions = None
         if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
+            weights = np.asarray(self.weights_init)
+            # float32 weights are checked in float32 (scikit-learn's
+            # check_array keeps them): their float64 sum may be 1 +- 6e-8.
+            weights = weights.astype(weights.dtype if weights.dtype == np.float32 else np.float64)
             if weights.shape != (k,):
                 raise ValueError(f"The parameter 'weights' should have the shape of ({k},), but got {weights.shape}.")
             if np.any(weights < 0) or np.any(weights > 1) or not np.all(np.isfinite(weights)):
+                # scikit-learn's wording, its min and max included (its checks match on it).
                 raise ValueError(
                     "The parameter 'weights' should be in the range [0, 1], but got "
-                    f"max value {weights.max():.5f}, min value {weights.min():.5f}."
+                    f"max value {np.min(weights):.5f}, min value {np.max(weights):.5f}"
                 )
-            if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
-                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {weights.sum():.5f}.")
+            atol = 1e-6 if weights.dtype == np.float32 else 1e-8  # scikit-learn's tolerances
+            if not np.allclose(float(np.abs(1.0 - np.sum(weights))), 0.0, atol=atol):
+                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {np.sum(weights):.5f}")
+            weights = weights.astype(np.float64)
         if self.means_init is not None:
             means = np.asarray(self.means_init, dtype=np.float64)
             if means.shape != (k, d):
@@ -364,6 +341,37 @@ class GaussianMixture(_ParamsMixin):
             _check_positive_precisions(precisions, kind)
         return weights, means, precisions
 
+    def _warm_start_run(self, n_features):
+        """The fitted model as the start of a warm-started fit; a clear error
+        if the settings no longer describe it."""
+        k = self.weights_.shape[0]
+        expected = covariance_shape(self.covariance_type, self.n_components, n_features)
+        if k != self.n_components or self.means_.shape[1] != n_features or self.covariances_.shape != expected:
+            fitted = covariance_shape(self.covariance_type, k, self.means_.shape[1])
+            what = (
+                f"n_components={self.n_components} (the fitted model has {k})"
+                if k != self.n_components
+                else f"{n_features} features (the fitted model has {self.means_.shape[1]})"
+                if self.means_.shape[1] != n_features
+                else f"covariance_type={self.covariance_type!r} (the fitted covariances_ have shape "
+                f"{self.covariances_.shape}, not {fitted})"
+            )
+            raise ValueError(
+                f"warm_start=True continues the fitted model, which does not match {what}. "
+                "Set warm_start=False to fit a new model with these settings."
+            )
+        run = Run(
+            self.covariance_type,
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.covariances_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
+        )
+        # scikit-learn's rule: convergence is measured against the lower
+        # bound the previous fit ended with, so one-iteration warm fits converge.
+        run.lower_bound = float(getattr(self, "lower_bound_", -np.inf))
+        return run
+
     # ------------------------------------------------------------------
     # fit
     # ------------------------------------------------------------------
@@ -374,6 +382,10 @@ class GaussianMixture(_ParamsMixin):
         Parameters
         ----------
         X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts
+            (NumPy, lists, a pandas DataFrame: its column names become
+            ``feature_names_in_``).  NumPy input up to
+            :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
         y : ignored
         checkpoint : str or os.PathLike, optional
             File holding the EM state of every run, rewritten atomically
@@ -417,8 +429,13 @@ class GaussianMixture(_ParamsMixin):
     @_engine.fit_session()
     def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
         self._validate_params()
-        dX = as_dask_array(X)
+        warm = self.warm_start and hasattr(self, "converged_")
+        dX = self._validate_X(X, reset=not warm)
         n_samples, n_features = dX.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
+            )
         if self.n_components > n_samples:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
@@ -435,23 +452,14 @@ class GaussianMixture(_ParamsMixin):
         monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
         dX, persisted = _engine.place_data(dX, self.persist)
         counter = PassCounter()
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
         if resumed is not None:
             logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
-        elif do_init:
+        elif warm:
+            runs = [self._warm_start_run(n_features)]
+        else:
             runs = self._initial_runs(
                 dX, weights_init, means_init, precisions_init, counter, skip_nonfinite=skip_nonfinite
             )
-        else:
-            runs = [
-                Run(
-                    self.covariance_type,
-                    self.weights_,
-                    self.means_,
-                    self.covariances_,
-                    self.precisions_cholesky_,
-                )
-            ]
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.
@@ -480,8 +488,7 @@ class GaussianMixture(_ParamsMixin):
         finally:
             monitor.close()
         best = _best_run(runs, dX.dtype)
-        self._set_parameters(best)
-        self.n_features_in_ = n_features
+        self._set_run(best, dX.dtype)
         # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
         self.n_samples_skipped_ = (
             0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
@@ -491,7 +498,7 @@ class GaussianMixture(_ParamsMixin):
         if self.verbose:
             print(
                 f"Initialization {'converged' if best.converged else 'did not converge'}. "
-                f"time lapse {time.perf_counter() - tic:.5f}s\t lower bound {best.lower_bound:.5f}."
+                f"time lapse {time.perf_counter() - tic:.5f}s\\t lower bound {best.lower_bound:.5f}."
             )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -527,40 +534,76 @@ class GaussianMixture(_ParamsMixin):
                 run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, kind)
         return runs
 
-    def _set_parameters(self, run):
-        self.weights_ = run.weights
-        self.means_ = run.means
-        self.covariances_ = run.covariances
-        self.precisions_cholesky_ = run.precisions_cholesky
-        self.precisions_ = precisions_from_cholesky(run.precisions_cholesky, self.covariance_type)
+    def _set_run(self, run, dtype=np.float64):
+        """Fitted attributes from an EM run, in the data's float dtype (as
+        scikit-learn: float32 data gives float32 parameters)."""
+        dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
+        self._set_parameters(
+            tuple(np.asarray(a, dtype=dtype) for a in (run.weights, run.means, run.covariances, run.precisions_cholesky))
+        )
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
         self.lower_bound_ = run.lower_bound
         self.lower_bounds_ = list(run.history)
         self.history_ = [dict(record) for record in run.records]
 
+    # scikit-learn's BaseMixture hooks, with its signatures: code written
+    # against sklearn.mixture (its own tests among it) can drive ours.
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        """Set ``(weights, means, covariances, precisions_cholesky)`` and the
+        ``precisions_`` they imply."""
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def _initialize(self, X, resp):
+        """Parameters from given responsibilities ``resp`` (n_samples, K), as
+        scikit-learn's ``_initialize``: one M-step on the statistics of
+        ``resp`` (a pass over ``X``), then ``*_init`` override what they give."""
+        dX = self._validate_X(X, reset=True)
+        n_features, n_components = dX.shape[1], np.asarray(resp).shape[1]
+        weights_init, means_init, precisions_init = self._check_initial_parameters(n_features, n_components)
+        spec = Spec(n_components, self.covariance_type, 0)
+        run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every)
+        if weights_init is not None:
+            run.weights = weights_init
+        if means_init is not None:
+            run.means = means_init
+        if precisions_init is not None:
+            run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, self.covariance_type)
+            run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, self.covariance_type)
+        self._set_run(run, dX.dtype)
+
     # ------------------------------------------------------------------
     # prediction
     # ------------------------------------------------------------------
 
     def _check_is_fitted(self):
-        if not hasattr(self, "means_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments first."
-            )
+        check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
 
     def _model(self):
-        return make_model(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type)
+        return make_model(
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
+            self.covariance_type,
+        )
 
     def _map_rows(self, X, what):
         self._check_is_fitted()
         lazy = isinstance(X, da.Array)
-        dX = as_dask_array(X, n_features_expected=self.n_features_in_)
+        dX = self._validate_X(X, reset=False)
         out = _engine.map_rows(dX, self._model(), what)
-        return out if lazy else out.compute()
+        return out.compute() if isinstance(out, da.Array) and not lazy else out
 
     def score_samples(self, X):
-        """Log-likelihood of each sample, (n_samples,); lazy for Dask input."""
+        """Log-likelihood of each sample, (n_samples,); lazy for Dask input.
+
+        A row holding NaN or infinity raises a ValueError naming it (for
+        Dask input, when the result is computed)."""
         return self._map_rows(X, "score_samples")
 
     def predict(self, X):
@@ -581,12 +624,12 @@ class GaussianMixture(_ParamsMixin):
 
     def bic(self, X):
         """Bayesian information criterion of the fitted model on ``X`` (lower is better)."""
-        n = X.shape[0]
+        n = _n_samples(X)
         return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
 
     def aic(self, X):
         """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * self.score(X) * _n_samples(X) + 2 * self._n_parameters()
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).

@@ -233,7 +233,7 @@ def select_n_components(
             k, covariance_type=kind, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
             init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
         )
-        model._set_parameters(run)
+        model._set_run(run, dX.dtype)
         model.n_features_in_ = n_features
         model.n_samples_skipped_ = 0
         model.n_passes_ = n_passes  # the shared fit's passes

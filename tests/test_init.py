@@ -127,8 +127,16 @@ def test_kmeans_on_duplicates_and_k_close_to_n():
     for init_params in ("kmeans", "k-means++"):
         model = fit_start(da.from_array(X, chunks=(37, -1)), n_components=6, init_params=init_params, random_state=0)
         np.testing.assert_allclose(np.sort(model.means_[:, 0]), values, atol=1e-12)
-        with pytest.raises(ValueError, match=r"X has only 6 distinct point\(s\), fewer than n_components=7"):
-            fit_start(da.from_array(X, chunks=(37, -1)), n_components=7, init_params=init_params, random_state=0)
+        # Fewer distinct points than components: scikit-learn's warning, and
+        # the start holds every distinct point plus an empty component.
+        with pytest.warns(ConvergenceWarning, match=r"X has only 6 distinct point\(s\), fewer than n_components=7"):
+            model = fit_start(da.from_array(X, chunks=(37, -1)), n_components=7, init_params=init_params, random_state=0)
+        if init_params == "kmeans":  # the duplicate centre's cluster is empty
+            occupied = model.weights_ > 1e-6
+            assert occupied.sum() == 6
+            np.testing.assert_allclose(np.sort(model.means_[occupied, 0]), values, atol=1e-12)
+        else:  # k-means++: each component starts on one drawn row, one of them twice
+            np.testing.assert_allclose(np.unique(model.means_[:, 0]), values, atol=1e-12)
     # K = N: every row becomes a centre, whatever the chunking.
     Y = np.random.default_rng(0).normal(size=(12, 2))
     for init_params in ("kmeans", "k-means++"):

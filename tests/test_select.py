@@ -135,9 +135,9 @@ def test_unconverged_candidates_are_named_in_one_warning(three_clusters):
         (dict(n_components_range=[2, 1000]), "n_components = 1000, n_samples = 900"),
         (dict(covariance_types=("full", "blocky")), "Invalid value for 'covariance_type': 'blocky'"),
         (dict(covariance_types=()), "covariance_types is empty"),
-        (dict(n_init=0), "'n_init' parameter must be an int >= 1, got 0"),
-        (dict(init_params="kmeans++"), "Invalid value for 'init_params': 'kmeans\\+\\+'"),
-        (dict(persist="yes"), "'persist' parameter must be 'auto', True or False"),
+        (dict(n_init=0), r"'n_init' parameter of GaussianMixture must be an int in the range \[1, inf\). Got 0"),
+        (dict(init_params="kmeans++"), r"'init_params' parameter of GaussianMixture must be a str among .*Got 'kmeans\+\+'"),
+        (dict(persist="yes"), r"'persist' parameter of GaussianMixture must be a str among \{'auto'\} or an instance of 'bool'"),
     ],
 )
 def test_invalid_arguments(three_clusters, kwargs, message):
