@@ -23,20 +23,44 @@ plus the iteration number and a *fingerprint* of the fit:
   summary must match the saved one, or the fit stops with a ValueError
   before the checkpoint is overwritten: this catches "same shape, other
   file" mistakes (but not two data sets with the same mean and variance,
-  e.g. both standardised).
+  e.g. both standardised).  The summary also records how many rows the fit
+  used, so the same values under another NaN mask are refused too.
+* A *finished* checkpoint (every run converged, or ``max_iter`` reached)
+  would return its model with no pass at all, so :func:`load_if_exists`
+  makes one verifying pass first: one E-step and M-step from the saved
+  parameters, whose summary must match the saved one (the law of total
+  variance holds for any responsibilities, so the parameters need not
+  move).  That pass is the price of never returning a model fitted to other
+  data; a checkpoint written before the first iteration (``max_iter=0``)
+  holds no summary and is checked by shape and dtype only.
+
+Every field of a checkpoint is validated on load (ValueError naming it), as
+for saved models (:func:`daskgmm.io.check_parameters`).
+
+One checkpoint path serves one fit at a time.  Each writer signs the file
+(``writer``: host, process, a random id); before every write it checks that
+the file is still the one it last wrote (or, for a fresh fit, that there is
+none, claimed atomically; for a resumed one, the one it loaded).  A second
+fit on the same path therefore stops with a ValueError naming the other
+process instead of overwriting its state, and the check and the write are
+serialised between processes on this host by a lock on the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import hashlib
 import logging
 import numbers
 import os
+import socket
+import uuid
 
 import numpy as np
 
 from ._engine import Run
-from .io import read_archive, write_archive
+from .io import check_array, check_integer, check_number, check_parameters, invalid, read_archive, write_archive
 
 logger = logging.getLogger("daskgmm")
 
@@ -59,6 +83,22 @@ def _seed(random_state):
     return type(random_state).__name__
 
 
+class Fingerprint(dict):
+    """The JSON entries saved in a checkpoint and compared on resume, plus
+    what :func:`load_if_exists` needs to verify a finished checkpoint against
+    the data (attributes, never saved): ``data``, ``max_iter``,
+    ``split_every``, ``skip_nonfinite``; and, once loaded, ``loaded_writer``
+    (the signature of the file resumed from, or None for a fresh start)."""
+
+    data = None
+    max_iter = None
+    split_every = None
+    skip_nonfinite = False
+
+
+_NOT_LOADED = object()
+
+
 def fingerprint(X, estimator, *, skip_nonfinite=False):
     """What must match for a checkpoint to be resumed (a JSON-able dict).
 
@@ -68,8 +108,12 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
         The validated data (after dtype conversion).
     estimator : GaussianMixture
     skip_nonfinite : bool
+
+    Returns
+    -------
+    Fingerprint
     """
-    return {
+    fp = Fingerprint({
         "shape": [int(n) for n in X.shape],
         "dtype": str(np.dtype(X.dtype)),
         "n_components": int(estimator.n_components),
@@ -83,15 +127,23 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
         "means_init": _digest(estimator.means_init),
         "precisions_init": _digest(estimator.precisions_init),
         "skip_nonfinite": bool(skip_nonfinite),
-    }
+    })
+    fp.data = X
+    fp.max_iter = int(estimator.max_iter)
+    fp.split_every = getattr(estimator, "split_every", None)
+    fp.skip_nonfinite = bool(skip_nonfinite)
+    fp.loaded_writer = _NOT_LOADED
+    return fp
 
 
 def data_summary(run, n_features):
-    """Mean (D,) and total variance of the data implied by an EM iterate.
+    """Mean (D,), total variance and number of rows of the data implied by
+    an EM iterate, as one (D + 2,) vector.
 
     After any M-step, ``sum_k w_k mu_k`` is the mean of the fitted rows and
     ``sum_k w_k (tr(Sigma_k) - D reg + |mu_k - mean|^2)`` their total variance
-    (law of total variance), both up to rounding; no pass over the data needed.
+    (law of total variance), both up to rounding; no pass over the data
+    needed.  The row count is ``run.n_samples`` (NaN if unknown).
     """
     weights = np.asarray(run.weights, dtype=np.float64)
     means = np.asarray(run.means, dtype=np.float64)
@@ -107,12 +159,20 @@ def data_summary(run, n_features):
         traces = n_features * cov
     mean = weights @ means
     spread = float(weights @ (traces + np.sum((means - mean) ** 2, axis=1)))
-    return np.concatenate([mean, [spread]])
+    n_samples = np.nan if run.n_samples is None else float(run.n_samples)
+    return np.concatenate([mean, [spread, n_samples]])
 
 
 def summaries_match(saved, current, reg_covar, dtype):
-    """Whether two :func:`data_summary` vectors describe the same data."""
-    n_features = saved.size - 1
+    """Whether two :func:`data_summary` vectors describe the same data.
+
+    ``saved`` may lack the row count (D + 1 entries, older checkpoints)."""
+    n_features = current.size - 2
+    if saved.size == n_features + 2:
+        if np.isfinite(saved[-1]) and np.isfinite(current[-1]) and saved[-1] != current[-1]:
+            return False
+        saved = saved[:-1]
+    current = current[: n_features + 1]
     # reg_covar enters every trace identically, so compare spreads without it.
     spread = max(saved[-1] - n_features * reg_covar, 0.0)
     scale = np.sqrt(spread / n_features) + np.abs(saved[:-1])
@@ -138,8 +198,11 @@ def _padded(rows, width):
     return out, lengths
 
 
-def save_checkpoint(path, runs, iteration, fp, summary=None):
-    """Write the state of every run after ``iteration`` atomically to ``path``."""
+def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, overwrite=True):
+    """Write the state of every run after ``iteration`` atomically to ``path``.
+
+    ``writer`` (a JSON dict) signs the file; ``overwrite=False`` claims a new
+    path (FileExistsError if it exists)."""
     from . import __version__
 
     history, n_history = _padded([list(run.history) for run in runs], 1)
@@ -168,9 +231,11 @@ def save_checkpoint(path, runs, iteration, fp, summary=None):
         "iteration": int(iteration),
         "n_runs": len(runs),
         "covariance_type": runs[0].covariance_type,
-        "fingerprint": fp,
+        "fingerprint": dict(fp),
     }
-    write_archive(path, arrays, meta, overwrite=True)
+    if writer is not None:
+        meta["writer"] = writer
+    write_archive(path, arrays, meta, overwrite=overwrite)
     logger.debug("checkpoint written to %s at iteration %d", path, iteration)
 
 
@@ -178,19 +243,112 @@ def _describe(value):
     return "None" if value is None else repr(value)
 
 
-def load_checkpoint(path, fp):
-    """Runs, iteration and data summary saved in ``path``.
+_REMEDY = "the checkpoint is corrupt: delete it to start the fit afresh."
 
-    Raises
-    ------
-    ValueError
-        ``path`` is not a daskgmm checkpoint, or was written for other data
-        or settings than ``fp`` describes (the message lists every difference).
-    """
+
+def _field(path, arrays, name, shape, *, integers=False):
+    """Array ``name`` of the checkpoint, present and of ``shape`` (float64,
+    or int64 with ``integers``), or ValueError naming it."""
+    if name not in arrays:
+        raise invalid(path, name, "is missing", remedy=_REMEDY)
+    values = check_array(path, name, arrays[name], shape, kinds="biuf" if integers else "fiu", remedy=_REMEDY)
+    if integers:
+        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+            raise invalid(path, name, "holds values that are not integers", remedy=_REMEDY)
+        return values.astype(np.int64)
+    return values
+
+
+def _checked_state(path, arrays, meta, fp):
+    """Validate every field of a checkpoint; its runs, iteration and summary."""
+    from ._blocks import COVARIANCE_TYPES
+    from ._covariance import covariance_shape
+
+    n_runs = check_integer(path, "n_runs", meta.get("n_runs"), minimum=1, remedy=_REMEDY)
+    iteration = check_integer(path, "iteration", meta.get("iteration"), minimum=0, remedy=_REMEDY)
+    kind = meta.get("covariance_type")
+    if not isinstance(kind, str) or kind not in COVARIANCE_TYPES:
+        raise invalid(path, "covariance_type", f"is {kind!r}, not one of {COVARIANCE_TYPES}", remedy=_REMEDY)
+    if "covariance_type" in fp and kind != fp["covariance_type"]:
+        raise invalid(path, "covariance_type", f"is {kind!r} but its fingerprint says {fp['covariance_type']!r}", remedy=_REMEDY)
+    if "runs_means" not in arrays or arrays["runs_means"].ndim != 3:
+        shape = arrays["runs_means"].shape if "runs_means" in arrays else None
+        raise invalid(path, "runs_means", f"has shape {shape}, expected (n_runs, n_components, n_features)", remedy=_REMEDY)
+    _, k, d = arrays["runs_means"].shape
+    if "n_components" in fp:
+        k = fp["n_components"]
+    if "shape" in fp:
+        d = fp["shape"][1]
+    r = n_runs
+    params = {
+        "weights": _field(path, arrays, "runs_weights", (r, k)),
+        "means": _field(path, arrays, "runs_means", (r, k, d)),
+        "covariances": _field(path, arrays, "runs_covariances", (r,) + covariance_shape(kind, k, d)),
+        "precisions_cholesky": _field(path, arrays, "runs_precisions_cholesky", (r,) + covariance_shape(kind, k, d)),
+    }
+    lower_bound = _field(path, arrays, "runs_lower_bound", (r,))
+    n_iter = _field(path, arrays, "runs_n_iter", (r,), integers=True)
+    converged = _field(path, arrays, "runs_converged", (r,), integers=True)
+    history = arrays.get("runs_history")
+    n_history = _field(path, arrays, "runs_n_history", (r,), integers=True)
+    history = _field(path, arrays, "runs_history", (r, history.shape[1] if history is not None and history.ndim == 2 else 0))
+    records = arrays.get("runs_records")
+    n_records = _field(path, arrays, "runs_n_records", (r,), integers=True)
+    width = records.shape[1] if records is not None and records.ndim == 3 else 0
+    records = _field(path, arrays, "runs_records", (r, width, len(RECORD_FIELDS)))
+    if np.any(n_iter < 0) or np.any(n_iter > iteration):
+        raise invalid(path, "runs_n_iter", f"holds {n_iter.tolist()}, not between 0 and the iteration {iteration}", remedy=_REMEDY)
+    if np.any((converged != 0) & (converged != 1)):
+        raise invalid(path, "runs_converged", f"holds {converged.tolist()}, not true/false", remedy=_REMEDY)
+    for name, counts, limit in (("runs_n_history", n_history, history.shape[1]), ("runs_n_records", n_records, width)):
+        if np.any(counts < 0) or np.any(counts > limit):
+            raise invalid(path, name, f"holds {counts.tolist()}, not between 0 and {limit}", remedy=_REMEDY)
+    if np.any(np.isnan(lower_bound)):
+        raise invalid(path, "runs_lower_bound", "holds NaN", remedy=_REMEDY)
+    summary = arrays.get("data_summary")
+    if summary is not None:
+        if summary.shape not in ((d + 1,), (d + 2,)):
+            raise invalid(path, "data_summary", f"has shape {summary.shape}, expected ({d + 2},)", remedy=_REMEDY)
+        summary = check_array(path, "data_summary", summary, summary.shape, remedy=_REMEDY)
+        if not np.all(np.isfinite(summary[: d + 1])) or summary[d] < 0:
+            raise invalid(path, "data_summary", "holds NaN, infinite or negative-variance values", remedy=_REMEDY)
+    runs = []
+    for i in range(r):
+        where = f"{path} (run {i})"
+        check_parameters(
+            where, kind, *(params[name][i] for name in _RUN_ARRAYS),
+            fields={name: f"runs_{name}" for name in _RUN_ARRAYS}, remedy=_REMEDY,
+        )
+        used = history[i, : n_history[i]]
+        if np.any(np.isnan(used)):
+            raise invalid(where, "runs_history", "holds NaN", remedy=_REMEDY)
+        rows = records[i, : n_records[i]]
+        if np.any(np.isnan(rows)):
+            raise invalid(where, "runs_records", "holds NaN", remedy=_REMEDY)
+        runs.append(
+            Run(
+                kind,
+                *(np.array(params[name][i]) for name in _RUN_ARRAYS),
+                lower_bound=float(lower_bound[i]),
+                n_iter=int(n_iter[i]),
+                converged=bool(converged[i]),
+                history=[float(v) for v in used],
+                records=[
+                    dict(zip(RECORD_FIELDS, (int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]))))
+                    for row in rows
+                ],
+            )
+        )
+    return runs, iteration, summary
+
+
+def _read(path, fp):
     arrays, meta = read_archive(path)
     if meta.get("kind") != KIND:
         raise ValueError(f"{path} is not a daskgmm checkpoint (it is a saved {meta.get('kind', 'unknown')!r}).")
-    saved = meta.get("fingerprint", {})
+    saved = meta.get("fingerprint")
+    if not isinstance(saved, dict):
+        raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
     differences = [
         f"{name} is {_describe(saved.get(name))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp
@@ -202,38 +360,102 @@ def load_checkpoint(path, fp):
             + "; ".join(differences)
             + "). Delete the file or pass another checkpoint path to start a new fit."
         )
-    kind = meta["covariance_type"]
-    runs = []
-    for i in range(int(meta["n_runs"])):
-        n_records = int(arrays["runs_n_records"][i])
-        records = [
-            dict(
-                zip(
-                    RECORD_FIELDS,
-                    (int(r[0]), float(r[1]), float(r[2]), float(r[3]), int(r[4])),
-                )
-            )
-            for r in arrays["runs_records"][i, :n_records]
-        ]
-        run = Run(
-            kind,
-            *(np.array(arrays[f"runs_{name}"][i]) for name in _RUN_ARRAYS),
-            lower_bound=float(arrays["runs_lower_bound"][i]),
-            n_iter=int(arrays["runs_n_iter"][i]),
-            converged=bool(arrays["runs_converged"][i]),
-            history=[float(v) for v in arrays["runs_history"][i, : int(arrays["runs_n_history"][i])]],
-            records=records,
-        )
-        runs.append(run)
-    summary = arrays.get("data_summary")
-    return runs, int(meta["iteration"]), summary
+    runs, iteration, summary = _checked_state(path, arrays, meta, fp)
+    return runs, iteration, summary, meta.get("writer")
+
+
+def load_checkpoint(path, fp):
+    """Runs, iteration and data summary saved in ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` is not a daskgmm checkpoint, a field of it is missing or
+        invalid (named), or it was written for other data or settings than
+        ``fp`` describes (the message lists every difference).
+    """
+    runs, iteration, summary, _ = _read(path, fp)
+    return runs, iteration, summary
+
+
+def _mismatch(path, current, saved):
+    return ValueError(
+        f"Cannot resume from checkpoint {path}: the data differ from those it was written for "
+        f"(mean, variance and rows {np.round(current, 6).tolist()} now, {np.round(saved, 6).tolist()} in the "
+        "checkpoint) although shape and dtype match. Delete the file or pass another checkpoint path to "
+        "start a new fit."
+    )
+
+
+def verify_data(path, fp, runs, summary):
+    """One E-step and M-step over ``fp.data`` from the first saved run: the
+    summary of the result must match ``summary``, or ValueError."""
+    from ._engine import em_pass, m_step
+
+    probe = copy.deepcopy(runs[0])
+    kwargs = {} if fp.split_every is None else {"split_every": fp.split_every}
+    (stats,) = em_pass(fp.data, [probe], skip_nonfinite=fp.skip_nonfinite, **kwargs)
+    probe.n_samples = float(stats.n_samples)
+    if probe.n_samples == 0:
+        raise ValueError("No finite samples left to fit.")
+    m_step(probe, stats, fp["reg_covar"])
+    current = data_summary(probe, probe.means.shape[1])
+    if not summaries_match(summary, current, fp["reg_covar"], np.dtype(fp["dtype"])):
+        raise _mismatch(path, current, summary)
 
 
 def load_if_exists(path, fp):
-    """:func:`load_checkpoint` when ``path`` exists, else None (a fresh start)."""
-    if path is None or not os.path.exists(os.fspath(path)):
+    """:func:`load_checkpoint` when ``path`` exists, else None (a fresh start).
+
+    A finished checkpoint (nothing left to iterate with ``fp.max_iter``) is
+    verified against ``fp.data`` by one pass (:func:`verify_data`) before its
+    runs are returned."""
+    if path is None:
         return None
-    return load_checkpoint(path, fp)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        if isinstance(fp, Fingerprint):
+            fp.loaded_writer = None
+        return None
+    runs, iteration, summary, writer = _read(path, fp)
+    if isinstance(fp, Fingerprint):
+        fp.loaded_writer = writer
+        finished = all(run.converged for run in runs) or (fp.max_iter is not None and iteration >= fp.max_iter)
+        if finished and fp.data is not None and summary is not None:
+            verify_data(path, fp, runs, summary)
+    return runs, iteration, summary
+
+
+def _signature():
+    return {"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex}
+
+
+def _who(writer):
+    if not isinstance(writer, dict):
+        return "another fit"
+    return f"another fit (process {writer.get('pid')} on {writer.get('host')})"
+
+
+@contextlib.contextmanager
+def _folder_lock(path):
+    """An exclusive lock on the checkpoint's folder while its owner is
+    checked and the file replaced (best effort: none where the platform or
+    file system offers no flock on folders)."""
+    try:
+        import fcntl
+
+        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class CheckpointWriter:
@@ -256,9 +478,40 @@ class CheckpointWriter:
         self.reg_covar = reg_covar
         self.dtype = np.dtype(dtype)
         self.summary = None if summary is None else np.asarray(summary, dtype=np.float64)
+        self.signature = _signature()
+        # What the file must hold before this writer's first write: the
+        # signature it was resumed from, None (no file: a fresh fit), or
+        # _NOT_LOADED (not known: no ownership check before the first write).
+        self.expected = getattr(fp, "loaded_writer", _NOT_LOADED)
+        self.written = False
+
+    def _taken(self, current):
+        return ValueError(
+            f"Checkpoint {self.path} was written by {_who(current)} while this fit was using it: two fits "
+            "cannot share a checkpoint path. This fit stops and leaves the file as the other fit wrote it; "
+            "give each fit its own checkpoint path."
+        )
 
     def write(self, runs, iteration):
-        save_checkpoint(self.path, runs, iteration, self.fp, self.summary)
+        with _folder_lock(self.path):
+            expected = self.signature if self.written else self.expected
+            if expected is None:
+                try:
+                    save_checkpoint(
+                        self.path, runs, iteration, self.fp, self.summary, writer=self.signature, overwrite=False
+                    )
+                except FileExistsError:
+                    current = read_archive(self.path, metadata_only=True)[1].get("writer")
+                    raise self._taken(current) from None
+            else:
+                if expected is not _NOT_LOADED:
+                    current = read_archive(self.path, metadata_only=True)[1].get("writer") if os.path.exists(
+                        self.path
+                    ) else _NOT_LOADED
+                    if current != expected:
+                        raise self._taken(current)
+                save_checkpoint(self.path, runs, iteration, self.fp, self.summary, writer=self.signature)
+        self.written = True
 
     def __call__(self, info):
         runs = info["runs"]
@@ -268,10 +521,5 @@ class CheckpointWriter:
             if self.summary is None:
                 self.summary = current
             elif not summaries_match(self.summary, current, self.reg_covar, self.dtype):
-                raise ValueError(
-                    f"Cannot resume from checkpoint {self.path}: the data differ from those it was "
-                    f"written for (mean/variance {np.round(current, 6).tolist()} now, "
-                    f"{np.round(self.summary, 6).tolist()} in the checkpoint) although shape and dtype "
-                    "match. Delete the file or pass another checkpoint path to start a new fit."
-                )
+                raise _mismatch(self.path, current, self.summary)
         self.write(runs, info["iteration"])

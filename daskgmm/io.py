@@ -360,10 +360,11 @@ def check_number(where, field, value, *, allow_nan=False, remedy=None):
     return float(value)
 
 
-def check_array(where, field, array, shape, *, remedy=None):
-    """``array`` as float64 of ``shape``, or ValueError naming ``field``."""
+def check_array(where, field, array, shape, *, kinds="fiu", remedy=None):
+    """``array`` (dtype kind in ``kinds``) as float64 of ``shape``, or
+    ValueError naming ``field``."""
     kwargs = {} if remedy is None else {"remedy": remedy}
-    if array.dtype.kind not in "fiu":
+    if array.dtype.kind not in kinds:
         raise invalid(where, field, f"has dtype {array.dtype}, not real numbers", **kwargs)
     if array.shape != tuple(shape):
         raise invalid(where, field, f"has shape {array.shape}, expected {tuple(shape)}", **kwargs)

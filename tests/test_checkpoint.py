@@ -20,7 +20,7 @@ import dask.array as da
 
 from daskgmm import GaussianMixture
 from daskgmm._checkpoint import load_checkpoint
-from daskgmm.io import read_archive
+from daskgmm.io import read_archive, write_archive
 
 from .conftest import make_blobs
 
@@ -267,3 +267,151 @@ def test_not_a_checkpoint(tmp_path, data, uninterrupted):
     garbage.write_bytes(b"not a zip at all")
     with pytest.raises(ValueError, match="not a readable daskgmm file"):
         GaussianMixture(**KW).fit(data, checkpoint=garbage)
+
+
+# --------------------------------------------------------------------------
+# A finished checkpoint is verified against the data (issue #15, item 2)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "settings", [dict(tol=1e-3, max_iter=100), dict(tol=0.0, max_iter=5)], ids=["converged", "max_iter-reached"]
+)
+def test_finished_checkpoint_is_not_reused_for_other_data(tmp_path, data, settings, monkeypatch):
+    """A converged (or max_iter-reached) checkpoint has nothing left to
+    iterate: resuming it makes one verifying pass, returns the stored model
+    for the same data and refuses other data of the same shape, leaving the
+    file as it was."""
+    from daskgmm import _engine
+
+    path = tmp_path / "done.ckpt"
+    kw = dict(KW, **settings)
+    first = GaussianMixture(**kw).fit(da.from_array(data, chunks=CHUNKS), checkpoint=path)
+    assert first.converged_ == (settings["tol"] > 0)
+    before = path.read_bytes()
+    passes = []
+    real_em_pass = _engine.em_pass
+    monkeypatch.setattr(_engine, "em_pass", lambda *a, **k: passes.append(1) or real_em_pass(*a, **k))
+    again = GaussianMixture(**kw).fit(da.from_array(data, chunks=(170, -1)), checkpoint=path)
+    assert passes == [1]  # the verifying pass, no EM iteration
+    assert_same_parameters(again, first, atol=0)
+    other = data[::-1] * 1.01 + 0.5
+    with pytest.raises(ValueError, match="the data differ from those it was written for"):
+        GaussianMixture(**kw).fit(da.from_array(other, chunks=CHUNKS), checkpoint=path)
+    with pytest.raises(ValueError, match="the data differ from those it was written for"):
+        GaussianMixture(**kw).fit(other, checkpoint=path)  # NumPy input too
+    assert path.read_bytes() == before
+
+
+def test_finished_labelled_checkpoint_refuses_another_nan_mask(tmp_path, data):
+    """xarray.fit skips rows with a NaN: the same values under another mask
+    are other data.  Here the finite rows even have the same mean and
+    variance ([X; X] against [X; NaN]): only the row count differs."""
+    xr = pytest.importorskip("xarray")
+    from daskgmm import xarray as dxr
+
+    doubled = xr.DataArray(np.vstack([data, data]), dims=("sample", "band")).chunk({"sample": 200})
+    masked = xr.DataArray(np.vstack([data, np.full_like(data, np.nan)]), dims=("sample", "band")).chunk({"sample": 200})
+    path = tmp_path / "labelled.ckpt"
+    kw = dict(KW, tol=1e-3, max_iter=100)
+    fitted = dxr.fit(GaussianMixture(**kw), doubled, "band", checkpoint=path)
+    assert fitted.converged_
+    before = path.read_bytes()
+    assert dxr.fit(GaussianMixture(**kw), doubled, "band", checkpoint=path).n_iter_ == fitted.n_iter_
+    with pytest.raises(ValueError, match=r"the data differ from those it was written for \(mean, variance and rows"):
+        dxr.fit(GaussianMixture(**kw), masked, "band", checkpoint=path)
+    assert path.read_bytes() == before
+    # An unfinished checkpoint: the same check on the first resumed pass.
+    short = tmp_path / "short.ckpt"
+    dxr.fit(GaussianMixture(**dict(KW, max_iter=2)), doubled, "band", checkpoint=short)
+    with pytest.raises(ValueError, match="the data differ from those it was written for"):
+        dxr.fit(GaussianMixture(**KW), masked, "band", checkpoint=short)
+
+
+# --------------------------------------------------------------------------
+# Two fits on one checkpoint path (issue #15, item 4)
+# --------------------------------------------------------------------------
+
+
+def test_a_second_fit_on_the_same_checkpoint_stops_the_first_cleanly(tmp_path, data):
+    """Fit B resumes fit A's checkpoint while A is still running (here from
+    A's callback after iteration 2) and finishes.  A's next write finds B's
+    file: A stops with a ValueError naming B's process instead of
+    overwriting B's state (formerly: a raw FileNotFoundError or silent loss)."""
+    path = tmp_path / "shared.ckpt"
+    X = da.from_array(data, chunks=CHUNKS)
+    finished_b = []
+
+    def run_b(event):
+        if event["iteration"] == 2:
+            finished_b.append(GaussianMixture(**KW).fit(X, checkpoint=path))
+
+    with pytest.raises(ValueError, match=rf"Checkpoint .*shared.ckpt was written by another fit \(process {os.getpid()} on "):
+        GaussianMixture(**KW).fit(X, checkpoint=path, callback=run_b)
+    assert finished_b and finished_b[0].n_iter_ == KW["max_iter"]
+    assert read_archive(path)[1]["iteration"] == KW["max_iter"]  # B's final state, kept
+    assert temp_files(tmp_path) == []
+
+
+def test_two_fresh_fits_on_one_new_checkpoint_path(tmp_path, data):
+    """Both fits start when no checkpoint exists; the first to write after
+    its initialisation claims the path, the other stops with a clear error
+    at its first write and leaves the file alone."""
+    from daskgmm._checkpoint import CheckpointWriter, fingerprint, load_if_exists
+    from daskgmm._engine import Run
+
+    path = tmp_path / "new.ckpt"
+    X = da.from_array(data, chunks=CHUNKS)
+    model = GaussianMixture(**KW)
+    init = GaussianMixture(**dict(KW, max_iter=0)).fit(X)
+    state = [Run("full", init.weights_, init.means_, init.covariances_, init.precisions_cholesky_)]
+    writers = []
+    for _ in range(2):
+        fp = fingerprint(X, model)
+        assert load_if_exists(path, fp) is None
+        writers.append(CheckpointWriter(path, fp, reg_covar=model.reg_covar, dtype=X.dtype))
+    writers[0].write(state, 0)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="was written by another fit .* give each fit its own checkpoint path"):
+        writers[1].write(state, 0)
+    assert path.read_bytes() == before
+    writers[0].write(state, 1)  # the owner goes on
+    assert read_archive(path)[1]["iteration"] == 1
+    assert temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------
+# Every field of a checkpoint validated (issue #15, item 5)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda a, m: a.update(runs_weights=a["runs_weights"] * 3), r"\(run 0\): 'runs_weights' sums to 3"),
+        (lambda a, m: a["runs_weights"].__setitem__((1, 0), np.nan), r"\(run 1\): 'runs_weights' holds NaN"),
+        (lambda a, m: a.update(runs_precisions_cholesky=-a["runs_precisions_cholesky"]), "'runs_precisions_cholesky' has a non-positive"),
+        (lambda a, m: a.update(runs_means=a["runs_means"][:, :2]), r"'runs_weights' has shape .*|'runs_means' has shape \(2, 2, 3\)"),
+        (lambda a, m: a.update(runs_n_iter=a["runs_n_iter"] + 0.5), "'runs_n_iter' holds values that are not integers"),
+        (lambda a, m: a.update(runs_n_iter=a["runs_n_iter"] + 5), "'runs_n_iter' holds .* not between 0 and the iteration 2"),
+        (lambda a, m: a.update(runs_converged=np.array([2, 0])), "'runs_converged' holds"),
+        (lambda a, m: a.update(runs_n_history=np.array([99, 0])), "'runs_n_history' holds"),
+        (lambda a, m: a.pop("runs_records"), "'runs_records' is missing"),
+        (lambda a, m: a.update(data_summary=np.zeros(7)), r"'data_summary' has shape \(7,\)"),
+        (lambda a, m: a.update(runs_history=a["runs_history"].astype(str)), "'runs_history' has dtype"),
+        (lambda a, m: m.update(n_runs="2"), "'n_runs' is '2', not an integer"),
+        (lambda a, m: m.update(n_runs=3), "'runs_weights' has shape"),
+        (lambda a, m: m.update(iteration=None), "'iteration' is None, not an integer"),
+        (lambda a, m: m.update(covariance_type="tied"), "'covariance_type' is 'tied' but its fingerprint says 'full'"),
+        (lambda a, m: m.update(fingerprint=[1]), "'fingerprint' is list, not a JSON object"),
+    ],
+)
+def test_every_checkpoint_field_is_validated(tmp_path, short_checkpoint, data, edit, message):
+    arrays, meta = read_archive(short_checkpoint)
+    arrays = {name: np.array(value) for name, value in arrays.items()}
+    edit(arrays, meta)
+    path = tmp_path / "edited.ckpt"
+    write_archive(path, arrays, meta)
+    with pytest.raises(ValueError, match=message) as err:
+        GaussianMixture(**KW).fit(da.from_array(data, chunks=CHUNKS), checkpoint=path)
+    assert "delete it to start the fit afresh" in str(err.value) or "Delete the file" in str(err.value)
