@@ -25,7 +25,6 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 import daskgmm
@@ -504,7 +503,7 @@ def test_in_process_and_dask_paths_agree(covariance_type):
 
 
 # ---------------------------------------------------------------------------
-# Non-finite rows at fit time; scikit-learn's own estimator checks
+# Non-finite rows at fit time (scikit-learn's estimator checks: tests/test_sklearn_suite.py)
 # ---------------------------------------------------------------------------
 
 
@@ -526,7 +525,3 @@ def test_nonfinite_row_at_fit_is_named_without_other_warnings(kind, bad):
     _check_bad_row_error(error, word)
     assert not caught, [f"{w.category.__name__}: {w.message}" for w in caught]
 
-
-@parametrize_with_checks([daskgmm.GaussianMixture()])
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
