@@ -179,7 +179,9 @@ def _nearest_slices(xp, block, center_sets, onehot=True, pivot=None):
                     ks = xp.reshape(xp.arange(k, dtype=label.dtype, device=_blocks.array_device(label)), (1, k, 1))
                     hits = xp.astype(label[:, None, :] == ks, block.dtype)
             d2 = row_sq[None, :] + best
-            d2 = xp.where(d2 > 0, d2, xp.zeros_like(d2))
+            # Clip rounding below 0; NaN (a NaN/inf row, or a pivot it
+            # poisoned) stays NaN for the finiteness checks of the passes.
+            d2 = xp.where(d2 < 0, xp.zeros_like(d2), d2)
             out.extend((d2[i, :], hits[i, :, :] if onehot else None) for i in range(part.shape[0]))
         yield start, stop, out, centred_t
 
@@ -211,7 +213,7 @@ def merge_means(parts):
     return out
 
 
-def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False):
+def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False, row_offset=0):
     """Statistics of the hard assignment of the rows of ``block`` (``zeroed``:
     the same with skipped rows zeroed) to each centre set, per ``(set index,
     kind)`` in ``requests``, merged over the row slices.  ``kind`` is a
@@ -231,7 +233,7 @@ def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfin
         if stat_requests:
             resps = [sets[requests[i][0]][1] for i in stat_requests]
             kinds = [requests[i][1] for i in stat_requests]
-            part = _fixed_resp_statistics(block[start:stop, :], resps, kinds, skip_nonfinite)
+            part = _fixed_resp_statistics(block[start:stop, :], resps, kinds, skip_nonfinite, row_offset + start)
             for i, p in zip(stat_requests, part):
                 merged[i] = p if merged[i] is None else _blocks.merge_statistics(merged[i], p)
         for i, (s, kind) in enumerate(requests):
@@ -341,7 +343,7 @@ def _chunk_fn(fn, skip_nonfinite):
     return functools.partial(fn, skip_nonfinite=True) if skip_nonfinite else fn
 
 
-def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
+def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite, row_offset=0):
     """Statistics of fixed responsibilities ``resps[i]``, given
     component-major (K_i, n), under covariance type ``kinds[i]``; those of
     one type (but 'tied') in one call."""
@@ -352,10 +354,13 @@ def _fixed_resp_statistics(block, resps, kinds, skip_nonfinite):
         empty = Model(kind, None, None, None, None)
         if kind == "tied" or len(indices) == 1:
             for i in indices:
-                out[i] = _blocks.block_statistics(block, empty, resp_t=resps[i], skip_nonfinite=skip_nonfinite)
+                out[i] = _blocks.block_statistics(
+                    block, empty, resp_t=resps[i], skip_nonfinite=skip_nonfinite, row_offset=row_offset
+                )
             continue
         stacked = _blocks.block_statistics(
-            block, empty, resp_t=xp.concat([resps[i] for i in indices], axis=0), skip_nonfinite=skip_nonfinite
+            block, empty, resp_t=xp.concat([resps[i] for i in indices], axis=0), skip_nonfinite=skip_nonfinite,
+            row_offset=row_offset,
         )
         sizes = [int(resps[i].shape[0]) for i in indices]
         for i, part in zip(indices, _blocks.split_statistics(stacked, sizes)):
@@ -468,7 +473,7 @@ def _random_chunk(block, payload, row_offset, skip_nonfinite=False):
             u = keyed_uniform(spec.seed, 0, row_offset, block.shape[0], spec.n_components)
             draws[key] = xp.asarray(np.ascontiguousarray((u / u.sum(axis=1, keepdims=True)).T), dtype=block.dtype)
     resps = [draws[(spec.seed, spec.n_components)] for spec in specs]
-    return _fixed_resp_statistics(block, resps, [spec.covariance_type for spec in specs], skip_nonfinite)
+    return _fixed_resp_statistics(block, resps, [spec.covariance_type for spec in specs], skip_nonfinite, row_offset)
 
 
 def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
@@ -484,7 +489,7 @@ def _given_resp_chunk(block, payload, row_offset):
     resp, kind = payload
     xp = _blocks.get_namespace(block)
     rows = np.ascontiguousarray(resp[row_offset : row_offset + block.shape[0]].T)
-    return _fixed_resp_statistics(block, [xp.asarray(rows, dtype=block.dtype)], [kind], False)
+    return _fixed_resp_statistics(block, [xp.asarray(rows, dtype=block.dtype)], [kind], False, row_offset)
 
 
 def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
@@ -653,7 +658,9 @@ def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
                 onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
             counts[s] += _to_float64(xp.sum(onehot, axis=1))
     ones = xp.ones((1, n), dtype=block.dtype, device=_blocks.array_device(block))
-    spread = _blocks.block_statistics(block, Model("diag", None, None, None, None), resp_t=ones, skip_nonfinite=skip_nonfinite)
+    spread = _blocks.block_statistics(
+        block, Model("diag", None, None, None, None), resp_t=ones, skip_nonfinite=skip_nonfinite, row_offset=row_offset
+    )
     return counts, spread
 
 
@@ -669,7 +676,9 @@ def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     requests = [(s, "means") for s in range(len(payload))]
-    stats, far = _assignment_statistics(xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True)
+    stats, far = _assignment_statistics(
+        xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True, row_offset=row_offset
+    )
     return [
         (st, (dist, index + row_offset, _take_block_rows(xp, block, index), labels))
         for st, (dist, index, labels) in zip(stats, far)
@@ -693,7 +702,7 @@ def _final_chunk(block, payload, row_offset, skip_nonfinite=False):
     center_sets, requests = payload
     xp = _blocks.get_namespace(block)
     zeroed, _ = _masked(xp, block, skip_nonfinite)
-    return _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite)
+    return _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, row_offset=row_offset)
 
 
 def _greedy_weighted_kmeans_plusplus(points, weights, k, rng):

@@ -348,3 +348,17 @@ def test_lloyd_means_merge_like_one_block():
     np.testing.assert_allclose(merged.means, whole.means, rtol=1e-12)
     labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
     np.testing.assert_allclose(whole.means, [X[labels == j].mean(0) for j in range(len(centres))], rtol=1e-12)
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_nonfinite_row_is_named_by_its_global_index_in_every_init(init_params):
+    """A NaN row in a later chunk: the initialisation's first pass names its
+    global index (not its index in the chunk) and warns about nothing else
+    (a NaN distance once read as 0, which looked like too few distinct points)."""
+    X, _, _ = make_blobs(n=300, d=3, k=3, seed=2)
+    X[217, 1] = np.nan
+    for data in (X, da.from_array(X, chunks=(40, -1))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(ValueError, match=r"NaN or infinity: 1 row\(s\) .*first at row 217\)"):
+                GaussianMixture(3, init_params=init_params, random_state=0).fit(data)
