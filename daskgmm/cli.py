@@ -383,9 +383,38 @@ def default_model_path(input_path):
     return os.fspath(stem.with_name(stem.stem + ".daskgmm.npz"))
 
 
-def _check_writable(path, overwrite):
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite to replace it.")
+OVERWRITE_HINT = "pass --overwrite to replace it."
+
+
+def _check_writable(path, overwrite, *, keep=()):
+    """Refuse an output that exists (without --overwrite) or that is, holds
+    or lies inside one of ``keep`` (``(what, path)`` pairs: the inputs)."""
+    from .io import same_or_nested
+
+    for what, kept in keep:
+        if kept is not None and same_or_nested(path, kept):
+            raise ValueError(
+                f"the output {path} would replace or lie inside the {what} {kept}; write it to another path."
+            )
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; {OVERWRITE_HINT}")
+
+
+@contextlib.contextmanager
+def _staged(path, overwrite, *, directory=False):
+    """A temporary path beside ``path`` to write the output to; moved into
+    place when the block ends without error (never replacing an existing
+    ``path`` without ``overwrite``), removed otherwise, so an interrupted
+    command leaves any previous output as it was."""
+    from .io import discard, publish, temporary_path
+
+    tmp = temporary_path(path, directory=directory)
+    try:
+        yield tmp
+        publish(tmp, path, overwrite=overwrite, hint=OVERWRITE_HINT)
+    except BaseException:
+        discard(tmp)
+        raise
 
 
 def cmd_fit(args):
@@ -393,7 +422,15 @@ def cmd_fit(args):
     from .mixture import GaussianMixture
 
     out_path = args.out or default_model_path(args.input)
-    _check_writable(out_path, args.overwrite)
+    _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("checkpoint", args.checkpoint)])
+    if args.checkpoint is not None:
+        from .io import same_or_nested
+
+        if same_or_nested(args.checkpoint, args.input):
+            raise ValueError(
+                f"the checkpoint {args.checkpoint} would replace or lie inside the input {args.input}; "
+                "choose another checkpoint path."
+            )
     model = GaussianMixture(
         n_components=args.n_components,
         covariance_type=args.covariance_type,
@@ -446,18 +483,6 @@ def _default_predict_path(input_path, source):
     return os.fspath(stem.with_name(stem.stem + ".labels" + suffix))
 
 
-def _write_npy(path, values):
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            np.save(handle, values)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def cmd_predict(args):
     import dask
     import xarray as xr
@@ -477,7 +502,7 @@ def cmd_predict(args):
     with compute_context(args):
         source = open_input(args.input, variables=variables, feature_dim=feature_dim, sample_dims=sample_dims)
         out_path = args.out or _default_predict_path(args.input, source)
-        _check_writable(out_path, args.overwrite)
+        _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("model", args.model)])
         out_format = _output_format(out_path)
         if source.labelled:
             where = (source.data, source.feature_dim, source.sample_dims)
@@ -496,23 +521,25 @@ def cmd_predict(args):
         labels = outputs["label"]
         labels.attrs.update(long_name="Gaussian mixture component", missing_label=-1)
         n_missing = (labels == -1).sum().data
-        if out_format == "npy":
-            if len(outputs) > 1:
-                raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")
-            values, n_missing = dask.compute(labels.data, n_missing)
-            _write_npy(out_path, values)
-        else:
-            ds = xr.Dataset(outputs)
-            ds.attrs.update(model=os.path.abspath(args.model), source=os.path.abspath(args.input), created_by=PROG)
-            for variable in ds.variables.values():
-                variable.encoding = {}
-            if out_format == "zarr":
-                job = ds.to_zarr(out_path, mode="w" if args.overwrite else "w-", compute=False)
+        if out_format == "npy" and len(outputs) > 1:
+            raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")
+        # Written beside the target and moved into place once complete: an
+        # existing output stays whole until then (Ctrl-C, a crash, an error).
+        with _staged(out_path, args.overwrite, directory=out_format == "zarr") as tmp:
+            if out_format == "npy":
+                values, n_missing = dask.compute(labels.data, n_missing)
+                with open(tmp, "wb") as handle:
+                    np.save(handle, values)
             else:
-                if args.overwrite and os.path.exists(out_path):
-                    os.unlink(out_path)
-                job = ds.to_netcdf(out_path, compute=False)
-            _, n_missing = dask.compute(job, n_missing)
+                ds = xr.Dataset(outputs)
+                ds.attrs.update(model=os.path.abspath(args.model), source=os.path.abspath(args.input), created_by=PROG)
+                for variable in ds.variables.values():
+                    variable.encoding = {}
+                if out_format == "zarr":
+                    job = ds.to_zarr(tmp, mode="w", compute=False)
+                else:
+                    job = ds.to_netcdf(tmp, compute=False)
+                _, n_missing = dask.compute(job, n_missing)
     dims = ", ".join(map(str, labels.dims))
     print(f"wrote labels ({dims}) of {labels.size} samples to {out_path}; {int(n_missing)} without a label (-1)")
     return 0
@@ -592,9 +619,11 @@ def _ellipse(ax, mean, cov, **style):
     ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, **style))
 
 
-def demo_plot(path, X, labels, model, order):
+def demo_plot(path, X, labels, model, order, *, overwrite=False):
     """Scatter of a sample of X coloured by fitted label, with the fitted
-    (solid) and true (dashed) 2-sigma ellipses; written with the Agg canvas."""
+    (solid) and true (dashed) 2-sigma ellipses; written with the Agg canvas
+    (the format from the suffix of ``path``, PNG if none), never replacing an
+    existing file unless ``overwrite``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -613,7 +642,8 @@ def demo_plot(path, X, labels, model, order):
     ax.plot([], [], color="black", linestyle="--", linewidth=1.2, label="true 2σ")
     ax.set_title(f"daskgmm demo: {X.shape[0]} samples, {model.n_components} components (2σ ellipses)")
     ax.legend(loc="upper right")
-    fig.savefig(path)
+    with _staged(path, overwrite) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:].lower() or "png")
     return path
 
 
@@ -624,6 +654,8 @@ def cmd_demo(args):
 
     if args.n_samples < 100:
         raise ValueError(f"--n-samples must be at least 100, got {args.n_samples}.")
+    if args.plot:
+        _check_writable(args.plot, args.overwrite)  # before computing
     print(f"daskgmm demo: a {len(DEMO_WEIGHTS)}-component 2-D Gaussian mixture, {args.n_samples} samples (seed {args.random_state})")
     X, _ = demo_data(args.n_samples, seed=args.random_state)
     model = GaussianMixture(
@@ -665,7 +697,7 @@ def cmd_demo(args):
         except ImportError:
             print("note: matplotlib is not installed, no plot written (pip install matplotlib)")
         else:
-            demo_plot(args.plot, X, labels, model, order)
+            demo_plot(args.plot, X, labels, model, order, overwrite=args.overwrite)
             print(f"plot written to {args.plot}")
     return 0
 
@@ -684,11 +716,11 @@ def _add_cluster_options(parser, default_workers=None, default_threads=None):
         "default: start a LocalCluster",
     )
     group.add_argument(
-        "--workers", type=int, default=default_workers, metavar="N",
+        "--workers", type=_positive_int, default=default_workers, metavar="N",
         help="LocalCluster worker processes (default: %s)" % (default_workers or "Dask's choice from the CPU count"),
     )
     group.add_argument(
-        "--threads-per-worker", type=int, default=default_threads, metavar="N",
+        "--threads-per-worker", type=_positive_int, default=default_threads, metavar="N",
         help="threads per LocalCluster worker (default: %s)" % (default_threads or "Dask's choice"),
     )
     group.add_argument(
@@ -806,6 +838,7 @@ def build_parser():
     demo.add_argument("--max-iter", type=int, default=200, metavar="N", help="EM iterations at most (default: 200)")
     demo.add_argument("--plot", default="daskgmm-demo.png", metavar="PATH", help="PNG to write (default: daskgmm-demo.png)")
     demo.add_argument("--no-plot", dest="plot", action="store_const", const=None, help="do not write a plot")
+    demo.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
     _add_cluster_options(demo, default_workers=2, default_threads=1)
     demo.set_defaults(handler=cmd_demo)
     return parser

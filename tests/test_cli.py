@@ -434,3 +434,135 @@ def test_fit_checkpoint_resumes_and_refuses_other_settings(workdir, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("daskgmm: error:") and "n_components" in err[0]
     assert checkpoint.read_bytes() == before
+
+
+# --------------------------------------------------------------------------
+# Outputs never destroy what the user has (issue #15, items 3 and 7)
+# --------------------------------------------------------------------------
+
+
+def tree_bytes(path):
+    """Content of a file, or of every file under a folder, for comparison."""
+    path = Path(path)
+    if path.is_file():
+        return path.read_bytes()
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def leftovers(folder):
+    return sorted(p.name for p in Path(folder).iterdir() if ".daskgmm-" in p.name)
+
+
+@pytest.fixture()
+def cube_copies(workdir, tmp_path):
+    shutil.copytree(workdir / "cube.zarr", tmp_path / "cube.zarr")
+    shutil.copy(workdir / "cube.nc", tmp_path / "cube.nc")
+    model = dxr.fit(GaussianMixture(3, random_state=0, covariance_type="diag"), small_cube(), "band")
+    model.save(tmp_path / "m.npz")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", ["cube.zarr", "cube.nc"])
+def test_predict_refuses_to_write_over_or_into_its_input(cube_copies, capsys, name):
+    source = cube_copies / name
+    before = tree_bytes(source)
+    common = ["--feature-dim", "band", "--scheduler", "threads", "-q", "--overwrite"]
+    for out in (source, cube_copies / "." / name, source / "labels.zarr"):
+        message = error_of(capsys, ["predict", str(cube_copies / "m.npz"), str(source), "-o", str(out), *common])
+        assert message.startswith(f"the output {out} would replace or lie inside the input {source}")
+    assert tree_bytes(source) == before
+    assert leftovers(cube_copies) == []
+
+
+@pytest.mark.parametrize("name", ["labels.zarr", "labels.nc", "labels.npy"])
+def test_an_interrupted_predict_keeps_the_previous_output(cube_copies, capsys, monkeypatch, name):
+    """Ctrl-C while an output is computed with --overwrite: the previous
+    output is still there, whole, and no temporary file remains."""
+    import dask
+
+    out = cube_copies / name
+    argv = ["predict", str(cube_copies / "m.npz"), str(cube_copies / "cube.zarr"), "-o", str(out),
+            "--feature-dim", "band", "--scheduler", "threads", "-q"]
+    if name == "labels.npy":
+        argv = ["predict", str(cube_copies / "m.npz"), str(cube_copies / "X.npy"), "-o", str(out),
+                "--scheduler", "threads", "-q"]
+        GaussianMixture(2, random_state=0).fit(two_blobs(200)).save(cube_copies / "m.npz", overwrite=True)
+        np.save(cube_copies / "X.npy", two_blobs(200))
+    assert cli.main(argv) == 0
+    before = tree_bytes(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dask, "compute", interrupted)
+    assert cli.main(argv + ["--overwrite"]) == 130
+    assert "daskgmm: interrupted" in capsys.readouterr().err
+    assert tree_bytes(out) == before
+    assert leftovers(cube_copies) == []
+    monkeypatch.undo()
+    assert cli.main(argv) == 1  # exists, no --overwrite
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert leftovers(cube_copies) == []
+
+
+def test_predict_overwrites_a_zarr_output_when_told(cube_copies, capsys):
+    out = cube_copies / "labels.zarr"
+    out.mkdir()
+    (out / "old-file").write_text("old")
+    argv = ["predict", str(cube_copies / "m.npz"), str(cube_copies / "cube.nc"), "-o", str(out),
+            "--feature-dim", "band", "--scheduler", "threads", "-q"]
+    assert "already exists; pass --overwrite" in error_of(capsys, argv)
+    assert (out / "old-file").read_text() == "old"
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert not (out / "old-file").exists()
+    assert xr.open_zarr(out).label.dims == ("time", "y", "x")
+    assert leftovers(cube_copies) == []
+
+
+def test_fit_refuses_an_output_or_checkpoint_over_its_input(workdir, tmp_path, capsys):
+    np.save(tmp_path / "X.npy", two_blobs(300))
+    before = (tmp_path / "X.npy").read_bytes()
+    common = ["-k", "2", "--scheduler", "threads", "-q", "--overwrite"]
+    message = error_of(capsys, ["fit", str(tmp_path / "X.npy"), "-o", str(tmp_path / "X.npy"), *common])
+    assert message.startswith(f"the output {tmp_path / 'X.npy'} would replace or lie inside the input")
+    message = error_of(capsys, ["fit", str(tmp_path / "X.npy"), "--checkpoint", str(tmp_path / "X.npy"), *common])
+    assert "the checkpoint" in message and "would replace or lie inside the input" in message
+    message = error_of(capsys, ["fit", str(tmp_path / "X.npy"), "-o", str(tmp_path / "c.npz"),
+                                "--checkpoint", str(tmp_path / "c.npz"), *common])
+    assert "would replace or lie inside the checkpoint" in message
+    assert (tmp_path / "X.npy").read_bytes() == before
+
+
+def test_demo_refuses_to_overwrite_an_existing_plot(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "demo.png"
+    plot.write_bytes(b"my own picture")
+    argv = ["demo", "--n-samples", "600", "--scheduler", "threads", "-q", "--plot", str(plot)]
+    assert error_of(capsys, argv) == f"{plot} already exists; pass --overwrite to replace it."
+    assert plot.read_bytes() == b"my own picture"
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("option", ["--workers", "--threads-per-worker"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_workers_and_threads_must_be_positive(capsys, option, value):
+    """``--workers 0`` started a LocalCluster with no worker and waited forever."""
+    for command in (["fit", "X.npy", "-k", "2"], ["demo"], ["predict", "m.npz", "X.npy"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, option, value])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: must be a positive integer, got {value}" in capsys.readouterr().err
+
+
+def test_an_invalid_model_file_is_one_error_line(tmp_path, capsys):
+    GaussianMixture(2, random_state=0).fit(two_blobs(300)).save(tmp_path / "m.npz")
+    arrays, meta = read_archive(tmp_path / "m.npz")
+    from daskgmm.io import write_archive
+
+    write_archive(tmp_path / "bad.npz", dict(arrays, weights=arrays["weights"] * 3), meta)
+    assert "'weights' sums to 3, not 1" in error_of(capsys, ["info", str(tmp_path / "bad.npz")])
+    (tmp_path / "deep.npz").write_bytes(b"")
+    np.savez(tmp_path / "deep.npz", __daskgmm__=np.array("[" * 100_000), **arrays)
+    assert "not a readable daskgmm file" in error_of(capsys, ["info", str(tmp_path / "deep.npz")])
