@@ -60,7 +60,7 @@ import uuid
 import numpy as np
 
 from ._engine import Run
-from .io import check_array, check_integer, check_number, check_parameters, invalid, read_archive, write_archive
+from .io import check_array, check_integer, check_parameters, invalid, read_archive, write_archive
 
 logger = logging.getLogger("daskgmm")
 
@@ -495,6 +495,8 @@ class CheckpointWriter:
     def write(self, runs, iteration):
         with _folder_lock(self.path):
             expected = self.signature if self.written else self.expected
+            if expected is not _NOT_LOADED and not os.path.exists(self.path):
+                expected = None  # removed meanwhile: nothing to lose, claim the path again
             if expected is None:
                 try:
                     save_checkpoint(
@@ -505,9 +507,7 @@ class CheckpointWriter:
                     raise self._taken(current) from None
             else:
                 if expected is not _NOT_LOADED:
-                    current = read_archive(self.path, metadata_only=True)[1].get("writer") if os.path.exists(
-                        self.path
-                    ) else _NOT_LOADED
+                    current = read_archive(self.path, metadata_only=True)[1].get("writer")
                     if current != expected:
                         raise self._taken(current)
                 save_checkpoint(self.path, runs, iteration, self.fp, self.summary, writer=self.signature)

@@ -415,3 +415,12 @@ def test_every_checkpoint_field_is_validated(tmp_path, short_checkpoint, data, e
     with pytest.raises(ValueError, match=message) as err:
         GaussianMixture(**KW).fit(da.from_array(data, chunks=CHUNKS), checkpoint=path)
     assert "delete it to start the fit afresh" in str(err.value) or "Delete the file" in str(err.value)
+
+
+def test_a_checkpoint_deleted_during_the_fit_is_written_again(tmp_path, data):
+    path = tmp_path / "fit.ckpt"
+    GaussianMixture(**KW).fit(
+        da.from_array(data, chunks=CHUNKS), checkpoint=path,
+        callback=lambda event: event["iteration"] == 5 and path.unlink(),
+    )
+    assert read_archive(path)[1]["iteration"] == KW["max_iter"]
