@@ -1,5 +1,9 @@
 """The distributed loop: one compute per iteration, the graph it builds."""
 
+import os
+import platform
+import sys
+
 import numpy as np
 import pytest
 
@@ -167,6 +171,54 @@ def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
         names = list(_engine.WORKER_MALLOC_ENV)
         values = client.run(lambda: [os.environ.get(name) for name in names])
     assert list(values.values()) == [[str(v) for v in _engine.WORKER_MALLOC_ENV.values()]]
+
+
+def _mmapped_by_a_4mib_buffer():
+    """Whether a fresh 4 MiB buffer is served by mmap in this process
+    (glibc's mallinfo2().hblks counts the mmapped blocks in use)."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )]
+
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = Mallinfo2
+    before = mallinfo2().hblks
+    buffer = np.empty(4 * 2**20, dtype=np.uint8)
+    after = mallinfo2().hblks
+    del buffer
+    return after > before
+
+
+@pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc's mallopt only"
+)
+@pytest.mark.slow
+def test_a_fit_tunes_the_allocator_of_a_cluster_the_user_started(monkeypatch):
+    """A cluster with distributed's defaults (MALLOC_TRIM_THRESHOLD_=64 KiB,
+    so a 128 KiB mmap threshold): before a fit a 4 MiB temporary is mmapped,
+    after it the heap serves it, as on a cluster daskgmm starts."""
+    distributed = pytest.importorskip("distributed")
+    for name in _engine.WORKER_MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
+    ) as cluster, distributed.Client(cluster) as client:
+        env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        assert list(env.values()) == ["65536"]  # distributed's default, not ours
+        assert list(client.run(_mmapped_by_a_4mib_buffer).values()) == [True]
+        X = da.from_array(np.random.default_rng(0).normal(size=(2000, 3)), chunks=(500, -1))
+        GaussianMixture(2, random_state=0, max_iter=2, tol=0).fit(X)
+        assert list(client.run(_mmapped_by_a_4mib_buffer).values()) == [False]
+
+
+def test_tune_allocator_is_a_no_op_without_glibc(monkeypatch):
+    import platform as platform_module
+
+    monkeypatch.setattr(platform_module, "libc_ver", lambda: ("", ""))
+    assert _engine.tune_allocator() is False
 
 
 def _daskgmm_keys_on_scheduler(client, marker="daskgmm-pass"):
