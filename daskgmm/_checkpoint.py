@@ -94,6 +94,9 @@ class Fingerprint(dict):
     max_iter = None
     split_every = None
     skip_nonfinite = False
+    # Passes over ``data`` that load_if_exists made (1 when it verified a
+    # finished checkpoint): the estimator adds them to ``n_passes_``.
+    passes = 0
 
 
 _NOT_LOADED = object()
@@ -423,6 +426,7 @@ def load_if_exists(path, fp):
         finished = all(run.converged for run in runs) or (fp.max_iter is not None and iteration >= fp.max_iter)
         if finished and fp.data is not None and summary is not None:
             verify_data(path, fp, runs, summary)
+            fp.passes += 1
     return runs, iteration, summary
 
 

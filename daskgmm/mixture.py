@@ -392,13 +392,15 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             after initialisation and after every iteration.  If it exists
             when ``fit`` starts, the fit resumes from it (no initialisation)
             and reaches the same parameters as an uninterrupted fit.  A
-            checkpoint written for other data (shape, dtype, or mean and
-            variance, checked on the first resumed pass) or other settings
-            (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``,
-            ``n_init``, ``init_params``, ``random_state``, ``*_init``) is
-            refused with a ValueError.  ``max_iter`` may be raised to
-            continue a fit.  The file is kept after the fit; delete it to
-            start afresh.
+            checkpoint written for other data (shape, dtype, row count, or
+            mean and variance: checked on the first resumed pass, or, for a
+            finished checkpoint, by one pass before its model is returned)
+            or other settings (``n_components``, ``covariance_type``,
+            ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
+            ``random_state``, ``*_init``) is refused with a ValueError, and
+            so is a checkpoint another fit is writing.  ``max_iter`` may be
+            raised to continue a fit.  The file is kept after the fit;
+            delete it to start afresh.
         callback : callable, optional
             Called after every iteration with one dict: ``iteration``,
             ``lower_bound`` and ``change`` (of the best run so far),
@@ -493,7 +495,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_samples_skipped_ = (
             0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
         )
-        self.n_passes_ = counter.passes + n_passes
+        self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
         if self.verbose:
             print(
