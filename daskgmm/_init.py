@@ -844,8 +844,10 @@ def _warn_few_distinct(n_distinct, n_components):
     the M-step then reports an ill-defined covariance)."""
     warnings.warn(
         f"Number of distinct clusters ({n_distinct}) found smaller than n_clusters ({n_components}): "
-        f"X has only {n_distinct} distinct point(s), fewer than n_components={n_components}. "
-        "The extra components start empty (weight ~0); decrease n_components.",
+        f"the initialisation found only {n_distinct} distinct point(s) in X, fewer than "
+        f"n_components={n_components} (points whose squared distance is 0 in the data's dtype count as one: "
+        "duplicates, or data scaled so small that distances underflow). The extra components start empty "
+        "(weight ~0); decrease n_components, or rescale the data.",
         ConvergenceWarning,
         stacklevel=4,
     )

@@ -465,6 +465,11 @@ def model_meta(model, kind="model"):
             "lower_bound": float(model.lower_bound_),
             "lower_bounds": [float(v) for v in getattr(model, "lower_bounds_", [])],
             "n_features_in": int(model.n_features_in_),
+            # Column names of a DataFrame, or the feature coordinate of labelled
+            # data (daskgmm.xarray): checked again at predict.
+            "feature_names_in": (
+                [str(name) for name in model.feature_names_in_] if hasattr(model, "feature_names_in_") else None
+            ),
         },
     }
 
@@ -565,7 +570,16 @@ def load(path):
     n_features_in = check_integer(path, "fit.n_features_in", fit.get("n_features_in", d), minimum=1)
     if n_features_in != d:
         raise invalid(path, "fit.n_features_in", f"is {n_features_in} but the file's n_features is {d}")
+    feature_names = fit.get("feature_names_in")
+    if feature_names is not None and (
+        not isinstance(feature_names, list)
+        or len(feature_names) != d
+        or not all(isinstance(name, str) for name in feature_names)
+    ):
+        raise invalid(path, "fit.feature_names_in", f"is {feature_names!r}, not a list of {d} strings")
     model = _model_params(path, meta, covariance_type, k)
+    if feature_names is not None:
+        model.feature_names_in_ = np.asarray(feature_names, dtype=object)
     model.weights_ = values["weights"]
     model.means_ = values["means"]
     model.covariances_ = values["covariances"]

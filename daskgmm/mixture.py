@@ -129,6 +129,8 @@ def as_dask_array(X, *, n_features_expected=None, allow_nonfinite_rows=False, ch
         dX = dX.astype(np.float64)
     elif dtype == np.float16:
         dX = dX.astype(np.float32)
+    elif dtype.itemsize > 8:  # longdouble: what scikit-learn computes in
+        dX = dX.astype(np.float64)
     return dX
 
 

@@ -38,6 +38,7 @@ Example
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,8 +238,14 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
         Fitted; ``model.n_samples_skipped_`` is the number of samples left out
         because a feature was NaN or infinite.
     """
-    X, layout = stack_samples(data, feature_dim, sample_dims, variables=variables)
+    array, feature_dim = as_feature_array(data, feature_dim, variables)
+    labels = _feature_labels(array, feature_dim)
+    X, layout = stack_samples(array, feature_dim, sample_dims)
     model._fit(X, skip_nonfinite=True, callbacks=callbacks, checkpoint=checkpoint)
+    if labels is not None:
+        # scikit-learn's attribute for the names of the features: predict
+        # checks the data's feature coordinate against it.
+        model.feature_names_in_ = np.asarray(labels, dtype=object)
     n_total = int(np.prod(layout.sample_shape))
     skipped = getattr(model, "n_samples_skipped_", None)
     if skipped is not None:
@@ -248,9 +255,55 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
     return model
 
 
+def _feature_labels(array, feature_dim):
+    """The feature coordinate's values as strings, or None without one."""
+    if feature_dim not in array.coords:
+        return None
+    return [str(value) for value in np.asarray(array[feature_dim].values).tolist()]
+
+
+def _aligned_features(model, array, feature_dim):
+    """``array`` with its features in the order the model was fitted on.
+
+    Features are matched by label, as xarray aligns by coordinate: the
+    fitted features are taken from the data by name, whatever their order
+    (extra ones are left out: a Dataset may hold more variables than the
+    model uses); a fitted feature the data lacks (renamed, missing) is a
+    ValueError naming it.  Without labels on the data the order is taken
+    as it is, with a warning."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is None:
+        return array
+    fitted = [str(name) for name in fitted]
+    labels = _feature_labels(array, feature_dim)
+    if labels is None:
+        warnings.warn(
+            f"The data has no coordinate along {feature_dim!r} but the model was fitted on features {fitted}: "
+            "the features are taken in that order, unchecked.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return array
+    if labels == fitted:
+        return array
+    missing = [label for label in fitted if label not in labels]
+    if not missing and len(set(labels)) == len(labels):
+        position = {label: i for i, label in enumerate(labels)}
+        return array.isel({feature_dim: [position[label] for label in fitted]})
+    unexpected = [label for label in labels if label not in fitted]
+    raise ValueError(
+        f"The features along {feature_dim!r} are not those the model was fitted on {fitted}: "
+        f"missing {missing}, unexpected {unexpected}"
+        + ("" if missing else f", repeated labels in {labels}")
+        + ". Rename or select the features to match."
+    )
+
+
 def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=None):
     model._check_is_fitted()
-    X, layout = stack_samples(data, feature_dim, sample_dims, variables=variables)
+    array, feature_dim = as_feature_array(data, feature_dim, variables)
+    array = _aligned_features(model, array, feature_dim)
+    X, layout = stack_samples(array, feature_dim, sample_dims)
     dX = as_dask_array(X, n_features_expected=model.n_features_in_)
     values = _engine.map_rows(dX, model._model(), what, skip_nonfinite=True)
     if layout.sample_chunks is None:

@@ -129,7 +129,7 @@ def test_kmeans_on_duplicates_and_k_close_to_n():
         np.testing.assert_allclose(np.sort(model.means_[:, 0]), values, atol=1e-12)
         # Fewer distinct points than components: scikit-learn's warning, and
         # the start holds every distinct point plus an empty component.
-        with pytest.warns(ConvergenceWarning, match=r"X has only 6 distinct point\(s\), fewer than n_components=7"):
+        with pytest.warns(ConvergenceWarning, match=r"found only 6 distinct point\(s\) in X, fewer than n_components=7"):
             model = fit_start(da.from_array(X, chunks=(37, -1)), n_components=7, init_params=init_params, random_state=0)
         if init_params == "kmeans":  # the duplicate centre's cluster is empty
             occupied = model.weights_ > 1e-6

@@ -217,9 +217,12 @@ def test_outputs_are_lazy_labelled_and_match_plain_predictions(cube, fitted):
     np.testing.assert_array_equal(flat_labels[~keep], -1)
     assert np.all(np.isnan(flat_scores[~keep]))
     assert np.all(np.isnan(flat_proba[~keep]))
-    np.testing.assert_array_equal(flat_labels[keep], fitted.predict(rows[keep]))
-    np.testing.assert_allclose(flat_scores[keep], fitted.score_samples(rows[keep]), rtol=1e-12)
-    np.testing.assert_allclose(flat_proba[keep], fitted.predict_proba(rows[keep]), rtol=1e-10, atol=1e-12)
+    # The bands' names became the model's feature names: plain rows go in as
+    # a DataFrame with those columns, as scikit-learn expects.
+    plain = pd.DataFrame(rows[keep], columns=BANDS)
+    np.testing.assert_array_equal(flat_labels[keep], fitted.predict(plain))
+    np.testing.assert_allclose(flat_scores[keep], fitted.score_samples(plain), rtol=1e-12)
+    np.testing.assert_allclose(flat_proba[keep], fitted.predict_proba(plain), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(flat_proba[keep].sum(axis=1), 1.0, rtol=1e-12)
 
 
@@ -273,8 +276,11 @@ def test_dataset_variable_selection_and_order(cube):
     np.testing.assert_array_equal(np.sort(X.compute()[:, 0]), np.sort(rows[:, 2]))
     with pytest.raises(ValueError, match=r"Variable\(s\) \['blue'\] not in the Dataset"):
         dxr.fit(GaussianMixture(2), ds, variables=["blue"])
-    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2"):
-        dxr.predict(model, ds)
+    # The model knows its variables by name: the whole Dataset predicts as
+    # the two it was fitted on; a Dataset without one of them is refused.
+    xr.testing.assert_identical(dxr.predict(model, ds), dxr.predict(model, ds[["swir", "red"]]))
+    with pytest.raises(ValueError, match=r"missing \['swir'\], unexpected \['nir'\]"):
+        dxr.predict(model, ds.drop_vars("swir"))
 
 
 # --------------------------------------------------------------------------
@@ -335,8 +341,10 @@ def test_errors_say_what_is_wrong(cube, fitted):
         dxr.predict(fitted, cube, feature_dim="band", sample_dims=("time", "y", "x", "z"))
     with pytest.raises(ValueError, match="cannot be both the feature dimension and a sample dimension"):
         dxr.predict(fitted, cube, feature_dim="band", sample_dims=("time", "y", "x", "band"))
-    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+    with pytest.raises(ValueError, match=r"not those the model was fitted on .*missing \['swir'\]"):
         dxr.predict(fitted, cube.isel(band=[0, 1]), feature_dim="band")
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+        dxr.predict(fitted, cube.isel(band=[0, 1]).drop_vars(["band", "wavelength"]), feature_dim="band")
     with pytest.raises(ValueError, match="no sample dimension"):
         dxr.predict(fitted, cube.isel(time=0, y=0, x=0), feature_dim="band")
     with pytest.raises(ValueError, match="Expected an xarray DataArray or Dataset, got ndarray"):
@@ -348,3 +356,51 @@ def test_errors_say_what_is_wrong(cube, fitted):
     ds = cube.to_dataset(dim="time").rename({t: f"t{i}" for i, t in enumerate(cube.time.values)})
     with pytest.raises(ValueError, match="already have a dimension 'band'"):
         dxr.fit(GaussianMixture(2), ds, feature_dim="band")
+
+
+def test_predict_matches_features_by_label():
+    """Features are matched by their coordinate, as xarray aligns: bands in
+    another order give the same labels; renamed or missing bands are refused
+    by name; the names survive save and load."""
+    cube = make_cube()
+    model = dxr.fit(GaussianMixture(3, random_state=0), cube, feature_dim="band")
+    assert list(model.feature_names_in_) == BANDS
+    labels = dxr.predict(model, cube, feature_dim="band")
+    reordered = cube.isel(band=[2, 0, 1])
+    assert list(reordered.band.values) == ["swir", "red", "nir"]
+    xr.testing.assert_identical(dxr.predict(model, reordered, feature_dim="band"), labels)
+    xr.testing.assert_allclose(
+        dxr.predict_proba(model, reordered, feature_dim="band"), dxr.predict_proba(model, cube, feature_dim="band")
+    )
+    renamed = cube.assign_coords(band=["red", "nir", "tir"])
+    with pytest.raises(ValueError, match=r"missing \['swir'\], unexpected \['tir'\]"):
+        dxr.predict(model, renamed, feature_dim="band")
+    with pytest.raises(ValueError, match=r"missing \['swir'\]"):
+        dxr.score_samples(model, cube.sel(band=["red", "nir"]), feature_dim="band")
+    # Extra bands are left out: the model's three are taken by name.
+    extra = xr.concat([cube, cube.sel(band=["red"]).assign_coords(band=["blue"])], dim="band")
+    xr.testing.assert_identical(dxr.predict(model, extra, feature_dim="band"), labels)
+    unlabelled = cube.drop_vars(["band", "wavelength"])
+    with pytest.warns(UserWarning, match="no coordinate along 'band'"):
+        dxr.predict(model, unlabelled, feature_dim="band")
+
+
+def test_feature_names_survive_save_and_load(tmp_path):
+    from daskgmm import load
+
+    cube = make_cube()
+    model = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+    model.save(tmp_path / "m.npz")
+    loaded = load(tmp_path / "m.npz")
+    assert list(loaded.feature_names_in_) == BANDS
+    with pytest.raises(ValueError, match=r"unexpected \['tir'\]"):
+        dxr.predict(loaded, cube.assign_coords(band=["red", "nir", "tir"]), feature_dim="band")
+
+
+def test_dataset_variables_are_feature_names():
+    cube = make_cube()
+    ds = cube.to_dataset(dim="band")
+    model = dxr.fit(GaussianMixture(2, random_state=0), ds)
+    assert list(model.feature_names_in_) == BANDS
+    swapped = ds[["nir", "swir", "red"]]
+    xr.testing.assert_identical(dxr.predict(model, swapped), dxr.predict(model, ds))
