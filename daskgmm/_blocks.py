@@ -424,6 +424,127 @@ def _safe(xp, nk):
     return xp.where(nk > 0, nk, xp.ones_like(nk))
 
 
+def _cancellation_limit(xp, dtype):
+    """Largest ratio of a pivot moment to the centred scatter it yields that
+    the pivot formula may keep: ``eps ** -0.3`` (128 in float32, 5e4 in
+    float64), so that the scatter keeps a relative error of ``eps ** 0.7``
+    (1e-5 in float32, 1e-11 in float64) times the rounding growth of the sums."""
+    return float(xp.finfo(dtype).eps) ** -0.3
+
+
+def _moment_diagonal(xp, part, kind, d, pairs):
+    """The diagonal of a slice's pivot moment: (K, D), or (D,) for 'tied'."""
+    if kind in ("diag", "spherical"):
+        return part
+    if pairs is not None:
+        return xp.take(part, pairs[2][:: d + 1], axis=1)
+    if kind == "full":
+        return xp.reshape(part, (part.shape[0], d * d))[:, :: d + 1]
+    return xp.reshape(part, (d * d,))[:: d + 1]
+
+
+def _cancelling(xp, nk, sums, second, limit, kind):
+    """Components (K,) bool, whose centred scatter ``second - sums^2 / nk``
+    (per feature) is smaller than ``1 / limit`` of the pivot moment
+    ``second`` for some feature: the subtraction would lose more than
+    ``limit * eps`` of it (NaN compares False: non-finite input is left to the
+    finiteness checks).  For 'tied', whose moment is shared, every component
+    at once (a scalar)."""
+    spread = sums * sums / _safe(xp, nk)[:, None]
+    if kind == "tied":
+        centred = second - xp.sum(spread, axis=0)
+        return xp.any(centred * limit < second)
+    centred = second - spread
+    return xp.any(centred * limit < second, axis=1) & (nk > 0)
+
+
+def _without(xp, chosen, nk, sums, part, kind):
+    """A slice's pivot sums with the ``chosen`` components' terms zeroed
+    ('tied', whose moment is shared: all of them)."""
+    if kind == "tied":
+        return xp.zeros_like(nk), xp.zeros_like(sums), xp.zeros_like(part)
+    kept = ~chosen
+    nk = xp.where(kept, nk, xp.zeros_like(nk))
+    sums = xp.where(kept[:, None], sums, xp.zeros_like(sums))
+    mask = kept[:, None, None] if part.ndim == 3 else kept[:, None]
+    return nk, sums, xp.where(mask, part, xp.zeros_like(part))
+
+
+# A component whose responsibilities are nonzero on more than this fraction
+# of a slice's rows is summed over all of them (no gather of its rows).
+DENSE_FRACTION = 0.5
+
+
+def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
+    """Sums of the ``chosen`` components (host bools, K) over one slice about
+    their own pivots ``p_k`` (K, D), near their weighted means: ``n_k``,
+    ``s_k = sum r (x - p_k)`` (K, D) and ``sum r (x - p_k)(x - p_k)^T``
+    ((K, D, D) 'full', summed over k (D, D) 'tied', the diagonal (K, D)
+    otherwise); zeros for the others.
+
+    ``rows`` (n, D) are the raw rows, not pivot-centred, so ``x - p_k`` is
+    exact for the rows near ``p_k``.  A component with few rows of nonzero
+    responsibility (well-separated clusters: about one per row) sums over
+    those rows only, gathered; one with many over the whole slice."""
+    k, d = pivots.shape
+    n = rows.shape[0]
+    dtype = rows.dtype
+    used = resp > 0
+    counts = to_numpy(xp.sum(xp.astype(used, xp.int64), axis=1))
+    sparse = [bool(c) and int(n_used) <= DENSE_FRACTION * n for c, n_used in zip(chosen, counts)]
+    stop, segments = 0, {}
+    if any(sparse):
+        # Pairs (component, row) in component-major order: one segment each.
+        mask = xp.asarray(sparse, device=array_device(rows))
+        comp, row = xp.nonzero(used & mask[:, None])
+        weights = xp.take(xp.reshape(resp, (k * n,)), comp * n + row)
+        dev = xp.take(rows, row, axis=0) - xp.take(pivots, comp, axis=0)
+        for j in range(k):
+            if sparse[j]:
+                begin, stop = stop, stop + int(counts[j])
+                segments[j] = (weights[begin:stop], dev[begin:stop, :])
+    shape = {"full": (d, d), "tied": (d, d)}.get(kind, (d,))
+    nk, sums, seconds = [], [], []
+    for j in range(k):
+        if j in segments:
+            w, dev_j = segments[j]
+        elif chosen[j] and counts[j]:
+            w, dev_j = resp[j, :], rows - pivots[j, :]
+        else:
+            nk.append(xp.zeros((), dtype=dtype))
+            sums.append(xp.zeros((d,), dtype=dtype))
+            seconds.append(xp.zeros(shape, dtype=dtype))
+            continue
+        nk.append(xp.sum(w))
+        sums.append(xp.matmul(w, dev_j))
+        if kind in ("diag", "spherical"):
+            seconds.append(xp.matmul(w, dev_j * dev_j))
+        else:
+            seconds.append(xp.matmul(xp.permute_dims(dev_j * w[:, None], (1, 0)), dev_j))
+    second = xp.stack(seconds)
+    if kind == "tied":
+        second = xp.sum(second, axis=0)
+    return xp.stack(nk), xp.stack(sums), second
+
+
+def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):
+    """:class:`Stats` (means relative to the block pivot ``c``) from the sums
+    of :func:`_sums_about_own_pivots` accumulated over a block: the
+    corrected two-pass form ``S = sum r (x - p)(x - p)^T - s s^T / n_k``,
+    whose subtraction loses only ``eps (|m_k - p_k| / sigma_k)^2``."""
+    safe = _safe(xp, nk)
+    if kind == "full":
+        scatter = second - sums[:, :, None] * sums[:, None, :] / safe[:, None, None]
+    elif kind == "tied":
+        scatter = second - xp.matmul(xp.permute_dims(sums / safe[:, None], (1, 0)), sums)
+    else:
+        scatter = second - sums * sums / safe[:, None]
+    means_c = (pivots - pivot) + sums / safe[:, None]
+    means_c = xp.where(nk[:, None] > 0, means_c, xp.zeros_like(means_c))
+    zero = xp.zeros((), dtype=nk.dtype)
+    return Stats(kind, zero, zero, nk, means_c, scatter)
+
+
 def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None):
     """E-step and sufficient statistics of one block, fused.
 
@@ -471,6 +592,11 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     nk = xp.zeros((k,), dtype=X.dtype)
     sum_x = xp.zeros((k, d), dtype=X.dtype)
     moment = None
+    # Components far from the pivot, relative to their spread, are summed
+    # about pivots of their own instead (fixed at the first slice that needs
+    # one: its weighted mean), from that slice on.
+    own = None  # [chosen (host bools), pivots (K, D), nk, sums, second]
+    limit = _cancellation_limit(xp, X.dtype)
     device = array_device(X)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
@@ -511,8 +637,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
                 r = _contiguous(xp, xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0)))
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
-        nk = nk + xp.sum(r, axis=1)
-        sum_x = sum_x + xp.matmul(r, centred)
+        part_nk = xp.sum(r, axis=1)
+        part_sum = xp.matmul(r, centred)
         if squared is not None:  # diag, spherical: per-feature second moments
             part = xp.matmul(r, squared)
         elif pairs is not None:
@@ -520,12 +646,31 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
             part = xp.matmul(r, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
             part = _second_moment_about_pivot(xp, centred, centred_t, r, kind)
+        cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs), limit, kind))
+        if own is not None or cancelling.any():
+            if own is None:
+                own = [[False] * k, xp.zeros((k, d), dtype=X.dtype, device=device), None, None, None]
+            counted = to_numpy(part_nk > 0)
+            fresh = [bool(c) and not own[0][j] and bool(counted[j]) for j, c in
+                     enumerate([cancelling] * k if kind == "tied" else cancelling)]
+            if any(fresh):
+                own[1] = xp.where(xp.asarray(fresh, device=device)[:, None],
+                                  part_sum / _safe(xp, part_nk)[:, None] + pivot, own[1])
+                own[0] = [a or b for a, b in zip(own[0], fresh)]
+            if any(own[0]):
+                parts = _sums_about_own_pivots(xp, Xz[start:stop, :], r, own[0], own[1], kind)
+                own[2:] = parts if own[2] is None else [a + b for a, b in zip(own[2:], parts)]
+                chosen = xp.asarray(own[0], device=device)
+                part_nk, part_sum, part = _without(xp, chosen, part_nk, part_sum, part, kind)
+        nk = nk + part_nk
+        sum_x = sum_x + part_sum
         moment = part if moment is None else moment + part
     if pairs is not None:
         moment = xp.reshape(xp.take(moment, pairs[2], axis=1), (k, d, d))
 
     if resp is not None and keep is None:
-        check_finite(xp, xp.sum(sum_x), X, row_offset)
+        check_finite(xp, xp.sum(sum_x) if own is None or own[3] is None else xp.sum(sum_x) + xp.sum(own[3]), X,
+                     row_offset)
     n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":
@@ -535,8 +680,20 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         scatter = moment - xp.matmul(xp.permute_dims(weighted, (1, 0)), means_c)
     else:
         scatter = moment - nk[:, None] * means_c * means_c
-    means = xp.where(nk[:, None] > 0, means_c + pivot, xp.zeros_like(means_c))
-    return Stats(kind, n_used, log_likelihood, nk, means, scatter)
+    means_c = xp.where(nk[:, None] > 0, means_c, xp.zeros_like(means_c))
+    stats = Stats(kind, n_used, log_likelihood, nk, means_c, scatter)
+    if own is None or own[2] is None:
+        return stats._replace(means=xp.where(nk[:, None] > 0, means_c + pivot, xp.zeros_like(means_c)))
+    # Merged in pivot coordinates, where the means' difference is exact for a
+    # component with terms of both kinds (it is then near the pivot); the
+    # mean of one summed about its own pivot only is that pivot plus a shift.
+    own_nk, own_sums, own_second = own[2:]
+    own_stats = _centred_about_own_pivots(xp, kind, own_nk, own_sums, own_second, own[1], pivot)
+    stats = merge_statistics(stats, own_stats)
+    own_means = own[1] + own_sums / _safe(xp, own_nk)[:, None]
+    means = xp.where((nk > 0)[:, None], stats.means + pivot, own_means)
+    means = xp.where(stats.nk[:, None] > 0, means, xp.zeros_like(means))
+    return stats._replace(means=means)
 
 
 def _normalize_groups(xp, wlp, groups):

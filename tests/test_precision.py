@@ -1,0 +1,170 @@
+"""Precision of the block scatter (issue #15 item 1): the statistics of one
+block against a float64 two-pass reference (exact weighted means, then
+weighted centred second moments) on the same rows and responsibilities, over
+the separation of the clusters and their offset from the origin, measured in
+units of the clusters' spread.  Before, the scatter was a pivot moment minus
+``n_k m_k^2`` about the block's pivot, so clusters far from it (relative to
+their spread) cancelled to nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from daskgmm import GaussianMixture, _blocks
+from daskgmm._blocks import COVARIANCE_TYPES, Model, block_statistics, merge_statistics
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Largest relative error of a variance (and of a covariance, relative to the
+# geometric mean of its two variances) against the float64 reference.
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def two_pass_reference(X, resp):
+    """nk (K,), means (K, D) and the full scatter (K, D, D) in float64, two passes."""
+    X = np.asarray(X, dtype=np.float64)
+    resp = np.asarray(resp, dtype=np.float64)
+    nk = resp.sum(axis=0)
+    means = resp.T @ X / nk[:, None]
+    scatter = np.stack([(resp[:, j, None] * (X - means[j])).T @ (X - means[j]) for j in range(resp.shape[1])])
+    return nk, means, scatter
+
+
+def assert_scatter_close(stats, X, resp, rtol):
+    """Variances (and covariances, on the scale of their variances) of
+    ``stats`` within ``rtol`` of the two-pass reference."""
+    nk, means, full = two_pass_reference(X, resp)
+    kind = stats.covariance_type
+    got = np.asarray(stats.scatter, dtype=np.float64)
+    if kind == "tied":
+        want, got = full.sum(axis=0)[None], got[None]
+    elif kind == "full":
+        want = full
+    else:
+        want = np.diagonal(full, axis1=1, axis2=2)
+    np.testing.assert_allclose(np.asarray(stats.nk, dtype=np.float64), nk, rtol=max(rtol, 1e-12))
+    if want.ndim == 3:
+        diag = np.diagonal(want, axis1=1, axis2=2)
+        scale = np.sqrt(diag[:, :, None] * diag[:, None, :])
+        assert np.all(np.abs(got - want) <= rtol * scale), np.max(np.abs(got - want) / scale)
+    else:
+        assert np.all(np.abs(got - want) <= rtol * want), np.max(np.abs(got - want) / want)
+    # The means too, to the rounding of the data (their own distance from 0).
+    spread = np.sqrt(np.diagonal(full, axis1=1, axis2=2) / nk[:, None])
+    err = np.abs(np.asarray(stats.means, dtype=np.float64) - means)
+    bound = rtol * spread + 32 * np.finfo(X.dtype).eps * np.abs(means)
+    assert np.all(err <= bound), (err / bound).max()
+
+
+@st.composite
+def separated_clusters(draw, dtype):
+    """Clusters of unit-order spread (times ``scale``) whose centres are
+    ``separation`` spreads apart and ``offset`` spreads from the origin;
+    their rows, shuffled or in cluster order, and responsibilities that are
+    the labels, softened or not."""
+    k = draw(st.integers(2, 3))
+    d = draw(st.integers(1, 3))
+    if dtype == np.float32:  # float32 rows still resolve the spread (1e5 spreads: 0.6% of one)
+        separation = draw(st.sampled_from([0.5, 3.0, 30.0, 1e3, 3e4]))
+        offset = draw(st.sampled_from([0.0, 10.0, 1e3, 3e4]))
+    else:
+        separation = draw(st.sampled_from([0.5, 3.0, 30.0, 1e3, 1e5, 1e7]))
+        offset = draw(st.sampled_from([0.0, 10.0, 1e4, 1e6, 1e8]))
+    scale = draw(st.sampled_from([1e-2, 1.0, 1e3]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(20, 400, size=k)
+    direction = rng.normal(size=d)
+    direction /= np.linalg.norm(direction)
+    centres = (offset + separation * np.arange(k))[:, None] * direction[None, :]
+    blocks = []
+    for j in range(k):
+        mixing = rng.normal(size=(d, d)) * 0.5 + np.eye(d) * rng.uniform(0.5, 2.0)
+        blocks.append(centres[j] + rng.normal(size=(sizes[j], d)) @ mixing.T)
+    X = (np.concatenate(blocks) * scale).astype(dtype)
+    labels = np.repeat(np.arange(k), sizes)
+    resp = np.eye(k)[labels]
+    soft = draw(st.sampled_from([0.0, 1e-3, 0.3]))
+    if soft:
+        resp = (1 - soft) * resp + soft * rng.dirichlet(np.ones(k), size=len(labels))
+    if draw(st.booleans()):
+        order = rng.permutation(len(labels))
+        X, resp = X[order], resp[order]
+    return X, resp.astype(dtype)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_scatter_matches_a_two_pass_reference_over_separation_and_offset(kind, dtype):
+    @SETTINGS
+    @given(separated_clusters(dtype))
+    def check(case):
+        X, resp = case
+        stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
+        assert_scatter_close(stats, X, resp, TOLERANCE[dtype])
+
+    check()
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_slices_and_merges_keep_the_precision(monkeypatch, kind, dtype):
+    """Many row slices per block (some far from the pivot, some not) and the
+    pairwise merge of blocks: still the two-pass scatter."""
+    monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 64 * 64)
+    rng = np.random.default_rng(3)
+    n, d = 3000, 3
+    labels = rng.integers(3, size=n)
+    centres = np.array([[0.0] * d, [1.0] * d, [1e4] * d]) * (1.0 if dtype == np.float32 else 1e3)
+    X = (centres[labels] + rng.normal(size=(n, d)) * np.array([0.01, 1.0, 0.1])[labels, None] + 100.0).astype(dtype)
+    resp = np.eye(3, dtype=dtype)[labels]
+    empty = Model(kind, None, None, None, None)
+    whole = block_statistics(X, empty, resp=resp)
+    merged = merge_statistics(block_statistics(X[:1234], empty, resp=resp[:1234]),
+                              block_statistics(X[1234:], empty, resp=resp[1234:]))
+    for stats in (whole, merged):
+        assert_scatter_close(stats, X, resp, TOLERANCE[dtype])
+
+
+def _model(kind, means, variance, dtype):
+    from daskgmm._covariance import make_model, precisions_cholesky_from_covariances
+
+    k, d = means.shape
+    cov = {"full": np.stack([np.eye(d) * variance] * k), "tied": np.eye(d) * variance,
+           "diag": np.full((k, d), variance), "spherical": np.full(k, variance)}[kind]
+    return make_model(np.full(k, 1.0 / k), means, precisions_cholesky_from_covariances(cov, kind), kind)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_e_step_statistics_of_far_apart_clusters(kind, dtype):
+    """The fused E-step path (responsibilities from a model) too: two tight
+    clusters 1e4 spreads apart (float64: 1e7), shuffled."""
+    rng = np.random.default_rng(4)
+    n, d = 4000, 2
+    gap, std = (100.0, 0.01) if dtype == np.float32 else (1e7, 1.0)
+    labels = rng.integers(2, size=n)
+    X = (labels[:, None] * gap + rng.normal(size=(n, d)) * std).astype(dtype)
+    model = _model(kind, np.array([[0.0] * d, [gap] * d]), std**2, dtype)
+    stats = block_statistics(X, model)
+    resp = np.exp(_blocks.estimate_log_resp(X.astype(np.float64), model)[1])
+    np.testing.assert_allclose(resp, np.eye(2)[labels], atol=1e-12)  # hard, whatever the dtype
+    assert_scatter_close(stats, X, np.eye(2)[labels], TOLERANCE[dtype])
+
+
+def test_the_issue_fit_of_two_tight_float32_clusters():
+    """Issue #15's example: float32, clusters at 0 and 100 with std 0.01,
+    20,000 rows each, shuffled, raised 'ill-defined empirical covariance';
+    it now fits their variances as scikit-learn does."""
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0.0, 0.01, size=(20_000, 1)), rng.normal(100.0, 0.01, size=(20_000, 1))])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    ours = GaussianMixture(2, random_state=0).fit(X)
+    theirs = SkGaussianMixture(2, random_state=0).fit(X)
+    order, sk_order = np.argsort(ours.means_[:, 0]), np.argsort(theirs.means_[:, 0])
+    np.testing.assert_allclose(ours.means_[order], theirs.means_[sk_order], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.covariances_[order], theirs.covariances_[sk_order], rtol=1e-3)
