@@ -196,6 +196,7 @@ def _mmapped_by_a_4mib_buffer():
     not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc's mallopt only"
 )
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=2 on purpose
 def test_a_fit_tunes_the_allocator_of_a_cluster_the_user_started(monkeypatch):
     """A cluster with distributed's defaults (MALLOC_TRIM_THRESHOLD_=64 KiB,
     so a 128 KiB mmap threshold): before a fit a 4 MiB temporary is mmapped,

@@ -343,8 +343,11 @@ def test_errors_say_what_is_wrong(cube, fitted):
         dxr.predict(fitted, cube, feature_dim="band", sample_dims=("time", "y", "x", "band"))
     with pytest.raises(ValueError, match=r"not those the model was fitted on .*missing \['swir'\]"):
         dxr.predict(fitted, cube.isel(band=[0, 1]), feature_dim="band")
-    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
-        dxr.predict(fitted, cube.isel(band=[0, 1]).drop_vars(["band", "wavelength"]), feature_dim="band")
+    unlabelled = cube.isel(band=[0, 1]).drop_vars(["band", "wavelength"])
+    with pytest.warns(UserWarning, match="no coordinate along 'band'"), pytest.raises(
+        ValueError, match="X has 2 features, but GaussianMixture is expecting 3"
+    ):
+        dxr.predict(fitted, unlabelled, feature_dim="band")
     with pytest.raises(ValueError, match="no sample dimension"):
         dxr.predict(fitted, cube.isel(time=0, y=0, x=0), feature_dim="band")
     with pytest.raises(ValueError, match="Expected an xarray DataArray or Dataset, got ndarray"):
