@@ -252,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         with Client(cluster) as client:
             print(f"dashboard: {client.dashboard_link}", flush=True)
             print(f"waiting for workers ({args.jobs} job(s) submitted) ...", flush=True)
+            t_submit = time.perf_counter()
             client.wait_for_workers(1, timeout=args.wait_timeout)
+            job_ids = [
+                str(job.job_id) for job in list(cluster.workers.values())
+                if getattr(job, "job_id", None) is not None
+            ]
+            print(
+                f"first worker up after {time.perf_counter() - t_submit:.1f} s; "
+                f"batch job id(s): {' '.join(job_ids) or 'none'}",
+                flush=True,
+            )
             t0 = time.perf_counter()
             model = daskgmm.GaussianMixture(
                 n_components=args.n_components,

@@ -385,6 +385,7 @@ def test_script_fit_end_to_end(tmp_path, fit_script, monkeypatch, capsys):
     assert clusters[0].status.name == "closed"
     printed = capsys.readouterr().out
     assert "fitted 2 components on (400, 2)" in printed
+    assert "batch job id(s): none" in printed  # LocalCluster workers have no job id
     assert f"saved model to {out}" in printed
 
     model = daskgmm.load(out)
