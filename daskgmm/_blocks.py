@@ -397,7 +397,9 @@ def _second_moment_about_pivot(xp, centred, centred_t, resp, kind):
         k = resp.shape[0]
         weighted = xp.reshape(resp[:, None, :] * centred_t[None, :, :], (k * d, n))
         return xp.reshape(xp.matmul(weighted, centred), (k, d, d))
-    return xp.matmul(centred_t, centred)  # tied: (D, D)
+    # tied: (D, D), each row weighted by its total responsibility (1, or 0
+    # for a skipped row)
+    return xp.matmul(centred_t * xp.sum(resp, axis=0)[None, :], centred)
 
 
 def _pair_indices(xp, d, device):
@@ -471,7 +473,7 @@ def _without(xp, chosen, nk, sums, part, kind):
 
 
 # A component whose responsibilities are nonzero on more than this fraction
-# of a slice's rows is summed over all of them (no gather of its rows).
+# of a slice's rows is summed over all of them, about its own pivot.
 DENSE_FRACTION = 0.5
 
 
@@ -483,48 +485,68 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
     otherwise); zeros for the others.
 
     ``rows`` (n, D) are the raw rows, not pivot-centred, so ``x - p_k`` is
-    exact for the rows near ``p_k``.  A component with few rows of nonzero
-    responsibility (well-separated clusters: about one per row) sums over
-    those rows only, gathered; one with many over the whole slice."""
+    exact for the rows near ``p_k``.  A component with responsibility on
+    most rows is summed over the whole slice about its pivot.  The others
+    (well-separated clusters) share one pass: each row is centred on the
+    pivot of its most responsible component among them and the sums are
+    matrix products as on the pivot path; the (row, component) pairs of
+    nonzero responsibility that are not a row's first are gathered and
+    summed apart (few: rows between clusters)."""
     k, d = pivots.shape
     n = rows.shape[0]
     dtype = rows.dtype
-    used = resp > 0
-    counts = to_numpy(xp.sum(xp.astype(used, xp.int64), axis=1))
-    sparse = [bool(c) and int(n_used) <= DENSE_FRACTION * n for c, n_used in zip(chosen, counts)]
-    stop, segments = 0, {}
-    if any(sparse):
-        # Pairs (component, row) in component-major order: one segment each.
-        mask = xp.asarray(sparse, device=array_device(rows))
-        comp, row = xp.nonzero(used & mask[:, None])
-        weights = xp.take(xp.reshape(resp, (k * n,)), comp * n + row)
-        dev = xp.take(rows, row, axis=0) - xp.take(pivots, comp, axis=0)
-        for j in range(k):
-            if sparse[j]:
-                begin, stop = stop, stop + int(counts[j])
-                segments[j] = (weights[begin:stop], dev[begin:stop, :])
-    shape = {"full": (d, d), "tied": (d, d)}.get(kind, (d,))
-    nk, sums, seconds = [], [], []
-    for j in range(k):
-        if j in segments:
-            w, dev_j = segments[j]
-        elif chosen[j] and counts[j]:
-            w, dev_j = resp[j, :], rows - pivots[j, :]
-        else:
-            nk.append(xp.zeros((), dtype=dtype))
-            sums.append(xp.zeros((d,), dtype=dtype))
-            seconds.append(xp.zeros(shape, dtype=dtype))
-            continue
-        nk.append(xp.sum(w))
-        sums.append(xp.matmul(w, dev_j))
+    device = array_device(rows)
+    counts = to_numpy(xp.count_nonzero(resp > 0, axis=1))
+    dense = [j for j in range(k) if chosen[j] and counts[j] > DENSE_FRACTION * n]
+    sparse = [j for j in range(k) if chosen[j] and 0 < counts[j] <= DENSE_FRACTION * n]
+    terms = {}  # component -> [n_k, s_k, second] so far
+
+    def add(j, weights, dev):
+        second = (xp.matmul(weights, dev * dev) if kind in ("diag", "spherical")
+                  else xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev))
+        new = [xp.sum(weights), xp.matmul(weights, dev), second]
+        terms[j] = new if j not in terms else [a + b for a, b in zip(terms[j], new)]
+
+    if sparse:
+        index = xp.asarray(sparse, dtype=xp.int64, device=device)
+        r = resp if len(sparse) == k else xp.take(resp, index, axis=0)  # (S, n)
+        # A row's first component: the one with more than half its weight
+        # (at most one; rows without one are all in the pairs below).
+        first = 2 * r > xp.sum(r, axis=0)[None, :]
+        one_hot = xp.astype(first, dtype)
+        main = one_hot * r
+        label = xp.astype(xp.matmul(xp.arange(len(sparse), dtype=dtype, device=device), one_hot), xp.int64)
+        dev = rows - xp.take(xp.take(pivots, index, axis=0), label, axis=0)  # (n, D)
+        nk_s, sums_s = xp.sum(main, axis=1), xp.matmul(main, dev)
         if kind in ("diag", "spherical"):
-            seconds.append(xp.matmul(w, dev_j * dev_j))
-        else:
-            seconds.append(xp.matmul(xp.permute_dims(dev_j * w[:, None], (1, 0)), dev_j))
-    second = xp.stack(seconds)
-    if kind == "tied":
-        second = xp.sum(second, axis=0)
-    return xp.stack(nk), xp.stack(sums), second
+            second_s = xp.matmul(main, dev * dev)
+        elif kind == "full":
+            second_s = _second_moment_about_pivot(xp, dev, xp.permute_dims(dev, (1, 0)), main, "full")
+        else:  # tied: one sum over the components
+            second_s = xp.matmul(xp.permute_dims(dev * xp.sum(main, axis=0)[:, None], (1, 0)), dev)
+        for i, j in enumerate(sparse):
+            terms[j] = [nk_s[i], sums_s[i, :], second_s if kind == "tied" and i == 0 else
+                        xp.zeros((d, d), dtype=dtype, device=device) if kind == "tied" else second_s[i, ...]]
+        others = (r > 0) & ~first
+        extra = to_numpy(xp.count_nonzero(others, axis=1))
+        if extra.any():
+            comp, row = xp.nonzero(others)  # component-major: one segment each
+            weights = xp.take(xp.reshape(r, (len(sparse) * n,)), comp * n + row)
+            dev = xp.take(rows, row, axis=0) - xp.take(xp.take(pivots, index, axis=0), comp, axis=0)
+            stop = 0
+            for i, j in enumerate(sparse):
+                begin, stop = stop, stop + int(extra[i])
+                if begin < stop:
+                    add(j, weights[begin:stop], dev[begin:stop, :])
+    for j in dense:
+        add(j, resp[j, :], rows - pivots[j, :])
+    zero = xp.zeros((), dtype=dtype, device=device)
+    zeros_d = xp.zeros((d,), dtype=dtype, device=device)
+    zeros_second = xp.zeros((d, d) if kind in ("full", "tied") else (d,), dtype=dtype, device=device)
+    parts = [terms.get(j, (zero, zeros_d, zeros_second)) for j in range(k)]
+    second = xp.stack([p[2] for p in parts])
+    return xp.stack([p[0] for p in parts]), xp.stack([p[1] for p in parts]), (
+        xp.sum(second, axis=0) if kind == "tied" else second)
 
 
 def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):
@@ -543,6 +565,97 @@ def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):
     means_c = xp.where(nk[:, None] > 0, means_c, xp.zeros_like(means_c))
     zero = xp.zeros((), dtype=nk.dtype)
     return Stats(kind, zero, zero, nk, means_c, scatter)
+
+
+def _expand(xp, a, rows, k):
+    """``a`` (len(rows), ...) as (k, ...): row ``i`` at ``rows[i]``, zeros elsewhere."""
+    position = np.full(k, len(rows), dtype=np.int64)
+    position[rows] = np.arange(len(rows))
+    padded = xp.concat([a, xp.zeros((1,) + tuple(a.shape[1:]), dtype=a.dtype, device=array_device(a))], axis=0)
+    return xp.take(padded, xp.asarray(position, device=array_device(a)), axis=0)
+
+
+def _far_from_pivot(xp, model, pivot, limit):
+    """Components (host bools, K) whose model puts them so far from the pivot
+    that their pivot moments would cancel: ``(mu_kd - c_d)^2 / Sigma_kdd``
+    above ``limit`` for some feature ('tied': all or none)."""
+    pc = model.precisions_cholesky
+    kind = model.covariance_type
+    if kind in ("diag", "spherical"):
+        variance = 1.0 / (pc * pc)
+        variance = variance if kind == "diag" else variance[:, None]
+    else:
+        # Sigma = P^-T P^-1, so Sigma_dd is the squared norm of column d of P^-1.
+        inverse = xp.linalg.inv(pc)
+        variance = xp.sum(inverse * inverse, axis=-2)
+    offset = model.means - pivot
+    far = xp.any(offset * offset > limit * variance, axis=-1)
+    if kind == "tied":
+        return [bool(xp.any(far))] * model.means.shape[0]
+    return [bool(v) for v in to_numpy(far)]
+
+
+class _OwnPivotSums:
+    """Sums of the components that a block sums about pivots of their own
+    (:func:`_sums_about_own_pivots`), accumulated over its slices.
+
+    A component is chosen from the start when the model puts it far from the
+    block's pivot (its own pivot is then the model's mean), or at the first
+    slice whose pivot moments would cancel (its pivot is then its weighted
+    mean in that slice); it stays chosen for the rest of the block.  A
+    model's mean is checked on the first slice with rows of the component:
+    if the sums about it would cancel too (the component has moved far from
+    it), that slice is summed again about the slice's weighted mean, which
+    becomes the pivot."""
+
+    def __init__(self, xp, k, d, dtype, device, limit, kind):
+        self.xp, self.kind, self.limit = xp, kind, limit
+        self.chosen = [False] * k
+        self.unchecked = [False] * k
+        self.pivots = xp.zeros((k, d), dtype=dtype, device=device)
+        self.sums = None  # [n_k, s_k, second]
+
+    def choose(self, fresh, pivots, unchecked=None):
+        """Choose the components ``fresh`` (host bools) with these pivots
+        (K, D), to be checked where ``unchecked`` (host bools) says so."""
+        xp = self.xp
+        mask = xp.asarray(fresh, device=array_device(pivots))[:, None]
+        self.pivots = xp.where(mask, pivots, self.pivots)
+        self.chosen = [a or b for a, b in zip(self.chosen, fresh)]
+        unchecked = unchecked if unchecked is not None else [False] * len(fresh)
+        self.unchecked = [u or (f and c) for u, f, c in zip(self.unchecked, fresh, unchecked)]
+
+    def add(self, rows, resp):
+        """Add one slice (raw rows (n, D), responsibilities (K, n))."""
+        xp = self.xp
+        parts = _sums_about_own_pivots(xp, rows, resp, self.chosen, self.pivots, self.kind)
+        if any(self.unchecked):
+            nk, sums, second = parts
+            counted = to_numpy(nk > 0)
+            diagonal = second if self.kind in ("diag", "spherical") else xp.linalg.diagonal(second)
+            bad = [False] * len(self.chosen)
+            if self.kind == "tied":
+                if any(u and c for u, c in zip(self.unchecked, counted)):
+                    bad = [bool(xp.any(_cancelling(xp, nk, sums, diagonal, self.limit, "tied")))] * len(bad)
+            else:
+                cancel = to_numpy(_cancelling(xp, nk, sums, diagonal, self.limit, self.kind))
+                bad = [bool(u and c) for u, c in zip(self.unchecked, cancel)]
+            if any(bad):
+                # Only components without sums so far (about the old pivot) move.
+                moved = [b and bool(c) and u for b, c, u in zip(bad, counted, self.unchecked)]
+                self.choose(moved, self.pivots + sums / _safe(xp, nk)[:, None])
+                parts = _sums_about_own_pivots(xp, rows, resp, self.chosen, self.pivots, self.kind)
+            self.unchecked = [u and not bool(c) for u, c in zip(self.unchecked, counted)]
+        self.sums = list(parts) if self.sums is None else [a + b for a, b in zip(self.sums, parts)]
+
+    def stats(self, pivot):
+        """:class:`Stats` of the chosen components, means relative to ``pivot``."""
+        return _centred_about_own_pivots(self.xp, self.kind, *self.sums, self.pivots, pivot)
+
+    def means(self):
+        """Absolute means of the chosen components: their pivots plus the shift."""
+        nk, sums, _ = self.sums
+        return self.pivots + sums / _safe(self.xp, nk)[:, None]
 
 
 def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None):
@@ -592,12 +705,16 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     nk = xp.zeros((k,), dtype=X.dtype)
     sum_x = xp.zeros((k, d), dtype=X.dtype)
     moment = None
-    # Components far from the pivot, relative to their spread, are summed
-    # about pivots of their own instead (fixed at the first slice that needs
-    # one: its weighted mean), from that slice on.
-    own = None  # [chosen (host bools), pivots (K, D), nk, sums, second]
     limit = _cancellation_limit(xp, X.dtype)
     device = array_device(X)
+    # Components far from the pivot, relative to their spread, are summed
+    # about pivots of their own instead (exact: their pivot moments would
+    # cancel).
+    own = _OwnPivotSums(xp, k, d, X.dtype, device, limit, kind)
+    if resp is None:
+        far = _far_from_pivot(xp, model, pivot, limit)
+        if any(far):
+            own.choose(far, model.means, unchecked=far)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     for start, stop in _row_slices(n, k, d, kind):
         augmented, squared = None, None
@@ -637,40 +754,49 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
                 r = _contiguous(xp, xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0)))
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
-        part_nk = xp.sum(r, axis=1)
-        part_sum = xp.matmul(r, centred)
+        if all(own.chosen):  # no pivot sums left to do
+            own.add(Xz[start:stop, :], r)
+            continue
+        # Pivot sums of the components not on pivots of their own only.
+        fast = [j for j in range(k) if not own.chosen[j]]
+        rf = r if len(fast) == k else xp.take(r, xp.asarray(fast, dtype=xp.int64, device=device), axis=0)
+        part_nk = xp.sum(rf, axis=1)
+        part_sum = xp.matmul(rf, centred)
         if squared is not None:  # diag, spherical: per-feature second moments
-            part = xp.matmul(r, squared)
+            part = xp.matmul(rf, squared)
         elif pairs is not None:
             products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)
-            part = xp.matmul(r, xp.permute_dims(products, (1, 0)))  # (K, pairs)
+            part = xp.matmul(rf, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
-            part = _second_moment_about_pivot(xp, centred, centred_t, r, kind)
+            part = _second_moment_about_pivot(xp, centred, centred_t, rf, kind)
         cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs), limit, kind))
-        if own is not None or cancelling.any():
-            if own is None:
-                own = [[False] * k, xp.zeros((k, d), dtype=X.dtype, device=device), None, None, None]
-            counted = to_numpy(part_nk > 0)
-            fresh = [bool(c) and not own[0][j] and bool(counted[j]) for j, c in
-                     enumerate([cancelling] * k if kind == "tied" else cancelling)]
+        if len(fast) < k:  # back to all K components, zeros for the others
+            cancelling = np.isin(np.arange(k), np.asarray(fast)[cancelling])
+            part_nk, part_sum, part = (_expand(xp, a, fast, k) for a in (part_nk, part_sum, part))
+        if any(own.chosen) or cancelling.any():
+            counted = [bool(c) for c in to_numpy(part_nk > 0)]
+            if kind == "tied":  # one shared moment: every component at once
+                fresh = [bool(cancelling) and not c for c in own.chosen]
+            else:
+                fresh = [bool(c) and not own.chosen[j] and counted[j] for j, c in enumerate(cancelling)]
             if any(fresh):
-                own[1] = xp.where(xp.asarray(fresh, device=device)[:, None],
-                                  part_sum / _safe(xp, part_nk)[:, None] + pivot, own[1])
-                own[0] = [a or b for a, b in zip(own[0], fresh)]
-            if any(own[0]):
-                parts = _sums_about_own_pivots(xp, Xz[start:stop, :], r, own[0], own[1], kind)
-                own[2:] = parts if own[2] is None else [a + b for a, b in zip(own[2:], parts)]
-                chosen = xp.asarray(own[0], device=device)
+                # A component without rows in this slice gets its pivot at the
+                # first slice with some (see _OwnPivotSums.add).
+                own.choose(fresh, part_sum / _safe(xp, part_nk)[:, None] + pivot, unchecked=[not c for c in counted])
+            if any(own.chosen):
+                own.add(Xz[start:stop, :], r)
+                chosen = xp.asarray(own.chosen, device=device)
                 part_nk, part_sum, part = _without(xp, chosen, part_nk, part_sum, part, kind)
         nk = nk + part_nk
         sum_x = sum_x + part_sum
         moment = part if moment is None else moment + part
-    if pairs is not None:
+    if moment is None:  # every slice summed about the components' own pivots
+        moment = xp.zeros({"full": (k, d, d), "tied": (d, d)}.get(kind, (k, d)), dtype=X.dtype, device=device)
+    elif pairs is not None:
         moment = xp.reshape(xp.take(moment, pairs[2], axis=1), (k, d, d))
 
     if resp is not None and keep is None:
-        check_finite(xp, xp.sum(sum_x) if own is None or own[3] is None else xp.sum(sum_x) + xp.sum(own[3]), X,
-                     row_offset)
+        check_finite(xp, xp.sum(sum_x) if own.sums is None else xp.sum(sum_x) + xp.sum(own.sums[1]), X, row_offset)
     n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":
@@ -682,16 +808,13 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         scatter = moment - nk[:, None] * means_c * means_c
     means_c = xp.where(nk[:, None] > 0, means_c, xp.zeros_like(means_c))
     stats = Stats(kind, n_used, log_likelihood, nk, means_c, scatter)
-    if own is None or own[2] is None:
+    if own.sums is None:
         return stats._replace(means=xp.where(nk[:, None] > 0, means_c + pivot, xp.zeros_like(means_c)))
     # Merged in pivot coordinates, where the means' difference is exact for a
     # component with terms of both kinds (it is then near the pivot); the
     # mean of one summed about its own pivot only is that pivot plus a shift.
-    own_nk, own_sums, own_second = own[2:]
-    own_stats = _centred_about_own_pivots(xp, kind, own_nk, own_sums, own_second, own[1], pivot)
-    stats = merge_statistics(stats, own_stats)
-    own_means = own[1] + own_sums / _safe(xp, own_nk)[:, None]
-    means = xp.where((nk > 0)[:, None], stats.means + pivot, own_means)
+    stats = merge_statistics(stats, own.stats(pivot))
+    means = xp.where((nk > 0)[:, None], stats.means + pivot, own.means())
     means = xp.where(stats.nk[:, None] > 0, means, xp.zeros_like(means))
     return stats._replace(means=means)
 

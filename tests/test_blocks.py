@@ -171,6 +171,21 @@ def test_skip_nonfinite_rows():
         _blocks.block_statistics(X, model, row_offset=100)
 
 
+@pytest.mark.parametrize("kind", TYPES)
+def test_skipped_rows_count_for_no_scatter(kind):
+    """A skipped row has no responsibility: it is in no component's scatter
+    ('tied' too, whose moment is shared by the components)."""
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(50, 2)) + 10.0
+    X[3, 0] = np.nan
+    weights, means, cov = _random_params(kind, 2, 2, rng)
+    model = make_model(weights, means + 10.0, precisions_cholesky_from_covariances(cov, kind), kind)
+    skipped = _blocks.block_statistics(X, model, skip_nonfinite=True)
+    clean = _blocks.block_statistics(np.delete(X, 3, axis=0), model)
+    np.testing.assert_allclose(skipped.scatter, clean.scatter, rtol=1e-12)
+    np.testing.assert_allclose(skipped.means, clean.means, rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_exp_of_far_components_is_exact_or_zero(dtype):
     """Responsibilities of far components: exp to within e^2 x the smallest

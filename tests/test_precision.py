@@ -86,9 +86,12 @@ def separated_clusters(draw, dtype):
     X = (np.concatenate(blocks) * scale).astype(dtype)
     labels = np.repeat(np.arange(k), sizes)
     resp = np.eye(k)[labels]
+    # Soft on every row, or on one row in ten (then most rows count for one
+    # component and the others for several), or hard.
     soft = draw(st.sampled_from([0.0, 1e-3, 0.3]))
     if soft:
-        resp = (1 - soft) * resp + soft * rng.dirichlet(np.ones(k), size=len(labels))
+        rows = rng.random(len(labels)) < draw(st.sampled_from([0.1, 1.0]))
+        resp[rows] = (1 - soft) * resp[rows] + soft * rng.dirichlet(np.ones(k), size=int(rows.sum()))
     if draw(st.booleans()):
         order = rng.permutation(len(labels))
         X, resp = X[order], resp[order]
@@ -110,13 +113,17 @@ def test_scatter_matches_a_two_pass_reference_over_separation_and_offset(kind, d
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_slices_and_merges_keep_the_precision(monkeypatch, kind, dtype):
-    """Many row slices per block (some far from the pivot, some not) and the
-    pairwise merge of blocks: still the two-pass scatter."""
+@pytest.mark.parametrize("ordered", [False, True])
+def test_slices_and_merges_keep_the_precision(monkeypatch, kind, dtype, ordered):
+    """Many row slices per block (some far from the pivot, some not; in
+    cluster order, the first slices without rows of the later clusters) and
+    the pairwise merge of blocks: still the two-pass scatter."""
     monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 64 * 64)
     rng = np.random.default_rng(3)
     n, d = 3000, 3
     labels = rng.integers(3, size=n)
+    if ordered:
+        labels = np.sort(labels)
     centres = np.array([[0.0] * d, [1.0] * d, [1e4] * d]) * (1.0 if dtype == np.float32 else 1e3)
     X = (centres[labels] + rng.normal(size=(n, d)) * np.array([0.01, 1.0, 0.1])[labels, None] + 100.0).astype(dtype)
     resp = np.eye(3, dtype=dtype)[labels]
@@ -126,6 +133,29 @@ def test_slices_and_merges_keep_the_precision(monkeypatch, kind, dtype):
                               block_statistics(X[1234:], empty, resp=resp[1234:]))
     for stats in (whole, merged):
         assert_scatter_close(stats, X, resp, TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dense_fraction", [0.0, 0.5, 1.0])
+def test_every_way_of_summing_about_own_pivots_agrees(monkeypatch, kind, dense_fraction):
+    """A component far from the pivot is summed about its own over the whole
+    slice (responsibility on most rows) or, with the others, on its rows'
+    first components plus the rows it shares: the same scatter either way."""
+    monkeypatch.setattr(_blocks, "DENSE_FRACTION", dense_fraction)
+    rng = np.random.default_rng(6)
+    n, d = 2000, 2
+    labels = rng.integers(3, size=n)
+    X = np.array([[0.0, 0.0], [1.0, 3.0], [1e5, 1e5]])[labels] + rng.normal(size=(n, d)) * 0.5
+    resp = np.eye(3)[labels]
+    # One row of the two near clusters in five counts for both.
+    shared = (rng.random(n) < 0.2) & (labels < 2)
+    resp[shared, :2] = 0.7 * resp[shared, :2] + 0.3 * rng.dirichlet(np.ones(2), size=int(shared.sum()))
+    calls = []
+    spy = _blocks._sums_about_own_pivots
+    monkeypatch.setattr(_blocks, "_sums_about_own_pivots", lambda *args: calls.append(args[3]) or spy(*args))
+    stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
+    assert calls and all(calls[0])  # every component far from the pivot, on its own
+    assert_scatter_close(stats, X, resp, TOLERANCE[np.float64])
 
 
 def _model(kind, means, variance, dtype):
@@ -152,6 +182,23 @@ def test_e_step_statistics_of_far_apart_clusters(kind, dtype):
     resp = np.exp(_blocks.estimate_log_resp(X.astype(np.float64), model)[1])
     np.testing.assert_allclose(resp, np.eye(2)[labels], atol=1e-12)  # hard, whatever the dtype
     assert_scatter_close(stats, X, np.eye(2)[labels], TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_e_step_statistics_when_the_model_means_are_off(kind, dtype):
+    """Components the model puts far from the pivot are summed about the
+    model's means: when the rows they weigh lie far from those means too
+    (here 1e4 spreads, float32: 1e3), about their weighted means instead."""
+    rng = np.random.default_rng(5)
+    n, d = 4000, 2
+    gap, std, off = (100.0, 0.01, 10.0) if dtype == np.float32 else (1e7, 1.0, 1e4)
+    labels = rng.integers(2, size=n)
+    X = (labels[:, None] * gap + rng.normal(size=(n, d)) * std).astype(dtype)
+    model = _model(kind, np.array([[off] * d, [gap + off] * d]), std**2, dtype)
+    resp = np.exp(_blocks.estimate_log_resp(X.astype(np.float64), model)[1])
+    np.testing.assert_allclose(resp, np.eye(2)[labels], atol=1e-12)
+    assert_scatter_close(block_statistics(X, model), X, np.eye(2)[labels], TOLERANCE[dtype])
 
 
 def test_the_issue_fit_of_two_tight_float32_clusters():
