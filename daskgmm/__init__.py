@@ -1,9 +1,10 @@
 """daskgmm: Gaussian Mixture Models fitted by EM on a Dask cluster.
 
-scikit-learn's ``GaussianMixture`` API and answers, on data that does not fit
+scikit-learn's ``GaussianMixture`` and ``BayesianGaussianMixture`` API and answers, on data that does not fit
 one process.
 """
 
+from .bayesian_mixture import BayesianGaussianMixture
 from .io import load
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from .select import SelectionResult, select_n_components
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GaussianMixture",
+    "BayesianGaussianMixture",
     "select_n_components",
     "SelectionResult",
     "load",

@@ -94,6 +94,8 @@ class Fingerprint(dict):
     max_iter = None
     split_every = None
     skip_nonfinite = False
+    # Names of the family's posterior arrays a checkpoint must hold.
+    posterior_names = ()
     # Passes over ``data`` that load_if_exists made (1 when it verified a
     # finished checkpoint): the estimator adds them to ``n_passes_``.
     passes = 0
@@ -126,16 +128,21 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
         "n_init": int(estimator.n_init),
         "init_params": estimator.init_params,
         "random_state": _seed(estimator.random_state),
-        "weights_init": _digest(estimator.weights_init),
-        "means_init": _digest(estimator.means_init),
-        "precisions_init": _digest(estimator.precisions_init),
+        "weights_init": _digest(getattr(estimator, "weights_init", None)),
+        "means_init": _digest(getattr(estimator, "means_init", None)),
+        "precisions_init": _digest(getattr(estimator, "precisions_init", None)),
         "skip_nonfinite": bool(skip_nonfinite),
+        "family": getattr(estimator, "_family_name", "gaussian"),
     })
+    for name in getattr(estimator, "_prior_params", ()):
+        value = getattr(estimator, name)
+        fp[name] = _digest(value) if value is not None and np.ndim(value) else value
     fp.data = X
     fp.max_iter = int(estimator.max_iter)
     fp.split_every = getattr(estimator, "split_every", None)
     fp.skip_nonfinite = bool(skip_nonfinite)
     fp.loaded_writer = _NOT_LOADED
+    fp.posterior_names = tuple(getattr(estimator, "_posterior_names", ()))
     return fp
 
 
@@ -148,9 +155,10 @@ def data_summary(run, n_features):
     (law of total variance), both up to rounding; no pass over the data
     needed.  The row count is ``run.n_samples`` (NaN if unknown).
     """
-    weights = np.asarray(run.weights, dtype=np.float64)
-    means = np.asarray(run.means, dtype=np.float64)
-    cov = np.asarray(run.covariances, dtype=np.float64)
+    # The maximum-likelihood moments of the last pass when the engine kept
+    # them (any family); else the run's own parameters (a Gaussian iterate).
+    moments = getattr(run, "moments", None) or (run.weights, run.means, run.covariances)
+    weights, means, cov = (np.asarray(a, dtype=np.float64) for a in moments)
     kind = run.covariance_type
     if kind == "full":
         traces = np.trace(cov, axis1=1, axis2=2)
@@ -216,6 +224,8 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
         f"runs_{name}": np.stack([np.asarray(getattr(run, name), dtype=np.float64) for run in runs])
         for name in _RUN_ARRAYS
     }
+    for name in runs[0].posterior:
+        arrays[f"runs_posterior_{name}"] = np.stack([np.asarray(run.posterior[name], dtype=np.float64) for run in runs])
     arrays.update(
         runs_lower_bound=np.array([run.lower_bound for run in runs], dtype=np.float64),
         runs_n_iter=np.array([run.n_iter for run in runs], dtype=np.int64),
@@ -260,6 +270,16 @@ def _field(path, arrays, name, shape, *, integers=False):
             raise invalid(path, name, "holds values that are not integers", remedy=_REMEDY)
         return values.astype(np.int64)
     return values
+
+
+def _posterior_field(path, arrays, name, n_runs, n_components):
+    """A family's posterior array over the runs: (n_runs, ...) with at most
+    (2, K) per run (the Dirichlet process's two concentration vectors)."""
+    values = arrays[name]
+    shape = values.shape
+    if values.ndim < 1 or shape[0] != n_runs or values.ndim > 3 or any(n not in (2, n_components) for n in shape[1:]):
+        raise invalid(path, name, f"has shape {shape}, not (n_runs, ...) for {n_components} components", remedy=_REMEDY)
+    return check_array(path, name, values, shape, remedy=_REMEDY)
 
 
 def _checked_state(path, arrays, meta, fp):
@@ -315,6 +335,17 @@ def _checked_state(path, arrays, meta, fp):
         summary = check_array(path, "data_summary", summary, summary.shape, remedy=_REMEDY)
         if not np.all(np.isfinite(summary[: d + 1])) or summary[d] < 0:
             raise invalid(path, "data_summary", "holds NaN, infinite or negative-variance values", remedy=_REMEDY)
+    posteriors = {
+        name[len("runs_posterior_"):]: _posterior_field(path, arrays, name, r, k)
+        for name in sorted(arrays)
+        if name.startswith("runs_posterior_")
+    }
+    expected = set(getattr(fp, "posterior_names", ()))
+    if isinstance(fp, Fingerprint) and set(posteriors) != expected:
+        raise invalid(
+            path, "runs_posterior", f"holds {sorted(posteriors)}, expected {sorted(expected)} for this family",
+            remedy=_REMEDY,
+        )
     runs = []
     for i in range(r):
         where = f"{path} (run {i})"
@@ -328,10 +359,16 @@ def _checked_state(path, arrays, meta, fp):
         rows = records[i, : n_records[i]]
         if np.any(np.isnan(rows)):
             raise invalid(where, "runs_records", "holds NaN", remedy=_REMEDY)
+        posterior = {}
+        for name, values in posteriors.items():
+            if not np.all(np.isfinite(values[i])) or np.any(values[i] <= 0):
+                raise invalid(where, f"runs_posterior_{name}", "holds NaN, infinite or non-positive values", remedy=_REMEDY)
+            posterior[name] = np.array(values[i])
         runs.append(
             Run(
                 kind,
                 *(np.array(params[name][i]) for name in _RUN_ARRAYS),
+                posterior=posterior,
                 lower_bound=float(lower_bound[i]),
                 n_iter=int(n_iter[i]),
                 converged=bool(converged[i]),
@@ -352,10 +389,12 @@ def _read(path, fp):
     saved = meta.get("fingerprint")
     if not isinstance(saved, dict):
         raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
+    # Checkpoints written before the families existed are maximum-likelihood ones.
+    defaults = {"family": "gaussian"}
     differences = [
-        f"{name} is {_describe(saved.get(name))} in the checkpoint but {_describe(fp[name])} now"
+        f"{name} is {_describe(saved.get(name, defaults.get(name)))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp
-        if saved.get(name) != fp[name]
+        if saved.get(name, defaults.get(name)) != fp[name]
     ]
     if differences:
         raise ValueError(

@@ -698,6 +698,13 @@ class Run:
     records: list = field(default_factory=list)
     # Rows the last E-step used (fewer than the data's with skip_nonfinite).
     n_samples: float | None = None
+    # Family-specific parameters besides the Gaussian ones (the variational
+    # posterior of daskgmm._families.BayesianFamily), name -> array.
+    posterior: dict = field(default_factory=dict)
+    # (weights, means, covariances) of the maximum-likelihood M-step of the
+    # last pass's statistics, whatever the family: the data's mean and
+    # variance follow from them (checkpoints compare them with the data's).
+    moments: tuple | None = None
 
     @property
     def n_components(self):
@@ -755,12 +762,14 @@ def merge_stat_columns(partials):
     return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
-def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto"):
+def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None):
     """Merged statistics of every run in ``runs`` from one pass over ``X``.
 
     One task per chunk (or per batch of chunks, see :func:`plan_batches`)
-    evaluates all the runs, stacked by covariance type (:func:`stack_plan`)."""
-    plan = stack_plan([run.model() for run in runs])
+    evaluates all the runs, stacked by covariance type (:func:`stack_plan`).
+    ``models`` are the E-step parameters of the runs (default: their
+    maximum-likelihood :meth:`Run.model`)."""
+    plan = stack_plan(models if models is not None else [run.model() for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
         X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em",
@@ -824,11 +833,14 @@ def run_em(
     skip_nonfinite=False,
     callbacks=(),
     start_iter=0,
+    family=None,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
 
     All still-running runs share each pass over the data: one task per chunk
     evaluates every one of them.  A run drops out when it converges.
+    ``family`` (default: maximum likelihood, :data:`daskgmm._families.GAUSSIAN`)
+    gives each run's E-step parameters, its M-step and its lower bound.
 
     Each callback is called after every pass as ``callback(info)`` with a
     dict: ``iteration``, ``runs`` (the list), ``active`` (indices evaluated),
@@ -839,6 +851,8 @@ def run_em(
     runs : the same list, updated in place.
     n_passes : number of passes made.
     """
+    if family is None:
+        from ._families import GAUSSIAN as family
     n_passes = 0
     # Where the chunks live is asked once per fit, not once per pass (a
     # scheduler round trip); should chunks move meanwhile, the tasks still
@@ -849,19 +863,21 @@ def run_em(
         if not active:
             break
         tic = time.perf_counter()
+        models = [family.model(runs[i]) for i in active]
         stats = em_pass(
-            X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches
+            X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches,
+            models=models,
         )
         n_passes += 1
-        for i, st in zip(active, stats):
+        for i, st, model in zip(active, stats, models):
             run = runs[i]
             n_samples = float(st.n_samples)
             if n_samples == 0:
                 raise ValueError("No finite samples left to fit.")
             run.n_samples = n_samples
+            run.moments = covariances_from_stats(st, reg_covar)
             previous = run.lower_bound
-            run.lower_bound = float(st.log_likelihood) / n_samples
-            m_step(run, st, reg_covar)
+            run.lower_bound = family.step(run, st, reg_covar, model)
             run.n_iter = iteration
             change = run.lower_bound - previous
             run.history.append(run.lower_bound)

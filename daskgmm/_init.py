@@ -96,6 +96,9 @@ class Spec:
     covariance_type: str
     seed: int
     pool: int | None = None
+    # The mixture family whose parameters the run starts from
+    # (daskgmm._families); None: maximum likelihood.
+    family: object = None
 
     @property
     def pool_key(self):
@@ -321,7 +324,10 @@ def _stats_from_rows(rows, covariance_type):
 
 
 def run_from_stats(stats, spec, reg_covar, dtype=None):
-    """A :class:`Run` whose parameters are the M-step of ``stats``."""
+    """A :class:`Run` whose parameters are the M-step of ``stats`` (of the
+    spec's family: the variational one starts from the posterior)."""
+    if spec.family is not None:
+        return spec.family.initial_run(stats, spec.covariance_type, reg_covar)
     weights, means, covariances = covariances_from_stats(stats, reg_covar)
     return Run(
         spec.covariance_type,
@@ -505,6 +511,25 @@ def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, co
     )
     _count(counter)
     return run_from_stats(stats_to_numpy(stats), spec, reg_covar)
+
+
+def _moments_chunk(block, payload, row_offset, skip_nonfinite=False):
+    xp = _blocks.get_namespace(block)
+    ones = xp.ones((1, block.shape[0]), dtype=block.dtype)
+    return _fixed_resp_statistics(block, [ones], ["full"], skip_nonfinite, row_offset)
+
+
+def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+    """Number of rows, mean (D,) and centred scatter ``sum (x - mean)(x -
+    mean)^T`` (D, D) of the (finite, with ``skip_nonfinite``) rows, float64,
+    from one pass: the data-dependent priors of the variational family."""
+    (stats,) = tree_reduce(
+        X, _chunk_fn(_moments_chunk, skip_nonfinite), merge_stat_columns, None, split_every=split_every,
+        name="daskgmm-moments",
+    )
+    _count(counter)
+    stats = stats_to_numpy(stats)
+    return float(stats.nk[0]), np.asarray(stats.means[0], dtype=np.float64), np.asarray(stats.scatter[0], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------

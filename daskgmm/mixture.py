@@ -25,6 +25,7 @@ from ._covariance import (
     precisions_from_cholesky,
 )
 from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
@@ -157,7 +158,332 @@ def _n_samples(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class _BaseMixture(DensityMixin, BaseEstimator):
+    """What every daskgmm mixture shares, as scikit-learn's ``BaseMixture``:
+    input validation, the fit (restarts, warm start, checkpoints, monitoring,
+    one EM core: :func:`daskgmm._engine.run_em`) and the lazy per-row
+    outputs.  A subclass supplies its family (:mod:`daskgmm._families`) and
+    these hooks: ``_check_settings``, ``_make_family``, ``_initial_runs``,
+    ``_run_from_attributes``, ``_set_posterior``, ``_model``."""
+
+    # ------------------------------------------------------------------
+    # validation
+    # ------------------------------------------------------------------
+
+    def _validate_X(self, X, *, reset):
+        """Checked rows of ``X``: a Dask array, or :class:`InMemoryRows` for
+        NumPy (array-like, DataFrame) input of at most
+        :data:`IN_PROCESS_MAX_BYTES`.
+
+        ``n_features_in_`` and ``feature_names_in_`` are set (``reset``) or
+        compared with the fitted ones, by scikit-learn's ``validate_data``.
+        Values are not scanned for NaN/inf here: the passes find such rows in
+        the sums they compute anyway and name them.
+        """
+        if isinstance(X, da.Array) or _is_array_api_array(X):
+            dX = as_dask_array(X)
+            validate_data(self, dX, skip_check_array=True, reset=reset)
+            return dX
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=1, reset=reset
+        )
+        rows = _default_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
+        if X.nbytes <= IN_PROCESS_MAX_BYTES:
+            return _engine.InMemoryRows(X, rows)
+        return as_dask_array(X, chunk_rows=rows)
+
+    def _warm_start_run(self, n_features):
+        """The fitted model as the start of a warm-started fit; a clear error
+        if the settings no longer describe it."""
+        k = self.weights_.shape[0]
+        expected = covariance_shape(self.covariance_type, self.n_components, n_features)
+        if k != self.n_components or self.means_.shape[1] != n_features or self.covariances_.shape != expected:
+            fitted = covariance_shape(self.covariance_type, k, self.means_.shape[1])
+            what = (
+                f"n_components={self.n_components} (the fitted model has {k})"
+                if k != self.n_components
+                else f"{n_features} features (the fitted model has {self.means_.shape[1]})"
+                if self.means_.shape[1] != n_features
+                else f"covariance_type={self.covariance_type!r} (the fitted covariances_ have shape "
+                f"{self.covariances_.shape}, not {fitted})"
+            )
+            raise ValueError(
+                f"warm_start=True continues the fitted model, which does not match {what}. "
+                "Set warm_start=False to fit a new model with these settings."
+            )
+        run = self._run_from_attributes()
+        # scikit-learn's rule: convergence is measured against the lower
+        # bound the previous fit ended with, so one-iteration warm fits converge.
+        run.lower_bound = float(getattr(self, "lower_bound_", -np.inf))
+        return run
+
+    # ------------------------------------------------------------------
+    # fit
+    # ------------------------------------------------------------------
+
+    def fit(self, X, y=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
+        """Estimate the parameters by EM.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts
+            (NumPy, lists, a pandas DataFrame: its column names become
+            ``feature_names_in_``).  NumPy input up to
+            :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
+        y : ignored
+        checkpoint : str or os.PathLike, optional
+            File holding the EM state of every run, rewritten atomically
+            after initialisation and after every iteration.  If it exists
+            when ``fit`` starts, the fit resumes from it (no initialisation)
+            and reaches the same parameters as an uninterrupted fit.  A
+            checkpoint written for other data (shape, dtype, row count, or
+            mean and variance: checked on the first resumed pass, or, for a
+            finished checkpoint, by one pass before its model is returned)
+            or other settings (``n_components``, ``covariance_type``,
+            ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
+            ``random_state``, ``*_init``) is refused with a ValueError, and
+            so is a checkpoint another fit is writing.  ``max_iter`` may be
+            raised to continue a fit.  The file is kept after the fit;
+            delete it to start afresh.
+        callback : callable, optional
+            Called after every iteration with one dict: ``iteration``,
+            ``lower_bound`` and ``change`` (of the best run so far),
+            ``best_run``, ``seconds``, ``n_chunks``, and per run
+            ``lower_bounds``, ``changes``, ``active``, ``converged`` (lists
+            of length ``n_init``).  An exception it raises stops the fit.
+        progress : bool, default=False
+            Show a progress bar (tqdm if installed, else the INFO lines of
+            the ``daskgmm`` logger on stderr).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        Every iteration is logged to the ``logging`` logger ``"daskgmm"``: a
+        summary at INFO, each run's figures at DEBUG.
+        """
+        self._fit(X, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params)
+        return self
+
+    def fit_predict(self, X, y=None, **fit_params):
+        """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
+        self._fit(X, **fit_params)
+        return self.predict(X)
+
+    @_engine.fit_session()
+    def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
+        self._validate_params()
+        warm = self.warm_start and hasattr(self, "converged_")
+        dX = self._validate_X(X, reset=not warm)
+        n_samples, n_features = dX.shape
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
+            )
+        if self.n_components > n_samples:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}."
+            )
+        checked = self._check_settings(n_features)
+        resumed = summary = fingerprint = None
+        start_iter = 0
+        if checkpoint is not None:
+            fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
+            resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
+        if resumed is not None:
+            runs, start_iter, summary = resumed
+        monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
+        dX, persisted = _engine.place_data(dX, self.persist)
+        counter = PassCounter()
+        family = self._make_family(dX, counter, skip_nonfinite=skip_nonfinite)
+        if resumed is not None:
+            logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
+        elif warm:
+            runs = [self._warm_start_run(n_features)]
+        else:
+            runs = self._initial_runs(dX, checked, counter, family, skip_nonfinite=skip_nonfinite)
+        callbacks = list(callbacks)
+        if checkpoint is not None:
+            # First, so that the state is on disk before any user code runs.
+            writer = _checkpoint.CheckpointWriter(
+                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary
+            )
+            if resumed is None:
+                writer.write(runs, 0)
+            callbacks.insert(0, writer)
+        callbacks.append(monitor)
+        if self.verbose:
+            callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
+        tic = time.perf_counter()
+        try:
+            runs, n_passes = _engine.run_em(
+                dX,
+                runs,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                reg_covar=self.reg_covar,
+                split_every=self.split_every,
+                skip_nonfinite=skip_nonfinite,
+                callbacks=callbacks,
+                start_iter=start_iter,
+                family=family,
+            )
+        finally:
+            monitor.close()
+        best = _best_run(runs, dX.dtype)
+        self._set_run(best, dX.dtype)
+        # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
+        self.n_samples_skipped_ = (
+            0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
+        )
+        self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
+        self.persisted_ = persisted
+        if self.verbose:
+            print(
+                f"Initialization {'converged' if best.converged else 'did not converge'}. "
+                f"time lapse {time.perf_counter() - tic:.5f}s\\t lower bound {best.lower_bound:.5f}."
+            )
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init parameters, "
+                "or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _set_run(self, run, dtype=np.float64):
+        """Fitted attributes from an EM run, in the data's float dtype (as
+        scikit-learn: float32 data gives float32 parameters)."""
+        dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
+        self._set_gaussian_parameters(
+            tuple(np.asarray(a, dtype=dtype) for a in (run.weights, run.means, run.covariances, run.precisions_cholesky))
+        )
+        self.converged_ = run.converged
+        self.n_iter_ = run.n_iter
+        self.lower_bound_ = run.lower_bound
+        self.lower_bounds_ = list(run.history)
+        self.history_ = [dict(record) for record in run.records]
+        self._set_posterior(run)
+
+    # ------------------------------------------------------------------
+    # prediction
+    # ------------------------------------------------------------------
+
+    @_engine.fit_session()
+    def _initialize(self, X, resp):
+        """Parameters from given responsibilities ``resp`` (n_samples, K), as
+        scikit-learn's ``_initialize``: the family's M-step on the statistics
+        of ``resp`` (a pass over ``X``; one more for data-dependent priors)."""
+        self._validate_params()
+        dX = self._validate_X(X, reset=True)
+        n_features, n_components = dX.shape[1], np.asarray(resp).shape[1]
+        checked = self._check_settings(n_features, n_components)
+        family = self._make_family(dX, PassCounter())
+        spec = Spec(n_components, self.covariance_type, 0, family=None if family is GAUSSIAN else family)
+        run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every)
+        self._apply_initial_parameters(run, checked)
+        self._set_run(run, dX.dtype)
+
+    def _apply_initial_parameters(self, run, checked):
+        pass
+
+    @_engine.fit_session()
+    def _check_parameters(self, X):
+        """scikit-learn's hook: check the settings against ``X`` and set the
+        data-dependent attributes (the priors of the variational family)."""
+        self._validate_params()
+        dX = self._validate_X(X, reset=True)
+        self._check_settings(dX.shape[1])
+        self._make_family(dX, PassCounter())
+
+    @_engine.fit_session()
+    def _initialize_parameters(self, X, random_state):
+        """scikit-learn's hook: the initial parameters ``init_params`` gives
+        with ``random_state`` (one restart), as fitted attributes."""
+        dX = self._validate_X(X, reset=True)
+        checked = self._check_settings(dX.shape[1])
+        family = self._make_family(dX, PassCounter())
+        spec = Spec(
+            self.n_components, self.covariance_type, spawn_seeds(random_state, 1)[0],
+            family=None if family is GAUSSIAN else family,
+        )
+        (run,) = initialize(dX, self.init_params, [spec], self.reg_covar, split_every=self.split_every)
+        self._apply_initial_parameters(run, checked)
+        self._set_run(run, dX.dtype)
+
+    def _set_gaussian_parameters(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def _check_is_fitted(self):
+        check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
+
+    def _map_rows(self, X, what):
+        self._check_is_fitted()
+        lazy = isinstance(X, da.Array)
+        dX = self._validate_X(X, reset=False)
+        out = _engine.map_rows(dX, self._model(), what)
+        return out.compute() if isinstance(out, da.Array) and not lazy else out
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample, (n_samples,); lazy for Dask input.
+
+        A row holding NaN or infinity raises a ValueError naming it (for
+        Dask input, when the result is computed)."""
+        return self._map_rows(X, "score_samples")
+
+    def predict(self, X):
+        """Component labels, (n_samples,); lazy for Dask input."""
+        return self._map_rows(X, "predict")
+
+    def predict_proba(self, X):
+        """Responsibilities, (n_samples, n_components); lazy for Dask input."""
+        return self._map_rows(X, "predict_proba")
+
+    def score(self, X, y=None):
+        """Mean per-sample log-likelihood of ``X`` (a float)."""
+        values = self.score_samples(X)
+        return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
+
+    def sample(self, n_samples=1):
+        """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
+
+        Returns
+        -------
+        X : (n_samples, n_features)
+        y : (n_samples,) component labels
+        """
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
+        _, n_features = self.means_.shape
+        rng = check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack(
+                [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)]
+            )
+        elif self.covariance_type == "tied":
+            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s)) for m, s in zip(self.means_, n_samples_comp)])
+        else:
+            X = np.vstack(
+                [
+                    m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
+                    for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)
+                ]
+            )
+        y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(n_samples_comp)])
+        return X, y
+
+
+
+
+class GaussianMixture(_BaseMixture):
     """Gaussian Mixture Model fitted by EM on Dask arrays.
 
     Same parameters, defaults, attributes and methods as
@@ -285,28 +611,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "persist": [StrOptions({"auto"}), "boolean"],
     }
 
-    def _validate_X(self, X, *, reset):
-        """Checked rows of ``X``: a Dask array, or :class:`InMemoryRows` for
-        NumPy (array-like, DataFrame) input of at most
-        :data:`IN_PROCESS_MAX_BYTES`.
-
-        ``n_features_in_`` and ``feature_names_in_`` are set (``reset``) or
-        compared with the fitted ones, by scikit-learn's ``validate_data``.
-        Values are not scanned for NaN/inf here: the passes find such rows in
-        the sums they compute anyway and name them.
-        """
-        if isinstance(X, da.Array) or _is_array_api_array(X):
-            dX = as_dask_array(X)
-            validate_data(self, dX, skip_check_array=True, reset=reset)
-            return dX
-        X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=1, reset=reset
-        )
-        rows = _default_chunk_rows(X.shape[0], X.shape[1], X.dtype.itemsize)
-        if X.nbytes <= IN_PROCESS_MAX_BYTES:
-            return _engine.InMemoryRows(X, rows)
-        return as_dask_array(X, chunk_rows=rows)
-
     def _check_initial_parameters(self, n_features, n_components=None):
         k, d, kind = n_components or self.n_components, n_features, self.covariance_type
         weights = means = precisions = None
@@ -343,177 +647,30 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             _check_positive_precisions(precisions, kind)
         return weights, means, precisions
 
-    def _warm_start_run(self, n_features):
-        """The fitted model as the start of a warm-started fit; a clear error
-        if the settings no longer describe it."""
-        k = self.weights_.shape[0]
-        expected = covariance_shape(self.covariance_type, self.n_components, n_features)
-        if k != self.n_components or self.means_.shape[1] != n_features or self.covariances_.shape != expected:
-            fitted = covariance_shape(self.covariance_type, k, self.means_.shape[1])
-            what = (
-                f"n_components={self.n_components} (the fitted model has {k})"
-                if k != self.n_components
-                else f"{n_features} features (the fitted model has {self.means_.shape[1]})"
-                if self.means_.shape[1] != n_features
-                else f"covariance_type={self.covariance_type!r} (the fitted covariances_ have shape "
-                f"{self.covariances_.shape}, not {fitted})"
-            )
-            raise ValueError(
-                f"warm_start=True continues the fitted model, which does not match {what}. "
-                "Set warm_start=False to fit a new model with these settings."
-            )
-        run = Run(
+    # -- hooks of _BaseMixture ------------------------------------------------
+
+    _family_name = "gaussian"
+
+    def _check_settings(self, n_features, n_components=None):
+        return self._check_initial_parameters(n_features, n_components)
+
+    def _make_family(self, dX, counter, *, skip_nonfinite=False):
+        return GAUSSIAN
+
+    def _run_from_attributes(self):
+        return Run(
             self.covariance_type,
             np.asarray(self.weights_, dtype=np.float64),
             np.asarray(self.means_, dtype=np.float64),
             np.asarray(self.covariances_, dtype=np.float64),
             np.asarray(self.precisions_cholesky_, dtype=np.float64),
         )
-        # scikit-learn's rule: convergence is measured against the lower
-        # bound the previous fit ended with, so one-iteration warm fits converge.
-        run.lower_bound = float(getattr(self, "lower_bound_", -np.inf))
-        return run
 
-    # ------------------------------------------------------------------
-    # fit
-    # ------------------------------------------------------------------
+    def _set_posterior(self, run):
+        pass
 
-    def fit(self, X, y=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
-        """Estimate the parameters by EM.
-
-        Parameters
-        ----------
-        X : dask.array.Array or array-like, shape (n_samples, n_features)
-            A Dask array chunked along rows, or anything scikit-learn accepts
-            (NumPy, lists, a pandas DataFrame: its column names become
-            ``feature_names_in_``).  NumPy input up to
-            :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
-        y : ignored
-        checkpoint : str or os.PathLike, optional
-            File holding the EM state of every run, rewritten atomically
-            after initialisation and after every iteration.  If it exists
-            when ``fit`` starts, the fit resumes from it (no initialisation)
-            and reaches the same parameters as an uninterrupted fit.  A
-            checkpoint written for other data (shape, dtype, row count, or
-            mean and variance: checked on the first resumed pass, or, for a
-            finished checkpoint, by one pass before its model is returned)
-            or other settings (``n_components``, ``covariance_type``,
-            ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
-            ``random_state``, ``*_init``) is refused with a ValueError, and
-            so is a checkpoint another fit is writing.  ``max_iter`` may be
-            raised to continue a fit.  The file is kept after the fit;
-            delete it to start afresh.
-        callback : callable, optional
-            Called after every iteration with one dict: ``iteration``,
-            ``lower_bound`` and ``change`` (of the best run so far),
-            ``best_run``, ``seconds``, ``n_chunks``, and per run
-            ``lower_bounds``, ``changes``, ``active``, ``converged`` (lists
-            of length ``n_init``).  An exception it raises stops the fit.
-        progress : bool, default=False
-            Show a progress bar (tqdm if installed, else the INFO lines of
-            the ``daskgmm`` logger on stderr).
-
-        Returns
-        -------
-        self
-
-        Notes
-        -----
-        Every iteration is logged to the ``logging`` logger ``"daskgmm"``: a
-        summary at INFO, each run's figures at DEBUG.
-        """
-        self._fit(X, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params)
-        return self
-
-    def fit_predict(self, X, y=None, **fit_params):
-        """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
-        self._fit(X, **fit_params)
-        return self.predict(X)
-
-    @_engine.fit_session()
-    def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
-        self._validate_params()
-        warm = self.warm_start and hasattr(self, "converged_")
-        dX = self._validate_X(X, reset=not warm)
-        n_samples, n_features = dX.shape
-        if n_samples < 2:
-            raise ValueError(
-                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
-            )
-        if self.n_components > n_samples:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {n_samples}."
-            )
-        weights_init, means_init, precisions_init = self._check_initial_parameters(n_features)
-        resumed = summary = fingerprint = None
-        start_iter = 0
-        if checkpoint is not None:
-            fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
-            resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
-        if resumed is not None:
-            runs, start_iter, summary = resumed
-        monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
-        dX, persisted = _engine.place_data(dX, self.persist)
-        counter = PassCounter()
-        if resumed is not None:
-            logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
-        elif warm:
-            runs = [self._warm_start_run(n_features)]
-        else:
-            runs = self._initial_runs(
-                dX, weights_init, means_init, precisions_init, counter, skip_nonfinite=skip_nonfinite
-            )
-        callbacks = list(callbacks)
-        if checkpoint is not None:
-            # First, so that the state is on disk before any user code runs.
-            writer = _checkpoint.CheckpointWriter(
-                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary
-            )
-            if resumed is None:
-                writer.write(runs, 0)
-            callbacks.insert(0, writer)
-        callbacks.append(monitor)
-        if self.verbose:
-            callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
-        tic = time.perf_counter()
-        try:
-            runs, n_passes = _engine.run_em(
-                dX,
-                runs,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                reg_covar=self.reg_covar,
-                split_every=self.split_every,
-                skip_nonfinite=skip_nonfinite,
-                callbacks=callbacks,
-                start_iter=start_iter,
-            )
-        finally:
-            monitor.close()
-        best = _best_run(runs, dX.dtype)
-        self._set_run(best, dX.dtype)
-        # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
-        self.n_samples_skipped_ = (
-            0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
-        )
-        self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
-        self.persisted_ = persisted
-        if self.verbose:
-            print(
-                f"Initialization {'converged' if best.converged else 'did not converge'}. "
-                f"time lapse {time.perf_counter() - tic:.5f}s\\t lower bound {best.lower_bound:.5f}."
-            )
-        if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different init parameters, "
-                "or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return self
-
-    def _initial_runs(self, dX, weights_init, means_init, precisions_init, counter, *, skip_nonfinite=False):
+    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False):
+        weights_init, means_init, precisions_init = checked
         kind = self.covariance_type
         seeds = spawn_seeds(self.random_state, self.n_init)
         if weights_init is not None and means_init is not None and precisions_init is not None:
@@ -529,27 +686,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             skip_nonfinite=skip_nonfinite,
         )
         for run in runs:
-            if weights_init is not None:
-                run.weights = weights_init.copy()
-            if means_init is not None:
-                run.means = means_init.copy()
-            if precisions_init is not None:
-                run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, kind)
-                run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, kind)
+            self._apply_initial_parameters(run, checked)
         return runs
-
-    def _set_run(self, run, dtype=np.float64):
-        """Fitted attributes from an EM run, in the data's float dtype (as
-        scikit-learn: float32 data gives float32 parameters)."""
-        dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
-        self._set_parameters(
-            tuple(np.asarray(a, dtype=dtype) for a in (run.weights, run.means, run.covariances, run.precisions_cholesky))
-        )
-        self.converged_ = run.converged
-        self.n_iter_ = run.n_iter
-        self.lower_bound_ = run.lower_bound
-        self.lower_bounds_ = list(run.history)
-        self.history_ = [dict(record) for record in run.records]
 
     # scikit-learn's BaseMixture hooks, with its signatures: code written
     # against sklearn.mixture (its own tests among it) can drive ours.
@@ -560,33 +698,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     def _set_parameters(self, params):
         """Set ``(weights, means, covariances, precisions_cholesky)`` and the
         ``precisions_`` they imply."""
-        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
-        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+        self._set_gaussian_parameters(params)
 
-    def _initialize(self, X, resp):
-        """Parameters from given responsibilities ``resp`` (n_samples, K), as
-        scikit-learn's ``_initialize``: one M-step on the statistics of
-        ``resp`` (a pass over ``X``), then ``*_init`` override what they give."""
-        dX = self._validate_X(X, reset=True)
-        n_features, n_components = dX.shape[1], np.asarray(resp).shape[1]
-        weights_init, means_init, precisions_init = self._check_initial_parameters(n_features, n_components)
-        spec = Spec(n_components, self.covariance_type, 0)
-        run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every)
+    def _apply_initial_parameters(self, run, checked):
+        """``weights_init``, ``means_init``, ``precisions_init`` override what
+        the initialisation gave."""
+        weights_init, means_init, precisions_init = checked
+        kind = self.covariance_type
         if weights_init is not None:
-            run.weights = weights_init
+            run.weights = weights_init.copy()
         if means_init is not None:
-            run.means = means_init
+            run.means = means_init.copy()
         if precisions_init is not None:
-            run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, self.covariance_type)
-            run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, self.covariance_type)
-        self._set_run(run, dX.dtype)
-
-    # ------------------------------------------------------------------
-    # prediction
-    # ------------------------------------------------------------------
-
-    def _check_is_fitted(self):
-        check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
+            run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, kind)
+            run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, kind)
 
     def _model(self):
         return make_model(
@@ -595,33 +720,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             np.asarray(self.precisions_cholesky_, dtype=np.float64),
             self.covariance_type,
         )
-
-    def _map_rows(self, X, what):
-        self._check_is_fitted()
-        lazy = isinstance(X, da.Array)
-        dX = self._validate_X(X, reset=False)
-        out = _engine.map_rows(dX, self._model(), what)
-        return out.compute() if isinstance(out, da.Array) and not lazy else out
-
-    def score_samples(self, X):
-        """Log-likelihood of each sample, (n_samples,); lazy for Dask input.
-
-        A row holding NaN or infinity raises a ValueError naming it (for
-        Dask input, when the result is computed)."""
-        return self._map_rows(X, "score_samples")
-
-    def predict(self, X):
-        """Component labels, (n_samples,); lazy for Dask input."""
-        return self._map_rows(X, "predict")
-
-    def predict_proba(self, X):
-        """Responsibilities, (n_samples, n_components); lazy for Dask input."""
-        return self._map_rows(X, "predict_proba")
-
-    def score(self, X, y=None):
-        """Mean per-sample log-likelihood of ``X`` (a float)."""
-        values = self.score_samples(X)
-        return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
 
     def _n_parameters(self):
         return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
@@ -643,37 +741,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         from .io import save_model
 
         return save_model(self, path, overwrite=overwrite)
-
-    def sample(self, n_samples=1):
-        """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
-
-        Returns
-        -------
-        X : (n_samples, n_features)
-        y : (n_samples,) component labels
-        """
-        self._check_is_fitted()
-        if n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
-        _, n_features = self.means_.shape
-        rng = check_random_state(self.random_state)
-        n_samples_comp = rng.multinomial(n_samples, self.weights_)
-        if self.covariance_type == "full":
-            X = np.vstack(
-                [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)]
-            )
-        elif self.covariance_type == "tied":
-            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s)) for m, s in zip(self.means_, n_samples_comp)])
-        else:
-            X = np.vstack(
-                [
-                    m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
-                    for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)
-                ]
-            )
-        y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(n_samples_comp)])
-        return X, y
-
 
 def _best_run(runs, dtype=np.float64):
     """scikit-learn's choice: the first run with the highest lower bound.

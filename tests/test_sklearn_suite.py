@@ -1,5 +1,5 @@
-"""scikit-learn's own tests of GaussianMixture, run against daskgmm's class,
-and scikit-learn's estimator checks.
+"""scikit-learn's own tests of GaussianMixture and BayesianGaussianMixture,
+run against daskgmm's classes, and scikit-learn's estimator checks.
 
 The test module is loaded from the installed scikit-learn (a private copy:
 scikit-learn's own module is left alone) with its ``GaussianMixture`` swapped
@@ -28,6 +28,7 @@ import pytest
 # float32 unless asked, and float32 must give float32 fitted parameters.
 os.environ.setdefault("SKLEARN_RUN_FLOAT32_TESTS", "1")
 
+import sklearn.mixture.tests.test_bayesian_mixture as _sklearn_bayesian_tests  # noqa: E402
 import sklearn.mixture.tests.test_gaussian_mixture as _sklearn_tests  # noqa: E402
 from sklearn.conftest import global_dtype  # noqa: E402,F401  (fixture)
 from sklearn.conftest import pytest_generate_tests  # noqa: E402,F401  (global_random_seed)
@@ -65,19 +66,35 @@ NOT_RUN = {
 }
 
 
-def _load_with_our_class():
-    spec = importlib.util.spec_from_file_location("daskgmm_sklearn_test_gaussian_mixture", _sklearn_tests.__file__)
+# The same for scikit-learn's test_bayesian_mixture.py.
+NOT_RUN_BAYESIAN = {
+    "test_log_dirichlet_norm": "tests sklearn's private _log_dirichlet_norm only",
+    "test_log_wishart_norm": "tests sklearn's private _log_wishart_norm only",
+}
+
+
+def _load_with_our_class(source, name, class_name):
+    spec = importlib.util.spec_from_file_location(name, source.__file__)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.GaussianMixture = daskgmm.GaussianMixture
+    setattr(module, class_name, getattr(daskgmm, class_name))
     return module
 
 
-_module = _load_with_our_class()
-SKLEARN_TESTS = sorted(name for name in vars(_module) if name.startswith("test_"))
-for _name in SKLEARN_TESTS:
-    if _name not in NOT_RUN:
-        globals()[f"test_sklearn_{_name[len('test_'):]}"] = getattr(_module, _name)
+def _export(module, prefix, not_run):
+    names = sorted(name for name in vars(module) if name.startswith("test_"))
+    for name in names:
+        if name not in not_run:
+            globals()[f"{prefix}{name[len('test_'):]}"] = getattr(module, name)
+    return names
+
+
+_module = _load_with_our_class(_sklearn_tests, "daskgmm_sklearn_test_gaussian_mixture", "GaussianMixture")
+SKLEARN_TESTS = _export(_module, "test_sklearn_", NOT_RUN)
+_bayesian_module = _load_with_our_class(
+    _sklearn_bayesian_tests, "daskgmm_sklearn_test_bayesian_mixture", "BayesianGaussianMixture"
+)
+SKLEARN_BAYESIAN_TESTS = _export(_bayesian_module, "test_sklearn_bgm_", NOT_RUN_BAYESIAN)
 
 
 def test_not_run_list_names_real_tests():
@@ -85,9 +102,11 @@ def test_not_run_list_names_real_tests():
     test there is noticed here rather than silently run or dropped."""
     assert set(NOT_RUN) <= set(SKLEARN_TESTS)
     assert len(SKLEARN_TESTS) - len(NOT_RUN) >= 30
+    assert set(NOT_RUN_BAYESIAN) <= set(SKLEARN_BAYESIAN_TESTS)
+    assert len(SKLEARN_BAYESIAN_TESTS) - len(NOT_RUN_BAYESIAN) >= 12
 
 
-@parametrize_with_checks([daskgmm.GaussianMixture()])
+@parametrize_with_checks([daskgmm.GaussianMixture(), daskgmm.BayesianGaussianMixture()])
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         # Some checks fit a few iterations on purpose.

@@ -1,0 +1,246 @@
+"""What differs between mixture families, on the client: the start from
+initial statistics, the E-step parameters, the M-step and the lower bound.
+
+The EM core (:func:`daskgmm._engine.run_em`: passes, restarts, convergence,
+checkpoints, monitoring) is the same for every family; it asks a family for
+three things, as scikit-learn's ``BaseMixture`` asks its subclasses:
+
+* ``initial_run(stats, covariance_type, reg_covar)``: a :class:`Run` from the
+  statistics of initial responsibilities (scikit-learn's ``_initialize``);
+* ``model(run)``: the :class:`daskgmm._blocks.Model` the E-step of the next
+  pass evaluates (``log pi_k + log N(x | mu_k, Sigma_k)`` plus, for the
+  variational family, per-component constants that fold into the weights);
+* ``step(run, stats, reg_covar, model)``: the M-step from a pass's merged
+  statistics, in place, returning the lower bound that pass measured
+  (``model`` is the one its E-step used).
+
+Everything here works on K x D x D objects (NumPy/SciPy); no sample is seen.
+Both families use the block functions unchanged: the variational E-step is a
+Gaussian E-step with shifted log-weights, and the entropy of the
+responsibilities its bound needs, ``sum_ik r_ik log r_ik``, follows from the
+statistics every pass merges anyway (:func:`expected_weighted_log_prob`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import betaln, digamma, gammaln
+
+from ._blocks import Model
+from ._covariance import (
+    covariances_from_stats,
+    log_det_cholesky,
+    make_model,
+    precisions_cholesky_from_covariances,
+)
+from ._engine import Run, m_step
+
+WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+
+def expected_weighted_log_prob(model, stats):
+    """``sum_i sum_k r_ik (log_weights_k + log N(x_i | model_k))`` of a pass,
+    from its merged statistics and the ``model`` its E-step evaluated.
+
+    With ``delta_k = m_k - mu_k`` (weighted mean less model mean), the
+    responsibility-weighted squared Mahalanobis distances are
+    ``tr(P_k^T (S_k + N_k delta_k delta_k^T) P_k)``, ``S_k`` the centred
+    scatter: no pass over the samples is needed.
+    """
+    kind = model.covariance_type
+    nk = np.asarray(stats.nk, dtype=np.float64)
+    means = np.asarray(stats.means, dtype=np.float64)
+    scatter = np.asarray(stats.scatter, dtype=np.float64)
+    mu = np.asarray(model.means, dtype=np.float64)
+    prec = np.asarray(model.precisions_cholesky, dtype=np.float64)
+    d = means.shape[1]
+    delta = means - mu
+    if kind == "full":
+        spread = scatter + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        quadratic = float(np.einsum("kij,kjl,kil->", spread, prec, prec))
+    elif kind == "tied":
+        spread = scatter + (nk[:, None] * delta).T @ delta
+        quadratic = float(np.sum((spread @ prec) * prec))
+    elif kind == "diag":
+        quadratic = float(np.sum(prec**2 * (scatter + nk[:, None] * delta**2)))
+    else:
+        quadratic = float(np.sum(prec**2 * np.sum(scatter + nk[:, None] * delta**2, axis=1)))
+    log_det = np.asarray(model.log_det, dtype=np.float64)
+    constant = np.asarray(model.log_weights, dtype=np.float64) + log_det - 0.5 * d * math.log(2 * math.pi)
+    return float(nk @ constant) - 0.5 * quadratic
+
+
+class GaussianFamily:
+    """Maximum-likelihood EM: :class:`daskgmm.GaussianMixture`.  The lower
+    bound is the mean log-likelihood per sample before the M-step."""
+
+    name = "gaussian"
+    posterior_names = ()
+
+    def initial_run(self, stats, covariance_type, reg_covar):
+        weights, means, covariances = covariances_from_stats(stats, reg_covar)
+        return Run(
+            covariance_type, weights, means, covariances, precisions_cholesky_from_covariances(covariances, covariance_type)
+        )
+
+    def model(self, run):
+        return make_model(run.weights, run.means, run.precisions_cholesky, run.covariance_type)
+
+    def step(self, run, stats, reg_covar, model):
+        bound = float(stats.log_likelihood) / float(stats.n_samples)
+        m_step(run, stats, reg_covar)
+        return bound
+
+
+GAUSSIAN = GaussianFamily()
+
+
+@dataclass(frozen=True, eq=False)
+class BayesianFamily:
+    """Variational EM with a Dirichlet (process or distribution) prior on the
+    weights and Gaussian-Wishart priors on the components:
+    :class:`daskgmm.BayesianGaussianMixture`, scikit-learn's formulas
+    (``sklearn.mixture._bayesian_mixture``) on merged statistics.  The lower
+    bound is the total evidence lower bound after the M-step, up to
+    scikit-learn's constant terms.
+
+    ``run.posterior`` holds ``weight_concentration`` ((2, K) for the
+    Dirichlet process, (K,) otherwise), ``mean_precision`` (K,) and
+    ``degrees_of_freedom`` ((K,), or () for 'tied').
+    """
+
+    weight_concentration_prior_type: str
+    weight_concentration_prior: float
+    mean_precision_prior: float
+    mean_prior: np.ndarray
+    degrees_of_freedom_prior: float
+    covariance_prior: object
+
+    name = "bayesian"
+    posterior_names = ("weight_concentration", "mean_precision", "degrees_of_freedom")
+
+    # -- M-step -------------------------------------------------------------
+
+    def initial_run(self, stats, covariance_type, reg_covar):
+        run = Run(covariance_type, None, None, None, None)
+        self._m_step(run, stats, reg_covar)
+        return run
+
+    def step(self, run, stats, reg_covar, model):
+        self._m_step(run, stats, reg_covar)
+        return self.lower_bound(run, stats, model)
+
+    def _m_step(self, run, stats, reg_covar):
+        kind = run.covariance_type
+        nk_raw = np.asarray(stats.nk, dtype=np.float64)
+        # scikit-learn's _estimate_gaussian_parameters: nk + 10 eps, the
+        # weighted means and covariances (reg_covar added).
+        _, xk, sk = covariances_from_stats(stats, reg_covar)
+        nk = nk_raw + 10 * np.finfo(np.asarray(stats.means).dtype).eps
+        k = nk.shape[0]
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
+            concentration = np.stack([1.0 + nk, self.weight_concentration_prior + tail])
+        else:
+            concentration = self.weight_concentration_prior + nk
+        mean_precision = self.mean_precision_prior + nk
+        means = (self.mean_precision_prior * self.mean_prior + nk[:, None] * xk) / mean_precision[:, None]
+        diff = xk - self.mean_prior
+        shrink = self.mean_precision_prior / mean_precision
+        if kind == "full":
+            dof = self.degrees_of_freedom_prior + nk
+            outer = diff[:, :, None] * diff[:, None, :]
+            covariances = self.covariance_prior + nk[:, None, None] * (sk + shrink[:, None, None] * outer)
+            covariances = covariances / dof[:, None, None]
+        elif kind == "tied":
+            dof = np.asarray(self.degrees_of_freedom_prior + nk.sum() / k)
+            covariances = (
+                self.covariance_prior
+                + sk * nk.sum() / k
+                + self.mean_precision_prior / k * np.dot((nk / mean_precision) * diff.T, diff)
+            )
+            covariances = covariances / dof
+        elif kind == "diag":
+            dof = self.degrees_of_freedom_prior + nk
+            covariances = self.covariance_prior + nk[:, None] * (sk + shrink[:, None] * diff**2)
+            covariances = covariances / dof[:, None]
+        else:
+            dof = self.degrees_of_freedom_prior + nk
+            covariances = self.covariance_prior + nk * (sk + shrink * np.mean(diff**2, axis=1))
+            covariances = covariances / dof
+        run.means = means
+        run.covariances = covariances
+        run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, kind)
+        run.posterior = {"weight_concentration": concentration, "mean_precision": mean_precision, "degrees_of_freedom": dof}
+        run.weights = self.expected_weights(concentration)
+
+    def expected_weights(self, concentration):
+        """scikit-learn's ``weights_``: the mean of the weights' posterior."""
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            total = concentration[0] + concentration[1]
+            weights = concentration[0] / total * np.hstack((1.0, np.cumprod(concentration[1] / total)[:-1]))
+            return weights / weights.sum()
+        return concentration / concentration.sum()
+
+    # -- E-step -------------------------------------------------------------
+
+    def expected_log_weights(self, concentration):
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            digamma_sum = digamma(concentration[0] + concentration[1])
+            a = digamma(concentration[0]) - digamma_sum
+            b = digamma(concentration[1]) - digamma_sum
+            return a + np.hstack((0.0, np.cumsum(b)[:-1]))
+        return digamma(concentration) - digamma(np.sum(concentration))
+
+    def model(self, run):
+        """Expected log-weights plus, per component, the expectations of the
+        Gauss-Wishart log-density not carried by ``log N(x | means,
+        covariances)``: ``-D/2 log(dof) + (log_lambda - D / mean_precision) / 2``."""
+        post = run.posterior
+        d = run.means.shape[1]
+        dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
+        log_lambda = d * math.log(2.0) + np.sum(digamma(0.5 * (dof - np.arange(d)[:, None])), axis=0)
+        shift = -0.5 * d * np.log(dof) + 0.5 * (log_lambda - d / post["mean_precision"])
+        log_weights = self.expected_log_weights(post["weight_concentration"]) + shift
+        prec = np.asarray(run.precisions_cholesky)
+        return Model(
+            run.covariance_type,
+            log_weights,
+            np.asarray(run.means),
+            prec,
+            np.asarray(log_det_cholesky(prec, run.covariance_type, d)),
+        )
+
+    # -- lower bound ----------------------------------------------------------
+
+    def lower_bound(self, run, stats, model):
+        """scikit-learn's ``_compute_lower_bound`` with ``-sum r log r`` from
+        the pass's statistics (``model``: the parameters of its E-step)."""
+        kind = run.covariance_type
+        post = run.posterior
+        d = run.means.shape[1]
+        k = run.means.shape[0]
+        entropy = float(stats.log_likelihood) - expected_weighted_log_prob(model, stats)
+        dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
+        log_det = log_det_cholesky(run.precisions_cholesky, kind, d) - 0.5 * d * np.log(dof)
+        log_wishart = _log_wishart_norm(dof, log_det, d)
+        log_wishart = k * float(np.squeeze(log_wishart)) if kind == "tied" else float(np.sum(log_wishart))
+        concentration = post["weight_concentration"]
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            log_norm_weight = -float(np.sum(betaln(concentration[0], concentration[1])))
+        else:
+            log_norm_weight = float(gammaln(np.sum(concentration)) - np.sum(gammaln(concentration)))
+        return entropy - log_wishart - log_norm_weight - 0.5 * d * float(np.sum(np.log(post["mean_precision"])))
+
+
+def _log_wishart_norm(degrees_of_freedom, log_det_precisions_chol, n_features):
+    """Log normalisation of the Wishart distribution, less its log(pi) term
+    (scikit-learn's ``_log_wishart_norm``)."""
+    return -(
+        degrees_of_freedom * log_det_precisions_chol
+        + degrees_of_freedom * n_features * 0.5 * math.log(2.0)
+        + np.sum(gammaln(0.5 * (degrees_of_freedom - np.arange(n_features)[:, None])), axis=0)
+    )

@@ -1,0 +1,260 @@
+"""The variational Bayesian Gaussian mixture: scikit-learn's
+``BayesianGaussianMixture`` contract on Dask arrays, on the EM core every
+daskgmm mixture shares (:class:`daskgmm.mixture._BaseMixture`)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._families import BayesianFamily
+from ._init import Spec, data_moments, initialize
+from .mixture import _BaseMixture, spawn_seeds
+
+
+class BayesianGaussianMixture(_BaseMixture):
+    """Variational Bayesian estimation of a Gaussian mixture on Dask arrays.
+
+    Same parameters, defaults, attributes and methods as
+    :class:`sklearn.mixture.BayesianGaussianMixture`: a Dirichlet process
+    (truncated at ``n_components``) or Dirichlet distribution prior on the
+    weights lets the fit switch off the components the data do not need.
+    Each variational EM iteration is one pass over the row chunks, as for
+    :class:`daskgmm.GaussianMixture`: the E-step adds per-component
+    expectations to the Gaussian log-densities, the M-step is a closed-form
+    posterior update of the same merged statistics, and the lower bound
+    takes the entropy of the responsibilities from those statistics too.
+
+    Parameters
+    ----------
+    n_components, covariance_type, tol, reg_covar, max_iter, n_init,
+    init_params, random_state, warm_start, verbose, verbose_interval
+        As :class:`daskgmm.GaussianMixture`.  ``tol`` applies to the change
+        of the total lower bound (scikit-learn's rule for this class).
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
+    weight_concentration_prior : float, default=1 / n_components
+    mean_precision_prior : float, default=1
+    mean_prior : array-like (n_features,), default=the data's mean
+    degrees_of_freedom_prior : float, default=n_features
+    covariance_prior : float or array-like, default=the data's covariance
+        (sample covariance, unbiased; its diagonal for 'diag', their mean
+        for 'spherical').  The data-dependent defaults take one pass over
+        the data, centred, so data far from the origin keep full precision.
+    split_every, persist
+        As :class:`daskgmm.GaussianMixture`.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_,
+    converged_, n_iter_, lower_bound_, lower_bounds_, n_features_in_,
+    n_passes_, history_
+        As :class:`daskgmm.GaussianMixture`; ``lower_bound_`` is the total
+        evidence lower bound (up to scikit-learn's constants) after the last
+        iteration.
+    weight_concentration_ : tuple of two (n_components,) arrays or (n_components,)
+    mean_precision_ : (n_components,)
+    degrees_of_freedom_ : (n_components,), or float for 'tied'
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_,
+    degrees_of_freedom_prior_, covariance_prior_
+        The priors used (given, or computed from the data).
+    """
+
+    _parameter_constraints: dict = {
+        **_SklearnBayesianGaussianMixture._parameter_constraints,
+        "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
+        "persist": [StrOptions({"auto"}), "boolean"],
+    }
+
+    _family_name = "bayesian"
+    # Settings a checkpoint must have been written with (daskgmm._checkpoint).
+    _prior_params = (
+        "weight_concentration_prior_type",
+        "weight_concentration_prior",
+        "mean_precision_prior",
+        "mean_prior",
+        "degrees_of_freedom_prior",
+        "covariance_prior",
+    )
+    _posterior_names = BayesianFamily.posterior_names
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        split_every=DEFAULT_SPLIT_EVERY,
+        persist="auto",
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_every = split_every
+        self.persist = persist
+
+    # -- hooks of _BaseMixture --------------------------------------------------
+
+    def _check_settings(self, n_features, n_components=None):
+        """The given priors' shapes and values (scikit-learn's checks and wording)."""
+        d, kind = n_features, self.covariance_type
+        if self.mean_prior is not None:
+            mean_prior = np.asarray(self.mean_prior, dtype=np.float64)
+            if mean_prior.shape != (d,):
+                raise ValueError(f"The parameter 'means' should have the shape of ({d},), but got {mean_prior.shape}.")
+            if not np.all(np.isfinite(mean_prior)):
+                raise ValueError("The parameter 'mean_prior' contains NaN or infinity.")
+        if self.degrees_of_freedom_prior is not None and not self.degrees_of_freedom_prior > d - 1.0:
+            raise ValueError(
+                f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, "
+                f"but got {self.degrees_of_freedom_prior:.3f}."
+            )
+        if self.covariance_prior is not None and kind != "spherical":
+            prior = np.asarray(self.covariance_prior, dtype=np.float64)
+            expected = (d, d) if kind in ("full", "tied") else (d,)
+            if prior.shape != expected:
+                raise ValueError(
+                    f"The parameter '{kind} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
+                )
+            if kind == "diag":
+                if np.any(prior <= 0) or not np.all(np.isfinite(prior)):
+                    raise ValueError(f"'{kind} covariance_prior' should be positive")
+            elif not np.allclose(prior, prior.T) or np.any(np.linalg.eigvalsh(prior) <= 0.0):
+                raise ValueError(f"'{kind} covariance_prior' should be symmetric, positive-definite")
+        return None
+
+    def _make_family(self, dX, counter, *, skip_nonfinite=False):
+        """The priors (one pass over the data for the data-dependent ones),
+        set as fitted attributes, and the family they define."""
+        d, kind = dX.shape[1], self.covariance_type
+        mean = covariance = None
+        if self.mean_prior is None or self.covariance_prior is None:
+            n, mean, scatter = data_moments(dX, self.split_every, counter, skip_nonfinite=skip_nonfinite)
+            covariance = scatter / max(n - 1.0, 1.0)
+        self.weight_concentration_prior_ = (
+            1.0 / self.n_components if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
+        )
+        self.mean_precision_prior_ = 1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
+        self.mean_prior_ = mean if self.mean_prior is None else np.asarray(self.mean_prior, dtype=np.float64)
+        self.degrees_of_freedom_prior_ = (
+            float(d) if self.degrees_of_freedom_prior is None else float(self.degrees_of_freedom_prior)
+        )
+        if self.covariance_prior is not None:
+            prior = self.covariance_prior
+            self.covariance_prior_ = float(prior) if kind == "spherical" else np.asarray(prior, dtype=np.float64)
+        elif kind in ("full", "tied"):
+            self.covariance_prior_ = np.atleast_2d(covariance)
+        elif kind == "diag":
+            self.covariance_prior_ = np.diag(covariance).copy()
+        else:
+            self.covariance_prior_ = float(np.diag(covariance).mean())
+        return self._family()
+
+    def _family(self):
+        return BayesianFamily(
+            self.weight_concentration_prior_type,
+            self.weight_concentration_prior_,
+            self.mean_precision_prior_,
+            self.mean_prior_,
+            self.degrees_of_freedom_prior_,
+            self.covariance_prior_,
+        )
+
+    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False):
+        seeds = spawn_seeds(self.random_state, self.n_init)
+        specs = [Spec(self.n_components, self.covariance_type, seed, pool=seeds[0], family=family) for seed in seeds]
+        return initialize(
+            dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
+            skip_nonfinite=skip_nonfinite,
+        )
+
+    def _run_from_attributes(self):
+        concentration = self.weight_concentration_
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            concentration = np.stack([np.asarray(concentration[0]), np.asarray(concentration[1])])
+        run = Run(
+            self.covariance_type,
+            np.asarray(self.weights_, dtype=np.float64),
+            np.asarray(self.means_, dtype=np.float64),
+            np.asarray(self.covariances_, dtype=np.float64),
+            np.asarray(self.precisions_cholesky_, dtype=np.float64),
+        )
+        run.posterior = {
+            "weight_concentration": np.asarray(concentration, dtype=np.float64),
+            "mean_precision": np.asarray(self.mean_precision_, dtype=np.float64),
+            "degrees_of_freedom": np.asarray(self.degrees_of_freedom_, dtype=np.float64),
+        }
+        return run
+
+    def _set_posterior(self, run):
+        post = run.posterior
+        concentration = np.asarray(post["weight_concentration"], dtype=np.float64)
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            self.weight_concentration_ = (concentration[0].copy(), concentration[1].copy())
+        else:
+            self.weight_concentration_ = concentration.copy()
+        self.mean_precision_ = np.asarray(post["mean_precision"], dtype=np.float64).copy()
+        dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
+        self.degrees_of_freedom_ = float(dof) if dof.ndim == 0 else dof.copy()
+
+    def _model(self):
+        return self._family().model(self._run_from_attributes())
+
+    # scikit-learn's BaseMixture hooks, with its signatures.
+
+    def _get_parameters(self):
+        return (
+            self.weight_concentration_,
+            self.mean_precision_,
+            self.means_,
+            self.degrees_of_freedom_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        )
+
+    def _set_parameters(self, params):
+        (
+            self.weight_concentration_,
+            self.mean_precision_,
+            self.means_,
+            self.degrees_of_freedom_,
+            self.covariances_,
+            self.precisions_cholesky_,
+        ) = params
+        run = self._run_from_attributes()
+        self.weights_ = self._family().expected_weights(run.posterior["weight_concentration"])
+        self._set_gaussian_parameters((self.weights_, self.means_, self.covariances_, self.precisions_cholesky_))
+
+
+__all__ = ["BayesianGaussianMixture"]
