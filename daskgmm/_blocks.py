@@ -11,15 +11,30 @@ Numerical notes
 ---------------
 * The log-density uses the Cholesky factor of the precision,
   ``log N(x | mu, Sigma) = -D/2 log(2 pi) + log det(P) - 1/2 ||(x - mu) P||^2``
-  with ``P P^T = Sigma^-1``; no inverse is ever formed.
+  with ``P P^T = Sigma^-1``; no inverse is ever formed for it.
 * All sample sums are taken about a *pivot* ``c`` (the mean of a sample of
   the block's rows, :func:`_pivot`), so the data's distance from the origin
-  never enters a subtraction.  The error left is of order
-  ``eps * (|mu_k - c| / sigma_k)^2``: the spread of the components relative
-  to their width, not the offset of the data.
+  never enters a subtraction.  A component's scatter, its pivot moment
+  minus ``n_k (m_k - c)^2``, then keeps a relative error of order
+  ``eps * kappa_k`` with ``kappa_k = 1 + (|m_k - c| / sigma_k)^2``: the
+  spread of the components relative to their width.
+* A component with ``kappa_k`` above ``eps ** -0.3`` (120 in float32, 5e4 in
+  float64) — known from the model before the block, or from a slice's sums
+  — is summed about a pivot of its own instead (the model's mean, or its
+  weighted mean in that slice; :class:`_OwnPivotSums`), over the rows it has
+  responsibility for, with ``x - p_k`` taken from the raw rows: its scatter
+  is then a two-pass result, exact to ``eps (|m_k - p_k| / sigma_k)^2``,
+  whatever the clusters' separation and their offset from ``c`` or 0.
+  (Measured in ``benchmarks/bench_precision.py``: variances within 1e-6 in
+  float32 and 1e-14 in float64 of a float64 two-pass reference where the
+  pivot formula alone lost them entirely.)
 * Block statistics are returned *centred* (scatter about the block's own
   weighted component means) and merged with the pairwise update of Chan,
   Golub & LeVeque, so the tree reduction never forms raw second moments.
+  Their means are absolute, so a merge sees the difference of two blocks'
+  means to ``eps |m_k|``: a relative error of order
+  ``eps (|m_k| / sigma_k) (|delta_k| / sigma_k)`` in the merged scatter,
+  small since blocks' means differ by ``sigma_k / sqrt(rows)``.
 """
 
 from __future__ import annotations
@@ -428,7 +443,7 @@ def _safe(xp, nk):
 
 def _cancellation_limit(xp, dtype):
     """Largest ratio of a pivot moment to the centred scatter it yields that
-    the pivot formula may keep: ``eps ** -0.3`` (128 in float32, 5e4 in
+    the pivot formula may keep: ``eps ** -0.3`` (120 in float32, 5e4 in
     float64), so that the scatter keeps a relative error of ``eps ** 0.7``
     (1e-5 in float32, 1e-11 in float64) times the rounding growth of the sums."""
     return float(xp.finfo(dtype).eps) ** -0.3
@@ -473,7 +488,9 @@ def _without(xp, chosen, nk, sums, part, kind):
 
 
 # A component whose responsibilities are nonzero on more than this fraction
-# of a slice's rows is summed over all of them, about its own pivot.
+# of a slice's rows is summed over all of them about its own pivot; the
+# others share one pass over the slice when their rows are more than this
+# fraction of it, else their rows are gathered.
 DENSE_FRACTION = 0.5
 
 
@@ -485,68 +502,89 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
     otherwise); zeros for the others.
 
     ``rows`` (n, D) are the raw rows, not pivot-centred, so ``x - p_k`` is
-    exact for the rows near ``p_k``.  A component with responsibility on
-    most rows is summed over the whole slice about its pivot.  The others
-    (well-separated clusters) share one pass: each row is centred on the
-    pivot of its most responsible component among them and the sums are
-    matrix products as on the pivot path; the (row, component) pairs of
-    nonzero responsibility that are not a row's first are gathered and
-    summed apart (few: rows between clusters)."""
+    exact for the rows near ``p_k``.  Each (row, component) pair of nonzero
+    responsibility is summed once, in one of three ways:
+
+    * a component with responsibility on most rows: over the whole slice;
+    * the others, when their rows are most of the slice (well-separated
+      clusters): in one pass, each row centred on the pivot of its first
+      component (more than half its weight), the sums matrix products as on
+      the pivot path;
+    * the pairs left (rows shared by components, or all the pairs when they
+      are few): gathered, one segment per component.
+    """
     k, d = pivots.shape
     n = rows.shape[0]
     dtype = rows.dtype
     device = array_device(rows)
-    counts = to_numpy(xp.count_nonzero(resp > 0, axis=1))
+    used = resp > 0
+    counts = to_numpy(xp.count_nonzero(used, axis=1))
     dense = [j for j in range(k) if chosen[j] and counts[j] > DENSE_FRACTION * n]
     sparse = [j for j in range(k) if chosen[j] and 0 < counts[j] <= DENSE_FRACTION * n]
-    terms = {}  # component -> [n_k, s_k, second] so far
+    diagonal = kind in ("diag", "spherical")
+    nk = [xp.zeros((), dtype=dtype, device=device)] * k
+    sums = [xp.zeros((d,), dtype=dtype, device=device)] * k
+    second = [xp.zeros((d,) if diagonal else (d, d), dtype=dtype, device=device)] * k
+    shared = xp.zeros((d, d), dtype=dtype, device=device)  # 'tied': summed over k
 
     def add(j, weights, dev):
-        second = (xp.matmul(weights, dev * dev) if kind in ("diag", "spherical")
-                  else xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev))
-        new = [xp.sum(weights), xp.matmul(weights, dev), second]
-        terms[j] = new if j not in terms else [a + b for a, b in zip(terms[j], new)]
-
-    if sparse:
-        index = xp.asarray(sparse, dtype=xp.int64, device=device)
-        r = resp if len(sparse) == k else xp.take(resp, index, axis=0)  # (S, n)
-        # A row's first component: the one with more than half its weight
-        # (at most one; rows without one are all in the pairs below).
-        first = 2 * r > xp.sum(r, axis=0)[None, :]
-        one_hot = xp.astype(first, dtype)
-        main = one_hot * r
-        label = xp.astype(xp.matmul(xp.arange(len(sparse), dtype=dtype, device=device), one_hot), xp.int64)
-        dev = rows - xp.take(xp.take(pivots, index, axis=0), label, axis=0)  # (n, D)
-        nk_s, sums_s = xp.sum(main, axis=1), xp.matmul(main, dev)
-        if kind in ("diag", "spherical"):
-            second_s = xp.matmul(main, dev * dev)
+        nonlocal shared
+        nk[j] = nk[j] + xp.sum(weights)
+        sums[j] = sums[j] + xp.matmul(weights, dev)
+        if diagonal:
+            second[j] = second[j] + xp.matmul(weights, dev * dev)
         elif kind == "full":
-            second_s = _second_moment_about_pivot(xp, dev, xp.permute_dims(dev, (1, 0)), main, "full")
-        else:  # tied: one sum over the components
-            second_s = xp.matmul(xp.permute_dims(dev * xp.sum(main, axis=0)[:, None], (1, 0)), dev)
-        for i, j in enumerate(sparse):
-            terms[j] = [nk_s[i], sums_s[i, :], second_s if kind == "tied" and i == 0 else
-                        xp.zeros((d, d), dtype=dtype, device=device) if kind == "tied" else second_s[i, ...]]
-        others = (r > 0) & ~first
-        extra = to_numpy(xp.count_nonzero(others, axis=1))
-        if extra.any():
-            comp, row = xp.nonzero(others)  # component-major: one segment each
-            weights = xp.take(xp.reshape(r, (len(sparse) * n,)), comp * n + row)
-            dev = xp.take(rows, row, axis=0) - xp.take(xp.take(pivots, index, axis=0), comp, axis=0)
-            stop = 0
-            for i, j in enumerate(sparse):
-                begin, stop = stop, stop + int(extra[i])
-                if begin < stop:
-                    add(j, weights[begin:stop], dev[begin:stop, :])
+            second[j] = second[j] + xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev)
+        else:
+            shared = shared + xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev)
+
     for j in dense:
         add(j, resp[j, :], rows - pivots[j, :])
-    zero = xp.zeros((), dtype=dtype, device=device)
-    zeros_d = xp.zeros((d,), dtype=dtype, device=device)
-    zeros_second = xp.zeros((d, d) if kind in ("full", "tied") else (d,), dtype=dtype, device=device)
-    parts = [terms.get(j, (zero, zeros_d, zeros_second)) for j in range(k)]
-    second = xp.stack([p[2] for p in parts])
-    return xp.stack([p[0] for p in parts]), xp.stack([p[1] for p in parts]), (
-        xp.sum(second, axis=0) if kind == "tied" else second)
+    if sparse:
+        index = xp.asarray(sparse, dtype=xp.int64, device=device)
+        own = xp.take(pivots, index, axis=0)
+        r = resp if len(sparse) == k else xp.take(resp, index, axis=0)  # (S, n)
+        r_used = used if len(sparse) == k else xp.take(used, index, axis=0)
+        if sum(int(counts[j]) for j in sparse) > DENSE_FRACTION * n:
+            # At most one component has more than half a row's weight.
+            first = 2 * r > xp.sum(r, axis=0)[None, :]
+            one_hot = xp.astype(first, dtype)
+            main = one_hot * r
+            label = xp.astype(xp.matmul(xp.arange(len(sparse), dtype=dtype, device=device), one_hot), xp.int64)
+            dev = rows - xp.take(own, label, axis=0)  # (n, D)
+            part_sums = xp.matmul(main, dev)
+            if diagonal:
+                part_second = xp.matmul(main, dev * dev)
+            elif kind == "full" and _uses_pairs(kind, len(sparse), d):  # as on the pivot path
+                dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
+                pairs = _pair_indices(xp, d, device)
+                products = xp.take(dev_t, pairs[0], axis=0) * xp.take(dev_t, pairs[1], axis=0)
+                part_second = xp.matmul(main, xp.permute_dims(products, (1, 0)))  # (S, pairs)
+                part_second = xp.reshape(xp.take(part_second, pairs[2], axis=1), (len(sparse), d, d))
+            else:
+                dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
+                part_second = _second_moment_about_pivot(xp, dev, dev_t, main, kind)
+                if kind == "tied":
+                    shared = shared + part_second
+            part_nk = xp.sum(main, axis=1)
+            for i, j in enumerate(sparse):
+                nk[j], sums[j] = nk[j] + part_nk[i], sums[j] + part_sums[i, :]
+                if kind != "tied":
+                    second[j] = second[j] + part_second[i, ...]
+            left = r_used & ~first
+        else:
+            left = r_used
+        counts_left = to_numpy(xp.count_nonzero(left, axis=1))
+        if counts_left.any():
+            comp, row = xp.nonzero(left)  # component-major: one segment each
+            weights = xp.take(xp.reshape(r, (len(sparse) * n,)), comp * n + row)
+            dev = xp.take(rows, row, axis=0) - xp.take(own, comp, axis=0)
+            stop = 0
+            for i, j in enumerate(sparse):
+                begin, stop = stop, stop + int(counts_left[i])
+                if begin < stop:
+                    add(j, weights[begin:stop], dev[begin:stop, :])
+    return xp.stack(nk), xp.stack(sums), shared if kind == "tied" else xp.stack(second)
 
 
 def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):

@@ -136,11 +136,12 @@ def test_slices_and_merges_keep_the_precision(monkeypatch, kind, dtype, ordered)
 
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
-@pytest.mark.parametrize("dense_fraction", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("dense_fraction", [0.0, 0.4, 0.5, 1.0])
 def test_every_way_of_summing_about_own_pivots_agrees(monkeypatch, kind, dense_fraction):
     """A component far from the pivot is summed about its own over the whole
-    slice (responsibility on most rows) or, with the others, on its rows'
-    first components plus the rows it shares: the same scatter either way."""
+    slice (responsibility on most rows), or with the others on its rows'
+    first components plus the rows it shares gathered, or on its rows
+    gathered: the same scatter every way."""
     monkeypatch.setattr(_blocks, "DENSE_FRACTION", dense_fraction)
     rng = np.random.default_rng(6)
     n, d = 2000, 2
@@ -215,3 +216,26 @@ def test_the_issue_fit_of_two_tight_float32_clusters():
     order, sk_order = np.argsort(ours.means_[:, 0]), np.argsort(theirs.means_[:, 0])
     np.testing.assert_allclose(ours.means_[order], theirs.means_[sk_order], rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(ours.covariances_[order], theirs.covariances_[sk_order], rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+def test_own_pivot_sums_on_strict_arrays(kind):
+    """The sums about components' own pivots use the array-API namespace
+    only: array_api_strict blocks give NumPy's statistics."""
+    xps = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(8)
+    n, d = 3000, 2
+    labels = rng.integers(3, size=n)
+    X = np.array([[0.0, 0.0], [1.0, 3.0], [1e6, 1e6]])[labels] + rng.normal(size=(n, d)) * 0.5
+    resp = np.eye(3)[labels]
+    shared = (rng.random(n) < 0.2) & (labels < 2)
+    resp[shared, :2] = 0.7 * resp[shared, :2] + 0.3 * rng.dirichlet(np.ones(2), size=int(shared.sum()))
+    model = _model(kind, np.array([[0.0, 0.0], [1.0, 3.0], [1e6 + 50.0, 1e6]]), 0.25, np.float64)
+    for args in ({"resp": resp}, {}):
+        empty = Model(kind, None, None, None, None) if args else model
+        strict = block_statistics(xps.asarray(X), empty, **{k: xps.asarray(v) for k, v in args.items()})
+        plain = block_statistics(X, empty, **args)
+        for field in ("nk", "means", "scatter"):
+            np.testing.assert_allclose(np.asarray(getattr(strict, field)), getattr(plain, field), rtol=1e-12, atol=1e-9)
+        assert_scatter_close(plain, X, resp if args else np.exp(_blocks.estimate_log_resp(X, model)[1]),
+                             TOLERANCE[np.float64])
