@@ -20,7 +20,9 @@ Data:
   speed of the fix on ordinary data);
 * ``apart``: the same components, means drawn at scale 1e3 (float32) or 1e6
   (float64) and offset by as much, where the scatter about the block pivot
-  cancelled.
+  cancelled;
+* ``bench``: the configurations of ``bench_vs_sklearn.py`` (one chunk of a
+  quarter of the rows, the initial model of ``profile_blocks.py``).
 
 Run::
 
@@ -38,7 +40,9 @@ import time
 from pathlib import Path
 
 import _common
+import bench_vs_sklearn
 import numpy as np
+import profile_blocks
 from threadpoolctl import threadpool_limits
 
 from daskgmm import _blocks
@@ -56,6 +60,9 @@ CONFIGS = [  # (rows in the chunk, D, K, covariance_type)
     (50_000, 64, 16, "diag"),
     (50_000, 64, 16, "spherical"),
 ]
+
+
+BENCH_CONFIGS = bench_vs_sklearn.CONFIGS
 
 
 def load_baseline(commit):
@@ -144,18 +151,24 @@ def main(argv=None):
     parser.add_argument("--baseline", default=BASELINE, help="commit of the earlier _blocks.py")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", nargs="*", default=None, help="covariance types to run")
+    parser.add_argument("--data", nargs="*", default=["overlap", "apart", "bench"], choices=["overlap", "apart", "bench"])
     args = parser.parse_args(argv)
     _common.print_header(f"block statistics: {args.baseline} vs working tree, one chunk, 1 BLAS thread")
     old = load_baseline(args.baseline)
     rows = []
-    for data in ("overlap", "apart"):
+    for data in args.data:
         for dtype in ("float32", "float64"):
             spread = 3.0 if data == "overlap" else (1e3 if dtype == "float32" else 1e6)
-            for n, d, k, kind in CONFIGS:
+            for n, d, k, kind in BENCH_CONFIGS if data == "bench" else CONFIGS:
                 if args.only and kind not in args.only:
                     continue
-                X64, model = make_case(n, d, k, kind, spread)
-                X = X64.astype(dtype)
+                if data == "bench":  # a quarter of the rows, as a 4-chunk pass
+                    X = bench_vs_sklearn.make_data(n, d, k).astype(dtype)
+                    model = profile_blocks.chunk_model(X, k, kind)[0]
+                    X = X[: n // 4]
+                else:
+                    X64, model = make_case(n, d, k, kind, spread)
+                    X = X64.astype(dtype)
                 resp = np.exp(_blocks.estimate_log_resp(X.astype(np.float64), model)[1])
                 want = reference_variances(X, resp, kind)
                 errors = [max_relative_error(module, X, resp, kind, want) for module in (old, _blocks)]
@@ -163,7 +176,7 @@ def main(argv=None):
                     times = interleaved_best(
                         [lambda m=m: m.block_statistics(X, model) for m in (old, _blocks)], args.repeat
                     )
-                row = [data, dtype, f"{n:,}x{d} K={k} {kind}", f"{times[0] * 1e3:.1f}", f"{times[1] * 1e3:.1f}",
+                row = [data, dtype, f"{len(X):,}x{d} K={k} {kind}", f"{times[0] * 1e3:.1f}", f"{times[1] * 1e3:.1f}",
                        f"{times[1] / times[0]:.2f}", f"{errors[0]:.1e}", f"{errors[1]:.1e}"]
                 rows.append(row)
                 print("  ", *row, flush=True)
