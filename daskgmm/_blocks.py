@@ -696,7 +696,9 @@ class _OwnPivotSums:
         return self.pivots + sums / _safe(self.xp, nk)[:, None]
 
 
-def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None):
+def block_statistics(
+    X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None, sample_weight=None
+):
     """E-step and sufficient statistics of one block, fused.
 
     Parameters
@@ -719,6 +721,10 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
         these numbers of components: responsibilities are normalised within
         each group and ``log_likelihood`` is one sum per group, (G,).  The
         result splits with :func:`split_statistics`.
+    sample_weight : (n,) array, optional
+        Non-negative weight of each row: every sum counts a row with its
+        weight (``n_samples`` is the total weight), as that many copies of
+        the row would.  A NaN/inf row is an error whatever its weight.
 
     Returns
     -------
@@ -737,6 +743,11 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
     means_c = model.means - pivot if resp is None else None
+    weights = None
+    if sample_weight is not None:
+        weights = xp.asarray(sample_weight, dtype=X.dtype, device=array_device(X))
+        if keep is not None:
+            weights = xp.where(keep, weights, xp.zeros_like(weights))
 
     zero = xp.zeros((), dtype=X.dtype)
     log_likelihood = zero
@@ -784,6 +795,9 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
                                     xp.zeros_like(log_norm))
             part_ll = xp.sum(log_norm, axis=-1)
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
+            if weights is not None:  # after the check: a NaN row is refused whatever its weight
+                w = weights[None, start:stop] if groups else weights[start:stop]
+                part_ll = xp.sum(xp.where(w > 0, w * log_norm, xp.zeros_like(log_norm)), axis=-1)
             log_likelihood = log_likelihood + part_ll
         else:
             if resp_t is not None:
@@ -792,6 +806,8 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
                 r = _contiguous(xp, xp.permute_dims(xp.asarray(resp[start:stop, :], dtype=X.dtype), (1, 0)))
         if keep is not None:
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
+        if weights is not None:
+            r = r * weights[None, start:stop]
         if all(own.chosen):  # no pivot sums left to do
             own.add(Xz[start:stop, :], r)
             continue
@@ -835,7 +851,12 @@ def block_statistics(X, model, *, row_offset=0, skip_nonfinite=False, resp=None,
 
     if resp is not None and keep is None:
         check_finite(xp, xp.sum(sum_x) if own.sums is None else xp.sum(sum_x) + xp.sum(own.sums[1]), X, row_offset)
-    n_used = xp.sum(xp.astype(keep, X.dtype)) if keep is not None else xp.asarray(float(n), dtype=X.dtype)
+    if weights is not None:
+        n_used = xp.sum(weights)
+    elif keep is not None:
+        n_used = xp.sum(xp.astype(keep, X.dtype))
+    else:
+        n_used = xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":
         scatter = moment - nk[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
