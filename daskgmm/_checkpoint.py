@@ -146,6 +146,17 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
     return fp
 
 
+def weights_digest(weights):
+    """What a checkpoint records of the sample weights: None (unweighted), a
+    digest of NumPy weights, or "dask" (their values are checked through the
+    data summary, whose row count is the total weight)."""
+    if weights is None:
+        return None
+    if isinstance(weights, np.ndarray):
+        return _digest(weights)
+    return "dask"
+
+
 def data_summary(run, n_features):
     """Mean (D,), total variance and number of rows of the data implied by
     an EM iterate, as one (D + 2,) vector.
@@ -390,7 +401,7 @@ def _read(path, fp):
     if not isinstance(saved, dict):
         raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
     # Checkpoints written before the families existed are maximum-likelihood ones.
-    defaults = {"family": "gaussian"}
+    defaults = {"family": "gaussian", "sample_weight": None}
     differences = [
         f"{name} is {_describe(saved.get(name, defaults.get(name)))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp

@@ -297,14 +297,17 @@ def _unbox(box):
     return box.value
 
 
-def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets):
-    """One map task over several chunks held by the same worker."""
+def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets, weights=None):
+    """One map task over several chunks held by the same worker (and their
+    sample weights, given as ``sample_weight=``)."""
     if isinstance(payload, _Box):  # carried inside the task (pass_graph)
         payload = payload.value
     with _quiet_float_errors():
-        if len(blocks) == 1:
-            return chunk_fn(blocks[0], payload, offsets[0])
-        return combine_fn([chunk_fn(block, payload, offset) for block, offset in zip(blocks, offsets)])
+        parts = [
+            chunk_fn(block, payload, offset) if weights is None else chunk_fn(block, payload, offset, sample_weight=w)
+            for block, offset, w in zip(blocks, offsets, weights if weights is not None else blocks)
+        ]
+        return parts[0] if len(parts) == 1 else combine_fn(parts)
 
 
 def _quiet_float_errors():
@@ -372,7 +375,8 @@ def _embeds_payload(payload, n_map_tasks):
 
 
 def pass_graph(
-    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches=None
+    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches=None,
+    weights=None,
 ):
     """The graph of one pass (see :func:`tree_reduce`): a list of Delayed,
     the partial results the client combines last.
@@ -404,7 +408,7 @@ def pass_graph(
         key = (map_name, j)
         layer[key] = (
             _apply_batch, chunk_fn, combine_fn, [(X.name, i, 0) for i in batch], payload_arg,
-            [offsets[i] for i in batch],
+            [offsets[i] for i in batch], None if weights is None else [(weights.name, i) for i in batch],
         )
         keys.append(key)
     level = 0
@@ -418,12 +422,13 @@ def pass_graph(
             new_keys.append(key)
         keys = new_keys
     layer_name = f"{name}-{token}"
-    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X])
+    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X] + ([weights] if weights is not None else []))
     return [Delayed(key, graph, layer=layer_name) for key in keys]
 
 
 def tree_reduce(
-    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches="auto"
+    X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches="auto",
+    weights=None,
 ):
     """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
 
@@ -444,20 +449,26 @@ def tree_reduce(
         "auto": :func:`plan_batches` (chunks grouped per holding worker on a
         distributed cluster; asked once per :func:`fit_session`); None: one
         map task per chunk.
+    weights : 1-D array, optional
+        Sample weights, chunked like the rows of ``X`` (a Dask array; NumPy
+        for :class:`InMemoryRows`): ``chunk_fn`` then gets each chunk's
+        weights as ``sample_weight=``.
 
     Returns
     -------
     The combined partial, computed (one graph submitted).
     """
     if isinstance(X, InMemoryRows):
-        return _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every)
+        return _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, weights)
     client = _scheduling_client()
     session = _SESSION.get()
     if session is not None and session.client is not client:
         session = None
     if isinstance(batches, str):
         batches = _batches(X, client, session)
-    delayeds = pass_graph(X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches)
+    delayeds = pass_graph(
+        X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches, weights=weights
+    )
     if client is None:
         with _one_blas_thread_per_task(client):
             parts = dask.compute(*delayeds, optimize_graph=False)
@@ -466,13 +477,19 @@ def tree_reduce(
     return combine_fn(list(parts))
 
 
-def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every):
+def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, weights=None):
     """:func:`tree_reduce` of :class:`InMemoryRows`: the map and the tree of
     :func:`pass_graph` (one map per chunk), run here."""
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}.")
     with _one_blas_thread_per_task(None), _quiet_float_errors():
-        parts = [chunk_fn(block, payload, offset) for block, offset in X.blocks()]
+        if weights is None:
+            parts = [chunk_fn(block, payload, offset) for block, offset in X.blocks()]
+        else:
+            parts = [
+                chunk_fn(block, payload, offset, sample_weight=weights[offset : offset + block.shape[0]])
+                for block, offset in X.blocks()
+            ]
         while len(parts) > split_every:
             parts = [combine_fn(parts[j : j + split_every]) for j in range(0, len(parts), split_every)]
     return combine_fn(parts)
@@ -748,10 +765,13 @@ def stack_plan(models):
     return plan
 
 
-def _em_chunk(block, payload, row_offset):
+def _em_chunk(block, payload, row_offset, sample_weight=None):
     evaluations, skip_nonfinite = payload
+    weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
     return [
-        _blocks.block_statistics(block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups)
+        _blocks.block_statistics(
+            block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups, **weighted
+        )
         for model, groups in evaluations
     ]
 
@@ -762,8 +782,11 @@ def merge_stat_columns(partials):
     return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
-def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None):
-    """Merged statistics of every run in ``runs`` from one pass over ``X``.
+def em_pass(
+    X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None, weights=None
+):
+    """Merged statistics of every run in ``runs`` from one pass over ``X``
+    (weighted by ``weights``, chunked like the rows of ``X``, when given).
 
     One task per chunk (or per batch of chunks, see :func:`plan_batches`)
     evaluates all the runs, stacked by covariance type (:func:`stack_plan`).
@@ -773,7 +796,7 @@ def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, b
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
         X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em",
-        batches=batches,
+        batches=batches, weights=weights,
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
@@ -784,12 +807,12 @@ def em_pass(X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, b
     return out
 
 
-def _score_chunk(block, models, row_offset):
+def _score_chunk(block, models, row_offset, sample_weight=None):
     xp = _blocks.get_namespace(block)
     out = []
     for model in models:
         log_norm, _ = _blocks.estimate_log_resp(block, model)
-        total = xp.sum(log_norm)
+        total = xp.sum(log_norm if sample_weight is None else _weighted(xp, log_norm, sample_weight))
         _blocks.check_finite(xp, total, block, row_offset)
         out.append(float(total))
     return np.array(out, dtype=np.float64)
@@ -799,15 +822,25 @@ def _score_combine(partials):
     return np.sum(partials, axis=0)
 
 
-def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY):
-    """Total log-likelihood ``sum_i log p(x_i)`` of every model in ``models``
-    (client-side :class:`_blocks.Model`), all from one pass over ``X``.
+def _weighted(xp, values, sample_weight):
+    """``w_i * values_i``, 0 where ``w_i`` is 0 (whatever the value: a row a
+    weight of 0 leaves out counts for nothing)."""
+    w = xp.asarray(sample_weight, dtype=values.dtype)
+    return xp.where(w > 0, w * values, xp.zeros_like(values))
+
+
+def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
+    """Total log-likelihood ``sum_i w_i log p(x_i)`` (``w_i = 1`` without
+    ``weights``) of every model in ``models`` (client-side
+    :class:`_blocks.Model`), all from one pass over ``X``.
 
     Returns
     -------
     (len(models),) float64 array
     """
-    return tree_reduce(X, _score_chunk, _score_combine, tuple(models), split_every=split_every, name="daskgmm-score")
+    return tree_reduce(
+        X, _score_chunk, _score_combine, tuple(models), split_every=split_every, name="daskgmm-score", weights=weights
+    )
 
 
 def stats_to_numpy(stats):
@@ -834,6 +867,7 @@ def run_em(
     callbacks=(),
     start_iter=0,
     family=None,
+    weights=None,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
 
@@ -866,7 +900,7 @@ def run_em(
         models = [family.model(runs[i]) for i in active]
         stats = em_pass(
             X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches,
-            models=models,
+            models=models, weights=weights,
         )
         n_passes += 1
         for i, st, model in zip(active, stats, models):

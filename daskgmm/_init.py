@@ -216,7 +216,9 @@ def merge_means(parts):
     return out
 
 
-def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False, row_offset=0):
+def _assignment_statistics(
+    xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=None, far=False, row_offset=0, sample_weight=None
+):
     """Statistics of the hard assignment of the rows of ``block`` (``zeroed``:
     the same with skipped rows zeroed) to each centre set, per ``(set index,
     kind)`` in ``requests``, merged over the row slices.  ``kind`` is a
@@ -225,16 +227,23 @@ def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfin
 
     With ``far``, also per set the K rows farthest from their nearest centre
     (kept rows only) as ``(d2, local index, label)`` NumPy arrays, ordered by
-    (-d2, index): candidates for the centres of empty clusters.
+    (-d2, index): candidates for the centres of empty clusters.  With
+    ``sample_weight`` every row counts with its weight (one of weight 0 not
+    at all, nor as a candidate).
     """
     pivot = _blocks._pivot(xp, zeroed)
-    kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
+    weights = _row_weights(keep, sample_weight)
+    kept = None if weights is None else _on_block(xp, block, weights)
+    if sample_weight is not None:
+        keep = weights > 0
     stat_requests = [i for i, (_, kind) in enumerate(requests) if kind != "means"]
     merged = [None] * len(requests)
     far_best = [None] * len(center_sets)
     for start, stop, sets, centred_t in _nearest_slices(xp, zeroed, center_sets, pivot=pivot):
         if stat_requests:
             resps = [sets[requests[i][0]][1] for i in stat_requests]
+            if sample_weight is not None:
+                resps = [r * kept[None, start:stop] for r in resps]
             kinds = [requests[i][1] for i in stat_requests]
             part = _fixed_resp_statistics(block[start:stop, :], resps, kinds, skip_nonfinite, row_offset + start)
             for i, p in zip(stat_requests, part):
@@ -244,7 +253,7 @@ def _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfin
                 continue
             onehot = sets[s][1]
             if kept is not None:
-                onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
+                onehot = onehot * kept[None, start:stop]
             nk = _to_float64(xp.sum(onehot, axis=1))
             sums = _to_float64(xp.matmul(onehot, xp.permute_dims(centred_t, (1, 0))))
             part = Means(nk, sums / np.where(nk > 0, nk, 1.0)[:, None])
@@ -345,6 +354,20 @@ def _masked(xp, block, skip_nonfinite):
     return zeroed, (None if keep is None else np.asarray(_blocks.to_numpy(keep), dtype=bool))
 
 
+def _row_weights(keep, sample_weight):
+    """Per-row weights of a block as float64 NumPy: the sample weights (1
+    without), 0 on skipped rows; None when every row counts once."""
+    if sample_weight is None:
+        return None if keep is None else keep.astype(np.float64)
+    weights = _to_float64(sample_weight)
+    return weights if keep is None else np.where(keep, weights, 0.0)
+
+
+def _on_block(xp, block, weights):
+    """``weights`` (NumPy) in the block's namespace, dtype and device."""
+    return xp.asarray(weights, dtype=block.dtype, device=_blocks.array_device(block))
+
+
 def _chunk_fn(fn, skip_nonfinite):
     return functools.partial(fn, skip_nonfinite=True) if skip_nonfinite else fn
 
@@ -398,15 +421,22 @@ def _take_rows(X, indices):
 # --------------------------------------------------------------------------
 
 
-def _smallest_keys_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _smallest_keys_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     """Per job ``(seed, count)``: the ``count`` finite rows with the smallest
-    row-keyed uniform numbers (a uniform sample without replacement)."""
+    row-keyed uniform numbers (a uniform sample without replacement); with
+    ``sample_weight``, the smallest ``E / w`` (E exponential from the same
+    numbers): a sample without replacement with probabilities in proportion
+    to the weights (Efraimidis and Spirakis), rows of weight 0 never."""
     xp = _blocks.get_namespace(block)
     block, keep = _masked(xp, block, skip_nonfinite)
+    weights = None if sample_weight is None else _row_weights(keep, sample_weight)
     out = []
     for seed, count in payload:
         u = keyed_uniform(seed, 3000, row_offset, block.shape[0], 1)[:, 0]
-        if keep is not None:
+        if weights is not None:
+            with np.errstate(divide="ignore"):
+                u = np.where(weights > 0, -np.log1p(-u) / weights, np.inf)
+        elif keep is not None:
             u = np.where(keep, u, np.inf)
         take = _smallest(u, count)
         out.append((count, u[take], take + row_offset, _take_block_rows(xp, block, take)))
@@ -440,7 +470,7 @@ def _raise_drawn_nonfinite(indices, rows):
     raise ValueError(f"Input X contains NaN or infinity (at least row {bad}). Remove or impute them first.")
 
 
-def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None):
+def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
     """Uniform samples without replacement among the finite rows of ``X``.
 
     One pass for all jobs; ``jobs`` is a sequence of ``(seed, count)``;
@@ -450,15 +480,16 @@ def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None):
     """
     results = tree_reduce(
         X, _chunk_fn(_smallest_keys_chunk, True), _smallest_keys_combine, tuple(jobs),
-        split_every=split_every, name="daskgmm-init-sample",
+        split_every=split_every, name="daskgmm-init-sample", weights=sample_weight,
     )
     _count(counter)
     out = []
     for (_, count), (_, keys, _, rows) in zip(jobs, results):
         if keys.shape[0] < count:
             raise ValueError(
-                f"X has only {keys.shape[0]} sample(s) without NaN or infinity, fewer than the "
-                f"{count} needed; decrease n_components or check the mask."
+                f"X has only {keys.shape[0]} sample(s) without NaN or infinity"
+                + ("" if sample_weight is None else " and with a positive sample weight")
+                + f", fewer than the {count} needed; decrease n_components or check the mask."
             )
         out.append(rows)
     return out
@@ -469,7 +500,7 @@ def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None):
 # --------------------------------------------------------------------------
 
 
-def _random_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _random_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     specs = payload
     xp = _blocks.get_namespace(block)
     draws = {}
@@ -479,26 +510,36 @@ def _random_chunk(block, payload, row_offset, skip_nonfinite=False):
             u = keyed_uniform(spec.seed, 0, row_offset, block.shape[0], spec.n_components)
             draws[key] = xp.asarray(np.ascontiguousarray((u / u.sum(axis=1, keepdims=True)).T), dtype=block.dtype)
     resps = [draws[(spec.seed, spec.n_components)] for spec in specs]
+    if sample_weight is not None:
+        w = _on_block(xp, block, _to_float64(sample_weight))
+        resps = [r * w[None, :] for r in resps]
     return _fixed_resp_statistics(block, resps, [spec.covariance_type for spec in specs], skip_nonfinite, row_offset)
 
 
-def init_random(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+def init_random(
+    X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None
+):
     """scikit-learn's 'random': responsibilities uniform on [0, 1), normalised
     per row, keyed by row index; one pass."""
     chunk_fn = _chunk_fn(_random_chunk, skip_nonfinite)
-    stats = tree_reduce(X, chunk_fn, merge_stat_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random")
+    stats = tree_reduce(
+        X, chunk_fn, merge_stat_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random",
+        weights=sample_weight,
+    )
     _count(counter)
     return [run_from_stats(stats_to_numpy(s), spec, reg_covar) for s, spec in zip(stats, specs)]
 
 
-def _given_resp_chunk(block, payload, row_offset):
+def _given_resp_chunk(block, payload, row_offset, sample_weight=None):
     resp, kind = payload
     xp = _blocks.get_namespace(block)
     rows = np.ascontiguousarray(resp[row_offset : row_offset + block.shape[0]].T)
+    if sample_weight is not None:
+        rows = rows * _to_float64(sample_weight)[None, :]
     return _fixed_resp_statistics(block, [xp.asarray(rows, dtype=block.dtype)], [kind], False, row_offset)
 
 
-def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None):
+def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
     """A :class:`Run` from given responsibilities ``resp`` (n_samples, K), a
     NumPy array travelling with the pass: one M-step on their statistics
     (scikit-learn's ``_initialize(X, resp)``)."""
@@ -507,25 +548,27 @@ def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, co
         raise ValueError(f"resp should have shape ({X.shape[0]}, {spec.n_components}), got {resp.shape}.")
     (stats,) = tree_reduce(
         X, _given_resp_chunk, merge_stat_columns, (resp, spec.covariance_type), split_every=split_every,
-        name="daskgmm-init-resp",
+        name="daskgmm-init-resp", weights=sample_weight,
     )
     _count(counter)
     return run_from_stats(stats_to_numpy(stats), spec, reg_covar)
 
 
-def _moments_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _moments_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     xp = _blocks.get_namespace(block)
     ones = xp.ones((1, block.shape[0]), dtype=block.dtype)
+    if sample_weight is not None:
+        ones = _on_block(xp, block, _to_float64(sample_weight))[None, :]
     return _fixed_resp_statistics(block, [ones], ["full"], skip_nonfinite, row_offset)
 
 
-def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None):
     """Number of rows, mean (D,) and centred scatter ``sum (x - mean)(x -
     mean)^T`` (D, D) of the (finite, with ``skip_nonfinite``) rows, float64,
     from one pass: the data-dependent priors of the variational family."""
     (stats,) = tree_reduce(
         X, _chunk_fn(_moments_chunk, skip_nonfinite), merge_stat_columns, None, split_every=split_every,
-        name="daskgmm-moments",
+        name="daskgmm-moments", weights=sample_weight,
     )
     _count(counter)
     stats = stats_to_numpy(stats)
@@ -537,10 +580,19 @@ def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinit
 # --------------------------------------------------------------------------
 
 
-def init_random_from_data(X, specs, reg_covar, counter=None, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY):
+def init_random_from_data(
+    X, specs, reg_covar, counter=None, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, sample_weight=None
+):
     """K distinct row indices drawn uniformly from all rows per spec; the rows
     of every spec fetched in one compute (not a pass: only their chunks are
-    read)."""
+    read).  With ``sample_weight``: drawn with probabilities in proportion to
+    the weights, in one pass (:func:`sample_finite_rows`)."""
+    if sample_weight is not None:
+        jobs = [(spec.seed, spec.n_components) for spec in specs]
+        all_rows = sample_finite_rows(X, jobs, split_every=split_every, counter=counter, sample_weight=sample_weight)
+        return [
+            run_from_stats(_stats_from_rows(r, spec.covariance_type), spec, reg_covar) for r, spec in zip(all_rows, specs)
+        ]
     n = X.shape[0]
     draws = [np.random.default_rng(spec.seed).choice(n, size=spec.n_components, replace=False) for spec in specs]
     rows = _take_rows(X, np.concatenate(draws))
@@ -562,9 +614,10 @@ def init_random_from_data(X, specs, reg_covar, counter=None, skip_nonfinite=Fals
 # --------------------------------------------------------------------------
 
 
-def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _race_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     """Per job ``(seed, centers or None)``: the row with the smallest key
-    ``E / D^2`` (E exponential, keyed by row), as ``(key, index, row)``."""
+    ``E / (w D^2)`` (E exponential, keyed by row; ``w`` the sample weight, 1
+    without; ``D^2`` 1 without centres), as ``(key, index, row)``."""
     stream, jobs = payload
     xp = _blocks.get_namespace(block)
     block, keep = _masked(xp, block, skip_nonfinite)
@@ -585,6 +638,8 @@ def _race_chunk(block, payload, row_offset, skip_nonfinite=False):
             _blocks.check_finite(np, weight.sum(), block, row_offset)
         if keep is not None:
             weight = np.where(keep, weight, 0.0)
+        if sample_weight is not None:
+            weight = weight * _to_float64(sample_weight)
         with np.errstate(divide="ignore"):
             keys = np.where(weight > 0, -np.log1p(-u) / weight, np.inf)
         best = int(np.argmin(keys))
@@ -596,7 +651,9 @@ def _race_combine(partials):
     return [min(column, key=lambda entry: (entry[0], entry[1])) for column in zip(*partials)]
 
 
-def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+def init_kmeans_plusplus(
+    X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None
+):
     """Exact k-means++ (non-greedy) over all rows: centre j is one pass, in
     which every row races with an exponential clock of rate D^2.  Specs that
     share a seed share the sequence of centres (a spec of K takes the first K)."""
@@ -609,7 +666,8 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
         todo = [g for g, size in enumerate(sizes) if j < size]
         jobs = tuple((groups[g][0], centers[g]) for g in todo)
         winners = tree_reduce(
-            X, race_chunk, _race_combine, (1000 + j, jobs), split_every=split_every, name="daskgmm-init-kmpp"
+            X, race_chunk, _race_combine, (1000 + j, jobs), split_every=split_every, name="daskgmm-init-kmpp",
+            weights=sample_weight,
         )
         _count(counter)
         for g, (key, _, row) in zip(todo, winners):
@@ -634,7 +692,7 @@ def init_kmeans_plusplus(X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, c
 # --------------------------------------------------------------------------
 
 
-def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     """Per job ``(seed, candidates, cap)``: the chunk's cost (sum of D^2 to
     the candidates) and its ``cap`` rows with the smallest keys ``u / D^2``,
     as ``(cost, keys, global indices, rows, cap)``."""
@@ -653,6 +711,8 @@ def _oversample_chunk(block, payload, row_offset, skip_nonfinite=False):
         _blocks.check_finite(np, cost.sum(), block, row_offset)
         if keep is not None:
             cost = np.where(keep, cost, 0.0)
+        if sample_weight is not None:  # k-means|| on weighted rows: cost w D^2
+            cost = cost * _to_float64(sample_weight)
         u = keyed_uniform(seed, stream, row_offset, n, 1)[:, 0]
         with np.errstate(divide="ignore"):
             keys = np.where(cost > 0, u / cost, np.inf)
@@ -669,20 +729,23 @@ def _oversample_combine(partials):
     return merged
 
 
-def _weights_chunk(block, payload, row_offset, skip_nonfinite=False):
-    """Per candidate set: rows nearest to each candidate; and the block's
-    mean and per-feature scatter (for the Lloyd tolerance)."""
+def _weights_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
+    """Per candidate set: rows (their weights) nearest to each candidate; and
+    the block's mean and per-feature scatter (for the Lloyd tolerance)."""
     xp = _blocks.get_namespace(block)
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     n = block.shape[0]
-    kept = None if keep is None else xp.asarray(keep, device=_blocks.array_device(block))
+    weights = _row_weights(keep, sample_weight)
+    kept = None if weights is None else _on_block(xp, block, weights)
     counts = [np.zeros(c.shape[0]) for c in payload]
     for start, stop, sets, _ in _nearest_slices(xp, zeroed, payload):
         for s, (_, onehot) in enumerate(sets):
             if kept is not None:
-                onehot = xp.where(kept[None, start:stop], onehot, xp.zeros_like(onehot))
+                onehot = onehot * kept[None, start:stop]
             counts[s] += _to_float64(xp.sum(onehot, axis=1))
     ones = xp.ones((1, n), dtype=block.dtype, device=_blocks.array_device(block))
+    if sample_weight is not None:
+        ones = _on_block(xp, block, _to_float64(sample_weight))[None, :]
     spread = _blocks.block_statistics(
         block, Model("diag", None, None, None, None), resp_t=ones, skip_nonfinite=skip_nonfinite, row_offset=row_offset
     )
@@ -694,7 +757,7 @@ def _weights_combine(partials):
     return counts, _blocks.merge_many(p[1] for p in partials)
 
 
-def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     """Per centre set: statistics of the hard assignment (counts, means) and
     the rows farthest from their centres as ``(d^2, index, row, label)``,
     at most K of them (candidates for empty clusters)."""
@@ -702,7 +765,8 @@ def _lloyd_chunk(block, payload, row_offset, skip_nonfinite=False):
     zeroed, keep = _masked(xp, block, skip_nonfinite)
     requests = [(s, "means") for s in range(len(payload))]
     stats, far = _assignment_statistics(
-        xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True, row_offset=row_offset
+        xp, block, zeroed, payload, requests, skip_nonfinite, keep=keep, far=True, row_offset=row_offset,
+        sample_weight=sample_weight,
     )
     return [
         (st, (dist, index + row_offset, _take_block_rows(xp, block, index), labels))
@@ -721,13 +785,16 @@ def _lloyd_combine(partials):
     return merged
 
 
-def _final_chunk(block, payload, row_offset, skip_nonfinite=False):
+def _final_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     """Statistics of the hard assignment to each centre set, for each
     requested ``(set index, covariance type)``."""
     center_sets, requests = payload
     xp = _blocks.get_namespace(block)
-    zeroed, _ = _masked(xp, block, skip_nonfinite)
-    return _assignment_statistics(xp, block, zeroed, center_sets, requests, skip_nonfinite, row_offset=row_offset)
+    zeroed, keep = _masked(xp, block, skip_nonfinite)
+    return _assignment_statistics(
+        xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=keep, row_offset=row_offset,
+        sample_weight=sample_weight,
+    )
 
 
 def _greedy_weighted_kmeans_plusplus(points, weights, k, rng):
@@ -815,12 +882,20 @@ class _Candidates:
         self.rows, self.index = rows[keep], index[keep]
 
 
-def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite):
+def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite, sample_weight=None):
     """Oversampling rounds: a :class:`_Candidates` per ``(pool, K)`` group."""
     n = X.shape[0]
     state = [_Candidates(pool, k, max(1.0, oversampling * k), None, None) for (pool, k), _ in groups]
-    first = [int(np.random.default_rng([c.seed, 1]).integers(n)) for c in state]
-    first_rows = _take_rows(X, first)
+    if sample_weight is not None:
+        # The first centre drawn with probability in proportion to the weights.
+        jobs = [(c.seed, 1) for c in state]
+        first_rows = np.vstack(
+            sample_finite_rows(X, jobs, split_every=split_every, counter=counter, sample_weight=sample_weight)
+        )
+        first = [-1] * len(state)
+    else:
+        first = [int(np.random.default_rng([c.seed, 1]).integers(n)) for c in state]
+        first_rows = _take_rows(X, first)
     if not np.all(np.isfinite(first_rows)):
         if not skip_nonfinite:
             _raise_drawn_nonfinite(first, first_rows)
@@ -842,7 +917,7 @@ def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampl
         jobs = tuple((c.seed, c.rows, int(4 * math.ceil(c.ell) + 16)) for c in active)
         results = tree_reduce(
             X, oversample, _oversample_combine, (2000 + r, jobs), split_every=split_every,
-            name="daskgmm-init-kmeans||",
+            name="daskgmm-init-kmeans||", weights=sample_weight,
         )
         _count(counter)
         for c, (cost, keys, index, rows, cap) in zip(active, results):
@@ -889,6 +964,7 @@ def init_kmeans(
     max_lloyd=100,
     lloyd_tol=1e-4,
     skip_nonfinite=False,
+    sample_weight=None,
 ):
     """k-means|| seeding, Lloyd passes, GMM start from the hard assignment
     (see the module docstring).
@@ -899,11 +975,13 @@ def init_kmeans(
     centers : list of (K, D) arrays, the final k-means centres per spec
     """
     groups = _group(specs, lambda spec: (spec.pool_key, spec.n_components))
-    state = _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite)
+    state = _kmeans_parallel(
+        X, groups, specs, split_every, counter, n_rounds, oversampling, skip_nonfinite, sample_weight
+    )
 
     counts, spread = tree_reduce(
         X, _chunk_fn(_weights_chunk, skip_nonfinite), _weights_combine, tuple(c.rows for c in state),
-        split_every=split_every, name="daskgmm-init-weights",
+        split_every=split_every, name="daskgmm-init-weights", weights=sample_weight,
     )
     _count(counter)
     spread = stats_to_numpy(spread)
@@ -934,7 +1012,7 @@ def init_kmeans(
             break
         results = tree_reduce(
             X, lloyd, _lloyd_combine, tuple(sets[s] for s in todo), split_every=split_every,
-            name="daskgmm-init-lloyd",
+            name="daskgmm-init-lloyd", weights=sample_weight,
         )
         _count(counter)
         for s, (stats, far) in zip(todo, results):
@@ -957,7 +1035,7 @@ def init_kmeans(
             requests.append(key)
     final = tree_reduce(
         X, _chunk_fn(_final_chunk, skip_nonfinite), merge_stat_columns, (tuple(sets), tuple(requests)),
-        split_every=split_every, name="daskgmm-init-assign",
+        split_every=split_every, name="daskgmm-init-assign", weights=sample_weight,
     )
     _count(counter)
     runs, centers = [], []
@@ -969,10 +1047,15 @@ def init_kmeans(
     return runs, centers
 
 
-def initialize(X, init_params, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False):
+def initialize(
+    X, init_params, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False,
+    sample_weight=None,
+):
     """Initial :class:`Run` per spec with ``init_params``; with
-    ``skip_nonfinite`` rows holding NaN/inf take no part."""
-    skip = {"skip_nonfinite": skip_nonfinite}
+    ``skip_nonfinite`` rows holding NaN/inf take no part; with
+    ``sample_weight`` (chunked like the rows of ``X``) every row counts with
+    its weight, in the draws as in the sums."""
+    skip = {"skip_nonfinite": skip_nonfinite, "sample_weight": sample_weight}
     if init_params == "kmeans":
         runs, _ = init_kmeans(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
         return runs

@@ -154,14 +154,16 @@ class BayesianGaussianMixture(_BaseMixture):
                 raise ValueError(f"'{kind} covariance_prior' should be symmetric, positive-definite")
         return None
 
-    def _make_family(self, dX, counter, *, skip_nonfinite=False):
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
         """The priors (one pass over the data for the data-dependent ones),
         set as fitted attributes, and the family they define."""
         d, kind = dX.shape[1], self.covariance_type
         mean = covariance = None
         if self.mean_prior is None or self.covariance_prior is None:
-            n, mean, scatter = data_moments(dX, self.split_every, counter, skip_nonfinite=skip_nonfinite)
-            covariance = scatter / max(n - 1.0, 1.0)
+            n, mean, scatter = data_moments(
+                dX, self.split_every, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight
+            )
+            covariance = scatter / max(n - 1.0, 1.0)  # n: the total weight (the repeated rows' count)
         self.weight_concentration_prior_ = (
             1.0 / self.n_components if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
         )
@@ -191,12 +193,12 @@ class BayesianGaussianMixture(_BaseMixture):
             self.covariance_prior_,
         )
 
-    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False):
+    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None):
         seeds = spawn_seeds(self.random_state, self.n_init)
         specs = [Spec(self.n_components, self.covariance_type, seed, pool=seeds[0], family=family) for seed in seeds]
         return initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
-            skip_nonfinite=skip_nonfinite,
+            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
         )
 
     def _run_from_attributes(self):

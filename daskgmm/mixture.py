@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+import dask
 import dask.array as da
 
 from . import _engine
@@ -158,6 +159,51 @@ def _n_samples(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
+def _check_sample_weight(sample_weight, rows):
+    """``sample_weight`` checked against the rows it weights: None, a float64
+    NumPy array (rows in this process, :class:`_engine.InMemoryRows`) or a
+    1-D Dask array with the row chunks of ``rows`` (a Dask array).
+
+    Raises a ValueError naming what is wrong: shape, NaN or infinity,
+    negative values, or a zero total.  Dask weights are checked with one
+    small compute over the weights alone (n values, not the data)."""
+    if sample_weight is None:
+        return None
+    n = rows.shape[0]
+    in_process = isinstance(rows, _engine.InMemoryRows)
+    if isinstance(sample_weight, da.Array) and not in_process:
+        weights = sample_weight
+        if weights.ndim != 1 or weights.shape[0] != n:
+            raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
+        if weights.chunks[0] != rows.chunks[0]:
+            weights = weights.rechunk((rows.chunks[0],))
+        weights = weights.astype(np.float64)
+        finite, low, total = dask.compute(da.isfinite(weights).all(), weights.min(), weights.sum())
+    else:
+        if isinstance(sample_weight, da.Array):
+            sample_weight = sample_weight.compute()
+        weights = np.asarray(sample_weight, dtype=np.float64)
+        if weights.ndim == 0:  # scikit-learn's rule: one number weights every sample alike
+            weights = np.full(n, float(weights))
+        if weights.shape != (n,):
+            raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
+        finite, low, total = bool(np.all(np.isfinite(weights))), weights.min(), weights.sum()
+    if not finite:
+        raise ValueError("sample_weight contains NaN or infinity: every weight must be a finite number >= 0.")
+    if low < 0:
+        raise ValueError(f"sample_weight has negative values (the smallest is {float(low)!r}): weights must be >= 0.")
+    if not total > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+    if in_process or isinstance(weights, da.Array):
+        return weights
+    return da.from_array(weights, chunks=(rows.chunks[0],))
+
+
+def _weight_total(sample_weight):
+    total = sample_weight.sum() if isinstance(sample_weight, da.Array) else np.sum(np.asarray(sample_weight, dtype=np.float64))
+    return float(total.compute() if isinstance(total, da.Array) else total)
+
+
 class _BaseMixture(DensityMixin, BaseEstimator):
     """What every daskgmm mixture shares, as scikit-learn's ``BaseMixture``:
     input validation, the fit (restarts, warm start, checkpoints, monitoring,
@@ -221,7 +267,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # fit
     # ------------------------------------------------------------------
 
-    def fit(self, X, y=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
+    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
         """Estimate the parameters by EM.
 
         Parameters
@@ -232,6 +278,13 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             ``feature_names_in_``).  NumPy input up to
             :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
         y : ignored
+        sample_weight : array-like (n_samples,), optional
+            Non-negative weight of each sample (NumPy, or a Dask array chunked
+            like X's rows or rechunked to them): every sum of the fit counts a
+            sample with its weight, and every random draw of the
+            initialisation picks it with probability in proportion to it, so
+            integer weights fit as repeated rows would.  Finite, >= 0, not all
+            zero; a ValueError says which is violated.
         checkpoint : str or os.PathLike, optional
             File holding the EM state of every run, rewritten atomically
             after initialisation and after every iteration.  If it exists
@@ -265,16 +318,21 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Every iteration is logged to the ``logging`` logger ``"daskgmm"``: a
         summary at INFO, each run's figures at DEBUG.
         """
-        self._fit(X, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params)
+        self._fit(
+            X, sample_weight=sample_weight, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params
+        )
         return self
 
-    def fit_predict(self, X, y=None, **fit_params):
+    def fit_predict(self, X, y=None, sample_weight=None, **fit_params):
         """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
-        self._fit(X, **fit_params)
+        self._fit(X, sample_weight=sample_weight, **fit_params)
         return self.predict(X)
 
     @_engine.fit_session()
-    def _fit(self, X, *, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None, progress=False):
+    def _fit(
+        self, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None,
+        progress=False,
+    ):
         self._validate_params()
         warm = self.warm_start and hasattr(self, "converged_")
         dX = self._validate_X(X, reset=not warm)
@@ -289,23 +347,27 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 f"n_samples = {n_samples}."
             )
         checked = self._check_settings(n_features)
+        weights = _check_sample_weight(sample_weight, dX)
         resumed = summary = fingerprint = None
         start_iter = 0
         if checkpoint is not None:
             fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
+            fingerprint["sample_weight"] = _checkpoint.weights_digest(weights)
             resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
         monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
         dX, persisted = _engine.place_data(dX, self.persist)
+        if persisted and isinstance(weights, da.Array):
+            weights = weights.persist()
         counter = PassCounter()
-        family = self._make_family(dX, counter, skip_nonfinite=skip_nonfinite)
+        family = self._make_family(dX, counter, skip_nonfinite=skip_nonfinite, sample_weight=weights)
         if resumed is not None:
             logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
         elif warm:
             runs = [self._warm_start_run(n_features)]
         else:
-            runs = self._initial_runs(dX, checked, counter, family, skip_nonfinite=skip_nonfinite)
+            runs = self._initial_runs(dX, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=weights)
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.
@@ -331,6 +393,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 callbacks=callbacks,
                 start_iter=start_iter,
                 family=family,
+                weights=weights,
             )
         finally:
             monitor.close()
@@ -445,10 +508,16 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         """Responsibilities, (n_samples, n_components); lazy for Dask input."""
         return self._map_rows(X, "predict_proba")
 
-    def score(self, X, y=None):
-        """Mean per-sample log-likelihood of ``X`` (a float)."""
+    def score(self, X, y=None, sample_weight=None):
+        """Mean per-sample log-likelihood of ``X`` (a float), weighted by
+        ``sample_weight`` when given."""
         values = self.score_samples(X)
-        return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
+        if sample_weight is None:
+            return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
+        weights = _check_sample_weight(sample_weight, values[:, None] if isinstance(values, da.Array) else
+                                       _engine.InMemoryRows(values[:, None], len(values)))
+        total = (values * weights).sum() / weights.sum()
+        return float(total.compute() if isinstance(total, da.Array) else total)
 
     def sample(self, n_samples=1):
         """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
@@ -654,7 +723,7 @@ class GaussianMixture(_BaseMixture):
     def _check_settings(self, n_features, n_components=None):
         return self._check_initial_parameters(n_features, n_components)
 
-    def _make_family(self, dX, counter, *, skip_nonfinite=False):
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
         return GAUSSIAN
 
     def _run_from_attributes(self):
@@ -669,7 +738,7 @@ class GaussianMixture(_BaseMixture):
     def _set_posterior(self, run):
         pass
 
-    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False):
+    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None):
         weights_init, means_init, precisions_init = checked
         kind = self.covariance_type
         seeds = spawn_seeds(self.random_state, self.n_init)
@@ -683,7 +752,7 @@ class GaussianMixture(_BaseMixture):
         specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
         runs = initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
-            skip_nonfinite=skip_nonfinite,
+            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
         )
         for run in runs:
             self._apply_initial_parameters(run, checked)
@@ -724,14 +793,17 @@ class GaussianMixture(_BaseMixture):
     def _n_parameters(self):
         return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
-    def bic(self, X):
-        """Bayesian information criterion of the fitted model on ``X`` (lower is better)."""
-        n = _n_samples(X)
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion of the fitted model on ``X`` (lower
+        is better); with ``sample_weight`` the sample count is the sum of the
+        weights (the criterion of the repeated rows)."""
+        n = _n_samples(X) if sample_weight is None else _weight_total(sample_weight)
+        return -2 * self.score(X, sample_weight=sample_weight) * n + self._n_parameters() * np.log(n)
 
-    def aic(self, X):
+    def aic(self, X, sample_weight=None):
         """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
-        return -2 * self.score(X) * _n_samples(X) + 2 * self._n_parameters()
+        n = _n_samples(X) if sample_weight is None else _weight_total(sample_weight)
+        return -2 * self.score(X, sample_weight=sample_weight) * n + 2 * self._n_parameters()
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
