@@ -94,7 +94,7 @@ def line_profile(chunk, model):
     except ImportError:
         sys.exit("--lines needs line-profiler: pip install line-profiler")
     names = ("block_statistics", "weighted_log_prob", "_mahalanobis", "log_normalize", "log_sum_exp",
-             "_second_moment_about_pivot")
+             "_second_moment_about_pivot", "_sums_about_own_pivots")
     profiler = LineProfiler(*[getattr(_blocks, name) for name in names if hasattr(_blocks, name)])
     with threadpool_limits(1):
         profiled = profiler(_blocks.block_statistics)

@@ -811,8 +811,12 @@ def block_statistics(
         if all(own.chosen):  # no pivot sums left to do
             own.add(Xz[start:stop, :], r)
             continue
-        # Pivot sums of the components not on pivots of their own only.
+        # Pivot sums of the components not on pivots of their own only, when
+        # those are fewer than half (else all of them: a copy of the
+        # responsibilities costs more than the matrix products' extra rows).
         fast = [j for j in range(k) if not own.chosen[j]]
+        if 2 * len(fast) > k:
+            fast = list(range(k))
         rf = r if len(fast) == k else xp.take(r, xp.asarray(fast, dtype=xp.int64, device=device), axis=0)
         part_nk = xp.sum(rf, axis=1)
         part_sum = xp.matmul(rf, centred)
@@ -825,7 +829,8 @@ def block_statistics(
             part = _second_moment_about_pivot(xp, centred, centred_t, rf, kind)
         cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs), limit, kind))
         if len(fast) < k:  # back to all K components, zeros for the others
-            cancelling = np.isin(np.arange(k), np.asarray(fast)[cancelling])
+            flagged = set(np.asarray(fast)[cancelling].tolist())
+            cancelling = np.array([j in flagged for j in range(k)])
             part_nk, part_sum, part = (_expand(xp, a, fast, k) for a in (part_nk, part_sum, part))
         if any(own.chosen) or cancelling.any():
             counted = [bool(c) for c in to_numpy(part_nk > 0)]
@@ -837,8 +842,8 @@ def block_statistics(
                 # A component without rows in this slice gets its pivot at the
                 # first slice with some (see _OwnPivotSums.add).
                 own.choose(fresh, part_sum / _safe(xp, part_nk)[:, None] + pivot, unchecked=[not c for c in counted])
-            if any(own.chosen):
-                own.add(Xz[start:stop, :], r)
+            own.add(Xz[start:stop, :], r)
+            if any(own.chosen[j] for j in fast):  # their pivot sums were formed
                 chosen = xp.asarray(own.chosen, device=device)
                 part_nk, part_sum, part = _without(xp, chosen, part_nk, part_sum, part, kind)
         nk = nk + part_nk
