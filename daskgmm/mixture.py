@@ -438,17 +438,19 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     @_engine.fit_session()
-    def _initialize(self, X, resp):
+    def _initialize(self, X, resp, sample_weight=None):
         """Parameters from given responsibilities ``resp`` (n_samples, K), as
         scikit-learn's ``_initialize``: the family's M-step on the statistics
-        of ``resp`` (a pass over ``X``; one more for data-dependent priors)."""
+        of ``resp`` (a pass over ``X``; one more for data-dependent priors),
+        rows weighted by ``sample_weight`` when given."""
         self._validate_params()
         dX = self._validate_X(X, reset=True)
         n_features, n_components = dX.shape[1], np.asarray(resp).shape[1]
         checked = self._check_settings(n_features, n_components)
-        family = self._make_family(dX, PassCounter())
+        weights = _check_sample_weight(sample_weight, dX)
+        family = self._make_family(dX, PassCounter(), sample_weight=weights)
         spec = Spec(n_components, self.covariance_type, 0, family=None if family is GAUSSIAN else family)
-        run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every)
+        run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every, sample_weight=weights)
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
 
