@@ -10,7 +10,7 @@ from scipy.optimize import linear_sum_assignment
 import dask
 import dask.array as da
 
-from daskgmm import ConvergenceWarning, GaussianMixture, _engine, _init, mixture
+from daskgmm import ConvergenceWarning, GaussianMixture, _blocks_init, _engine, _init, mixture
 from daskgmm._init import INIT_PARAMS, PassCounter, Spec
 
 from .conftest import make_blobs
@@ -43,8 +43,8 @@ def matched(estimate, truth):
 
 
 def test_keyed_uniform_does_not_depend_on_chunking():
-    whole = _init.keyed_uniform(2**100 + 7, 5, 0, 50, 9)
-    parts = [_init.keyed_uniform(2**100 + 7, 5, start, size, 9) for start, size in [(0, 7), (7, 0), (7, 20), (27, 23)]]
+    whole = _blocks_init.keyed_uniform(2**100 + 7, 5, 0, 50, 9)
+    parts = [_blocks_init.keyed_uniform(2**100 + 7, 5, start, size, 9) for start, size in [(0, 7), (7, 0), (7, 20), (27, 23)]]
     np.testing.assert_array_equal(whole, np.vstack(parts))
     assert np.all((whole >= 0) & (whole < 1))
 
@@ -211,7 +211,7 @@ def test_farthest_rows_slice_by_slice_equal_the_whole_block(with_mask):
     best = None
     for start in range(0, n, 128):
         stop = min(start + 128, n)
-        best = _init._farthest_so_far(_xp(), best, d2[start:stop], onehot[:, start:stop], start, stop, k, keep)
+        best = _blocks_init._farthest_so_far(_xp(), best, d2[start:stop], onehot[:, start:stop], start, stop, k, keep)
     rows = np.arange(n) if keep is None else np.flatnonzero(keep)
     order = rows[np.lexsort((rows, -d2[rows]))][:k]
     np.testing.assert_array_equal(best[1], order)
@@ -231,7 +231,7 @@ def test_oversampling_merge_keeps_cap_rows_from_small_chunks():
         [(1.0, np.array([0.1 * i, 0.1 * i + 0.05]), np.array([2 * i, 2 * i + 1]), np.ones((2, 2)) * i, 5)]
         for i in range(3)
     ]
-    ((cost, keys, index, rows, cap),) = _init._oversample_combine(parts)
+    ((cost, keys, index, rows, cap),) = _blocks_init._oversample_combine(parts)
     assert cap == 5 and cost == 3.0
     np.testing.assert_array_equal(index, [0, 1, 2, 3, 4])
     np.testing.assert_allclose(keys, [0.0, 0.05, 0.1, 0.15, 0.2])
@@ -314,7 +314,7 @@ def test_nearest_slices_assign_like_argmin(monkeypatch, sizes):
     """One-hot assignments (from the column minimum, slice by slice) equal
     the brute-force nearest centre; a duplicate centre never gets a row
     (ties go to the first, as argmin and scikit-learn's KMeans do)."""
-    monkeypatch.setattr(_init._blocks, "SLICE_ELEMENTS", 64 * 12)  # many slices
+    monkeypatch.setattr(_blocks_init._blocks, "SLICE_ELEMENTS", 64 * 12)  # many slices
     rng = np.random.default_rng(7)
     X = rng.normal(size=(1000, 3)) * 3 + 100.0
     sets = [X[rng.choice(len(X), k, replace=False)] for k in sizes]
@@ -322,7 +322,7 @@ def test_nearest_slices_assign_like_argmin(monkeypatch, sizes):
     got = [[] for _ in sets]
     dists = [[] for _ in sets]
     n_slices = 0
-    for _, _, out, _ in _init._nearest_slices(np, X, sets):
+    for _, _, out, _ in _blocks_init._nearest_slices(np, X, sets):
         n_slices += 1
         for s, (d2, onehot) in enumerate(out):
             got[s].append(onehot)
@@ -341,9 +341,9 @@ def test_lloyd_means_merge_like_one_block():
     """Counts and means of a hard assignment merged over chunks equal those
     of the whole data (the Lloyd statistics)."""
     X, _, centres = separated(seed=3)
-    whole = _init._lloyd_chunk(X, (centres,), 0)[0][0]
-    parts = [_init._lloyd_chunk(X[i : i + 170], (centres,), i)[0] for i in range(0, len(X), 170)]
-    merged = _init._lloyd_combine([[p] for p in parts])[0][0]
+    whole = _blocks_init._lloyd_chunk(X, (centres,), 0)[0][0]
+    parts = [_blocks_init._lloyd_chunk(X[i : i + 170], (centres,), i)[0] for i in range(0, len(X), 170)]
+    merged = _blocks_init._lloyd_combine([[p] for p in parts])[0][0]
     np.testing.assert_array_equal(merged.nk, whole.nk)
     np.testing.assert_allclose(merged.means, whole.means, rtol=1e-12)
     labels = ((X[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
