@@ -239,3 +239,24 @@ def test_own_pivot_sums_on_strict_arrays(kind):
             np.testing.assert_allclose(np.asarray(getattr(strict, field)), getattr(plain, field), rtol=1e-12, atol=1e-9)
         assert_scatter_close(plain, X, resp if args else np.exp(_blocks.estimate_log_resp(X, model)[1]),
                              TOLERANCE[np.float64])
+
+
+@pytest.mark.parametrize("kind", COVARIANCE_TYPES)
+@pytest.mark.parametrize("given", [False, True])
+def test_weighted_rows_far_from_the_pivot_count_as_repeated_rows(kind, given):
+    """Sample weights ride on the responsibilities into the sums about the
+    components' own pivots too: integer weights give the statistics of the
+    rows repeated."""
+    rng = np.random.default_rng(9)
+    n, d = 1500, 2
+    labels = rng.integers(2, size=n)
+    X = labels[:, None] * 1e6 + rng.normal(size=(n, d)) * 0.1
+    weight = rng.integers(0, 4, size=n).astype(np.float64)
+    repeated = np.repeat(np.arange(n), weight.astype(int))
+    model = _model(kind, np.array([[0.0, 0.0], [1e6, 1e6]]), 0.01, np.float64)
+    args = {"resp": np.eye(2)[labels]} if given else {}
+    empty = Model(kind, None, None, None, None) if given else model
+    weighted = block_statistics(X, empty, sample_weight=weight, **args)
+    plain = block_statistics(X[repeated], empty, **{key: v[repeated] for key, v in args.items()})
+    for field in ("n_samples", "nk", "means", "scatter"):
+        np.testing.assert_allclose(getattr(weighted, field), getattr(plain, field), rtol=1e-10, atol=1e-9)
