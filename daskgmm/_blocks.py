@@ -344,8 +344,8 @@ def _raise_nonfinite(xp, X, row_offset):
     if n_bad:
         first = int(xp.argmax(xp.astype(bad, xp.int8))) + row_offset
         raise ValueError(
-            f"Input X contains NaN or infinity: {n_bad} row(s) with non-finite values "
-            f"in this chunk (first at row {first}). Remove or impute them first."
+            f"Input X contains NaN or infinity: {n_bad} row(s) with non-finite values among rows "
+            f"{row_offset} to {row_offset + X.shape[0] - 1} (first at row {first}). Remove or impute them first."
         )
     raise ValueError(
         "The log-likelihood overflowed on finite input: the data's values are too large "

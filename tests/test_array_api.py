@@ -93,7 +93,7 @@ def test_skip_nonfinite_on_strict_arrays(data, kind):
 def test_nonfinite_error_on_strict_arrays(data, kind):
     X = data.copy()
     X[11, 1] = np.nan
-    with pytest.raises(ValueError, match=r"1 row\(s\) with non-finite values in this chunk \(first at row 111\)"):
+    with pytest.raises(ValueError, match=r"1 row\(s\) with non-finite values among rows \d+ to \d+ \(first at row 111\)"):
         _blocks.block_statistics(xps.asarray(X), _model(kind, data), row_offset=100)
 
 
