@@ -31,3 +31,22 @@ def local_cluster_client():
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
     ) as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def mmapped_by_a_4mib_buffer():
+    """Whether a fresh 4 MiB buffer is served by mmap in this process
+    (glibc's mallinfo2().hblks counts the mmapped blocks in use)."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )]
+
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = Mallinfo2
+    before = mallinfo2().hblks
+    buffer = np.empty(4 * 2**20, dtype=np.uint8)
+    after = mallinfo2().hblks
+    del buffer
+    return after > before

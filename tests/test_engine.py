@@ -12,7 +12,7 @@ import dask.array as da
 
 from daskgmm import GaussianMixture, _engine
 
-from .conftest import make_blobs
+from .conftest import make_blobs, mmapped_by_a_4mib_buffer as _mmapped_by_a_4mib_buffer
 
 
 def _sum_chunk(block, payload, row_offset):
@@ -171,25 +171,6 @@ def test_worker_environ_config_reaches_spawned_workers(monkeypatch):
         names = list(_engine.WORKER_MALLOC_ENV)
         values = client.run(lambda: [os.environ.get(name) for name in names])
     assert list(values.values()) == [[str(v) for v in _engine.WORKER_MALLOC_ENV.values()]]
-
-
-def _mmapped_by_a_4mib_buffer():
-    """Whether a fresh 4 MiB buffer is served by mmap in this process
-    (glibc's mallinfo2().hblks counts the mmapped blocks in use)."""
-    import ctypes
-
-    class Mallinfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
-        )]
-
-    mallinfo2 = ctypes.CDLL(None).mallinfo2
-    mallinfo2.restype = Mallinfo2
-    before = mallinfo2().hblks
-    buffer = np.empty(4 * 2**20, dtype=np.uint8)
-    after = mallinfo2().hblks
-    del buffer
-    return after > before
 
 
 @pytest.mark.skipif(

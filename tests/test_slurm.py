@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from daskgmm import deploy
 
-from .conftest import make_blobs
+from .conftest import make_blobs, mmapped_by_a_4mib_buffer
 
 dask_jobqueue = pytest.importorskip("dask_jobqueue")
 
@@ -167,10 +167,14 @@ def test_slurm_cluster_fit_equals_local(local_slurm, data, local_model, tmp_path
             assert len(job_ids) == 1 and set(env_ids.values()) == set(job_ids)
             assert set(job_ids) <= set(squeue_ids()) - before
 
+            # dask-jobqueue's workers start with distributed's allocator
+            # settings; the fit sets daskgmm's at run time (glibc only).
+            trim_env = set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values())
             t1 = time.perf_counter()
             model, task_workers = fit(data, client)
             fit_s = time.perf_counter() - t1
             assert task_workers and task_workers <= set(env_ids)
+            tuned = not any(client.run(mmapped_by_a_4mib_buffer).values())
     finally:
         cluster.close()
     left = wait_until_gone(job_ids)
@@ -189,7 +193,9 @@ def test_slurm_cluster_fit_equals_local(local_slurm, data, local_model, tmp_path
                     f"{len(env_ids)} workers up {up_s:.1f} s after scale(jobs=1); "
                     f"fit {fit_s:.1f} s ({model.n_iter_} iterations); max |SLURM - LocalCluster| "
                     + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
-                    + f"; jobs left in squeue after close: {left or 'none'}")
+                    + f"; jobs left in squeue after close: {left or 'none'}; workers' "
+                    f"MALLOC_TRIM_THRESHOLD_={sorted(map(str, trim_env))}, allocator tuned by the fit: {tuned}")
+    assert tuned, "the fit did not set the allocator thresholds on the sbatch workers"
 
     assert model.n_iter_ == local_model.n_iter_ == 10
     for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
