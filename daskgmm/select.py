@@ -13,7 +13,15 @@ from . import _engine
 from ._covariance import check_covariance_type
 from ._engine import DEFAULT_SPLIT_EVERY
 from ._init import PassCounter, Spec, initialize
-from .mixture import ConvergenceWarning, GaussianMixture, _best_run, as_dask_array, spawn_seeds
+from .mixture import (
+    ConvergenceWarning,
+    GaussianMixture,
+    _best_run,
+    _check_sample_weight,
+    _weight_total,
+    as_dask_array,
+    spawn_seeds,
+)
 
 CRITERIA = ("bic", "aic")
 TABLE_COLUMNS = (
@@ -45,10 +53,10 @@ class SelectionResult:
         One entry per candidate, in the order covariance type then number of
         components as given: ``n_components``, ``covariance_type``, ``bic``,
         ``aic``, ``log_likelihood`` (total over the samples, of the final
-        parameters), ``score`` (its mean per sample, as
-        ``GaussianMixture.score``), ``n_parameters``, ``lower_bound`` (as
-        ``lower_bound_``: the mean log-likelihood before the last M-step),
-        ``n_iter``, ``converged``.
+        parameters; weighted by ``sample_weight`` when given), ``score`` (its
+        mean per sample, or per unit of weight, as ``GaussianMixture.score``),
+        ``n_parameters``, ``lower_bound`` (as ``lower_bound_``: the mean
+        log-likelihood before the last M-step), ``n_iter``, ``converged``.
     models_ : dict
         Every fitted candidate, keyed by ``(n_components, covariance_type)``.
     criterion : {'bic', 'aic'}
@@ -142,6 +150,7 @@ def select_n_components(
     max_iter=100,
     split_every=DEFAULT_SPLIT_EVERY,
     persist="auto",
+    sample_weight=None,
 ):
     """Fit a mixture for every number of components and covariance type, in
     shared passes over the data, and pick the best by BIC or AIC.
@@ -156,6 +165,12 @@ def select_n_components(
     log-likelihood of every candidate's *final* parameters (EM's last pass
     gives it for the parameters before the last M-step, ``lower_bound_``),
     so the criteria equal each model's ``bic(X)`` and ``aic(X)``.
+
+    With ``sample_weight`` every pass (initialisation, EM, scoring) counts
+    each sample with its weight, as ``GaussianMixture.fit(X,
+    sample_weight=...)`` does, and the criteria take the total weight as the
+    number of samples: they equal ``bic(X, sample_weight=...)`` and
+    ``aic(X, sample_weight=...)``.
 
     Parameters
     ----------
@@ -172,6 +187,9 @@ def select_n_components(
     random_state : int, RandomState or None
     tol, reg_covar, max_iter, split_every, persist
         As in :class:`GaussianMixture`.
+    sample_weight : array-like (n_samples,), optional
+        Non-negative weight of each sample (NumPy, or a Dask array chunked
+        like X's rows), as in :meth:`GaussianMixture.fit`.
 
     Returns
     -------
@@ -209,7 +227,10 @@ def select_n_components(
     dX = as_dask_array(X)
     n_samples, n_features = dX.shape
     ks = _check_range(n_components_range, n_samples)
+    weights = _check_sample_weight(sample_weight, dX)
     dX, persisted = _engine.place_data(dX, persist)
+    if persisted and weights is not None:
+        weights = weights.persist()
 
     # Restart i of every candidate has seed i; the restarts of one K share
     # their k-means|| candidate set, as in GaussianMixture.
@@ -217,14 +238,16 @@ def select_n_components(
     candidates = [(k, kind) for kind in types for k in ks]
     specs = [Spec(k, kind, seed, pool=seeds[0]) for k, kind in candidates for seed in seeds]
     counter = PassCounter()
-    runs = initialize(dX, init_params, specs, reg_covar, split_every=split_every, counter=counter)
+    runs = initialize(
+        dX, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=weights
+    )
     n_init_passes = counter.passes
     runs, n_em_passes = _engine.run_em(
-        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every
+        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every, weights=weights
     )
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters: one pass for all candidates.
-    totals = _engine.score_pass(dX, [run.model() for run in best_runs], split_every=split_every)
+    totals = _engine.score_pass(dX, [run.model() for run in best_runs], split_every=split_every, weights=weights)
     n_passes = n_init_passes + n_em_passes + 1
 
     models = {}
@@ -241,14 +264,16 @@ def select_n_components(
         models[(k, kind)] = model
 
     n_parameters = np.array([models[c]._n_parameters() for c in candidates])
-    log_n = np.log(n_samples)
+    # With weights the criteria are those of the repeated rows: n is the total weight.
+    n_effective = n_samples if weights is None else _weight_total(weights)
+    log_n = np.log(n_effective)
     table = {
         "n_components": np.array([k for k, _ in candidates]),
         "covariance_type": np.array([kind for _, kind in candidates]),
         "bic": -2.0 * totals + n_parameters * log_n,
         "aic": -2.0 * totals + 2.0 * n_parameters,
         "log_likelihood": totals,
-        "score": totals / n_samples,
+        "score": totals / n_effective,
         "n_parameters": n_parameters,
         "lower_bound": np.array([run.lower_bound for run in best_runs]),
         "n_iter": np.array([run.n_iter for run in best_runs]),

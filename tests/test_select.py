@@ -150,3 +150,98 @@ def test_duplicate_candidates_are_fitted_once(three_clusters):
     result = select_n_components(three_clusters, [2, 2, 1], covariance_types=("diag", "diag"), random_state=0)
     assert list(result.table["n_components"]) == [2, 1]
     assert list(result.table["covariance_type"]) == ["diag", "diag"]
+
+
+# --------------------------------------------------------------------------
+# Sample weights
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_clusters():
+    X, labels, _ = make_blobs(n=900, d=3, k=3, spread=8.0, seed=12)
+    return X, labels
+
+
+@pytest.mark.parametrize(
+    "init_params",
+    [
+        "k-means++",
+        "random",
+        pytest.param("kmeans", marks=pytest.mark.xfail(strict=True, reason=(
+            "core: with weights the first k-means|| centre is drawn by a weighted race, without them by "
+            "rng.integers(n), so weights of one start elsewhere (GaussianMixture.fit alike)"
+        ))),
+        pytest.param("random_from_data", marks=pytest.mark.xfail(strict=True, reason=(
+            "core: with weights the rows are drawn by a weighted race, without them by rng.choice "
+            "(GaussianMixture.fit alike)"
+        ))),
+    ],
+)
+def test_weights_of_one_are_no_weights(three_clusters, init_params):
+    kwargs = dict(covariance_types=("full", "diag"), n_init=2, random_state=3, init_params=init_params)
+    plain = select_n_components(three_clusters, range(1, 5), **kwargs)
+    ones = select_n_components(three_clusters, range(1, 5), sample_weight=np.ones(len(three_clusters)), **kwargs)
+    for column in daskgmm.select.TABLE_COLUMNS:
+        np.testing.assert_array_equal(ones.table[column], plain.table[column], err_msg=column)
+    assert ones.passes_ == plain.passes_
+    assert (ones.best_.n_components, ones.best_.covariance_type) == (plain.best_.n_components, plain.best_.covariance_type)
+
+
+def test_a_cluster_of_weight_zero_is_not_counted(labelled_clusters):
+    X, labels = labelled_clusters
+    weights = (labels != 2).astype(float)
+    plain, _ = select_n_components(X, range(1, 6), random_state=0)
+    weighted, table = select_n_components(
+        da.from_array(X, chunks=(128, -1)), range(1, 6), random_state=0,
+        sample_weight=da.from_array(weights, chunks=200),  # rechunked to X's rows
+    )
+    assert plain.n_components == 3
+    assert weighted.n_components == 2
+    # The two components are the two clusters that count, nothing of the third.
+    found = weighted.means_[np.argsort(weighted.means_[:, 0])]
+    kept = np.array([X[labels == j].mean(axis=0) for j in (0, 1)])
+    np.testing.assert_allclose(found, kept[np.argsort(kept[:, 0])], atol=0.05)
+
+
+def test_weighted_criteria_equal_each_models_own(labelled_clusters):
+    X, _ = labelled_clusters
+    weights = np.random.default_rng(4).integers(0, 4, size=len(X)).astype(float)
+    result = select_n_components(
+        X, range(1, 5), covariance_types=("full", "spherical"), random_state=2, sample_weight=weights
+    )
+    table = result.table
+    for i, (k, kind) in enumerate(zip(table["n_components"], table["covariance_type"])):
+        model = result.models_[(int(k), str(kind))]
+        assert table["bic"][i] == pytest.approx(model.bic(X, sample_weight=weights), rel=1e-8)
+        assert table["aic"][i] == pytest.approx(model.aic(X, sample_weight=weights), rel=1e-8)
+        assert table["score"][i] == pytest.approx(model.score(X, sample_weight=weights), rel=1e-8)
+        assert table["log_likelihood"][i] == pytest.approx(table["score"][i] * weights.sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["full", "diag"])
+def test_weighted_candidates_are_the_separate_weighted_fits(labelled_clusters, kind):
+    X, _ = labelled_clusters
+    weights = np.random.default_rng(5).random(len(X)) * 2
+    dX = da.from_array(X, chunks=(128, -1))
+    result = select_n_components(dX, [1, 3], covariance_types=kind, n_init=2, random_state=0, sample_weight=weights)
+    for k in (1, 3):
+        alone = GaussianMixture(k, covariance_type=kind, n_init=2, random_state=0).fit(dX, sample_weight=weights)
+        shared = result.models_[(k, kind)]
+        for attr in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(shared, attr), getattr(alone, attr), rtol=1e-9, atol=1e-12)
+        assert shared.n_iter_ == alone.n_iter_
+        assert shared.lower_bound_ == pytest.approx(alone.lower_bound_, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (lambda n: np.r_[np.nan, np.ones(n - 1)], "sample_weight contains NaN or infinity"),
+        (lambda n: np.r_[-1.0, np.ones(n - 1)], "sample_weight has negative values"),
+        (lambda n: np.ones(n - 1), r"sample_weight has shape \(899,\), expected \(900,\)"),
+    ],
+)
+def test_bad_weights_are_refused_by_name(three_clusters, weights, message):
+    with pytest.raises(ValueError, match=message):
+        select_n_components(three_clusters, [1, 2], sample_weight=weights(len(three_clusters)))
