@@ -14,6 +14,11 @@ the fit, and its outputs are -1 (labels) or NaN (log-likelihood,
 probabilities).  The number left out is in the model's
 ``n_samples_skipped_`` and logged at INFO level on the ``daskgmm`` logger.
 
+Samples may be weighted (:func:`fit`'s ``sample_weight``): a DataArray over
+some of the sample dimensions (a per-pixel weight map over ``(y, x)``, a
+per-date weight over ``time``), or the name of a Dataset variable, aligned
+with the data by coordinate and broadcast over the other sample dimensions.
+
 Example
 -------
 >>> import numpy as np, xarray as xr
@@ -188,6 +193,113 @@ def stack_samples(data, feature_dim=None, sample_dims=None, *, variables=None):
     return X, layout
 
 
+def _weight_source(data, sample_weight, variables):
+    """The weights as a DataArray, and the feature variables: a name is a
+    variable (or coordinate) of ``data``, and a Dataset variable used as the
+    weights is not a feature."""
+    xr = _import_xarray()
+    if isinstance(sample_weight, xr.DataArray):
+        return sample_weight, variables
+    if not isinstance(sample_weight, str):
+        raise ValueError(
+            f"sample_weight must be an xarray DataArray over sample dimensions or the name of a variable of the "
+            f"data, got {type(sample_weight).__name__}."
+        )
+    name = sample_weight
+    if isinstance(data, xr.Dataset):
+        if name not in data.variables:
+            raise ValueError(
+                f"sample_weight {name!r} is not a variable of the Dataset; its data variables are {list(data.data_vars)}."
+            )
+        if variables is None:
+            variables = [v for v in data.data_vars if v != name]
+        elif name in ([variables] if isinstance(variables, str) else list(variables)):
+            raise ValueError(f"{name!r} cannot be both the sample weight and a feature variable.")
+        return data[name].rename(name), variables
+    if isinstance(data, xr.DataArray) and name in data.coords:
+        return data.coords[name], variables
+    raise ValueError(
+        f"sample_weight {name!r} names no variable of the data: a name needs a Dataset holding that variable "
+        "(or a coordinate of the DataArray); otherwise pass the weights as a DataArray."
+    )
+
+
+def stack_sample_weight(weight, layout):
+    """Sample weights in the rows of :func:`stack_samples`.
+
+    Parameters
+    ----------
+    weight : xarray.DataArray
+        Over some (or all) of the sample dimensions, e.g. ``(y, x)`` or
+        ``("time",)`` for a ``(time, y, x)`` layout.  It is aligned with the
+        data by coordinate (extra labels are left out; a label of the data it
+        lacks is an error) and broadcast over the sample dimensions it lacks.
+    layout : _Layout
+        From :func:`stack_samples`.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array, (n_samples,) float64
+        In the order of the rows, and for Dask-backed data with their row
+        chunks: broadcast to the chunks of the sample dimensions and reshaped
+        block by block, as the data is.
+
+    Raises
+    ------
+    ValueError
+        On a dimension that is not a sample dimension, a missing label, or
+        NaN weights.
+    """
+    xr = _import_xarray()
+    dims, shape = layout.sample_dims, layout.sample_shape
+    name = f"sample_weight {weight.name!r}" if weight.name is not None else "sample_weight"
+    extra = [dim for dim in weight.dims if dim not in dims]
+    if extra:
+        raise ValueError(
+            f"{name} has dimension(s) {extra} that are not sample dimensions of the data {list(dims)}: "
+            "weights are per sample; select or reduce those dimensions first."
+        )
+    weight = weight.reset_coords(drop=True)
+    sizes = dict(zip(dims, shape))
+    for dim in weight.dims:
+        if dim in layout.coords.indexes and dim in weight.indexes:
+            # Aligned by label, as xarray aligns: the data's labels, in its order.
+            wanted = layout.coords.indexes[dim]
+            missing = wanted.difference(weight.indexes[dim])
+            if len(missing):
+                raise ValueError(
+                    f"{name} lacks {len(missing)} label(s) of the data along {dim!r} (e.g. {missing[0]!r}): "
+                    "give a weight to every sample (0 leaves it out)."
+                )
+            weight = weight.reindex({dim: wanted})
+        elif weight.sizes[dim] != sizes[dim]:
+            raise ValueError(
+                f"{name} has {weight.sizes[dim]} values along {dim!r}, the data {sizes[dim]}; "
+                "without coordinates to align them by, the sizes must match."
+            )
+    n_nan = int(weight.isnull().sum())
+    if n_nan:
+        raise ValueError(
+            f"{name} has {n_nan} NaN value(s): every sample needs a finite weight >= 0 "
+            "(0 leaves a sample out, e.g. weight.fillna(0))."
+        )
+    # Weights dims in the order of the sample dims, size 1 where broadcast.
+    weight = weight.transpose(*[dim for dim in dims if dim in weight.dims])
+    expanded = tuple(sizes[dim] if dim in weight.dims else 1 for dim in dims)
+    values = weight.data
+    n_rows = int(np.prod(shape))
+    if layout.sample_chunks is None:
+        values = np.asarray(values.compute() if isinstance(values, da.Array) else values, dtype=np.float64)
+        return np.ascontiguousarray(np.broadcast_to(values.reshape(expanded), shape)).reshape(n_rows)
+    values = values.astype(np.float64) if isinstance(values, da.Array) else np.asarray(values, dtype=np.float64)
+    values = da.asarray(values).reshape(expanded)
+    source_chunks = tuple(
+        chunks if dim in weight.dims else (1,) for dim, chunks in zip(dims, layout.sample_chunks)
+    )
+    blocks = da.broadcast_to(values.rechunk(source_chunks), shape, chunks=layout.sample_chunks)
+    return blocks if len(dims) == 1 else da.reshape_blockwise(blocks, (n_rows,))
+
+
 def _unstack(values, layout, name, extra=None):
     """Fold per-row outputs (n,) or (n, K) back onto the sample dimensions."""
     xr = _import_xarray()
@@ -209,7 +321,10 @@ def _unstack(values, layout, name, extra=None):
     return xr.DataArray(folded, dims=dims, coords=coords, name=name)
 
 
-def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, callbacks=(), checkpoint=None):
+def fit(
+    model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, callbacks=(),
+    checkpoint=None,
+):
     """Fit ``model`` on a labelled array, skipping samples with missing values.
 
     Parameters
@@ -225,6 +340,15 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
         The dimensions that index samples; default all but ``feature_dim``.
     variables : sequence of str, optional
         Dataset only: the variables to use as features.
+    sample_weight : xarray.DataArray or str, optional
+        Non-negative weight of each sample (see
+        :meth:`daskgmm.GaussianMixture.fit`): a DataArray over some or all of
+        the sample dimensions (a ``(y, x)`` weight map, a ``time`` weight),
+        aligned with the data by coordinate and broadcast over the others
+        (:func:`stack_sample_weight`); or the name of a variable of a Dataset
+        (then not a feature) or of a coordinate of a DataArray.  A sample
+        skipped for a missing feature counts for nothing whatever its weight;
+        a NaN weight is a ValueError.
     callbacks : sequence of callable, optional
         Called after every EM iteration with an info dict (see
         :func:`daskgmm._engine.run_em`).
@@ -238,10 +362,14 @@ def fit(model, data, feature_dim=None, sample_dims=None, *, variables=None, call
         Fitted; ``model.n_samples_skipped_`` is the number of samples left out
         because a feature was NaN or infinite.
     """
+    weight = None
+    if sample_weight is not None:
+        weight, variables = _weight_source(data, sample_weight, variables)
     array, feature_dim = as_feature_array(data, feature_dim, variables)
     labels = _feature_labels(array, feature_dim)
     X, layout = stack_samples(array, feature_dim, sample_dims)
-    model._fit(X, skip_nonfinite=True, callbacks=callbacks, checkpoint=checkpoint)
+    weights = None if weight is None else stack_sample_weight(weight, layout)
+    model._fit(X, sample_weight=weights, skip_nonfinite=True, callbacks=callbacks, checkpoint=checkpoint)
     if labels is not None:
         # scikit-learn's attribute for the names of the features: predict
         # checks the data's feature coordinate against it.
@@ -347,4 +475,6 @@ def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=
     return _map(model, data, "score_samples", feature_dim, sample_dims, variables, "log_likelihood")
 
 
-__all__ = ["fit", "predict", "predict_proba", "score_samples", "stack_samples", "as_feature_array"]
+__all__ = [
+    "fit", "predict", "predict_proba", "score_samples", "stack_samples", "stack_sample_weight", "as_feature_array",
+]

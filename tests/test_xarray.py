@@ -12,6 +12,8 @@ import pytest
 import dask
 import dask.array as da
 
+from sklearn.base import clone
+
 from daskgmm import GaussianMixture, NotFittedError
 from daskgmm import xarray as dxr
 
@@ -407,3 +409,136 @@ def test_dataset_variables_are_feature_names():
     assert list(model.feature_names_in_) == BANDS
     swapped = ds[["nir", "swir", "red"]]
     xr.testing.assert_identical(dxr.predict(model, swapped), dxr.predict(model, ds))
+
+
+# --------------------------------------------------------------------------
+# Sample weights
+# --------------------------------------------------------------------------
+
+
+def pixel_weights(cube, seed=1, high=4):
+    """An integer (y, x) weight map, its y labels in the reverse order of the
+    cube's (aligned by label, not by position)."""
+    values = np.random.default_rng(seed).integers(0, high, size=(cube.sizes["y"], cube.sizes["x"]))
+    return xr.DataArray(values, dims=("y", "x"), coords={"y": cube.y.values, "x": cube.x.values}, name="w").isel(
+        y=slice(None, None, -1)
+    )
+
+
+def row_weights(cube, weight):
+    """The weight of every row of :func:`rows_of`, by aligning and broadcasting with xarray."""
+    samples = cube.isel(band=0, drop=True)
+    _, weight = xr.align(samples, weight, join="left")
+    return weight.broadcast_like(samples).transpose("time", "y", "x").values.reshape(-1)
+
+
+@pytest.mark.parametrize("backed", ["dask", "numpy"])
+def test_stacked_weights_follow_the_rows(cube, backed):
+    """Each stacked weight sits beside its own sample, in the row chunks of
+    the stacked data: a cube whose first feature numbers its samples finds
+    every sample's weight beside it."""
+    numbered = cube.copy(data=np.broadcast_to(np.arange(cube.size // 3.0).reshape(SHAPE + (1,)), SHAPE + (3,)))
+    numbered = numbered.chunk(CHUNKS) if backed == "dask" else numbered.compute()
+    weight = pixel_weights(cube, high=10**6)
+    X, layout = dxr.stack_samples(numbered, "band")
+    weights = dxr.stack_sample_weight(weight, layout)
+    if backed == "dask":
+        assert isinstance(weights, da.Array) and weights.chunks[0] == X.chunks[0]
+        assert X.chunks[0] != (X.shape[0],)  # row-chunked: the test means something
+        X, weights = dask.compute(X, weights)
+    else:
+        assert isinstance(weights, np.ndarray)
+    assert weights.dtype == np.float64
+    np.testing.assert_array_equal(weights, row_weights(cube, weight)[X[:, 0].astype(int)])
+
+
+def test_integer_weight_map_fits_as_repeated_pixels(cube):
+    weight = pixel_weights(cube)
+    model = dxr.fit(full_init(), cube, "band", sample_weight=weight)
+    rows, keep = rows_of(cube)
+    counts = row_weights(cube, weight).astype(int)
+    plain = full_init().fit(np.repeat(rows[keep], counts[keep], axis=0))
+    assert_same_model(model, plain)
+    assert model.n_iter_ == plain.n_iter_
+
+
+def test_weight_zero_on_a_region_is_the_region_left_out(cube):
+    """Weights 0 over a region fit as the cube with that region masked
+    (NaN, skipped); samples skipped for a missing feature count for nothing
+    whatever their weight."""
+    region = dict(y=slice(4, 10), x=slice(2, 9))
+    weight = xr.ones_like(cube.isel(time=0, band=0, drop=True).reset_coords(drop=True))
+    weight[region] = 0
+    masked = cube.copy()
+    masked[region] = np.nan
+    weighted = dxr.fit(full_init(), cube, "band", sample_weight=weight)
+    left_out = dxr.fit(full_init(), masked, "band")
+    ones = dxr.fit(full_init(), masked, "band", sample_weight=xr.ones_like(weight) * 5)
+    assert_same_model(weighted, left_out)
+    assert_same_model(ones, left_out)
+    assert weighted.n_iter_ == left_out.n_iter_ == ones.n_iter_
+
+
+@pytest.mark.filterwarnings("ignore::daskgmm.ConvergenceWarning")  # a fixed number of iterations
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random_from_data"])
+def test_weights_of_two_are_weights_of_one(cube, init_params):
+    """Scaling every weight changes no draw and no ratio: the same fit from
+    the same random start."""
+    model = GaussianMixture(3, init_params=init_params, random_state=0, tol=0, max_iter=30)
+    one = xr.DataArray(1.0)
+    fits = [dxr.fit(clone(model), cube, "band", sample_weight=one * w) for w in (1, 2)]
+    assert_same_model(fits[0], fits[1], rtol=1e-9)
+    assert fits[0].n_iter_ == fits[1].n_iter_
+
+
+@pytest.mark.parametrize("backed", ["dask", "numpy"])
+def test_a_weight_per_date_is_broadcast_over_the_pixels(cube, backed):
+    data = cube if backed == "dask" else cube.compute()
+    weight = xr.DataArray([0.5, 2.0, 1.25], dims="time", coords={"time": cube.time.values})
+    if backed == "dask":
+        weight = weight.chunk({"time": 2})
+    model = dxr.fit(full_init(), data, "band", sample_weight=weight)
+    rows, keep = rows_of(cube)
+    per_row = np.repeat(weight.values, cube.sizes["y"] * cube.sizes["x"])
+    plain = full_init().fit(rows[keep], sample_weight=per_row[keep])
+    assert_same_model(model, plain)
+
+
+def test_a_dataset_variable_as_the_weights(cube):
+    weight = pixel_weights(cube)
+    ds = cube.drop_vars("wavelength").to_dataset(dim="band")
+    ds["w"] = weight
+    model = dxr.fit(full_init(), ds, sample_weight="w")
+    assert model.n_features_in_ == 3 and list(model.feature_names_in_) == BANDS  # "w" is no feature
+    assert_same_model(model, dxr.fit(full_init(), cube, "band", sample_weight=weight))
+    subset = dxr.fit(full_init(), ds, sample_weight="w", variables=["red", "nir", "swir"])
+    assert_same_model(subset, model, rtol=1e-12)
+
+
+def test_a_coordinate_of_a_dataarray_as_the_weights(cube):
+    weight = pixel_weights(cube)
+    model = dxr.fit(full_init(), cube.assign_coords(w=weight), "band", sample_weight="w")
+    assert_same_model(model, dxr.fit(full_init(), cube, "band", sample_weight=weight))
+
+
+def test_weight_errors_say_what_is_wrong(cube):
+    weight = pixel_weights(cube).astype(float)
+    with pytest.raises(ValueError, match=r"sample_weight 'w' has 1 NaN value\(s\)"):
+        dxr.fit(full_init(), cube, "band", sample_weight=weight.where(weight.y != weight.y[0]).where(weight.x == weight.x[0], 1))
+    with pytest.raises(ValueError, match=r"sample_weight 'w' lacks 2 label\(s\) of the data along 'x'"):
+        dxr.fit(full_init(), cube, "band", sample_weight=weight.isel(x=slice(2, None)))
+    with pytest.raises(ValueError, match=r"has dimension\(s\) \['band'\] that are not sample dimensions"):
+        dxr.fit(full_init(), cube, "band", sample_weight=weight.expand_dims(band=BANDS))
+    with pytest.raises(ValueError, match=r"has 3 values along 'y', the data 12"):
+        dxr.fit(full_init(), cube, "band", sample_weight=xr.DataArray(np.ones(3), dims="y"))
+    with pytest.raises(ValueError, match="sample_weight has negative values"):
+        dxr.fit(full_init(), cube, "band", sample_weight=-weight)
+    with pytest.raises(ValueError, match=r"sample_weight 'w' names no variable of the data"):
+        dxr.fit(full_init(), cube, "band", sample_weight="w")
+    ds = cube.drop_vars("wavelength").to_dataset(dim="band").assign(w=weight)
+    with pytest.raises(ValueError, match=r"'w' cannot be both the sample weight and a feature variable"):
+        dxr.fit(full_init(), ds, sample_weight="w", variables=["red", "w"])
+    with pytest.raises(ValueError, match=r"sample_weight 'v' is not a variable of the Dataset"):
+        dxr.fit(full_init(), ds, sample_weight="v")
+    with pytest.raises(ValueError, match="sample_weight must be an xarray DataArray"):
+        dxr.fit(full_init(), cube, "band", sample_weight=np.ones(3))
