@@ -12,6 +12,13 @@ Fit a (time, y, x, band) cube from a zarr store; samples with a missing band
     daskgmm fit cube.zarr --variable reflectance --feature-dim band --n-components 5
     daskgmm predict cube.daskgmm.npz cube.zarr --out labels.zarr
 
+Weight the samples: a .npy of one weight per row for plain input, or a
+variable of the store (over some of the sample dimensions, e.g. a (y, x)
+weight map, broadcast over the others) for labelled input::
+
+    daskgmm fit X.npy --n-components 4 --sample-weight w.npy
+    daskgmm fit cube.zarr --variable reflectance --feature-dim band -k 5 --sample-weight pixel_weight
+
 Show a saved model, or run the built-in demonstration::
 
     daskgmm info cube.daskgmm.npz
@@ -97,9 +104,50 @@ class Input:
         Labelled input, used with ``feature_dim``, ``sample_dims``, ``variables``.
     """
 
-    def __init__(self, path, fmt, X=None, data=None, feature_dim=None, sample_dims=None, variables=None):
+    def __init__(self, path, fmt, X=None, data=None, feature_dim=None, sample_dims=None, variables=None, dataset=None):
         self.path, self.format, self.X, self.data = os.fspath(path), fmt, X, data
         self.feature_dim, self.sample_dims, self.variables = feature_dim, sample_dims, variables
+        self.dataset = dataset  # the whole opened store (labelled input), for --sample-weight
+
+    def sample_weight(self, spec):
+        """What ``--sample-weight SPEC`` names, ready for the fit, and its
+        description for the saved model's metadata.
+
+        Plain input: SPEC is a ``.npy`` file of one weight per row, read
+        lazily in the rows' chunks.  Labelled input: SPEC is a variable of
+        the store, over (some of) the sample dimensions; it is aligned and
+        broadcast by :func:`daskgmm.xarray.fit`.
+        """
+        if spec is None:
+            return None, None
+        if self.labelled:
+            ds = self.dataset
+            if ds is None or spec not in ds.data_vars:
+                names = _describe_variables(ds) if ds is not None else "none"
+                raise ValueError(
+                    f"--sample-weight {spec}: for labelled input it names a variable of {self.path}; "
+                    f"its variables are {names}."
+                )
+            weight = ds[spec]
+            record = {"variable": spec, "dims": [str(d) for d in weight.dims]}
+            # A Dataset of features is given the name, so that the weights
+            # can be no feature; a single variable is given the weights.
+            return (spec if self.data is ds else weight), record
+        import dask.array as da
+
+        if Path(spec).suffix.lower() != ".npy":
+            raise ValueError(f"--sample-weight {spec}: for plain input it is a .npy file of one weight per row.")
+        if not os.path.exists(spec):
+            raise FileNotFoundError(f"no such file or directory: {spec}")
+        weights = NpyFile(spec)
+        n = self.X.shape[0]
+        if weights.shape != (n,):
+            raise ValueError(
+                f"--sample-weight {spec} holds an array of shape {weights.shape}; expected ({n},): "
+                f"one weight per row of {self.path}."
+            )
+        name = f"npy-{Path(spec).name}-{os.stat(spec).st_mtime_ns}"
+        return da.from_array(weights, chunks=(self.X.chunks[0],), asarray=True, name=name), {"source": spec, "format": "npy"}
 
     @property
     def labelled(self):
@@ -144,13 +192,15 @@ def _choose_labelled(ds, path, variables, feature_dim, sample_dims):
         if missing:
             raise ValueError(f"{path} has no variable {', '.join(missing)}; its variables are {_describe_variables(ds)}.")
     if variables and len(variables) == 1 and feature_dim is not None and feature_dim in ds[variables[0]].dims:
-        return Input(path, None, data=ds[variables[0]], feature_dim=feature_dim, sample_dims=sample_dims)
+        return Input(path, None, data=ds[variables[0]], feature_dim=feature_dim, sample_dims=sample_dims, dataset=ds)
     if variables:
-        return Input(path, None, data=ds, feature_dim=feature_dim, sample_dims=sample_dims, variables=variables)
+        return Input(
+            path, None, data=ds, feature_dim=feature_dim, sample_dims=sample_dims, variables=variables, dataset=ds
+        )
     if feature_dim is not None:
         holders = [name for name in ds.data_vars if feature_dim in ds[name].dims]
         if len(holders) == 1:
-            return Input(path, None, data=ds[holders[0]], feature_dim=feature_dim, sample_dims=sample_dims)
+            return Input(path, None, data=ds[holders[0]], feature_dim=feature_dim, sample_dims=sample_dims, dataset=ds)
         if len(holders) > 1:
             raise ValueError(
                 f"several variables of {path} have a dimension {feature_dim!r} ({', '.join(holders)}): "
@@ -313,8 +363,9 @@ class Progress:
             self.bar = None
 
 
-def _fit_with_progress(model, source, args):
-    """Fit ``model`` on ``source`` with a progress display; warnings become
+def _fit_with_progress(model, source, args, sample_weight=None):
+    """Fit ``model`` on ``source`` (weighted by ``sample_weight``, from
+    :meth:`Input.sample_weight`) with a progress display; warnings become
     one-line messages on stderr."""
     progress = Progress(model.max_iter, enabled=not args.quiet)
     _say(args, f"initialising {model.n_components} components ({model.init_params}) ...")
@@ -327,11 +378,14 @@ def _fit_with_progress(model, source, args):
 
                 dxr.fit(
                     model, source.data, source.feature_dim, source.sample_dims,
-                    variables=source.variables, callbacks=[progress],
+                    variables=source.variables, sample_weight=sample_weight, callbacks=[progress],
                     checkpoint=getattr(args, "checkpoint", None),
                 )
             else:
-                model._fit(source.X, callbacks=[progress], checkpoint=getattr(args, "checkpoint", None))
+                model._fit(
+                    source.X, sample_weight=sample_weight, callbacks=[progress],
+                    checkpoint=getattr(args, "checkpoint", None),
+                )
     finally:
         progress.close()
     for warning in caught:
@@ -422,7 +476,11 @@ def cmd_fit(args):
     from .mixture import GaussianMixture
 
     out_path = args.out or default_model_path(args.input)
-    _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("checkpoint", args.checkpoint)])
+    weights_file = args.sample_weight if Path(args.sample_weight or "").suffix.lower() == ".npy" else None
+    _check_writable(
+        out_path, args.overwrite,
+        keep=[("input", args.input), ("checkpoint", args.checkpoint), ("sample weights", weights_file)],
+    )
     if args.checkpoint is not None:
         from .io import same_or_nested
 
@@ -447,10 +505,15 @@ def cmd_fit(args):
             args.input, variables=_split_names(args.variable), feature_dim=args.feature_dim,
             sample_dims=_split_names(args.sample_dims),
         )
-        seconds = _fit_with_progress(model, source, args)
+        sample_weight, weighted_by = source.sample_weight(args.sample_weight)
+        if weighted_by is not None:
+            _say(args, f"samples weighted by {args.sample_weight}")
+        seconds = _fit_with_progress(model, source, args, sample_weight=sample_weight)
         layout = source.layout()
     n_skipped = int(model.n_samples_skipped_ or 0) if source.labelled else 0
     layout["n_samples_skipped"] = n_skipped
+    if weighted_by is not None:
+        layout["sample_weight"] = weighted_by
     save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
     state = "converged" if model.converged_ else "did NOT converge"
     print(
@@ -460,6 +523,8 @@ def cmd_fit(args):
     )
     if source.labelled:
         print(f"skipped {n_skipped} samples with a missing (NaN) feature")
+    if weighted_by is not None:
+        print(f"samples weighted by {args.sample_weight}")
     if not args.quiet:
         print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
     print(f"saved model to {out_path}")
@@ -572,6 +637,9 @@ def cmd_info(args):
             if source.get("features"):
                 text += f", features={source['features']}"
             text += f", {source.get('n_samples_skipped', 0)} samples skipped"
+        weighted_by = source.get("sample_weight")
+        if weighted_by:
+            text += f", weighted by {weighted_by.get('variable') or weighted_by.get('source')}"
         print(text)
     print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
     return 0
@@ -790,6 +858,12 @@ def build_parser():
     fit.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for a reproducible fit")
     fit.add_argument("-o", "--out", metavar="MODEL_PATH", help="where to save the model (default: INPUT stem + .daskgmm.npz)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    fit.add_argument(
+        "--sample-weight", metavar="SPEC", default=None,
+        help="weight of each sample: a .npy file of one weight per row (plain input), or the name of a "
+        "variable of the input over some of the sample dimensions, broadcast over the others (labelled "
+        "input); weights are >= 0, 0 leaves a sample out; recorded in the saved model",
+    )
     fit.add_argument(
         "--checkpoint", metavar="PATH", default=None,
         help="write the EM state to PATH after every iteration (atomically) and resume from it "

@@ -566,3 +566,111 @@ def test_an_invalid_model_file_is_one_error_line(tmp_path, capsys):
     (tmp_path / "deep.npz").write_bytes(b"")
     np.savez(tmp_path / "deep.npz", __daskgmm__=np.array("[" * 100_000), **arrays)
     assert "not a readable daskgmm file" in error_of(capsys, ["info", str(tmp_path / "deep.npz")])
+
+
+# --------------------------------------------------------------------------
+# --sample-weight (issue #13)
+# --------------------------------------------------------------------------
+
+
+def fit_args(path, out, *extra):
+    return ["fit", str(path), "-k", "2", "--random-state", "0", "--scheduler", "threads", "-q",
+            "--out", str(out), *map(str, extra)]
+
+
+def test_npy_weights_of_one_are_no_weights(workdir, tmp_path):
+    np.save(tmp_path / "ones.npy", np.ones(2000))
+    # k-means++: its weighted draws are its unweighted ones when every weight is 1.
+    init = ["--init-params", "k-means++", "--tol", "1e-6"]
+    assert cli.main(fit_args(workdir / "X.npy", tmp_path / "plain.npz", *init)) == 0
+    assert cli.main(fit_args(workdir / "X.npy", tmp_path / "ones.npz", *init, "--sample-weight", tmp_path / "ones.npy")) == 0
+    plain, ones = daskgmm.load(tmp_path / "plain.npz"), daskgmm.load(tmp_path / "ones.npz")
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_array_equal(getattr(ones, name), getattr(plain, name), err_msg=name)
+    assert ones.n_iter_ == plain.n_iter_ and ones.lower_bound_ == plain.lower_bound_
+    _, meta = read_archive(tmp_path / "ones.npz")
+    assert meta["input"]["sample_weight"] == {"source": str(tmp_path / "ones.npy"), "format": "npy"}
+    _, meta = read_archive(tmp_path / "plain.npz")
+    assert "sample_weight" not in meta["input"]  # an unweighted fit's record is as before
+
+
+def test_npy_weights_of_zero_leave_rows_out(workdir, tmp_path, capsys):
+    X = two_blobs()
+    weights = np.zeros(len(X))
+    weights[1::2] = 1  # every other row: half of each blob
+    np.save(tmp_path / "half.npy", weights.astype(np.float32))
+    assert cli.main(fit_args(workdir / "X.npy", tmp_path / "w.npz", "--sample-weight", tmp_path / "half.npy")) == 0
+    assert "samples weighted by" in capsys.readouterr().out
+    weighted = daskgmm.load(tmp_path / "w.npz")
+    half = GaussianMixture(2, random_state=0).fit(X[1::2])
+    order, half_order = np.argsort(weighted.means_[:, 0]), np.argsort(half.means_[:, 0])
+    # The draws are keyed by global row index: the same rows, other starts.
+    np.testing.assert_allclose(weighted.means_[order], half.means_[half_order], atol=0.05)
+    np.testing.assert_allclose(weighted.weights_[order], half.weights_[half_order], atol=0.02)
+    assert cli.main(["info", str(tmp_path / "w.npz")]) == 0
+    assert f"weighted by {tmp_path / 'half.npy'}" in capsys.readouterr().out
+
+
+@pytest.fixture()
+def weighted_store(tmp_path):
+    """A zarr store holding the cube and a (y, x) weight map."""
+    cube = small_cube()
+    weight = xr.DataArray(
+        np.random.default_rng(2).integers(0, 3, size=(10, 12)).astype(np.float32), dims=("y", "x"),
+        coords={"y": cube.y, "x": cube.x},
+    )
+    ds = cube.to_dataset().assign(pixel_weight=weight)
+    ds.chunk({"time": 1, "y": 5, "x": 6}).to_zarr(tmp_path / "weighted.zarr")
+    return tmp_path / "weighted.zarr", cube, weight
+
+
+def test_labelled_weights_from_a_variable_of_the_store(weighted_store, tmp_path):
+    store, cube, weight = weighted_store
+    out = tmp_path / "m.npz"
+    assert cli.main(fit_args(store, out, "-k", "3", "--variable", "reflectance", "--feature-dim", "band",
+                             "--sample-weight", "pixel_weight", "--covariance-type", "diag")) == 0
+    model = daskgmm.load(out)
+    with xr.open_zarr(store) as ds:
+        reference = dxr.fit(GaussianMixture(3, covariance_type="diag", random_state=0), ds["reflectance"], "band",
+                            sample_weight=ds["pixel_weight"])
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(model, name), getattr(reference, name), rtol=1e-10, atol=1e-12)
+    _, meta = read_archive(out)
+    assert meta["input"]["sample_weight"] == {"variable": "pixel_weight", "dims": ["y", "x"]}
+    assert meta["input"]["features"] == ["red", "nir", "swir"]
+
+
+def test_labelled_weights_with_variables_as_features(tmp_path):
+    cube = small_cube()
+    ds = cube.to_dataset(dim="band").assign(w=xr.DataArray(np.arange(1.0, 3.0), dims="time"))
+    ds.to_netcdf(tmp_path / "bands.nc")
+    assert cli.main(fit_args(tmp_path / "bands.nc", tmp_path / "m.npz", "--variable", "nir,red",
+                             "--sample-weight", "w", "--tol", "1e-6")) == 0
+    model = daskgmm.load(tmp_path / "m.npz")
+    assert list(model.feature_names_in_) == ["nir", "red"]
+    with xr.open_dataset(tmp_path / "bands.nc", chunks={}) as opened:
+        reference = dxr.fit(GaussianMixture(2, random_state=0, tol=1e-6), opened, variables=["nir", "red"],
+                            sample_weight="w")
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-10)
+
+
+def test_sample_weight_errors(workdir, weighted_store, tmp_path, capsys):
+    store, _, _ = weighted_store
+    out = tmp_path / "m.npz"
+    np.save(tmp_path / "short.npy", np.ones(10))
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--sample-weight", tmp_path / "short.npy"))
+    assert message == (f"--sample-weight {tmp_path / 'short.npy'} holds an array of shape (10,); expected (2000,): "
+                       f"one weight per row of {workdir / 'X.npy'}.")
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--sample-weight", "pixel_weight"))
+    assert message == "--sample-weight pixel_weight: for plain input it is a .npy file of one weight per row."
+    assert "no such file or directory" in error_of(capsys, fit_args(workdir / "X.npy", out, "--sample-weight",
+                                                                     tmp_path / "none.npy"))
+    weights = np.ones(2000)
+    weights[7] = np.nan
+    np.save(tmp_path / "nan.npy", weights)
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--sample-weight", tmp_path / "nan.npy"))
+    assert "sample_weight contains NaN or infinity" in message
+    message = error_of(capsys, fit_args(store, out, "--feature-dim", "band", "--sample-weight", "weights.npy"))
+    assert message.startswith("--sample-weight weights.npy: for labelled input it names a variable of")
+    assert "pixel_weight(y, x)" in message
+    assert not out.exists()
