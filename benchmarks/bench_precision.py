@@ -151,7 +151,8 @@ def main(argv=None):
     parser.add_argument("--baseline", default=BASELINE, help="commit of the earlier _blocks.py")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", nargs="*", default=None, help="covariance types to run")
-    parser.add_argument("--data", nargs="*", default=["overlap", "apart", "bench"], choices=["overlap", "apart", "bench"])
+    kinds = ["overlap", "apart", "bench"]
+    parser.add_argument("--data", nargs="*", default=kinds, choices=kinds, help="kinds of data to run")
     args = parser.parse_args(argv)
     _common.print_header(f"block statistics: {args.baseline} vs working tree, one chunk, 1 BLAS thread")
     old = load_baseline(args.baseline)

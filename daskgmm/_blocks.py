@@ -827,7 +827,8 @@ def block_statistics(
             part = xp.matmul(rf, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
             part = _second_moment_about_pivot(xp, centred, centred_t, rf, kind)
-        cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs), limit, kind))
+        diagonal = _moment_diagonal(xp, part, kind, d, pairs)
+        cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, diagonal, limit, kind))
         if len(fast) < k:  # back to all K components, zeros for the others
             flagged = set(np.asarray(fast)[cancelling].tolist())
             cancelling = np.array([j in flagged for j in range(k)])
