@@ -250,7 +250,6 @@ def stack_sample_weight(weight, layout):
         On a dimension that is not a sample dimension, a missing label, or
         NaN weights.
     """
-    xr = _import_xarray()
     dims, shape = layout.sample_dims, layout.sample_shape
     name = f"sample_weight {weight.name!r}" if weight.name is not None else "sample_weight"
     extra = [dim for dim in weight.dims if dim not in dims]
