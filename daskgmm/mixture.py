@@ -14,7 +14,7 @@ import dask
 import dask.array as da
 
 from . import _engine
-from ._blocks import COVARIANCE_TYPES
+from ._blocks import COVARIANCE_TYPES, merge_statistics
 from ._covariance import (
     check_covariance_type,
     covariance_shape,
@@ -25,7 +25,7 @@ from ._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._engine import DEFAULT_SPLIT_EVERY, ONLINE_MODES, Run
 from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
@@ -159,13 +159,21 @@ def _n_samples(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
 
+# The settings of partial_fit, shared by every mixture.
+ONLINE_PARAMETER_CONSTRAINTS = {
+    "partial_fit_mode": [StrOptions(set(ONLINE_MODES))],
+    "learning_decay": [Interval(numbers.Real, 0.5, 1, closed="right")],
+    "learning_offset": [Interval(numbers.Real, 0, None, closed="left")],
+}
+
+
 def _check_sample_weight(sample_weight, rows):
     """``sample_weight`` checked against the rows it weights: None, a float64
     NumPy array (rows in this process, :class:`_engine.InMemoryRows`) or a
     1-D Dask array with the row chunks of ``rows`` (a Dask array).
 
     Raises a ValueError naming what is wrong: shape, NaN or infinity,
-    negative values, or a zero total.  Dask weights are checked with one
+    negative values, or a zero total.  Weights that are all 1 give None.  Dask weights are checked with one
     small compute over the weights alone (n values, not the data)."""
     if sample_weight is None:
         return None
@@ -178,7 +186,9 @@ def _check_sample_weight(sample_weight, rows):
         if weights.chunks[0] != rows.chunks[0]:
             weights = weights.rechunk((rows.chunks[0],))
         weights = weights.astype(np.float64)
-        finite, low, total = dask.compute(da.isfinite(weights).all(), weights.min(), weights.sum())
+        finite, low, high, total = dask.compute(
+            da.isfinite(weights).all(), weights.min(), weights.max(), weights.sum()
+        )
     else:
         if isinstance(sample_weight, da.Array):
             sample_weight = sample_weight.compute()
@@ -187,13 +197,17 @@ def _check_sample_weight(sample_weight, rows):
             weights = np.full(n, float(weights))
         if weights.shape != (n,):
             raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
-        finite, low, total = bool(np.all(np.isfinite(weights))), weights.min(), weights.sum()
+        finite, low, high, total = bool(np.all(np.isfinite(weights))), weights.min(), weights.max(), weights.sum()
     if not finite:
         raise ValueError("sample_weight contains NaN or infinity: every weight must be a finite number >= 0.")
     if low < 0:
         raise ValueError(f"sample_weight has negative values (the smallest is {float(low)!r}): weights must be >= 0.")
     if not total > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+    if low == high == 1:
+        # Every weight 1 is no weight at all: the unweighted fit, its random
+        # draws included (weighted draws race over all rows instead).
+        return None
     if in_process or isinstance(weights, da.Array):
         return weights
     return da.from_array(weights, chunks=(rows.chunks[0],))
@@ -238,9 +252,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             return _engine.InMemoryRows(X, rows)
         return as_dask_array(X, chunk_rows=rows)
 
-    def _warm_start_run(self, n_features):
-        """The fitted model as the start of a warm-started fit; a clear error
-        if the settings no longer describe it."""
+    def _warm_start_run(self, n_features, *, continued_by="warm_start=True",
+                        advice="Set warm_start=False to fit a new model with these settings."):
+        """The fitted model as the start of a warm-started fit (or of
+        ``partial_fit``'s next batch); a clear error if the settings no longer
+        describe it."""
         k = self.weights_.shape[0]
         expected = covariance_shape(self.covariance_type, self.n_components, n_features)
         if k != self.n_components or self.means_.shape[1] != n_features or self.covariances_.shape != expected:
@@ -253,10 +269,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 else f"covariance_type={self.covariance_type!r} (the fitted covariances_ have shape "
                 f"{self.covariances_.shape}, not {fitted})"
             )
-            raise ValueError(
-                f"warm_start=True continues the fitted model, which does not match {what}. "
-                "Set warm_start=False to fit a new model with these settings."
-            )
+            raise ValueError(f"{continued_by} continues the fitted model, which does not match {what}. {advice}")
         run = self._run_from_attributes()
         # scikit-learn's rule: convergence is measured against the lower
         # bound the previous fit ended with, so one-iteration warm fits converge.
@@ -327,6 +340,206 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
         self._fit(X, sample_weight=sample_weight, **fit_params)
         return self.predict(X)
+
+    # ------------------------------------------------------------------
+    # online EM
+    # ------------------------------------------------------------------
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one batch of samples (online EM).
+
+        The first call initialises the model from this batch as :meth:`fit`
+        would (``init_params``, ``*_init``, ``n_init`` restarts: the one whose
+        first step ends with the highest lower bound is kept; the variational
+        priors' data-dependent defaults from this batch) and sets
+        ``n_features_in_``; later calls continue from the current
+        parameters, as does the first call on a model fitted by :meth:`fit`.
+        Each call makes one E-step pass over the batch (NumPy or Dask, chunked
+        along rows) with the current parameters; what follows depends on
+        ``partial_fit_mode``:
+
+        * ``'stepwise'`` (stepwise EM, Cappé & Moulines 2009): the batch's
+          statistics, per sample, are averaged into the running statistics
+          with weight ``gamma_t = (t + learning_offset) ** -learning_decay``
+          (``t`` the batch count, ``gamma_1 = 1``), ``s_t = (1 - gamma_t)
+          s_{t-1} + gamma_t S_t / n_t``, and the M-step follows at once.
+          Every batch counts alike whatever its size; a batch with integer
+          ``sample_weight`` counts as its repeated rows.  On a stationary
+          stream the model converges to the batch fit's; a drifting one is
+          followed with a lag of about ``(1 - gamma_t) / gamma_t`` batches
+          (a decay near 0.5 forgets faster).
+        * ``'exact'``: the batch's statistics are added to those of the
+          current pass and the parameters stay as they are, until
+          :meth:`end_pass` makes the M-step from the whole pass: a pass over
+          the batches, then ``end_pass()``, is one EM iteration of
+          :meth:`fit` on their concatenation (for data that arrive in
+          pieces or do not fit in memory together).
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            One batch; its number of features (and names) must be the
+            first batch's.  The first batch needs at least ``n_components``
+            samples.
+        y : ignored
+        sample_weight : array-like (n_samples,), optional
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        Attributes after a call: ``n_batch_iter_`` (batches taken into the
+        statistics), ``n_samples_seen_`` (their total weight), ``n_iter_``
+        (M-steps made: one per batch, or per :meth:`end_pass`),
+        ``converged_`` (False in stepwise mode; in exact mode, whether the
+        last pass changed the lower bound by less than ``tol``),
+        ``lower_bounds_`` and ``history_`` (one entry per M-step).
+        ``lower_bound_`` is, in exact mode, the fit's lower bound of the last
+        completed pass (-inf before the first :meth:`end_pass`); in stepwise
+        mode, the family's bound of the running statistics: for
+        :class:`GaussianMixture` the stepwise average of the batches' mean
+        log-likelihoods, each measured before its own update; for
+        :class:`BayesianGaussianMixture` the evidence lower bound of
+        ``n_samples_seen_`` samples with the running statistics, whose
+        entropy term mixes responsibilities of earlier parameters: a trend
+        to watch, not the batch fit's bound.  The variational M-step takes
+        the running per-sample statistics times ``n_samples_seen_`` (as
+        stochastic variational inference takes a batch as the whole data set
+        repeated): on a stationary stream, the posterior of a batch fit on
+        everything seen.
+        """
+        self._validate_params()
+        self._partial_fit(X, sample_weight)
+        return self
+
+    def end_pass(self):
+        """End a pass of ``partial_fit_mode='exact'``: the M-step from the
+        statistics of every batch given to :meth:`partial_fit` since the
+        start of the pass (one EM iteration of :meth:`fit` on their
+        concatenation), and the start of the next pass.
+
+        ``lower_bound_`` becomes the pass's lower bound (for
+        :class:`GaussianMixture` the mean log-likelihood per sample with the
+        parameters of the pass), ``converged_`` whether it changed by less
+        than ``tol`` since the previous pass: a loop over passes may stop
+        there.
+
+        Returns
+        -------
+        self
+        """
+        state = getattr(self, "_online_state", None)
+        if state is None or state.mode != "exact" or state.statistics is None:
+            raise ValueError(
+                "end_pass() makes the M-step of a pass of partial_fit with partial_fit_mode='exact', "
+                "but no batch of such a pass has been given since the last M-step: call partial_fit first."
+            )
+        tic = time.perf_counter()
+        family = self._family()
+        run = self._continued_run(self.means_.shape[1])
+        self._online_step(run, state.statistics, family, family.model(run), tic, n_chunks=state.n_chunks)
+        run.converged = abs(run.history[-1] - (run.history[-2] if len(run.history) > 1 else -np.inf)) < self.tol
+        self._set_run(run, self.means_.dtype)
+        state.statistics, state.n_chunks = None, 0
+        self._online_state = state
+        return self
+
+    def _continued_run(self, n_features):
+        """The current parameters as a :class:`Run` carrying the model's
+        history so far (its M-steps, by :meth:`fit` or online)."""
+        run = self._warm_start_run(
+            n_features,
+            continued_by="partial_fit",
+            advice="Call fit, or partial_fit on a new estimator, to start a model with these settings.",
+        )
+        run.n_iter = int(getattr(self, "n_iter_", 0))
+        run.history = list(getattr(self, "lower_bounds_", []))
+        run.records = [dict(record) for record in getattr(self, "history_", [])]
+        return run
+
+    def _online_step(self, run, stats, family, model, tic, *, n_chunks):
+        """The M-step of ``run`` from ``stats`` with its record."""
+        previous = run.history[-1] if run.history else -np.inf
+        run.n_samples = float(stats.n_samples)
+        run.lower_bound = family.step(run, stats, self.reg_covar, model)
+        run.n_iter += 1
+        run.history.append(run.lower_bound)
+        run.records.append(
+            {
+                "iteration": run.n_iter,
+                "lower_bound": run.lower_bound,
+                "change": run.lower_bound - previous,
+                "seconds": time.perf_counter() - tic,
+                "n_chunks": n_chunks,
+            }
+        )
+
+    @_engine.fit_session()
+    def _partial_fit(self, X, sample_weight):
+        tic = time.perf_counter()
+        fitted = all(hasattr(self, name) for name in ("weights_", "means_", "precisions_cholesky_"))
+        dX = self._validate_X(X, reset=not fitted)
+        n_samples, n_features = dX.shape
+        state = getattr(self, "_online_state", None) if fitted else None
+        if state is not None and state.mode != self.partial_fit_mode:
+            state = None  # the statistics of the other mode cannot be continued
+        counter = PassCounter()
+        persisted = False
+        if fitted:
+            weights = _check_sample_weight(sample_weight, dX)
+            family = self._family()
+            runs = [self._continued_run(n_features)]
+        else:
+            if self.n_components > n_samples:
+                raise ValueError(
+                    f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                    f"n_samples = {n_samples}: the first batch of partial_fit initialises the model "
+                    "and needs at least n_components samples."
+                )
+            checked = self._check_settings(n_features)
+            weights = _check_sample_weight(sample_weight, dX)
+            # The initialisation makes several passes over this batch.
+            dX, persisted = _engine.place_data(dX, self.persist)
+            if persisted and isinstance(weights, da.Array):
+                weights = weights.persist()
+            family = self._make_family(dX, counter, sample_weight=weights)
+            runs = self._initial_runs(dX, checked, counter, family, sample_weight=weights)
+            for run in runs:
+                run.lower_bound = -np.inf
+        if state is None:
+            state = _engine.OnlineState(self.partial_fit_mode)
+        models = [family.model(run) for run in runs]
+        batch_stats = _engine.em_pass(dX, runs, split_every=self.split_every, models=models, weights=weights)
+        state.n_samples_seen += float(batch_stats[0].n_samples)
+        if state.mode == "stepwise":
+            state.n_batch_iter += 1
+            gamma = _engine.step_size(state.n_batch_iter, self.learning_decay, self.learning_offset)
+            for run, stats, model in zip(runs, batch_stats, models):
+                run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
+                scaled = _engine.scale_statistics(run.tag, state.n_samples_seen)
+                self._online_step(run, scaled, family, model, tic, n_chunks=dX.numblocks[0])
+            best = _best_run(runs, dX.dtype)
+            state.statistics, best.tag = best.tag, None
+        else:
+            state.n_batch_iter += 1
+            # No M-step before end_pass: of several restarts, the one this
+            # batch finds likeliest goes on.
+            best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
+            best, stats = runs[best_index], batch_stats[best_index]
+            state.statistics = stats if state.statistics is None else merge_statistics(state.statistics, stats)
+            state.n_chunks += dX.numblocks[0]
+        if state.mode == "stepwise" or not fitted:
+            self._set_run(best, dX.dtype)
+        self._online_state = state
+        self.n_batch_iter_ = state.n_batch_iter
+        self.n_samples_seen_ = state.n_samples_seen
+        self.n_passes_ = counter.passes + 1
+        self.n_samples_skipped_ = 0
+        self.persisted_ = persisted
+        return self
 
     @_engine.fit_session()
     def _fit(
@@ -432,6 +645,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = list(run.history)
         self.history_ = [dict(record) for record in run.records]
         self._set_posterior(run)
+        # New parameters from anywhere but partial_fit end the stream it carried.
+        self._online_state = None
 
     # ------------------------------------------------------------------
     # prediction
@@ -589,6 +804,24 @@ class GaussianMixture(_BaseMixture):
     persist : {'auto', True, False}, default='auto'
         Keep the data in (distributed) memory across iterations; False
         streams it from its source at every pass (out-of-core).
+    partial_fit_mode : {'stepwise', 'exact'}, default='stepwise'
+        What :meth:`partial_fit` does with each batch: 'stepwise' online EM
+        (an M-step per batch from running statistics), or 'exact': the
+        statistics of a pass over many batches, and one M-step at
+        :meth:`end_pass` (one iteration of :meth:`fit` on their
+        concatenation).
+    learning_decay : float in (0.5, 1], default=0.6
+        ``alpha`` of the stepwise step size ``gamma_t = (t +
+        learning_offset) ** -alpha`` (scikit-learn's name and formula in
+        ``LatentDirichletAllocation``).  ``alpha > 0.5`` makes the running
+        statistics converge on a stationary stream; nearer 0.5, they forget
+        old batches faster (tracking drift), nearer 1, they average more
+        batches (less noise).
+    learning_offset : float >= 0, default=2.0
+        ``t0`` of the step size: larger values give early batches less weight
+        each (steps of the first batches after the first closer alike).
+        With ``learning_decay=1, learning_offset=0`` the running statistics
+        are the plain mean of the batches'.
 
     Attributes
     ----------
@@ -611,6 +844,9 @@ class GaussianMixture(_BaseMixture):
         Samples left out of the fit for holding NaN or infinity: always 0
         here (such input is an error), counted by :func:`daskgmm.xarray.fit`,
         whose labelled data may have masked samples; None if no EM pass ran.
+    n_batch_iter_, n_samples_seen_ : int, float
+        Batches given to :meth:`partial_fit` and their total weight (set by
+        :meth:`partial_fit` only).
 
     Notes
     -----
@@ -653,6 +889,9 @@ class GaussianMixture(_BaseMixture):
         verbose_interval=10,
         split_every=DEFAULT_SPLIT_EVERY,
         persist="auto",
+        partial_fit_mode="stepwise",
+        learning_decay=0.6,
+        learning_offset=2.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -670,6 +909,9 @@ class GaussianMixture(_BaseMixture):
         self.verbose_interval = verbose_interval
         self.split_every = split_every
         self.persist = persist
+        self.partial_fit_mode = partial_fit_mode
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------
     # validation
@@ -680,6 +922,7 @@ class GaussianMixture(_BaseMixture):
         **_SklearnGaussianMixture._parameter_constraints,
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
+        **ONLINE_PARAMETER_CONSTRAINTS,
     }
 
     def _check_initial_parameters(self, n_features, n_components=None):
@@ -726,6 +969,9 @@ class GaussianMixture(_BaseMixture):
         return self._check_initial_parameters(n_features, n_components)
 
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
+        return GAUSSIAN
+
+    def _family(self):
         return GAUSSIAN
 
     def _run_from_attributes(self):

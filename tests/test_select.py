@@ -163,21 +163,7 @@ def labelled_clusters():
     return X, labels
 
 
-@pytest.mark.parametrize(
-    "init_params",
-    [
-        "k-means++",
-        "random",
-        pytest.param("kmeans", marks=pytest.mark.xfail(strict=True, reason=(
-            "core: with weights the first k-means|| centre is drawn by a weighted race, without them by "
-            "rng.integers(n), so weights of one start elsewhere (GaussianMixture.fit alike)"
-        ))),
-        pytest.param("random_from_data", marks=pytest.mark.xfail(strict=True, reason=(
-            "core: with weights the rows are drawn by a weighted race, without them by rng.choice "
-            "(GaussianMixture.fit alike)"
-        ))),
-    ],
-)
+@pytest.mark.parametrize("init_params", ["k-means++", "random", "kmeans", "random_from_data"])
 def test_weights_of_one_are_no_weights(three_clusters, init_params):
     kwargs = dict(covariance_types=("full", "diag"), n_init=2, random_state=3, init_params=init_params)
     plain = select_n_components(three_clusters, range(1, 5), **kwargs)
