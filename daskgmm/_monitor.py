@@ -18,8 +18,11 @@ def iteration_event(info):
     iteration : int
         1-based EM iteration just finished (continues after a resume).
     lower_bound : float
-        Mean log-likelihood per sample of the best run so far (the one the fit
-        would keep if it stopped now), evaluated by this iteration's E-step.
+        The lower bound of the best run so far (the one the fit would keep if
+        it stopped now) at this iteration: for GaussianMixture the mean
+        log-likelihood per sample its E-step evaluated, for
+        BayesianGaussianMixture the total evidence lower bound after its
+        M-step (each family's ``lower_bound_``).
     change : float
         That run's change of lower bound at its last iteration (inf at its first).
     best_run : int
