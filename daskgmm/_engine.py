@@ -947,6 +947,68 @@ def run_em(
 
 
 # --------------------------------------------------------------------------
+# Online EM (``partial_fit``): statistics carried from batch to batch
+# --------------------------------------------------------------------------
+
+
+ONLINE_MODES = ("stepwise", "exact")
+
+
+@dataclass
+class OnlineState:
+    """What ``partial_fit`` carries between batches besides the parameters.
+
+    ``statistics`` is, in ``'stepwise'`` mode, the running per-sample
+    statistics ``s_t`` (``n_samples`` = 1) and, in ``'exact'`` mode, the
+    merged statistics of the batches of the current pass (None before the
+    first batch of a pass).  ``n_batch_iter`` counts the batches that
+    updated the running statistics (the ``t`` of the step size);
+    ``n_samples_seen`` the total weight of every batch seen.
+    """
+
+    mode: str
+    statistics: _blocks.Stats | None = None
+    n_batch_iter: int = 0
+    n_samples_seen: float = 0.0
+    # Chunks of the batches of the current pass (exact mode), for its record.
+    n_chunks: int = 0
+
+
+def step_size(n_batch_iter, decay, offset):
+    """``gamma_t = (t + t0) ** -alpha``, the weight of batch ``t`` (1, 2, ...)
+    in the running statistics (the first batch's is 1, whatever this says:
+    there is nothing before it to keep)."""
+    return 1.0 if n_batch_iter <= 1 else float((n_batch_iter + offset) ** -decay)
+
+
+def scale_statistics(stats, factor):
+    """``stats`` of rows whose weights are all multiplied by ``factor``:
+    counts, log-likelihood and scatter scale, the means do not.  Exact (one
+    multiplication per number), so a convex combination of two statistics
+    is :func:`_blocks.merge_statistics` of the two, scaled."""
+    return _blocks.Stats(
+        stats.covariance_type,
+        stats.n_samples * factor,
+        stats.log_likelihood * factor,
+        stats.nk * factor,
+        stats.means,
+        stats.scatter * factor,
+    )
+
+
+def stepwise_statistics(running, batch, gamma):
+    """Stepwise EM's update ``s_t = (1 - gamma) s_{t-1} + gamma S_b / n_b``
+    (Cappé & Moulines 2009; Liang & Klein 2009) of the running per-sample
+    statistics ``running`` (None before the first batch) by the merged
+    statistics ``batch`` of one batch, in the centred form: the two are
+    scaled and merged, so no raw moments are ever subtracted."""
+    per_sample = scale_statistics(batch, 1.0 / float(batch.n_samples))
+    if running is None or gamma >= 1.0:
+        return per_sample
+    return _blocks.merge_statistics(scale_statistics(running, 1.0 - gamma), scale_statistics(per_sample, gamma))
+
+
+# --------------------------------------------------------------------------
 # Lazy per-row outputs
 # --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._engine import DEFAULT_SPLIT_EVERY, Run
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initialize
-from .mixture import _BaseMixture, spawn_seeds
+from .mixture import ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
 
 
 class BayesianGaussianMixture(_BaseMixture):
@@ -44,8 +44,11 @@ class BayesianGaussianMixture(_BaseMixture):
         (sample covariance, unbiased; its diagonal for 'diag', their mean
         for 'spherical').  The data-dependent defaults take one pass over
         the data, centred, so data far from the origin keep full precision.
-    split_every, persist
-        As :class:`daskgmm.GaussianMixture`.
+    split_every, persist, partial_fit_mode, learning_decay, learning_offset
+        As :class:`daskgmm.GaussianMixture`.  In stepwise
+        :meth:`partial_fit`, the posterior update takes the running
+        per-sample statistics times ``n_samples_seen_`` (see
+        :meth:`partial_fit` for what ``lower_bound_`` then means).
 
     Attributes
     ----------
@@ -67,6 +70,7 @@ class BayesianGaussianMixture(_BaseMixture):
         **_SklearnBayesianGaussianMixture._parameter_constraints,
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
+        **ONLINE_PARAMETER_CONSTRAINTS,
     }
 
     _family_name = "bayesian"
@@ -103,6 +107,9 @@ class BayesianGaussianMixture(_BaseMixture):
         verbose_interval=10,
         split_every=DEFAULT_SPLIT_EVERY,
         persist="auto",
+        partial_fit_mode="stepwise",
+        learning_decay=0.6,
+        learning_offset=2.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -123,6 +130,9 @@ class BayesianGaussianMixture(_BaseMixture):
         self.verbose_interval = verbose_interval
         self.split_every = split_every
         self.persist = persist
+        self.partial_fit_mode = partial_fit_mode
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # -- hooks of _BaseMixture --------------------------------------------------
 

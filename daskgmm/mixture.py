@@ -444,8 +444,13 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         run.converged = abs(run.history[-1] - (run.history[-2] if len(run.history) > 1 else -np.inf)) < self.tol
         self._set_run(run, self.means_.dtype)
         state.statistics, state.n_chunks = None, 0
-        self._online_state = state
+        self._keep_online_state(state)
         return self
+
+    def _keep_online_state(self, state):
+        self._online_state = state
+        self.n_batch_iter_ = state.n_batch_iter
+        self.n_samples_seen_ = state.n_samples_seen
 
     def _continued_run(self, n_features):
         """The current parameters as a :class:`Run` carrying the model's
@@ -533,9 +538,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             state.n_chunks += dX.numblocks[0]
         if state.mode == "stepwise" or not fitted:
             self._set_run(best, dX.dtype)
-        self._online_state = state
-        self.n_batch_iter_ = state.n_batch_iter
-        self.n_samples_seen_ = state.n_samples_seen
+        self._keep_online_state(state)
         self.n_passes_ = counter.passes + 1
         self.n_samples_skipped_ = 0
         self.persisted_ = persisted
@@ -645,8 +648,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = list(run.history)
         self.history_ = [dict(record) for record in run.records]
         self._set_posterior(run)
-        # New parameters from anywhere but partial_fit end the stream it carried.
+        # New parameters from anywhere but partial_fit end the stream it carried
+        # (partial_fit sets its state again after this).
         self._online_state = None
+        for name in ("n_batch_iter_", "n_samples_seen_"):
+            self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------------
     # prediction
