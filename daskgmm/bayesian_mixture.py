@@ -111,28 +111,30 @@ class BayesianGaussianMixture(_BaseMixture):
         learning_decay=0.6,
         learning_offset=2.0,
     ):
-        self.n_components = n_components
+        super().__init__(
+            n_components=n_components,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+            split_every=split_every,
+            persist=persist,
+            partial_fit_mode=partial_fit_mode,
+            learning_decay=learning_decay,
+            learning_offset=learning_offset,
+        )
         self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
         self.weight_concentration_prior_type = weight_concentration_prior_type
         self.weight_concentration_prior = weight_concentration_prior
         self.mean_precision_prior = mean_precision_prior
         self.mean_prior = mean_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.split_every = split_every
-        self.persist = persist
-        self.partial_fit_mode = partial_fit_mode
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
 
     # -- hooks of _BaseMixture --------------------------------------------------
 

@@ -226,6 +226,42 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     these hooks: ``_check_settings``, ``_make_family``, ``_initial_runs``,
     ``_run_from_attributes``, ``_set_posterior``, ``_model``."""
 
+    def __init__(
+        self,
+        n_components,
+        tol,
+        reg_covar,
+        max_iter,
+        n_init,
+        init_params,
+        random_state,
+        warm_start,
+        verbose,
+        verbose_interval,
+        split_every,
+        persist,
+        partial_fit_mode,
+        learning_decay,
+        learning_offset,
+    ):
+        # The parameters every mixture shares (scikit-learn's BaseMixture
+        # pattern: subclasses store their own and pass these on).
+        self.n_components = n_components
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.split_every = split_every
+        self.persist = persist
+        self.partial_fit_mode = partial_fit_mode
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+
     # ------------------------------------------------------------------
     # validation
     # ------------------------------------------------------------------
@@ -899,25 +935,27 @@ class GaussianMixture(_BaseMixture):
         learning_decay=0.6,
         learning_offset=2.0,
     ):
-        self.n_components = n_components
+        super().__init__(
+            n_components=n_components,
+            tol=tol,
+            reg_covar=reg_covar,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+            split_every=split_every,
+            persist=persist,
+            partial_fit_mode=partial_fit_mode,
+            learning_decay=learning_decay,
+            learning_offset=learning_offset,
+        )
         self.covariance_type = covariance_type
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.max_iter = max_iter
-        self.n_init = n_init
-        self.init_params = init_params
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
-        self.random_state = random_state
-        self.warm_start = warm_start
-        self.verbose = verbose
-        self.verbose_interval = verbose_interval
-        self.split_every = split_every
-        self.persist = persist
-        self.partial_fit_mode = partial_fit_mode
-        self.learning_decay = learning_decay
-        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------
     # validation
