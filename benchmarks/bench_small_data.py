@@ -28,6 +28,17 @@ Run::
     python benchmarks/bench_small_data.py              # ~30-60 s
     python benchmarks/bench_small_data.py --repeat 3   # quicker
 
+Measured 2026-12-03 on a quiet machine (load 0.7), after the exact
+per-component scatter of issue #15, ms sklearn / daskgmm = ratio, BLAS threads
+1 | all: iris init=default 6.7 / 11.9 = 1.77 | 12.0 / 11.6 = 0.97; iris
+init=same 10.1 / 12.3 = 1.22 | 5.8 / 8.2 = 1.41; iris GridSearchCV 50.3 /
+93.7 = 1.86 | 123.8 / 96.0 = 0.78: 6/6 iris rows within 2x (one earlier run
+that day under load: 2.23 on the first row).  Digits diag init=same 16.1 /
+99.0 = 6.2 (was 0.66 before that fix): digits has pixels constant within a
+component, whose variance is then reg_covar alone, and the exact scatter
+sums them about the component's own pivot (profiled: 88 of 130 ms in
+_blocks._sums_about_own_pivots); digits full init=same 230.8 / 426.8 = 1.85.
+
 Measured (2-core VM shared with other jobs, load average 0.8-1.5, on the
 in-process path of the working tree of 2026-11-24; 29 s), scikit-learn /
 daskgmm ms, ratio daskgmm / scikit-learn, BLAS threads 1 | all:

@@ -26,6 +26,23 @@ When OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (they pin an older, slower
 OpenBLAS kernel on some machines), the script runs itself twice, with them as
 set and with both unset, and prints the BLAS kernel of each run.
 
+Measured 2026-12-03 (issue #12), quiet 2-core VM (load ~2 from the run
+itself), no OpenBLAS pins (AVX-512 kernel), best of 2, both clusters side by
+side, seconds per iteration sklearn / default LocalCluster / daskgmm-started,
+then sk/default and default/started:
+  1M x 8 K=8 full f64      1.619 / 0.207 / 0.200   7.82  1.04
+  200k x 64 K=16 full f64  4.184 / 1.205 / 1.053   3.47  1.14
+  200k x 64 K=16 diag f64  0.229 / 0.091 / 0.103   2.52  0.89
+  1M x 8 K=8 full f32      0.843 / 0.097 / 0.093   8.69  1.04
+  200k x 64 K=16 full f32  1.699 / 0.551 / 0.560   3.08  0.98
+  200k x 64 K=16 diag f32  0.119 / 0.056 / 0.045   2.14  1.25
+The two rows over 1.10, rerun alone with --repeat 5: full f64 2.986 / 1.180
+/ 1.073 (2.53, 1.10) and diag f32 0.122 / 0.056 / 0.051 (2.20, 1.10): the
+median passes of the two clusters are within noise (1.22 / 1.24 s; 0.060 /
+0.053 s), and scikit-learn's own time for the full D=64 row ranged 2.99-4.18 s
+over three runs.  The code at the start of that session gave 1.091 s/iter on
+that row the same day (no regression; this VM is slower than on 2026-11-23).
+
 Measured (2-core shared VM, 2026-11-23), ratio scikit-learn / daskgmm per
 iteration, OpenBLAS pinned to its Haswell (AVX2) kernel as set on the machine /
 unpinned (SkylakeX, AVX-512), on both sides, two full runs on the final code:

@@ -16,6 +16,10 @@ start.
   check).
 * Target: weighted / unweighted <= 1.10.
 
+Measured 2026-12-03 on a quiet machine (load 2.3-2.5, the run itself), best
+of 3, interleaved: 1M x 8 K=8 full 0.1744 unweighted / 0.1605 weighted =
+0.92 PASS; 200k x 64 K=16 diag 0.0735 / 0.0754 = 1.03 PASS.
+
 Measured (2-core VM shared with other agents' test runs, 2026-12-03,
 float64, 8 persisted chunks, 10 iterations; OpenBLAS SkylakeX, no pins), two
 full runs on the final code, unweighted / weighted s/iter and the ratio:
