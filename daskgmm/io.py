@@ -474,8 +474,15 @@ def model_meta(model, kind="model"):
     }
 
 
+# What a saved BayesianGaussianMixture holds besides ARRAY_NAMES: its
+# posterior (``posterior_<name>``) and the priors it was fitted with.
+BAYESIAN_PRIOR_ARRAYS = ("mean_prior", "covariance_prior")
+BAYESIAN_PRIOR_NUMBERS = ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior")
+
+
 def save_model(model, path, *, overwrite=False, extra=None):
-    """Save a fitted :class:`daskgmm.GaussianMixture` to ``path``.
+    """Save a fitted :class:`daskgmm.GaussianMixture` or
+    :class:`daskgmm.BayesianGaussianMixture` to ``path``.
 
     ``extra`` (a JSON-serialisable dict) is merged into the metadata
     document, e.g. the command line records the input's layout there.
@@ -483,6 +490,13 @@ def save_model(model, path, *, overwrite=False, extra=None):
     model._check_is_fitted()
     arrays = {name: np.asarray(getattr(model, name + "_"), dtype=np.float64) for name in ARRAY_NAMES}
     meta = model_meta(model)
+    if type(model).__name__ == "BayesianGaussianMixture":
+        meta["estimator"] = "BayesianGaussianMixture"
+        for name, value in model._run_from_attributes().posterior.items():
+            arrays[f"posterior_{name}"] = np.asarray(value, dtype=np.float64)
+        for name in BAYESIAN_PRIOR_ARRAYS:
+            arrays[name] = np.asarray(getattr(model, name + "_"), dtype=np.float64)
+        meta["priors"] = {name: float(getattr(model, name + "_")) for name in BAYESIAN_PRIOR_NUMBERS}
     if extra:
         reserved = sorted(set(extra) & (set(meta) | {"format", "format_version"}))
         if reserved:
@@ -493,20 +507,26 @@ def save_model(model, path, *, overwrite=False, extra=None):
 
 def _model_params(path, meta, covariance_type, n_components):
     """Constructor settings from ``meta['params']``, checked by the estimator."""
+    from .bayesian_mixture import BayesianGaussianMixture
     from .mixture import GaussianMixture
 
+    estimator = meta.get("estimator", "GaussianMixture")
+    classes = {"GaussianMixture": GaussianMixture, "BayesianGaussianMixture": BayesianGaussianMixture}
+    if estimator not in classes:
+        raise invalid(path, "estimator", f"is {estimator!r}, not one of {sorted(classes)}")
+    cls = classes[estimator]
     params = meta.get("params", {})
     if not isinstance(params, dict):
         raise invalid(path, "params", f"is {type(params).__name__}, not a JSON object")
-    valid = set(GaussianMixture().get_params(deep=False))
+    valid = set(cls().get_params(deep=False))
     params = {key: value for key, value in params.items() if key in valid}
-    for key in ("weights_init", "means_init", "precisions_init"):
-        params.pop(key, None)
+    for key in ("weights_init", "means_init", "precisions_init", "mean_prior", "covariance_prior"):
+        params.pop(key, None)  # arrays: described, not restored (the fitted priors are)
     for key, value in (("covariance_type", covariance_type), ("n_components", n_components)):
         if key in params and params[key] != value:
             raise invalid(path, f"params.{key}", f"is {params[key]!r} but the file's {key} is {value!r}")
     params.update(covariance_type=covariance_type, n_components=n_components)
-    model = GaussianMixture(**params)
+    model = cls(**params)
     try:
         model._validate_params()
     except (TypeError, ValueError) as exc:
@@ -590,4 +610,57 @@ def load(path):
     model.lower_bound_ = lower_bound
     model.lower_bounds_ = lower_bounds
     model.n_features_in_ = n_features_in
+    if meta.get("estimator") == "BayesianGaussianMixture":
+        _load_posterior(path, model, arrays, meta, k, d)
     return model
+
+
+def _scalar_if_one(array, shape):
+    """A single stored value as the scalar ``shape == ()`` asks for (the
+    archive keeps 0-d arrays as (1,))."""
+    return array.reshape(()) if shape == () and array.size == 1 else array
+
+
+def _load_posterior(path, model, arrays, meta, k, d):
+    """The posterior and priors of a saved BayesianGaussianMixture, each
+    field checked (shape, finite, positive where it must be)."""
+    from ._engine import Run
+
+    kind = model.covariance_type
+    process = model.weight_concentration_prior_type == "dirichlet_process"
+    shapes = {
+        "weight_concentration": (2, k) if process else (k,),
+        "mean_precision": (k,),
+        "degrees_of_freedom": () if kind == "tied" else (k,),
+    }
+    posterior = {}
+    for name, shape in shapes.items():
+        field = f"posterior_{name}"
+        if field not in arrays:
+            raise ValueError(f"{path} is not a complete BayesianGaussianMixture: missing {field}.")
+        value = check_array(path, field, _scalar_if_one(arrays[field], shape), shape)
+        if not np.all(value > 0):
+            raise invalid(path, field, "holds values that are not positive")
+        posterior[name] = value
+    if np.any(posterior["degrees_of_freedom"] <= d - 1):
+        raise invalid(path, "posterior_degrees_of_freedom", f"holds values not above n_features - 1 = {d - 1}")
+    priors = meta.get("priors")
+    if not isinstance(priors, dict):
+        raise invalid(path, "priors", f"is {type(priors).__name__}, not a JSON object")
+    for name in BAYESIAN_PRIOR_NUMBERS:
+        value = check_number(path, f"priors.{name}", priors.get(name))
+        if not value > 0:
+            raise invalid(path, f"priors.{name}", f"is {value!r}, not positive")
+        setattr(model, name + "_", value)
+    prior_shapes = {"mean_prior": (d,), "covariance_prior": {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[kind]}
+    for name, shape in prior_shapes.items():
+        if name not in arrays:
+            raise ValueError(f"{path} is not a complete BayesianGaussianMixture: missing {name}.")
+        setattr(model, name + "_", check_array(path, name, _scalar_if_one(arrays[name], shape), shape))
+    if kind == "spherical":
+        model.covariance_prior_ = float(model.covariance_prior_)
+    run = Run(kind, model.weights_, model.means_, model.covariances_, model.precisions_cholesky_, posterior=posterior)
+    model._set_posterior(run)
+    expected = model._family().expected_weights(posterior["weight_concentration"])
+    if not np.allclose(expected, model.weights_, rtol=1e-9, atol=1e-12):
+        raise invalid(path, "weights", "disagree with posterior_weight_concentration")

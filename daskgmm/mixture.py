@@ -778,6 +778,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         total = (values * weights).sum() / weights.sum()
         return float(total.compute() if isinstance(total, da.Array) else total)
 
+    def save(self, path, *, overwrite=False):
+        """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
+
+        Refuses to replace an existing file unless ``overwrite=True``.
+        """
+        from .io import save_model
+
+        return save_model(self, path, overwrite=overwrite)
+
     def sample(self, n_samples=1):
         """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
 
@@ -1096,15 +1105,6 @@ class GaussianMixture(_BaseMixture):
         """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
         n = _n_samples(X) if sample_weight is None else _weight_total(sample_weight)
         return -2 * self.score(X, sample_weight=sample_weight) * n + 2 * self._n_parameters()
-
-    def save(self, path, *, overwrite=False):
-        """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
-
-        Refuses to replace an existing file unless ``overwrite=True``.
-        """
-        from .io import save_model
-
-        return save_model(self, path, overwrite=overwrite)
 
 def _best_run(runs, dtype=np.float64):
     """scikit-learn's choice: the first run with the highest lower bound.
