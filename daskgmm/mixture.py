@@ -16,12 +16,10 @@ import dask.array as da
 from . import _engine
 from ._blocks import COVARIANCE_TYPES, merge_statistics
 from ._covariance import (
-    check_covariance_type,
     covariance_shape,
     covariances_from_precisions_cholesky,
     make_model,
     n_parameters,
-    precisions_cholesky_from_covariances,
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
@@ -80,7 +78,7 @@ def spawn_seeds(random_state, n):
     return seeds
 
 
-def as_dask_array(X, *, n_features_expected=None, allow_nonfinite_rows=False, chunk_rows=None):
+def as_dask_array(X, *, n_features_expected=None, chunk_rows=None):
     """Validate ``X`` and return a 2-D float Dask array with one column chunk.
 
     NumPy (or array-like) input is wrapped with row chunks of about
