@@ -475,6 +475,12 @@ def cmd_fit(args):
     from .io import save_model
     from .mixture import GaussianMixture
 
+    inputs = list(args.input)
+    if args.online:
+        return _cmd_fit_online(args, inputs)
+    if len(inputs) > 1:
+        raise ValueError(f"{len(inputs)} inputs given: fit one input, or stream several with --online.")
+    args.input = inputs[0]
     out_path = args.out or default_model_path(args.input)
     weights_file = args.sample_weight if Path(args.sample_weight or "").suffix.lower() == ".npy" else None
     _check_writable(
@@ -525,6 +531,72 @@ def cmd_fit(args):
         print(f"skipped {n_skipped} samples with a missing (NaN) feature")
     if weighted_by is not None:
         print(f"samples weighted by {args.sample_weight}")
+    if not args.quiet:
+        print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
+    print(f"saved model to {out_path}")
+    return 0
+
+
+def _cmd_fit_online(args, inputs):
+    """``daskgmm fit --online IN [IN ...]``: online EM over plain inputs,
+    each one batch of :meth:`daskgmm.GaussianMixture.partial_fit`."""
+    from .io import save_model
+    from .mixture import GaussianMixture
+
+    for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
+        if value is not None:
+            raise ValueError(f"{option} is not supported with --online.")
+    out_path = args.out or default_model_path(inputs[0])
+    _check_writable(out_path, args.overwrite, keep=[("input", path) for path in inputs])
+    model = GaussianMixture(
+        n_components=args.n_components,
+        covariance_type=args.covariance_type,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init_params,
+        random_state=args.random_state,
+        partial_fit_mode=args.online_mode,
+        learning_decay=args.learning_decay,
+        learning_offset=args.learning_offset,
+    )
+    model._validate_params()  # fail before starting a cluster
+    passes = args.epochs if args.online_mode == "stepwise" else args.max_iter
+    tic = time.perf_counter()
+    with compute_context(args):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for epoch in range(passes):
+                for path in inputs:
+                    source = open_input(path, variables=_split_names(args.variable), feature_dim=args.feature_dim,
+                                        sample_dims=_split_names(args.sample_dims))
+                    if source.labelled:
+                        raise ValueError(
+                            f"{path} holds labelled data: --online takes plain (n_samples, n_features) inputs."
+                        )
+                    model.partial_fit(source.X)
+                if args.online_mode == "exact":
+                    model.end_pass()
+                    _say(args, f"pass {epoch + 1}: lower bound {model.lower_bound_:.6f}")
+                    if model.converged_:
+                        break
+                else:
+                    _say(args, f"epoch {epoch + 1}: {model.n_batch_iter_} batches, {model.n_samples_seen_:.0f} samples")
+    for warning in caught:
+        print(f"{PROG}: warning: {str(warning.message).splitlines()[0]}", file=sys.stderr)
+    seconds = time.perf_counter() - tic
+    layout = {"online": {"inputs": [os.fspath(path) for path in inputs], "mode": args.online_mode,
+                         "batches": int(model.n_batch_iter_)}}
+    save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
+    if args.online_mode == "exact":
+        state = f"{'converged' if model.converged_ else 'did NOT converge'} after {model.n_iter_} passes"
+    else:
+        state = f"{model.n_batch_iter_} stepwise updates"
+    print(
+        f"fitted {model.n_components} components ({model.covariance_type}) online over {len(inputs)} inputs "
+        f"in {seconds:.2f} s: {state}, {model.n_samples_seen_:.0f} samples seen, lower bound {model.lower_bound_:.6f}"
+    )
     if not args.quiet:
         print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
     print(f"saved model to {out_path}")
@@ -847,7 +919,11 @@ def build_parser():
         description="Fit a Gaussian mixture by EM and save it (daskgmm.load reads it back). "
         "Labelled input: samples with a NaN feature are skipped and counted.",
     )
-    fit.add_argument("input", help="a .npy file (n_samples, n_features), a zarr store or a netCDF file")
+    fit.add_argument(
+        "input", nargs="+",
+        help="a .npy file (n_samples, n_features), a zarr store or a netCDF file; with --online, several "
+        "plain inputs, streamed in that order",
+    )
     fit.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K", help="number of components")
     fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full", help="default: full")
     fit.add_argument("--max-iter", type=int, default=100, metavar="N", help="EM iterations at most (default: 100)")
@@ -869,6 +945,20 @@ def build_parser():
         help="write the EM state to PATH after every iteration (atomically) and resume from it "
         "if it exists; a checkpoint of other data or settings is refused",
     )
+    online = fit.add_argument_group("online EM (issue #14): inputs that arrive in pieces")
+    online.add_argument(
+        "--online", action="store_true",
+        help="fit with partial_fit over the inputs, one batch each, in order: stepwise EM (--online-mode "
+        "stepwise, --epochs passes over the list) or exact EM (--online-mode exact: one M-step per pass over "
+        "the list, until converged or --max-iter passes)",
+    )
+    online.add_argument("--online-mode", choices=("stepwise", "exact"), default="stepwise", help="default: stepwise")
+    online.add_argument("--epochs", type=_positive_int, default=1, metavar="N",
+                        help="stepwise mode: passes over the list of inputs (default: 1)")
+    online.add_argument("--learning-decay", type=float, default=0.6, metavar="ALPHA",
+                        help="stepwise step size (t + t0)^-ALPHA, ALPHA in (0.5, 1] (default: 0.6)")
+    online.add_argument("--learning-offset", type=_non_negative_float, default=2.0, metavar="T0",
+                        help="stepwise step-size offset t0 (default: 2.0)")
     _add_layout_options(fit)
     _add_cluster_options(fit)
     fit.set_defaults(handler=cmd_fit)

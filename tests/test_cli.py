@@ -674,3 +674,45 @@ def test_sample_weight_errors(workdir, weighted_store, tmp_path, capsys):
     assert message.startswith("--sample-weight weights.npy: for labelled input it names a variable of")
     assert "pixel_weight(y, x)" in message
     assert not out.exists()
+
+
+@pytest.fixture
+def three_parts(tmp_path):
+    X = two_blobs(3000, seed=5)
+    np.random.default_rng(1).shuffle(X)
+    paths = []
+    for i, part in enumerate(np.array_split(X, 3)):
+        paths.append(tmp_path / f"part{i}.npy")
+        np.save(paths[-1], part)
+    return X, paths
+
+
+def test_fit_online_exact_equals_the_fit_of_the_concatenation(three_parts, tmp_path, capsys):
+    """Exact online EM (one M-step per pass over the list of inputs) ends on
+    the batch fit's optimum; stepwise EM gets close in two epochs."""
+    X, paths = three_parts
+    common = ["-k", "2", "--random-state", "0", "--scheduler", "threads", "--quiet"]
+    assert cli.main(["fit", *map(str, paths), "--online", "--online-mode", "exact", "--tol", "1e-8",
+                     "--out", str(tmp_path / "exact.npz"), *common]) == 0
+    assert "online over 3 inputs" in capsys.readouterr().out
+    assert cli.main(["fit", *map(str, paths), "--online", "--epochs", "2",
+                     "--out", str(tmp_path / "step.npz"), *common]) == 0
+    batch = GaussianMixture(2, random_state=0, tol=1e-8).fit(X)
+    exact, step = daskgmm.load(tmp_path / "exact.npz"), daskgmm.load(tmp_path / "step.npz")
+    assert exact.score(X) == pytest.approx(batch.score(X), abs=1e-8)
+    assert step.score(X) > batch.score(X) - 1e-3
+    _, meta = read_archive(tmp_path / "step.npz")
+    assert meta["input"]["online"] == {"inputs": [str(p) for p in paths], "mode": "stepwise", "batches": 6}
+
+
+def test_fit_online_errors(three_parts, tmp_path, capsys):
+    _, paths = three_parts
+    args = [*map(str, paths[:2]), "-k", "2", "--scheduler", "threads"]
+    assert cli.main(["fit", *args]) == 1
+    assert "2 inputs given: fit one input, or stream several with --online" in capsys.readouterr().err
+    assert cli.main(["fit", *args, "--online", "--checkpoint", str(tmp_path / "c.ckpt")]) == 1
+    assert "--checkpoint is not supported with --online" in capsys.readouterr().err
+    small_cube().to_dataset(name="refl").to_zarr(tmp_path / "cube.zarr")
+    assert cli.main(["fit", str(tmp_path / "cube.zarr"), "-k", "2", "--online", "--variable", "refl",
+                     "--feature-dim", "band", "--scheduler", "threads"]) == 1
+    assert "holds labelled data: --online takes plain" in capsys.readouterr().err
