@@ -353,6 +353,14 @@ def _raise_nonfinite(xp, X, row_offset):
     )
 
 
+def weighted_values(xp, values, weights):
+    """``w_i * values_i``, 0 where ``w_i`` is 0 whatever the value (-inf, a
+    far row's log-likelihood, included): a row of weight 0 counts for
+    nothing.  ``weights`` broadcast against ``values``."""
+    w = xp.asarray(weights, dtype=values.dtype)
+    return xp.where(w > 0, w * values, xp.zeros_like(values))
+
+
 def _mask_rows(xp, X, skip_nonfinite):
     """Rows to use and X with skipped rows zeroed (so they cannot poison sums)."""
     if not skip_nonfinite:
@@ -797,7 +805,7 @@ def block_statistics(
             check_finite(xp, part_ll, X[start:stop, :], row_offset + start)
             if weights is not None:  # after the check: a NaN row is refused whatever its weight
                 w = weights[None, start:stop] if groups else weights[start:stop]
-                part_ll = xp.sum(xp.where(w > 0, w * log_norm, xp.zeros_like(log_norm)), axis=-1)
+                part_ll = xp.sum(weighted_values(xp, log_norm, w), axis=-1)
             log_likelihood = log_likelihood + part_ll
         else:
             if resp_t is not None:

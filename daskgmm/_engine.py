@@ -172,8 +172,9 @@ def should_persist(X, persist="auto"):
     return bool(persist)
 
 
-def place_data(X, persist="auto"):
-    """Persist ``X`` once in (distributed) memory, or leave it streamed.
+def place_data(X, persist="auto", weights=None):
+    """Persist ``X`` once in (distributed) memory, or leave it streamed; its
+    sample ``weights`` (a Dask array chunked like its rows) go with it.
 
     Parameters
     ----------
@@ -185,25 +186,32 @@ def place_data(X, persist="auto"):
         the chunks' source tasks (e.g. zarr reads), and a worker holds only
         the few chunks it is working on.
 
+    weights : 1-D array or None
+        Persisted together with ``X`` when it is a Dask array.
+
     Returns
     -------
     X : dask.array.Array
+    weights : the weights, placed as ``X`` is
     persisted : bool
     """
     if isinstance(X, InMemoryRows):
-        return X, True
+        return X, weights, True
     if should_persist(X, persist):
-        X = X.persist()
+        if isinstance(weights, da.Array):
+            X, weights = dask.persist(X, weights)
+        else:
+            X = X.persist()
         client = current_client()
         if client is not None:
             # Wait until the chunks are in memory, so that every pass can
             # group them by the worker that holds them (plan_batches).
             from distributed import wait
 
-            wait(X)
-        return X, True
+            wait([X, weights] if isinstance(weights, da.Array) else X)
+        return X, weights, True
     logger.info("streaming %d chunks (%.0f MiB) from their source at every pass", X.numblocks[0], X.nbytes / 2**20)
-    return X, False
+    return X, weights, False
 
 
 def row_offsets(X):
@@ -302,12 +310,19 @@ def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets, weights=None):
     sample weights, given as ``sample_weight=``)."""
     if isinstance(payload, _Box):  # carried inside the task (pass_graph)
         payload = payload.value
+    weights = weights if weights is not None else [None] * len(blocks)
     with _quiet_float_errors():
-        parts = [
-            chunk_fn(block, payload, offset) if weights is None else chunk_fn(block, payload, offset, sample_weight=w)
-            for block, offset, w in zip(blocks, offsets, weights if weights is not None else blocks)
-        ]
+        parts = [_run_chunk(chunk_fn, block, payload, offset, w) for block, offset, w in zip(blocks, offsets, weights)]
         return parts[0] if len(parts) == 1 else combine_fn(parts)
+
+
+def _run_chunk(chunk_fn, block, payload, row_offset, weights):
+    """``chunk_fn`` on one chunk, given its sample ``weights`` (as
+    ``sample_weight=``) when there are any: chunk functions of unweighted
+    passes need not take them."""
+    if weights is None:
+        return chunk_fn(block, payload, row_offset)
+    return chunk_fn(block, payload, row_offset, sample_weight=weights)
 
 
 def _quiet_float_errors():
@@ -483,13 +498,12 @@ def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, weights=No
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}.")
     with _one_blas_thread_per_task(None), _quiet_float_errors():
-        if weights is None:
-            parts = [chunk_fn(block, payload, offset) for block, offset in X.blocks()]
-        else:
-            parts = [
-                chunk_fn(block, payload, offset, sample_weight=weights[offset : offset + block.shape[0]])
-                for block, offset in X.blocks()
-            ]
+        parts = [
+            _run_chunk(
+                chunk_fn, block, payload, offset, None if weights is None else weights[offset : offset + block.shape[0]]
+            )
+            for block, offset in X.blocks()
+        ]
         while len(parts) > split_every:
             parts = [combine_fn(parts[j : j + split_every]) for j in range(0, len(parts), split_every)]
     return combine_fn(parts)
@@ -719,8 +733,9 @@ class Run:
     # posterior of daskgmm._families.BayesianFamily), name -> array.
     posterior: dict = field(default_factory=dict)
     # (weights, means, covariances) of the maximum-likelihood M-step of the
-    # last pass's statistics, whatever the family: the data's mean and
-    # variance follow from them (checkpoints compare them with the data's).
+    # last statistics the family's M-step took, whatever the family: the
+    # data's mean and variance follow from them (checkpoints compare them
+    # with the data's).
     moments: tuple | None = None
 
     @property
@@ -767,10 +782,10 @@ def stack_plan(models):
 
 def _em_chunk(block, payload, row_offset, sample_weight=None):
     evaluations, skip_nonfinite = payload
-    weighted = {} if sample_weight is None else {"sample_weight": sample_weight}
     return [
         _blocks.block_statistics(
-            block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups, **weighted
+            block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
+            sample_weight=sample_weight,
         )
         for model, groups in evaluations
     ]
@@ -812,7 +827,7 @@ def _score_chunk(block, models, row_offset, sample_weight=None):
     out = []
     for model in models:
         log_norm, _ = _blocks.estimate_log_resp(block, model)
-        total = xp.sum(log_norm if sample_weight is None else _weighted(xp, log_norm, sample_weight))
+        total = xp.sum(log_norm if sample_weight is None else _blocks.weighted_values(xp, log_norm, sample_weight))
         _blocks.check_finite(xp, total, block, row_offset)
         out.append(float(total))
     return np.array(out, dtype=np.float64)
@@ -820,13 +835,6 @@ def _score_chunk(block, models, row_offset, sample_weight=None):
 
 def _score_combine(partials):
     return np.sum(partials, axis=0)
-
-
-def _weighted(xp, values, sample_weight):
-    """``w_i * values_i``, 0 where ``w_i`` is 0 (whatever the value: a row a
-    weight of 0 leaves out counts for nothing)."""
-    w = xp.asarray(sample_weight, dtype=values.dtype)
-    return xp.where(w > 0, w * values, xp.zeros_like(values))
 
 
 def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
@@ -849,8 +857,10 @@ def stats_to_numpy(stats):
 
 
 def m_step(run, stats, reg_covar):
-    """Closed-form M-step: new parameters of ``run`` from merged stats."""
+    """Closed-form M-step: new parameters of ``run`` from merged stats (and
+    ``run.moments``, which they are)."""
     weights, means, covariances = covariances_from_stats(stats, reg_covar)
+    run.moments = (weights, means, covariances)
     run.weights, run.means, run.covariances = weights, means, covariances
     run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
@@ -909,7 +919,6 @@ def run_em(
             if n_samples == 0:
                 raise ValueError("No finite samples left to fit.")
             run.n_samples = n_samples
-            run.moments = covariances_from_stats(st, reg_covar)
             previous = run.lower_bound
             run.lower_bound = family.step(run, st, reg_covar, model)
             run.n_iter = iteration

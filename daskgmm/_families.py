@@ -81,10 +81,9 @@ class GaussianFamily:
     posterior_names = ()
 
     def initial_run(self, stats, covariance_type, reg_covar):
-        weights, means, covariances = covariances_from_stats(stats, reg_covar)
-        return Run(
-            covariance_type, weights, means, covariances, precisions_cholesky_from_covariances(covariances, covariance_type)
-        )
+        run = Run(covariance_type, None, None, None, None)
+        m_step(run, stats, reg_covar)
+        return run
 
     def model(self, run):
         return make_model(run.weights, run.means, run.precisions_cholesky, run.covariance_type)
@@ -138,7 +137,8 @@ class BayesianFamily:
         nk_raw = np.asarray(stats.nk, dtype=np.float64)
         # scikit-learn's _estimate_gaussian_parameters: nk + 10 eps, the
         # weighted means and covariances (reg_covar added).
-        _, xk, sk = covariances_from_stats(stats, reg_covar)
+        run.moments = covariances_from_stats(stats, reg_covar)
+        _, xk, sk = run.moments
         nk = nk_raw + 10 * np.finfo(np.asarray(stats.means).dtype).eps
         k = nk.shape[0]
         if self.weight_concentration_prior_type == "dirichlet_process":

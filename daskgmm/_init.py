@@ -92,8 +92,8 @@ from ._blocks_init import (
     _weights_chunk,
     _weights_combine,
 )
-from ._covariance import covariances_from_stats, precisions_cholesky_from_covariances
-from ._engine import DEFAULT_SPLIT_EVERY, Run, merge_stat_columns, stats_to_numpy, take_rows, tree_reduce
+from ._engine import DEFAULT_SPLIT_EVERY, merge_stat_columns, stats_to_numpy, take_rows, tree_reduce
+from ._families import GAUSSIAN
 
 logger = logging.getLogger("daskgmm")
 
@@ -147,16 +147,7 @@ def _stats_from_rows(rows, covariance_type):
 def run_from_stats(stats, spec, reg_covar, dtype=None):
     """A :class:`Run` whose parameters are the M-step of ``stats`` (of the
     spec's family: the variational one starts from the posterior)."""
-    if spec.family is not None:
-        return spec.family.initial_run(stats, spec.covariance_type, reg_covar)
-    weights, means, covariances = covariances_from_stats(stats, reg_covar)
-    return Run(
-        spec.covariance_type,
-        weights,
-        means,
-        covariances,
-        precisions_cholesky_from_covariances(covariances, spec.covariance_type),
-    )
+    return (spec.family or GAUSSIAN).initial_run(stats, spec.covariance_type, reg_covar)
 
 
 def _chunk_fn(fn, skip_nonfinite):

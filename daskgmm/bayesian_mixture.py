@@ -247,25 +247,22 @@ class BayesianGaussianMixture(_BaseMixture):
 
     # scikit-learn's BaseMixture hooks, with its signatures.
 
+    # What scikit-learn's _get_parameters / _set_parameters exchange, in its order.
+    _PARAMETER_NAMES = (
+        "weight_concentration_",
+        "mean_precision_",
+        "means_",
+        "degrees_of_freedom_",
+        "covariances_",
+        "precisions_cholesky_",
+    )
+
     def _get_parameters(self):
-        return (
-            self.weight_concentration_,
-            self.mean_precision_,
-            self.means_,
-            self.degrees_of_freedom_,
-            self.covariances_,
-            self.precisions_cholesky_,
-        )
+        return tuple(getattr(self, name) for name in self._PARAMETER_NAMES)
 
     def _set_parameters(self, params):
-        (
-            self.weight_concentration_,
-            self.mean_precision_,
-            self.means_,
-            self.degrees_of_freedom_,
-            self.covariances_,
-            self.precisions_cholesky_,
-        ) = params
+        for name, value in zip(self._PARAMETER_NAMES, params, strict=True):
+            setattr(self, name, value)
         run = self._run_from_attributes()
         self.weights_ = self._family().expected_weights(run.posterior["weight_concentration"])
         self._set_gaussian_parameters((self.weights_, self.means_, self.covariances_, self.precisions_cholesky_))

@@ -473,7 +473,6 @@ def _staged(path, overwrite, *, directory=False):
 
 def cmd_fit(args):
     from .io import save_model
-    from .mixture import GaussianMixture
 
     inputs = list(args.input)
     if args.online:
@@ -495,17 +494,7 @@ def cmd_fit(args):
                 f"the checkpoint {args.checkpoint} would replace or lie inside the input {args.input}; "
                 "choose another checkpoint path."
             )
-    model = GaussianMixture(
-        n_components=args.n_components,
-        covariance_type=args.covariance_type,
-        tol=args.tol,
-        reg_covar=args.reg_covar,
-        max_iter=args.max_iter,
-        n_init=args.n_init,
-        init_params=args.init_params,
-        random_state=args.random_state,
-    )
-    model._validate_params()  # fail before starting a cluster
+    model = _model_of(args)
     with compute_context(args):
         source = open_input(
             args.input, variables=_split_names(args.variable), feature_dim=args.feature_dim,
@@ -537,17 +526,11 @@ def cmd_fit(args):
     return 0
 
 
-def _cmd_fit_online(args, inputs):
-    """``daskgmm fit --online IN [IN ...]``: online EM over plain inputs,
-    each one batch of :meth:`daskgmm.GaussianMixture.partial_fit`."""
-    from .io import save_model
+def _model_of(args, **settings):
+    """The GaussianMixture ``daskgmm fit``'s options describe (plus
+    ``settings``), its parameters checked before any cluster starts."""
     from .mixture import GaussianMixture
 
-    for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
-        if value is not None:
-            raise ValueError(f"{option} is not supported with --online.")
-    out_path = args.out or default_model_path(inputs[0])
-    _check_writable(out_path, args.overwrite, keep=[("input", path) for path in inputs])
     model = GaussianMixture(
         n_components=args.n_components,
         covariance_type=args.covariance_type,
@@ -557,11 +540,26 @@ def _cmd_fit_online(args, inputs):
         n_init=args.n_init,
         init_params=args.init_params,
         random_state=args.random_state,
-        partial_fit_mode=args.online_mode,
-        learning_decay=args.learning_decay,
+        **settings,
+    )
+    model._validate_params()
+    return model
+
+
+def _cmd_fit_online(args, inputs):
+    """``daskgmm fit --online IN [IN ...]``: online EM over plain inputs,
+    each one batch of :meth:`daskgmm.GaussianMixture.partial_fit`."""
+    from .io import save_model
+
+    for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
+        if value is not None:
+            raise ValueError(f"{option} is not supported with --online.")
+    out_path = args.out or default_model_path(inputs[0])
+    _check_writable(out_path, args.overwrite, keep=[("input", path) for path in inputs])
+    model = _model_of(
+        args, partial_fit_mode=args.online_mode, learning_decay=args.learning_decay,
         learning_offset=args.learning_offset,
     )
-    model._validate_params()  # fail before starting a cluster
     passes = args.epochs if args.online_mode == "stepwise" else args.max_iter
     tic = time.perf_counter()
     with compute_context(args):

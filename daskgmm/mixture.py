@@ -541,9 +541,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             checked = self._check_settings(n_features)
             weights = _check_sample_weight(sample_weight, dX)
             # The initialisation makes several passes over this batch.
-            dX, persisted = _engine.place_data(dX, self.persist)
-            if persisted and isinstance(weights, da.Array):
-                weights = weights.persist()
+            dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
             family = self._make_family(dX, counter, sample_weight=weights)
             runs = self._initial_runs(dX, checked, counter, family, sample_weight=weights)
             for run in runs:
@@ -607,9 +605,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         if resumed is not None:
             runs, start_iter, summary = resumed
         monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
-        dX, persisted = _engine.place_data(dX, self.persist)
-        if persisted and isinstance(weights, da.Array):
-            weights = weights.persist()
+        dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
         counter = PassCounter()
         family = self._make_family(dX, counter, skip_nonfinite=skip_nonfinite, sample_weight=weights)
         if resumed is not None:
@@ -698,13 +694,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         scikit-learn's ``_initialize``: the family's M-step on the statistics
         of ``resp`` (a pass over ``X``; one more for data-dependent priors),
         rows weighted by ``sample_weight`` when given."""
-        self._validate_params()
-        dX = self._validate_X(X, reset=True)
-        n_features, n_components = dX.shape[1], np.asarray(resp).shape[1]
-        checked = self._check_settings(n_features, n_components)
-        weights = _check_sample_weight(sample_weight, dX)
-        family = self._make_family(dX, PassCounter(), sample_weight=weights)
-        spec = Spec(n_components, self.covariance_type, 0, family=None if family is GAUSSIAN else family)
+        n_components = np.asarray(resp).shape[1]
+        dX, checked, weights, family = self._prepared(X, n_components, sample_weight)
+        spec = Spec(n_components, self.covariance_type, 0, family=family)
         run = init_from_resp(dX, resp, spec, self.reg_covar, split_every=self.split_every, sample_weight=weights)
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
@@ -712,26 +704,28 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     def _apply_initial_parameters(self, run, checked):
         pass
 
+    def _prepared(self, X, n_components=None, sample_weight=None):
+        """What scikit-learn's hooks below start from: the checked rows,
+        settings and weights, and the family (its data-dependent priors
+        set)."""
+        self._validate_params()
+        dX = self._validate_X(X, reset=True)
+        checked = self._check_settings(dX.shape[1], n_components)
+        weights = _check_sample_weight(sample_weight, dX)
+        return dX, checked, weights, self._make_family(dX, PassCounter(), sample_weight=weights)
+
     @_engine.fit_session()
     def _check_parameters(self, X):
         """scikit-learn's hook: check the settings against ``X`` and set the
         data-dependent attributes (the priors of the variational family)."""
-        self._validate_params()
-        dX = self._validate_X(X, reset=True)
-        self._check_settings(dX.shape[1])
-        self._make_family(dX, PassCounter())
+        self._prepared(X)
 
     @_engine.fit_session()
     def _initialize_parameters(self, X, random_state):
         """scikit-learn's hook: the initial parameters ``init_params`` gives
         with ``random_state`` (one restart), as fitted attributes."""
-        dX = self._validate_X(X, reset=True)
-        checked = self._check_settings(dX.shape[1])
-        family = self._make_family(dX, PassCounter())
-        spec = Spec(
-            self.n_components, self.covariance_type, spawn_seeds(random_state, 1)[0],
-            family=None if family is GAUSSIAN else family,
-        )
+        dX, checked, _, family = self._prepared(X)
+        spec = Spec(self.n_components, self.covariance_type, spawn_seeds(random_state, 1)[0], family=family)
         (run,) = initialize(dX, self.init_params, [spec], self.reg_covar, split_every=self.split_every)
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)

@@ -228,9 +228,7 @@ def select_n_components(
     n_samples, n_features = dX.shape
     ks = _check_range(n_components_range, n_samples)
     weights = _check_sample_weight(sample_weight, dX)
-    dX, persisted = _engine.place_data(dX, persist)
-    if persisted and weights is not None:
-        weights = weights.persist()
+    dX, weights, persisted = _engine.place_data(dX, persist, weights)
 
     # Restart i of every candidate has seed i; the restarts of one K share
     # their k-means|| candidate set, as in GaussianMixture.

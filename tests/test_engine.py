@@ -126,8 +126,8 @@ def test_auto_streams_data_larger_than_the_budget(monkeypatch):
     large = da.zeros((int(1.1 * budget) // 8, 1), chunks=(2**20, 1))
     assert _engine.should_persist(small, "auto") and not _engine.should_persist(large, "auto")
     assert _engine.should_persist(large, True) and not _engine.should_persist(small, False)
-    streamed, persisted = _engine.place_data(large, "auto")
-    assert streamed is large and persisted is False  # the lazy graph itself: read again at every pass
+    streamed, weights, persisted = _engine.place_data(large, "auto")
+    assert streamed is large and weights is None and persisted is False  # the lazy graph itself: read again at every pass
 
 
 def test_batches_group_chunks_by_holding_worker(local_cluster_client):
