@@ -133,6 +133,8 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
         "precisions_init": _digest(getattr(estimator, "precisions_init", None)),
         "skip_nonfinite": bool(skip_nonfinite),
         "family": getattr(estimator, "_family_name", "gaussian"),
+        "missing": getattr(estimator, "missing", "error"),
+        "observed": None,
     })
     for name in getattr(estimator, "_prior_params", ()):
         value = getattr(estimator, name)
@@ -155,6 +157,16 @@ def weights_digest(weights):
     if isinstance(weights, np.ndarray):
         return _digest(weights)
     return "dask"
+
+
+def observed_digest(summary):
+    """What a checkpoint of a fit with missing features records of the
+    data's values (:func:`daskgmm._blocks_missing.missing_summary`): the
+    counts of missing entries and rows, and the observed per-feature sums
+    and counts to 12 significant digits (a digest)."""
+    counts = [summary[name] for name in ("n_missing_entries", "n_incomplete_rows", "n_empty_rows")]
+    values = np.concatenate([np.asarray(summary["sums"], dtype=np.float64), np.asarray(summary["counts"])])
+    return _digest(np.array([float(f"{v:.12g}") for v in np.concatenate([counts, values])]))
 
 
 def data_summary(run, n_features):
@@ -401,7 +413,7 @@ def _read(path, fp):
     if not isinstance(saved, dict):
         raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
     # Checkpoints written before the families existed are maximum-likelihood ones.
-    defaults = {"family": "gaussian", "sample_weight": None}
+    defaults = {"family": "gaussian", "sample_weight": None, "missing": "error", "observed": None}
     differences = [
         f"{name} is {_describe(saved.get(name, defaults.get(name)))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp
@@ -524,14 +536,19 @@ class CheckpointWriter:
     dtype : numpy dtype of the data
     summary : ndarray, optional
         The saved data summary of the checkpoint resumed from.
+    check_data : bool
+        Compare the data summary of the iterates with the saved one (False
+        when the fingerprint checks the data's values itself).
     """
 
-    def __init__(self, path, fp, *, reg_covar, dtype, summary=None):
+    def __init__(self, path, fp, *, reg_covar, dtype, summary=None, check_data=True):
         self.path = os.fspath(path)
         self.fp = fp
         self.reg_covar = reg_covar
         self.dtype = np.dtype(dtype)
         self.summary = None if summary is None else np.asarray(summary, dtype=np.float64)
+        # False when the fingerprint checks the data itself (missing features).
+        self.check_data = check_data
         self.signature = _signature()
         # What the file must hold before this writer's first write: the
         # signature it was resumed from, None (no file: a fresh fit), or
@@ -569,7 +586,7 @@ class CheckpointWriter:
 
     def __call__(self, info):
         runs = info["runs"]
-        if info["active"]:
+        if info["active"] and self.check_data:
             run = runs[info["active"][0]]
             current = data_summary(run, run.means.shape[1])
             if self.summary is None:

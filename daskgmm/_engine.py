@@ -27,7 +27,7 @@ import dask.array as da
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from . import _blocks
+from . import _blocks, _blocks_missing
 from ._covariance import (
     covariances_from_stats,
     make_model,
@@ -706,6 +706,43 @@ def count_tasks(X, split_every=DEFAULT_SPLIT_EVERY, batches=None, payload=None):
 
 
 # --------------------------------------------------------------------------
+# Missing features (missing="marginalize")
+# --------------------------------------------------------------------------
+
+
+def _missing_chunk(block, payload, row_offset, sample_weight=None):
+    return _blocks_missing.missing_summary(_blocks.to_numpy(block), row_offset, sample_weight)
+
+
+def missing_pass(X, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
+    """One pass counting the missing (NaN) entries of ``X``, the incomplete
+    rows and the rows with every feature missing, and the (weighted) mean of
+    each feature's observed values (:func:`_blocks_missing.missing_summary`,
+    whose error names a row holding infinity)."""
+    return tree_reduce(
+        X, _missing_chunk, _blocks_missing.merge_summaries, None, split_every=split_every, name="daskgmm-missing",
+        weights=weights,
+    )
+
+
+def imputed_rows(X, fill, weights=None):
+    """What the initialisation of a fit with missing features runs on: ``X``
+    with its NaN entries replaced by ``fill`` (D,), and row weights that are
+    0 for a row with every feature missing (times ``weights``).  Lazy for
+    Dask input (recomputed from ``X`` at each pass), copies for
+    :class:`InMemoryRows`."""
+    fill = np.asarray(fill)
+    if isinstance(X, InMemoryRows):
+        init_weights = _blocks_missing.observed_rows_weight(X.array, weights)
+        return InMemoryRows(_blocks_missing.impute(X.array, fill), max(X.chunks[0])), init_weights
+    filled = X.map_blocks(_blocks_missing.impute, fill, dtype=X.dtype)
+    init_weights = X.map_blocks(_blocks_missing.observed_rows_weight, drop_axis=1, dtype=X.dtype)
+    if weights is not None:
+        init_weights = init_weights * weights
+    return filled, init_weights
+
+
+# --------------------------------------------------------------------------
 # EM
 # --------------------------------------------------------------------------
 
@@ -781,7 +818,14 @@ def stack_plan(models):
 
 
 def _em_chunk(block, payload, row_offset, sample_weight=None):
-    evaluations, skip_nonfinite = payload
+    evaluations, skip_nonfinite, marginalize = payload
+    if marginalize:
+        return [
+            _blocks_missing.marginal_block_statistics(
+                block, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight
+            )
+            for model, groups in evaluations
+        ]
     return [
         _blocks.block_statistics(
             block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
@@ -798,10 +842,13 @@ def merge_stat_columns(partials):
 
 
 def em_pass(
-    X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None, weights=None
+    X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None, weights=None,
+    marginalize=False,
 ):
     """Merged statistics of every run in ``runs`` from one pass over ``X``
     (weighted by ``weights``, chunked like the rows of ``X``, when given).
+    With ``marginalize``, NaN entries are missing features, marginalised
+    (:mod:`daskgmm._blocks_missing`).
 
     One task per chunk (or per batch of chunks, see :func:`plan_batches`)
     evaluates all the runs, stacked by covariance type (:func:`stack_plan`).
@@ -810,7 +857,8 @@ def em_pass(
     plan = stack_plan(models if models is not None else [run.model() for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
-        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite), split_every=split_every, name="daskgmm-em",
+        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite, marginalize), split_every=split_every,
+        name="daskgmm-em",
         batches=batches, weights=weights,
     )
     out = [None] * len(runs)
@@ -822,11 +870,16 @@ def em_pass(
     return out
 
 
-def _score_chunk(block, models, row_offset, sample_weight=None):
+def _score_chunk(block, payload, row_offset, sample_weight=None):
+    models, marginalize = payload
     xp = _blocks.get_namespace(block)
     out = []
     for model in models:
-        log_norm, _ = _blocks.estimate_log_resp(block, model)
+        if marginalize:  # rows with every feature missing count for nothing
+            log_norm, _ = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
+            log_norm = xp.where(xp.isnan(log_norm), xp.zeros_like(log_norm), log_norm)
+        else:
+            log_norm, _ = _blocks.estimate_log_resp(block, model)
         total = xp.sum(log_norm if sample_weight is None else _blocks.weighted_values(xp, log_norm, sample_weight))
         _blocks.check_finite(xp, total, block, row_offset)
         out.append(float(total))
@@ -837,7 +890,7 @@ def _score_combine(partials):
     return np.sum(partials, axis=0)
 
 
-def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
+def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None, marginalize=False):
     """Total log-likelihood ``sum_i w_i log p(x_i)`` (``w_i = 1`` without
     ``weights``) of every model in ``models`` (client-side
     :class:`_blocks.Model`), all from one pass over ``X``.
@@ -847,7 +900,8 @@ def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
     (len(models),) float64 array
     """
     return tree_reduce(
-        X, _score_chunk, _score_combine, tuple(models), split_every=split_every, name="daskgmm-score", weights=weights
+        X, _score_chunk, _score_combine, (tuple(models), marginalize), split_every=split_every, name="daskgmm-score",
+        weights=weights,
     )
 
 
@@ -878,6 +932,7 @@ def run_em(
     start_iter=0,
     family=None,
     weights=None,
+    marginalize=False,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
 
@@ -910,7 +965,7 @@ def run_em(
         models = [family.model(runs[i]) for i in active]
         stats = em_pass(
             X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches,
-            models=models, weights=weights,
+            models=models, weights=weights, marginalize=marginalize,
         )
         n_passes += 1
         for i, st, model in zip(active, stats, models):
@@ -1022,11 +1077,16 @@ def stepwise_statistics(running, batch, gamma):
 # --------------------------------------------------------------------------
 
 
-def _log_resp_block(block, model, skip_nonfinite, what, row_offset=0):
+def _log_resp_block(block, model, skip_nonfinite, what, row_offset=0, marginalize=False):
     with _quiet_float_errors():
-        log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+        if marginalize:
+            log_norm, log_resp = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
+        else:
+            log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
     xp = _blocks.get_namespace(block)
-    if not skip_nonfinite:
+    if marginalize:  # rows with every feature missing: NaN, label -1
+        skip_nonfinite = True
+    elif not skip_nonfinite:
         _check_rows_finite(xp, block, log_norm, row_offset)
     if what == "score_samples":
         return log_norm
@@ -1048,7 +1108,7 @@ def _check_rows_finite(xp, block, log_norm, row_offset):
         _blocks._raise_nonfinite(xp, block, row_offset)
 
 
-def map_rows(X, model, what, *, skip_nonfinite=False):
+def map_rows(X, model, what, *, skip_nonfinite=False, marginalize=False):
     """Per-row output of ``model`` over the chunks of ``X``: lazy (a Dask
     array) for a Dask ``X``, NumPy for :class:`InMemoryRows`.
 
@@ -1058,7 +1118,9 @@ def map_rows(X, model, what, *, skip_nonfinite=False):
     """
     if isinstance(X, InMemoryRows):
         with _one_blas_thread_per_task(None):
-            parts = [_log_resp_block(block, model, skip_nonfinite, what, offset) for block, offset in X.blocks()]
+            parts = [
+                _log_resp_block(block, model, skip_nonfinite, what, offset, marginalize) for block, offset in X.blocks()
+            ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     k = np.asarray(model.means).shape[0]
     if what == "predict_proba":
@@ -1071,7 +1133,7 @@ def map_rows(X, model, what, *, skip_nonfinite=False):
     layer = {model_key: (_unbox, _Box(model))}
     for i, offset in enumerate(row_offsets(X)):
         key = (name, i, 0) if ndim == 2 else (name, i)
-        layer[key] = (_log_resp_block, (X.name, i, 0), model_key, skip_nonfinite, what, offset)
+        layer[key] = (_log_resp_block, (X.name, i, 0), model_key, skip_nonfinite, what, offset, marginalize)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
     return da.Array(graph, name, chunks, meta=_meta(X, ndim, dtype))
 

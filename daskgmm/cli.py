@@ -540,6 +540,7 @@ def _model_of(args, **settings):
         n_init=args.n_init,
         init_params=args.init_params,
         random_state=args.random_state,
+        missing=getattr(args, "missing", "error"),
         **settings,
     )
     model._validate_params()
@@ -937,6 +938,12 @@ def build_parser():
         help="weight of each sample: a .npy file of one weight per row (plain input), or the name of a "
         "variable of the input over some of the sample dimensions, broadcast over the others (labelled "
         "input); weights are >= 0, 0 leaves a sample out; recorded in the saved model",
+    )
+    fit.add_argument(
+        "--missing", choices=("error", "marginalize"), default="error",
+        help="what a NaN feature means: 'error' (plain input; labelled input drops such samples) or "
+        "'marginalize' (the sample is fitted on its observed features; only samples with every feature "
+        "missing are left out); recorded in the saved model, whose predict does the same (default: error)",
     )
     fit.add_argument(
         "--checkpoint", metavar="PATH", default=None,

@@ -164,6 +164,9 @@ ONLINE_PARAMETER_CONSTRAINTS = {
     "learning_offset": [Interval(numbers.Real, 0, None, closed="left")],
 }
 
+MISSING_OPTIONS = ("error", "marginalize")
+MISSING_PARAMETER_CONSTRAINTS = {"missing": [StrOptions(set(MISSING_OPTIONS))]}
+
 
 def _check_sample_weight(sample_weight, rows):
     """``sample_weight`` checked against the rows it weights: None, a float64
@@ -241,6 +244,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         partial_fit_mode,
         learning_decay,
         learning_offset,
+        missing="error",
     ):
         # The parameters every mixture shares (scikit-learn's BaseMixture
         # pattern: subclasses store their own and pass these on).
@@ -259,6 +263,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.partial_fit_mode = partial_fit_mode
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.missing = missing
 
     # ------------------------------------------------------------------
     # validation
@@ -309,6 +314,55 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         # bound the previous fit ended with, so one-iteration warm fits converge.
         run.lower_bound = float(getattr(self, "lower_bound_", -np.inf))
         return run
+
+    def _missing_setup(self, dX, weights, counter):
+        """What a fit with ``missing='marginalize'`` starts from: one pass over
+        ``dX`` counting its missing (NaN) entries and the rows with every
+        feature missing (``n_samples_skipped_``), and the mean of every
+        feature's observed values.  Without a missing entry the fit is the
+        plain one.
+
+        Returns
+        -------
+        marginalize : bool
+            Whether the passes marginalise (some entry is missing).
+        init_X, init_weights
+            The rows (missing entries imputed with the features' observed
+            means) and weights (0 for an empty row) the initialisation runs
+            on; ``dX`` and ``weights`` when nothing is missing.
+        """
+        self.n_samples_skipped_ = 0
+        self.n_samples_incomplete_ = 0
+        if getattr(self, "missing", "error") != "marginalize":
+            return False, dX, weights
+        summary = _engine.missing_pass(dX, split_every=self.split_every, weights=weights)
+        counter.passes += 1
+        self._missing_summary = summary
+        self.n_samples_skipped_ = summary["n_empty_rows"]
+        self.n_samples_incomplete_ = summary["n_incomplete_rows"] - summary["n_empty_rows"]
+        if summary["n_missing_entries"] == 0:
+            return False, dX, weights
+        n_used = dX.shape[0] - summary["n_empty_rows"]
+        if n_used < self.n_components:
+            raise ValueError(
+                f"Expected at least n_components = {self.n_components} samples with an observed feature, but "
+                f"{summary['n_empty_rows']} of the {dX.shape[0]} samples have every feature missing (NaN), "
+                f"leaving {n_used}."
+            )
+        unobserved = np.flatnonzero(summary["counts"] <= 0)
+        if unobserved.size:
+            raise ValueError(
+                f"Feature(s) {unobserved.tolist()[:10]} have no observed value (every sample of positive weight "
+                "misses them): there is nothing to fit them from. Remove those features."
+            )
+        fill = summary["sums"] / summary["counts"]
+        init_X, init_weights = _engine.imputed_rows(dX, fill.astype(dX.dtype), weights)
+        logger.info(
+            "missing='marginalize': %d missing entries in %d incomplete samples; %d samples with every "
+            "feature missing are left out", summary["n_missing_entries"], summary["n_incomplete_rows"],
+            summary["n_empty_rows"],
+        )
+        return True, init_X, init_weights
 
     # ------------------------------------------------------------------
     # fit
@@ -542,14 +596,19 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             weights = _check_sample_weight(sample_weight, dX)
             # The initialisation makes several passes over this batch.
             dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
-            family = self._make_family(dX, counter, sample_weight=weights)
-            runs = self._initial_runs(dX, checked, counter, family, sample_weight=weights)
+            _, init_X, init_weights = self._missing_setup(dX, weights, counter)
+            family = self._make_family(init_X, counter, sample_weight=init_weights)
+            runs = self._initial_runs(init_X, checked, counter, family, sample_weight=init_weights)
             for run in runs:
                 run.lower_bound = -np.inf
         if state is None:
             state = _engine.OnlineState(self.partial_fit_mode)
         models = [family.model(run) for run in runs]
-        batch_stats = _engine.em_pass(dX, runs, split_every=self.split_every, models=models, weights=weights)
+        # Batches without a NaN take the plain path inside the block function.
+        batch_stats = _engine.em_pass(
+            dX, runs, split_every=self.split_every, models=models, weights=weights,
+            marginalize=self.missing == "marginalize",
+        )
         state.n_samples_seen += float(batch_stats[0].n_samples)
         if state.mode == "stepwise":
             state.n_batch_iter += 1
@@ -572,7 +631,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             self._set_run(best, dX.dtype)
         self._keep_online_state(state)
         self.n_passes_ = counter.passes + 1
-        self.n_samples_skipped_ = 0
+        if fitted or self.missing != "marginalize":
+            self.n_samples_skipped_ = 0  # (the first batch's are counted by _missing_setup)
         self.persisted_ = persisted
         return self
 
@@ -598,27 +658,38 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         weights = _check_sample_weight(sample_weight, dX)
         resumed = summary = fingerprint = None
         start_iter = 0
+        dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
+        counter = PassCounter()
+        marginalize, init_X, init_weights = (
+            (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
+        )
         if checkpoint is not None:
             fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
             fingerprint["sample_weight"] = _checkpoint.weights_digest(weights)
+            if marginalize:
+                # The data summary of the iterates describes completed rows,
+                # which change from pass to pass: the observed values are
+                # checked instead, by what the counting pass found.
+                fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary)
             resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
         monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
-        dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
-        counter = PassCounter()
-        family = self._make_family(dX, counter, skip_nonfinite=skip_nonfinite, sample_weight=weights)
+        family = self._make_family(init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights)
         if resumed is not None:
             logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
         elif warm:
             runs = [self._warm_start_run(n_features)]
         else:
-            runs = self._initial_runs(dX, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=weights)
+            runs = self._initial_runs(
+                init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+            )
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.
             writer = _checkpoint.CheckpointWriter(
-                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary
+                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary,
+                check_data=not marginalize,
             )
             if resumed is None:
                 writer.write(runs, 0)
@@ -640,15 +711,16 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 start_iter=start_iter,
                 family=family,
                 weights=weights,
+                marginalize=marginalize,
             )
         finally:
             monitor.close()
         best = _best_run(runs, dX.dtype)
         self._set_run(best, dX.dtype)
-        # Rows left out for NaN/inf (the labelled-data path); None if no E-step ran.
-        self.n_samples_skipped_ = (
-            0 if not skip_nonfinite else None if best.n_samples is None else int(n_samples - best.n_samples)
-        )
+        # Rows left out for NaN/inf (the labelled-data path; None if no E-step
+        # ran), or with every feature missing (set by _missing_setup).
+        if skip_nonfinite:
+            self.n_samples_skipped_ = None if best.n_samples is None else int(n_samples - best.n_samples)
         self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
         if self.verbose:
@@ -741,7 +813,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._check_is_fitted()
         lazy = isinstance(X, da.Array)
         dX = self._validate_X(X, reset=False)
-        out = _engine.map_rows(dX, self._model(), what)
+        out = _engine.map_rows(dX, self._model(), what, marginalize=self.missing == "marginalize")
         return out.compute() if isinstance(out, da.Array) and not lazy else out
 
     def score_samples(self, X):
@@ -761,14 +833,33 @@ class _BaseMixture(DensityMixin, BaseEstimator):
 
     def score(self, X, y=None, sample_weight=None):
         """Mean per-sample log-likelihood of ``X`` (a float), weighted by
-        ``sample_weight`` when given."""
+        ``sample_weight`` when given.  With ``missing='marginalize'``, of the
+        observed features, over the samples with at least one."""
+        return self._score_and_count(X, sample_weight)[0]
+
+    def _score_and_count(self, X, sample_weight=None):
+        """:meth:`score` and the number (total weight) of samples it averages."""
         values = self.score_samples(X)
-        if sample_weight is None:
-            return float(values.mean().compute() if isinstance(values, da.Array) else values.mean())
-        weights = _check_sample_weight(sample_weight, values[:, None] if isinstance(values, da.Array) else
-                                       _engine.InMemoryRows(values[:, None], len(values)))
-        total = (values * weights).sum() / weights.sum()
-        return float(total.compute() if isinstance(total, da.Array) else total)
+        lazy = isinstance(values, da.Array)
+        if sample_weight is None and self.missing != "marginalize":
+            return float(values.mean().compute() if lazy else values.mean()), float(values.shape[0])
+        weights = 1.0
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, values[:, None] if lazy else
+                                           _engine.InMemoryRows(values[:, None], len(values)))
+            weights = 1.0 if weights is None else weights
+        if self.missing == "marginalize":  # samples with every feature missing (NaN) count for nothing
+            observed = ~(da.isnan(values) if lazy else np.isnan(values))
+            values = (da if lazy else np).where(observed, values, 0.0)
+            weights = observed * weights
+        else:
+            weights = weights * (da.ones_like(values) if lazy else np.ones_like(values))
+        total, count = (values * weights).sum(), weights.sum()
+        if lazy:
+            total, count = dask.compute(total, count)
+        if not count > 0:
+            raise ValueError("Every sample of X has every feature missing (NaN): there is nothing to score.")
+        return float(total / count), float(count)
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
@@ -865,6 +956,25 @@ class GaussianMixture(_BaseMixture):
         each (steps of the first batches after the first closer alike).
         With ``learning_decay=1, learning_offset=0`` the running statistics
         are the plain mean of the batches'.
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN in ``X`` means.  'error': bad input (a ValueError names
+        the row).  'marginalize': a missing feature of that sample.  The
+        E-step then uses each sample's observed features, ``log N(x_o |
+        mu_o, Sigma_oo)``; the M-step the conditional expectations of the
+        missing ones given the observed and their conditional covariances
+        (Ghahramani & Jordan 1994): EM on the observed data's likelihood,
+        for every covariance type.  :meth:`predict`,
+        :meth:`predict_proba`, :meth:`score_samples` and :meth:`score`
+        marginalise the same way.  A sample with every feature missing is
+        left out of the fit (counted in ``n_samples_skipped_``); its
+        :meth:`score_samples` and :meth:`predict_proba` are NaN and its
+        :meth:`predict` label -1.  Infinity is an error either way.  The
+        fit makes one more pass than a plain one (counting missing entries;
+        the initialisation runs on the samples with each missing entry
+        replaced by its feature's observed mean); data without any NaN then
+        give exactly the plain fit.  The cost of a pass grows with the
+        number of distinct missing patterns in a chunk (see
+        :mod:`daskgmm._blocks_missing`).
 
     Attributes
     ----------
@@ -884,9 +994,13 @@ class GaussianMixture(_BaseMixture):
         Passes over the data the fit made (initialisation included; after a
         resume, those of this call only).
     n_samples_skipped_ : int or None
-        Samples left out of the fit for holding NaN or infinity: always 0
-        here (such input is an error), counted by :func:`daskgmm.xarray.fit`,
-        whose labelled data may have masked samples; None if no EM pass ran.
+        Samples left out of the fit: with ``missing='marginalize'``, those
+        with every feature missing; otherwise 0 (NaN is an error), except in
+        :func:`daskgmm.xarray.fit`, which counts the masked samples it drops
+        (None if no EM pass ran).
+    n_samples_incomplete_ : int
+        Samples fitted with some (not all) features missing
+        (``missing='marginalize'``; 0 otherwise).
     n_batch_iter_, n_samples_seen_ : int, float
         Batches given to :meth:`partial_fit` and their total weight (set by
         :meth:`partial_fit` only).
@@ -935,6 +1049,7 @@ class GaussianMixture(_BaseMixture):
         partial_fit_mode="stepwise",
         learning_decay=0.6,
         learning_offset=2.0,
+        missing="error",
     ):
         super().__init__(
             n_components=n_components,
@@ -952,6 +1067,7 @@ class GaussianMixture(_BaseMixture):
             partial_fit_mode=partial_fit_mode,
             learning_decay=learning_decay,
             learning_offset=learning_offset,
+            missing=missing,
         )
         self.covariance_type = covariance_type
         self.weights_init = weights_init
@@ -968,6 +1084,7 @@ class GaussianMixture(_BaseMixture):
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
+        **MISSING_PARAMETER_CONSTRAINTS,
     }
 
     def _check_initial_parameters(self, n_features, n_components=None):
@@ -1090,13 +1207,13 @@ class GaussianMixture(_BaseMixture):
         """Bayesian information criterion of the fitted model on ``X`` (lower
         is better); with ``sample_weight`` the sample count is the sum of the
         weights (the criterion of the repeated rows)."""
-        n = _n_samples(X) if sample_weight is None else _weight_total(sample_weight)
-        return -2 * self.score(X, sample_weight=sample_weight) * n + self._n_parameters() * np.log(n)
+        mean, n = self._score_and_count(X, sample_weight)
+        return -2 * mean * n + self._n_parameters() * np.log(n)
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
-        n = _n_samples(X) if sample_weight is None else _weight_total(sample_weight)
-        return -2 * self.score(X, sample_weight=sample_weight) * n + 2 * self._n_parameters()
+        mean, n = self._score_and_count(X, sample_weight)
+        return -2 * mean * n + 2 * self._n_parameters()
 
 def _best_run(runs, dtype=np.float64):
     """scikit-learn's choice: the first run with the highest lower bound.

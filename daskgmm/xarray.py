@@ -13,6 +13,10 @@ missing pixels): a sample with NaN or infinity in any feature is left out of
 the fit, and its outputs are -1 (labels) or NaN (log-likelihood,
 probabilities).  The number left out is in the model's
 ``n_samples_skipped_`` and logged at INFO level on the ``daskgmm`` logger.
+With ``missing="marginalize"`` (or a model whose ``missing`` is
+'marginalize') a sample keeps its observed features instead: NaN features
+are marginalised (see :class:`daskgmm.GaussianMixture`), only samples with
+every feature missing are left out, and infinity is an error.
 
 Samples may be weighted (:func:`fit`'s ``sample_weight``): a DataArray over
 some of the sample dimensions (a per-pixel weight map over ``(y, x)``, a
@@ -320,9 +324,22 @@ def _unstack(values, layout, name, extra=None):
     return xr.DataArray(folded, dims=dims, coords=coords, name=name)
 
 
+MISSING_CHOICES = ("drop", "marginalize")
+
+
+def _missing_choice(model, missing):
+    """'drop' or 'marginalize': ``missing``, or by default the model's own
+    ``missing`` ('marginalize' stays, 'error' drops)."""
+    if missing is None:
+        return "marginalize" if getattr(model, "missing", "error") == "marginalize" else "drop"
+    if missing not in MISSING_CHOICES:
+        raise ValueError(f"missing must be one of {MISSING_CHOICES} or None, got {missing!r}.")
+    return missing
+
+
 def fit(
     model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, callbacks=(),
-    checkpoint=None,
+    checkpoint=None, missing=None,
 ):
     """Fit ``model`` on a labelled array, skipping samples with missing values.
 
@@ -354,13 +371,20 @@ def fit(
     checkpoint : str or os.PathLike, optional
         Write the EM state there every iteration and resume from it if it
         exists (see :meth:`daskgmm.GaussianMixture.fit`).
+    missing : {'drop', 'marginalize'}, optional
+        'drop': a sample with a NaN or infinite feature is left out.
+        'marginalize': NaN features are marginalised, a sample is left out
+        only when every feature is NaN (the model's ``missing`` is set to
+        'marginalize', so that its own predict does the same).  Default: the
+        model's ``missing`` if 'marginalize', else 'drop'.
 
     Returns
     -------
     model
         Fitted; ``model.n_samples_skipped_`` is the number of samples left out
-        because a feature was NaN or infinite.
+        (a feature NaN or infinite; with 'marginalize', every feature NaN).
     """
+    missing = _missing_choice(model, missing)
     weight = None
     if sample_weight is not None:
         weight, variables = _weight_source(data, sample_weight, variables)
@@ -368,7 +392,11 @@ def fit(
     labels = _feature_labels(array, feature_dim)
     X, layout = stack_samples(array, feature_dim, sample_dims)
     weights = None if weight is None else stack_sample_weight(weight, layout)
-    model._fit(X, sample_weight=weights, skip_nonfinite=True, callbacks=callbacks, checkpoint=checkpoint)
+    if missing == "marginalize":
+        model.set_params(missing="marginalize")
+    model._fit(
+        X, sample_weight=weights, skip_nonfinite=missing == "drop", callbacks=callbacks, checkpoint=checkpoint
+    )
     if labels is not None:
         # scikit-learn's attribute for the names of the features: predict
         # checks the data's feature coordinate against it.
@@ -426,20 +454,22 @@ def _aligned_features(model, array, feature_dim):
     )
 
 
-def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=None):
+def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=None, missing=None):
     model._check_is_fitted()
+    marginalize = _missing_choice(model, missing) == "marginalize"
     array, feature_dim = as_feature_array(data, feature_dim, variables)
     array = _aligned_features(model, array, feature_dim)
     X, layout = stack_samples(array, feature_dim, sample_dims)
     dX = as_dask_array(X, n_features_expected=model.n_features_in_)
-    values = _engine.map_rows(dX, model._model(), what, skip_nonfinite=True)
+    values = _engine.map_rows(dX, model._model(), what, skip_nonfinite=True, marginalize=marginalize)
     if layout.sample_chunks is None:
         values = values.compute()
     return _unstack(values, layout, name, extra)
 
 
-def predict(model, data, feature_dim=None, sample_dims=None, *, variables=None):
-    """Most probable component of every sample, -1 where a feature is missing.
+def predict(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
+    """Most probable component of every sample, -1 where a feature is missing
+    (with ``missing='marginalize'``: where every feature is).
 
     Parameters are those of :func:`fit`.
 
@@ -449,10 +479,10 @@ def predict(model, data, feature_dim=None, sample_dims=None, *, variables=None):
         Dimensions ``sample_dims`` with their coordinates; lazy (Dask-backed)
         for Dask-backed input.
     """
-    return _map(model, data, "predict", feature_dim, sample_dims, variables, "label")
+    return _map(model, data, "predict", feature_dim, sample_dims, variables, "label", missing=missing)
 
 
-def predict_proba(model, data, feature_dim=None, sample_dims=None, *, variables=None):
+def predict_proba(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
     """Responsibilities of every component, NaN where a feature is missing.
 
     Returns
@@ -460,10 +490,10 @@ def predict_proba(model, data, feature_dim=None, sample_dims=None, *, variables=
     xarray.DataArray named ``"probability"``
         Dimensions ``sample_dims + ("component",)``; lazy for Dask-backed input.
     """
-    return _map(model, data, "predict_proba", feature_dim, sample_dims, variables, "probability", COMPONENT_DIM)
+    return _map(model, data, "predict_proba", feature_dim, sample_dims, variables, "probability", COMPONENT_DIM, missing=missing)
 
 
-def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=None):
+def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
     """Log-likelihood of every sample, NaN where a feature is missing.
 
     Returns
@@ -471,7 +501,7 @@ def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=
     xarray.DataArray named ``"log_likelihood"``
         Dimensions ``sample_dims``; lazy for Dask-backed input.
     """
-    return _map(model, data, "score_samples", feature_dim, sample_dims, variables, "log_likelihood")
+    return _map(model, data, "score_samples", feature_dim, sample_dims, variables, "log_likelihood", missing=missing)
 
 
 __all__ = [

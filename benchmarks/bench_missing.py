@@ -1,0 +1,139 @@
+"""The cost of missing features (issue #14): GaussianMixture's seconds per EM
+iteration with ``missing="marginalize"`` and 0%, 5% and 30% of the entries
+missing (at random), against the complete-data fit (``missing="error"``) on
+the same data, and scikit-learn's complete-data fit side by side.
+
+* Data from ``bench_vs_sklearn.make_data``; entries set to NaN independently
+  with the given probability (the same draws for every configuration).
+* The same ``weights_init`` / ``means_init`` / ``precisions_init`` (no
+  initialisation pass), ``tol=0`` and a fixed ``max_iter``.
+* A LocalCluster of 2 worker processes x 1 thread (1 BLAS thread each,
+  checked); data persisted on it in ``--chunks`` row chunks before timing.
+* Seconds per iteration = (fit with ``max_iter=n+1``  -  fit with
+  ``max_iter=1``) / n, each the best of ``--repeat`` runs, all variants of a
+  configuration interleaved; the difference leaves out what a fit does once
+  (with missing values: the counting pass).
+* Missing patterns: with D=8 every pattern is shared by many rows of a chunk
+  (matrix products per pattern); with D=32 at 5% and 30% nearly every
+  incomplete row has a pattern of its own (batched small factorizations per
+  row and component: the worst case).
+
+Measured: see the table printed by a run (and the closing note of issue #14).
+
+Run::
+
+    python benchmarks/bench_missing.py             # the configurations below
+    python benchmarks/bench_missing.py --small     # N / 10: a quick run
+    python benchmarks/bench_missing.py --only diag --iters 10 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import _common
+import bench_vs_sklearn
+import numpy as np
+
+from daskgmm import GaussianMixture
+
+CONFIGS = [  # (N, D, K, covariance_type)
+    (500_000, 8, 8, "full"),
+    (200_000, 32, 8, "full"),
+    (200_000, 64, 16, "diag"),
+]
+FRACTIONS = (0.0, 0.05, 0.30)
+
+
+def fit(dX, k, covariance_type, inits, max_iter, missing):
+    model = GaussianMixture(k, covariance_type=covariance_type, tol=0.0, max_iter=max_iter, missing=missing, **inits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+        model.fit(dX)
+    return model
+
+
+def time_variants(variants, k, covariance_type, inits, n_iter, repeat):
+    """Best seconds per iteration of every (name, dX, missing) variant,
+    interleaved run by run."""
+    best = {(name, iters): np.inf for name, _, _ in variants for iters in (1, n_iter + 1)}
+    models = {}
+    for name, dX, missing in variants:  # warm-up: first-call costs on the workers
+        fit(dX, k, covariance_type, inits, 1, missing)
+    for _ in range(repeat):
+        for iters in (n_iter + 1, 1):
+            for name, dX, missing in variants:
+                tic = time.perf_counter()
+                model = fit(dX, k, covariance_type, inits, iters, missing)
+                best[name, iters] = min(best[name, iters], time.perf_counter() - tic)
+                if iters > 1:
+                    models[name] = model
+    per_iter = {name: (best[name, n_iter + 1] - best[name, 1]) / n_iter for name, _, _ in variants}
+    return per_iter, models
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
+    parser.add_argument("--iters", type=int, default=5, help="EM iterations timed (default 5)")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
+    parser.add_argument("--chunks", type=int, default=8, help="row chunks (default 8)")
+    parser.add_argument("--only", choices=["full", "diag"], help="configurations of one covariance type")
+    parser.add_argument("--skip-sklearn", action="store_true", help="do not time scikit-learn")
+    args = parser.parse_args(argv)
+
+    _common.print_header("daskgmm: per-iteration cost of missing='marginalize' (issue #14)")
+    cluster, client = _common.start_cluster(n_workers=2, threads_per_worker=1)
+    rows = []
+    try:
+        _common.check_worker_blas(client)
+        for n, d, k, kind in CONFIGS:
+            if args.only and kind != args.only:
+                continue
+            n //= 10 if args.small else 1
+            X = bench_vs_sklearn.make_data(n, d, k)
+            inits = bench_vs_sklearn.make_inits(X, k, kind)
+            draws = np.random.default_rng(3).random(X.shape)
+            variants = [("complete", bench_vs_sklearn.persist_on_cluster(client, X, args.chunks), "error")]
+            for fraction in FRACTIONS:
+                holey = np.where(draws < fraction, np.nan, X)
+                variants.append(
+                    (f"{fraction:.0%} missing", bench_vs_sklearn.persist_on_cluster(client, holey, args.chunks),
+                     "marginalize")
+                )
+            per_iter, models = time_variants(variants, k, kind, inits, args.iters, args.repeat)
+            sk = np.nan
+            if not args.skip_sklearn:
+                sk = bench_vs_sklearn.time_sklearn(X, k, kind, inits, args.iters, args.repeat)[0]
+            base = per_iter["complete"]
+            for name, _, _ in variants:
+                incomplete = int(models[name].n_samples_incomplete_)
+                rows.append([
+                    f"N={n:,} D={d} K={k} {kind}", name, f"{incomplete:,}", f"{per_iter[name]:.4f}",
+                    f"{per_iter[name] / base:.2f}", f"{sk:.4f}", f"{sk / per_iter[name]:.2f}",
+                    f"{models[name].lower_bound_:.5f}", f"{_common.load_average():.1f}",
+                ])
+                print(f"  {rows[-1][0]} {name}: {per_iter[name]:.4f} s/iter, x{per_iter[name] / base:.2f} of "
+                      f"complete, sklearn {sk:.4f}", flush=True)
+            del variants
+    finally:
+        client.close()
+        cluster.close()
+    print(f"\nPer-iteration seconds, {args.iters} iterations, best of {args.repeat}, variants interleaved; "
+          f"{args.chunks} persisted chunks, 2 workers x 1 thread, float64.  'complete' is the plain fit "
+          "(missing='error') on the data before any entry was removed; 'x complete' = s/iter / complete's; "
+          "sklearn = scikit-learn's GaussianMixture per iteration on the complete data (all cores); "
+          "load = 1-minute load average after the row (2 cores).")
+    _common.print_table(
+        ["config", "data", "incomplete rows", "s/iter", "x complete", "sklearn s/iter (complete)",
+         "sklearn / this", "lower bound", "load"],
+        rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

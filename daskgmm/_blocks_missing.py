@@ -1,0 +1,513 @@
+"""Pure math on ONE block whose rows may miss features (NaN entries), for
+``missing="marginalize"``: the E-step on each row's observed features and
+the expected sufficient statistics of the M-step (Ghahramani & Jordan,
+"Supervised learning from incomplete data via an EM approach", 1994).  No
+Dask here.  NumPy blocks (the missing-pattern bookkeeping and the small
+batched factorizations are NumPy's).
+
+For a row with observed features ``o`` and missing ones ``m``, and a
+component with mean ``mu`` and precision ``L = P P^T`` (the model's
+Cholesky factor of the precision):
+
+* the missing part's conditional distribution given ``x_o`` is Gaussian,
+  with covariance ``C = (L_mm)^-1`` and mean
+  ``x^_m = mu_m - C L_mo (x_o - mu_o)``;
+* the marginal density of the observed part follows from the joint density
+  at the completed row ``x^ = (x_o, x^_m)`` (no inverse of the covariance):
+  ``log N(x_o | mu_o, S_oo) = log N(x^ | mu, S) + |m|/2 log(2 pi) - 1/2 log det L_mm``;
+* the M-step needs ``E[x]`` and ``E[x x^T]`` under that distribution:
+  every component's statistics are those of its completed rows ``x^``
+  (their weighted mean and centred scatter, exact: two steps over rows held
+  in memory) plus ``sum_i r_ik C_ik`` on the missing block.
+
+The same completion applied to the variational family's E-step model (a
+Gaussian with shifted log-weights) is the mean-field update with the missing
+values in the variational distribution, and the entropy of their
+distribution is what the family's bound gets from ``log_likelihood`` less
+the expected log-probability of the statistics: both families use these
+functions unchanged.
+
+Rows are grouped by missing pattern: a pattern shared by at least
+:data:`MIN_PATTERN_ROWS` rows of the block costs a few matrix products per
+component; the rest (patterns nearly unique, as when entries are missing at
+random in many features) are batched by their number of missing features,
+one small factorization per row and component.  'diag' and 'spherical'
+models have no coupling between features (``x^_m = mu_m``, ``C`` diagonal)
+and need no grouping.  Rows without any missing feature go through
+:func:`daskgmm._blocks.block_statistics` unchanged, so a block without NaN
+gives exactly the plain result.  Rows with every feature missing carry no
+information: they are left out (and counted by :func:`missing_summary`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._blocks import (
+    Model,
+    Stats,
+    _normalize,
+    _normalize_groups,
+    block_statistics,
+    estimate_log_resp,
+    log_normalize,
+    merge_many,
+    weighted_values,
+)
+
+# A missing pattern shared by this many rows of a block is handled with
+# matrix products over its rows; rarer ones are batched by their number of
+# missing features.
+MIN_PATTERN_ROWS = 16
+
+# Rows per slice: at most this many elements in a (K, rows, D) temporary.
+SLICE_ELEMENTS = 1 << 20
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+# --------------------------------------------------------------------------
+# Row bookkeeping
+# --------------------------------------------------------------------------
+
+
+def missing_summary(X, row_offset=0, sample_weight=None):
+    """What a block holds, for ``missing="marginalize"``: per-feature sums and
+    counts of the observed entries (weighted), and counts of missing entries,
+    incomplete rows and rows with every feature missing.  Infinity is never a
+    missing value: a row holding one raises a ValueError naming it.
+
+    Returns
+    -------
+    dict with ``sums`` (D,), ``counts`` (D,) (float64), ``n_missing_entries``,
+    ``n_incomplete_rows``, ``n_empty_rows`` (int)
+    """
+    X = np.asarray(X)
+    check_no_infinity(X, row_offset)
+    miss = np.isnan(X)
+    observed = ~miss
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    values = np.where(observed, X, 0).astype(np.float64)
+    n_missing = miss.sum(axis=1)
+    return {
+        "sums": w @ values,
+        "counts": w @ observed.astype(np.float64),
+        "n_missing_entries": int(n_missing.sum()),
+        "n_incomplete_rows": int(np.count_nonzero(n_missing)),
+        "n_empty_rows": int(np.count_nonzero(n_missing == X.shape[1])),
+    }
+
+
+def merge_summaries(parts):
+    """Combine :func:`missing_summary` results of disjoint row sets."""
+    parts = list(parts)
+    out = dict(parts[0])
+    for part in parts[1:]:
+        for key, value in part.items():
+            out[key] = out[key] + value
+    return out
+
+
+def check_no_infinity(X, row_offset=0):
+    """Raise a ValueError naming the first row (global index) holding +-inf."""
+    bad = np.isinf(X).any(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad)) + row_offset
+        raise ValueError(
+            f"Input X contains infinity: {int(bad.sum())} row(s) among rows {row_offset} to "
+            f"{row_offset + X.shape[0] - 1} (first at row {first}). With missing='marginalize' a NaN "
+            "entry is a missing value; infinity is not. Replace it by NaN or remove the row."
+        )
+
+
+def impute(X, fill):
+    """``X`` with its NaN entries replaced by ``fill`` (D,) (the initialisation
+    runs on such rows)."""
+    X = np.asarray(X)
+    miss = np.isnan(X)
+    if not miss.any():
+        return X
+    return np.where(miss, np.asarray(fill, dtype=X.dtype)[None, :], X)
+
+
+def observed_rows_weight(X, sample_weight=None):
+    """Per-row weight for the initialisation: the sample weight (1 without
+    one), 0 for a row with every feature missing."""
+    X = np.asarray(X)
+    keep = ~np.isnan(X).all(axis=1)
+    w = keep.astype(X.dtype)
+    return w if sample_weight is None else w * np.asarray(sample_weight, dtype=X.dtype)
+
+
+# --------------------------------------------------------------------------
+# Completion of incomplete rows
+# --------------------------------------------------------------------------
+
+
+def _precisions(model, k, d):
+    """Full precision matrices (K, D, D), float64, of a 'full' or 'tied' model."""
+    pc = np.asarray(model.precisions_cholesky, dtype=np.float64)
+    if model.covariance_type == "tied":
+        return np.broadcast_to(pc @ pc.T, (k, d, d))
+    return pc @ np.swapaxes(pc, 1, 2)
+
+
+def _diagonal_precisions(model, k, d):
+    """Per-feature precisions (K, D), float64, of a 'diag' or 'spherical' model."""
+    pc = np.asarray(model.precisions_cholesky, dtype=np.float64)
+    prec = pc * pc
+    return np.broadcast_to(prec[:, None], (k, d)) if model.covariance_type == "spherical" else prec
+
+
+def _slices(n_rows, k, d):
+    step = max(16, SLICE_ELEMENTS // max(1, k * d))
+    return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
+class _Completed:
+    """The completion of a set of rows under every component of a model.
+
+    Attributes
+    ----------
+    rows : (n,) indices of the rows in the block
+    wlp : (K, n) ``log pi_k + log N(x_o | mu_k,o, S_k,oo)``
+    statistics : callable(r) -> (nk (K,), means (K, D), scatter) of the
+        completed rows under responsibilities ``r`` (K, n) (times the rows'
+        weights): weighted means and centred scatter (as
+        :class:`daskgmm._blocks.Stats` holds it for the model's covariance
+        type, 'tied' still per component (K, D, D)) with ``sum_i r_ik C_ik``
+        added
+    """
+
+    __slots__ = ("rows", "wlp", "statistics")
+
+    def __init__(self, rows, wlp, statistics):
+        self.rows, self.wlp, self.statistics = rows, wlp, statistics
+
+
+def _log_weights_and_dets(model, k):
+    const = np.asarray(model.log_det, dtype=np.float64) + np.asarray(model.log_weights, dtype=np.float64)
+    return np.broadcast_to(const, (k,))
+
+
+def _centred_statistics(xhat, r):
+    """Weighted means (K, D) and centred scatter (K, D, D) of completed rows
+    ``xhat`` (K, n, D) under ``r`` (K, n): two steps over rows in memory."""
+    r64 = np.asarray(r, dtype=np.float64)
+    nk = r64.sum(axis=1)
+    safe = np.where(nk > 0, nk, 1.0)
+    means = np.einsum("kn,knd->kd", r64, xhat) / safe[:, None]
+    dev = xhat - means[:, None, :].astype(xhat.dtype)
+    scatter = np.matmul(np.swapaxes(dev * r[:, :, None].astype(dev.dtype), 1, 2), dev).astype(np.float64)
+    return nk, means, scatter
+
+
+def _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov):
+    """The completion of rows under a 'full' or 'tied' model, given for each
+    row (or for all of them: a shared pattern) the missing features
+    ``idx_m`` ((c,) or (n, c)), the Cholesky factors of ``L_mm`` and
+    ``C = L_mm^-1`` ((K, c, c) or (K, n, c, c)).
+
+    With ``d0 = x - mu`` zeroed where missing and ``z = L d0`` (one GEMM per
+    component), ``L_mo (x_o - mu_o) = z_m``, ``x^_m - mu_m = -C z_m`` and
+    the squared Mahalanobis distance of the completed row is
+    ``d0 . z - z_m . C z_m``: no block of ``L`` is gathered but ``L_mm``.
+    """
+    k, d = precisions.shape[0], X.shape[1]
+    dtype = X.dtype
+    mu = np.asarray(model.means, dtype=np.float64)
+    x = X[rows]
+    shared = idx_m.ndim == 1
+    observed = ~np.isnan(x)
+    dev0 = np.where(observed[None], x[None, :, :] - mu[:, None, :].astype(dtype), 0)  # (K, n, D)
+    z = np.matmul(dev0, precisions.astype(dtype, copy=False))  # L symmetric: rows times L
+    if shared:
+        z_m = z[:, :, idx_m]  # (K, n, c)
+        shift = np.matmul(z_m, cond_cov.astype(dtype))  # C z_m, as rows (C symmetric)
+        log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)[:, None]  # (K, 1)
+    else:
+        z_m = np.take_along_axis(z, np.broadcast_to(idx_m, (k,) + idx_m.shape), axis=2)
+        shift = np.einsum("knij,knj->kni", cond_cov.astype(dtype), z_m)
+        log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=2, axis2=3)), axis=2)  # (K, n)
+    quad = np.einsum("knd,knd->kn", dev0, z) - np.einsum("knc,knc->kn", z_m, shift)
+    c = idx_m.shape[-1]
+    wlp = (_log_weights_and_dets(model, k) - d * _HALF_LOG_2PI)[:, None] - 0.5 * quad
+    wlp += c * _HALF_LOG_2PI - 0.5 * log_det_mm
+    xhat = np.broadcast_to(x, (k,) + x.shape).copy()
+    if shared:
+        xhat[:, :, idx_m] = mu[:, None, idx_m].astype(dtype) - shift
+    else:
+        index = np.broadcast_to(idx_m, (k,) + idx_m.shape)
+        np.put_along_axis(xhat, index, np.take_along_axis(
+            np.broadcast_to(mu[:, None, :], (k,) + x.shape), index, axis=2).astype(dtype) - shift, axis=2)
+    cond64 = np.asarray(cond_cov, dtype=np.float64)
+
+    def statistics(r):
+        nk, means, scatter = _centred_statistics(xhat, r)
+        r64 = np.asarray(r, dtype=np.float64)
+        if shared:
+            scatter[:, idx_m[:, None], idx_m[None, :]] += r64.sum(axis=1)[:, None, None] * cond64
+        else:
+            flat = np.arange(k)[:, None, None, None] * d * d + idx_m[None, :, :, None] * d + idx_m[None, :, None, :]
+            weights = (r64[:, :, None, None] * cond64).ravel()
+            scatter += np.bincount(
+                np.broadcast_to(flat, cond64.shape).ravel(), weights=weights, minlength=k * d * d
+            ).reshape(k, d, d)
+        return nk, means, scatter
+
+    return wlp, statistics
+
+
+def _complete_pattern(model, X, rows, missing, precisions):
+    """Rows sharing one missing pattern (``missing``: (D,) bool): a few
+    matrix products per component."""
+    m = np.flatnonzero(missing)
+    lmm = precisions[:, m[:, None], m[None, :]]  # (K, c, c)
+    chol = np.linalg.cholesky(lmm)
+    cond_cov = np.linalg.inv(lmm)
+    cond_cov = 0.5 * (cond_cov + np.swapaxes(cond_cov, 1, 2))
+    return _complete_coupled(model, X, rows, m, precisions, chol, cond_cov)
+
+
+def _complete_rows(model, X, rows, missing, precisions):
+    """Rows with the same number of missing features but (mostly) different
+    patterns: the factorizations batched over rows and components."""
+    miss = missing[rows]
+    c = int(miss[0].sum())
+    idx_m = np.argsort(~miss, axis=1, kind="stable")[:, :c]  # (n, c), increasing
+    k = precisions.shape[0]
+    lmm = precisions[np.arange(k)[:, None, None, None], idx_m[None, :, :, None], idx_m[None, :, None, :]]
+    chol = np.linalg.cholesky(lmm)  # (K, n, c, c)
+    cond_cov = np.linalg.inv(lmm)
+    cond_cov = 0.5 * (cond_cov + np.swapaxes(cond_cov, 2, 3))
+    return _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov)
+
+
+def _complete_diagonal(model, X, rows, missing):
+    """'diag' and 'spherical': no coupling between features, so a missing
+    feature's conditional mean is the component's mean and its conditional
+    variance the component's.  Matrix products over the rows, no (K, n, D)
+    temporary: the E-step from the rows about a pivot ``p`` with missing
+    entries zeroed (``x0``) and the observed mask ``O``,
+    ``sum_o prec (x - mu)^2 = x0^2 . prec - 2 x0 . (prec mu') + O . (prec mu'^2)``
+    (``mu' = mu - p``, as the complete rows' E-step); the statistics about
+    each component's model mean, one pass over the rows per component (exact:
+    the weighted means are near the model's)."""
+    mu = np.asarray(model.means, dtype=np.float64)
+    k, d = mu.shape
+    prec = _diagonal_precisions(model, k, d)
+    x = X[rows]
+    dtype = X.dtype
+    miss = missing[rows]
+    observed = (~miss).astype(dtype)
+    sample = x[:: max(1, len(rows) // 1024)]  # a pivot: the observed mean of a sample of rows
+    seen = ~np.isnan(sample)
+    pivot = np.where(seen, sample, 0).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+    x0 = np.where(miss, 0, x - pivot.astype(dtype))
+    mu_p = mu - pivot
+    quad = (
+        np.matmul(x0 * x0, prec.T.astype(dtype))
+        - 2 * np.matmul(x0, (prec * mu_p).T.astype(dtype))
+        + np.matmul(observed, (prec * mu_p**2).T.astype(dtype))
+    )  # (n, K)
+    log_det_o = np.matmul(observed, (0.5 * np.log(prec)).T.astype(dtype))
+    n_obs = observed.sum(axis=1)
+    wlp = (np.asarray(model.log_weights, dtype=np.float64)[:, None] + (log_det_o - 0.5 * quad).T
+           - n_obs[None, :] * _HALF_LOG_2PI)
+
+    # Sums about the pivot are exact for components near it; one far from it
+    # relative to its spread (as _blocks.block_statistics decides) is summed
+    # about its own mean, one pass over the rows.
+    limit = float(np.finfo(dtype).eps) ** -0.3
+    far = np.max(mu_p**2 * prec, axis=1) + 1 > limit
+
+    def statistics(r):
+        r64 = np.asarray(r, dtype=np.float64)
+        nk = r64.sum(axis=1)
+        safe = np.where(nk > 0, nk, 1.0)
+        sums = np.matmul(r, x0).astype(np.float64)  # (K, D)
+        squares = np.matmul(r, x0 * x0).astype(np.float64)
+        seen = np.matmul(r, observed).astype(np.float64)  # responsibility over observed entries
+        # about mu_k: sum r o (x - mu_k) and sum r o (x - mu_k)^2 (x^ - mu_k is 0 where missing)
+        first = sums - mu_p * seen
+        second = squares - 2 * mu_p * sums + mu_p**2 * seen
+        for j in np.flatnonzero(far):
+            dev = np.where(miss, 0, x - mu[j].astype(dtype))
+            first[j] = (r[j] @ dev).astype(np.float64)
+            second[j] = (r[j] @ (dev * dev)).astype(np.float64)
+        shift = first / safe[:, None]
+        means = mu + shift
+        scatter = second - nk[:, None] * shift * shift + (nk[:, None] - seen) / prec
+        return nk, means, scatter
+
+    return wlp, statistics
+
+
+def _pattern_groups(miss):
+    """Rows (indices into ``miss``'s rows) grouped by missing pattern: the
+    groups of at least :data:`MIN_PATTERN_ROWS` rows, and the other rows
+    (in order).  One sort of the patterns packed into bytes."""
+    packed = np.ascontiguousarray(np.packbits(miss, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
+    sizes = np.diff(np.append(starts, len(order)))
+    frequent = [order[start : start + size] for start, size in zip(starts, sizes) if size >= MIN_PATTERN_ROWS]
+    rare = np.sort(order[np.repeat(sizes < MIN_PATTERN_ROWS, sizes)])
+    return frequent, rare
+
+
+def _completions(model, X, incomplete, missing):
+    """:class:`_Completed` pieces covering the rows ``incomplete`` of ``X``."""
+    kind = model.covariance_type
+    k, d = np.asarray(model.means).shape
+    if kind in ("diag", "spherical"):
+        step = max(64, SLICE_ELEMENTS // max(k, d))
+        for start in range(0, len(incomplete), step):
+            rows = incomplete[start : start + step]
+            yield _Completed(rows, *_complete_diagonal(model, X, rows, missing))
+        return
+    precisions = _precisions(model, k, d)
+    frequent, rare = _pattern_groups(missing[incomplete])
+    for group in frequent:
+        rows_all = incomplete[group]
+        for start, stop in _slices(len(rows_all), k, d):
+            rows = rows_all[start:stop]
+            yield _Completed(rows, *_complete_pattern(model, X, rows, missing[rows[0]], precisions))
+    if len(rare):
+        rare = incomplete[rare]
+        n_missing = missing[rare].sum(axis=1)
+        for c in np.unique(n_missing):
+            rows_c = rare[n_missing == c]
+            # The (K, n, c, c) factors next to the (K, n, D) rows.
+            step = max(16, SLICE_ELEMENTS // max(1, k * (int(c) * int(c) + 3 * d)))
+            for start in range(0, len(rows_c), step):
+                rows = rows_c[start : start + step]
+                yield _Completed(rows, *_complete_rows(model, X, rows, missing, precisions))
+
+
+# --------------------------------------------------------------------------
+# Per-block results
+# --------------------------------------------------------------------------
+
+
+def _split_rows(X, row_offset):
+    X = np.asarray(X)
+    check_no_infinity(X, row_offset)
+    missing = np.isnan(X)
+    n_missing = missing.sum(axis=1)
+    complete = np.flatnonzero(n_missing == 0)
+    incomplete = np.flatnonzero((n_missing > 0) & (n_missing < X.shape[1]))
+    return X, missing, complete, incomplete
+
+
+def _completed_statistics(kind, piece, r, weights_rows, log_norm):
+    """Stats of one completed piece from its responsibilities ``r`` (K, n)
+    (already times the rows' weights) and per-row log-likelihoods."""
+    nk, means, scatter = piece.statistics(r)
+    if kind == "tied":
+        scatter = scatter.sum(axis=0)
+    means = np.where(nk[:, None] > 0, means, 0.0)
+    if weights_rows is None:
+        ll = np.sum(log_norm, axis=-1)
+        n_used = float(r.shape[1])
+    else:
+        ll = np.sum(weighted_values(np, log_norm, weights_rows), axis=-1)
+        n_used = float(np.sum(weights_rows))
+    return Stats(kind, n_used, ll, nk, means, scatter)
+
+
+def _check_finite_rows(value, X, rows, row_offset):
+    if not np.all(np.isfinite(value)):
+        raise ValueError(
+            "The log-likelihood of rows with missing features overflowed (first such row "
+            f"{row_offset + int(rows[0])}): the data's values are too large for the dtype. Rescale the input."
+        )
+
+
+def marginal_block_statistics(X, model, *, row_offset=0, groups=None, sample_weight=None):
+    """:func:`daskgmm._blocks.block_statistics` with NaN entries marginalised
+    (see the module docstring).  Rows with every feature missing are left out.
+
+    Parameters and result as :func:`daskgmm._blocks.block_statistics`
+    (``model`` required: the E-step is always done).  The statistics are
+    float64 (the rows' dtype for a block without incomplete rows).
+    """
+    X, missing, complete, incomplete = _split_rows(X, row_offset)
+    kind = model.covariance_type
+    if len(incomplete) == 0 and len(complete) == X.shape[0]:
+        return block_statistics(X, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight)
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    parts = []
+    if len(complete):
+        parts.append(
+            _stats64(block_statistics(
+                X[complete], model, row_offset=row_offset, groups=groups,
+                sample_weight=None if weights is None else weights[complete],
+            ))
+        )
+    model = model.to(np, X.dtype)
+    for piece in _completions(model, X, incomplete, missing):
+        wlp = piece.wlp
+        if groups is None:
+            log_norm, r = _normalize(np, wlp)
+        else:
+            log_norm, r = _normalize_groups(np, wlp, groups)
+        _check_finite_rows(log_norm, X, piece.rows, row_offset)
+        w = None if weights is None else weights[piece.rows]
+        if w is not None:
+            r = r * w[None, :]
+        parts.append(_completed_statistics(kind, piece, r, w, log_norm))
+    if not parts:  # every row empty
+        k = np.asarray(model.means).shape[0]
+        d = X.shape[1]
+        ll = np.zeros(len(groups)) if groups else 0.0
+        shape = {"full": (k, d, d), "tied": (d, d)}.get(kind, (k, d))
+        return Stats(kind, 0.0, ll, np.zeros(k), np.zeros((k, d)), np.zeros(shape))
+    return merge_many(parts)
+
+
+def _stats64(stats):
+    return Stats(stats.covariance_type, *(np.asarray(v, dtype=np.float64) for v in stats[1:]))
+
+
+def marginal_log_resp(X, model, *, row_offset=0):
+    """Per-row log-likelihood of the observed features and log-responsibilities
+    of one block: :func:`daskgmm._blocks.estimate_log_resp` with NaN entries
+    marginalised.  Rows with every feature missing get NaN.
+
+    Returns
+    -------
+    log_prob_norm : (n,)
+    log_resp : (n, K)
+    """
+    X, missing, complete, incomplete = _split_rows(X, row_offset)
+    if len(complete) == X.shape[0]:
+        return estimate_log_resp(X, model)
+    model = model.to(np, X.dtype)
+    k = np.asarray(model.means).shape[0]
+    log_norm = np.full(X.shape[0], np.nan, dtype=X.dtype)
+    log_resp = np.full((X.shape[0], k), np.nan, dtype=X.dtype)
+    if len(complete):
+        log_norm[complete], log_resp[complete] = estimate_log_resp(X[complete], model)
+    for piece in _completions(model, X, incomplete, missing):
+        norm, resp = log_normalize(np, piece.wlp)
+        _check_finite_rows(norm, X, piece.rows, row_offset)
+        log_norm[piece.rows] = norm
+        log_resp[piece.rows] = resp.T
+    return log_norm, log_resp
+
+
+__all__ = [
+    "Model",
+    "check_no_infinity",
+    "impute",
+    "marginal_block_statistics",
+    "marginal_log_resp",
+    "merge_summaries",
+    "missing_summary",
+    "observed_rows_weight",
+]
