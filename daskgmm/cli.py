@@ -548,8 +548,11 @@ def _model_of(args, **settings):
 
 
 def _cmd_fit_online(args, inputs):
-    """``daskgmm fit --online IN [IN ...]``: online EM over plain inputs,
-    each one batch of :meth:`daskgmm.GaussianMixture.partial_fit`."""
+    """``daskgmm fit --online IN [IN ...]``: online EM over the inputs, each
+    one batch of :meth:`daskgmm.GaussianMixture.partial_fit` (plain inputs)
+    or :func:`daskgmm.xarray.partial_fit` (labelled stores, matched to the
+    first one's features by label; samples with a missing feature dropped,
+    or marginalised with ``--missing marginalize``)."""
     from .io import save_model
 
     for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
@@ -562,6 +565,8 @@ def _cmd_fit_online(args, inputs):
         learning_offset=args.learning_offset,
     )
     passes = args.epochs if args.online_mode == "stepwise" else args.max_iter
+    skipped = 0
+    first_layout = None
     tic = time.perf_counter()
     with compute_context(args):
         with warnings.catch_warnings(record=True) as caught:
@@ -570,11 +575,17 @@ def _cmd_fit_online(args, inputs):
                 for path in inputs:
                     source = open_input(path, variables=_split_names(args.variable), feature_dim=args.feature_dim,
                                         sample_dims=_split_names(args.sample_dims))
+                    if first_layout is None:
+                        first_layout = source.layout()
                     if source.labelled:
-                        raise ValueError(
-                            f"{path} holds labelled data: --online takes plain (n_samples, n_features) inputs."
+                        from . import xarray as dxr
+
+                        dxr.partial_fit(
+                            model, source.data, source.feature_dim, source.sample_dims, variables=source.variables
                         )
-                    model.partial_fit(source.X)
+                        skipped += int(model.n_samples_skipped_ or 0)
+                    else:
+                        model.partial_fit(source.X)
                 if args.online_mode == "exact":
                     model.end_pass()
                     _say(args, f"pass {epoch + 1}: lower bound {model.lower_bound_:.6f}")
@@ -585,8 +596,10 @@ def _cmd_fit_online(args, inputs):
     for warning in caught:
         print(f"{PROG}: warning: {str(warning.message).splitlines()[0]}", file=sys.stderr)
     seconds = time.perf_counter() - tic
-    layout = {"online": {"inputs": [os.fspath(path) for path in inputs], "mode": args.online_mode,
-                         "batches": int(model.n_batch_iter_)}}
+    # The first input's layout (how predict reads a labelled store), and the stream.
+    layout = {**(first_layout if first_layout.get("labelled") else {}),
+              "online": {"inputs": [os.fspath(path) for path in inputs], "mode": args.online_mode,
+                         "batches": int(model.n_batch_iter_), "n_samples_skipped": skipped}}
     save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
     if args.online_mode == "exact":
         state = f"{'converged' if model.converged_ else 'did NOT converge'} after {model.n_iter_} passes"
@@ -596,6 +609,8 @@ def _cmd_fit_online(args, inputs):
         f"fitted {model.n_components} components ({model.covariance_type}) online over {len(inputs)} inputs "
         f"in {seconds:.2f} s: {state}, {model.n_samples_seen_:.0f} samples seen, lower bound {model.lower_bound_:.6f}"
     )
+    if skipped:
+        print(f"skipped {skipped} samples with a missing (NaN) feature")
     if not args.quiet:
         print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
     print(f"saved model to {out_path}")

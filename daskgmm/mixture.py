@@ -571,7 +571,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         )
 
     @_engine.fit_session()
-    def _partial_fit(self, X, sample_weight):
+    def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
+        """:meth:`partial_fit`; ``skip_nonfinite`` leaves rows holding NaN or
+        infinity out (the labelled-data path, :func:`daskgmm.xarray.partial_fit`)."""
         tic = time.perf_counter()
         fitted = all(hasattr(self, name) for name in ("weights_", "means_", "precisions_cholesky_"))
         dX = self._validate_X(X, reset=not fitted)
@@ -596,9 +598,13 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             weights = _check_sample_weight(sample_weight, dX)
             # The initialisation makes several passes over this batch.
             dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
-            _, init_X, init_weights = self._missing_setup(dX, weights, counter)
-            family = self._make_family(init_X, counter, sample_weight=init_weights)
-            runs = self._initial_runs(init_X, checked, counter, family, sample_weight=init_weights)
+            _, init_X, init_weights = (
+                (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
+            )
+            family = self._make_family(init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights)
+            runs = self._initial_runs(
+                init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+            )
             for run in runs:
                 run.lower_bound = -np.inf
         if state is None:
@@ -607,7 +613,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         # Batches without a NaN take the plain path inside the block function.
         batch_stats = _engine.em_pass(
             dX, runs, split_every=self.split_every, models=models, weights=weights,
-            marginalize=self.missing == "marginalize",
+            marginalize=self.missing == "marginalize" and not skip_nonfinite, skip_nonfinite=skip_nonfinite,
         )
         state.n_samples_seen += float(batch_stats[0].n_samples)
         if state.mode == "stepwise":
@@ -631,8 +637,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             self._set_run(best, dX.dtype)
         self._keep_online_state(state)
         self.n_passes_ = counter.passes + 1
-        if fitted or self.missing != "marginalize":
-            self.n_samples_skipped_ = 0  # (the first batch's are counted by _missing_setup)
+        # Rows of this batch left out (NaN/inf with skip_nonfinite, every
+        # feature missing with missing='marginalize'); with weights, whose
+        # total the statistics count, known only from _missing_setup.
+        if weights is None:
+            self.n_samples_skipped_ = int(n_samples - float(batch_stats[0].n_samples))
+        elif skip_nonfinite or (fitted and self.missing == "marginalize"):
+            self.n_samples_skipped_ = None
+        elif self.missing != "marginalize":
+            self.n_samples_skipped_ = 0
         self.persisted_ = persisted
         return self
 

@@ -410,6 +410,50 @@ def fit(
     return model
 
 
+def partial_fit(
+    model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, missing=None,
+):
+    """One batch of online EM (:meth:`daskgmm.GaussianMixture.partial_fit`)
+    on a labelled array: a scene, a time step, a store of a series.
+
+    Parameters are those of :func:`fit`.  Samples with a missing feature are
+    left out ('drop') or marginalised ('marginalize') as in :func:`fit`.  The
+    first batch fixes the features (their labels become
+    ``feature_names_in_``); later batches are matched to them by label,
+    whatever their order, as :func:`predict` does.
+
+    Returns
+    -------
+    model
+        Updated; ``model.n_samples_skipped_`` counts this batch's samples
+        left out (None for weighted 'drop' batches).
+    """
+    missing = _missing_choice(model, missing)
+    fitted = hasattr(model, "means_")
+    weight = None
+    if sample_weight is not None:
+        weight, variables = _weight_source(data, sample_weight, variables)
+    array, feature_dim = as_feature_array(data, feature_dim, variables)
+    if fitted:
+        array = _aligned_features(model, array, feature_dim)
+    labels = _feature_labels(array, feature_dim)
+    X, layout = stack_samples(array, feature_dim, sample_dims)
+    weights = None if weight is None else stack_sample_weight(weight, layout)
+    if missing == "marginalize":
+        model.set_params(missing="marginalize")
+    model._validate_params()
+    # The features were matched by label above: the rows carry no names.
+    names = model.__dict__.pop("feature_names_in_", None)
+    try:
+        model._partial_fit(X, weights, skip_nonfinite=missing == "drop")
+    finally:
+        if names is not None:
+            model.feature_names_in_ = names
+    if labels is not None and not fitted:
+        model.feature_names_in_ = np.asarray(labels, dtype=object)
+    return model
+
+
 def _feature_labels(array, feature_dim):
     """The feature coordinate's values as strings, or None without one."""
     if feature_dim not in array.coords:
@@ -505,5 +549,5 @@ def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=
 
 
 __all__ = [
-    "fit", "predict", "predict_proba", "score_samples", "stack_samples", "stack_sample_weight", "as_feature_array",
+    "fit", "partial_fit", "predict", "predict_proba", "score_samples", "stack_samples", "stack_sample_weight", "as_feature_array",
 ]

@@ -702,7 +702,9 @@ def test_fit_online_exact_equals_the_fit_of_the_concatenation(three_parts, tmp_p
     assert exact.score(X) == pytest.approx(batch.score(X), abs=1e-8)
     assert step.score(X) > batch.score(X) - 1e-3
     _, meta = read_archive(tmp_path / "step.npz")
-    assert meta["input"]["online"] == {"inputs": [str(p) for p in paths], "mode": "stepwise", "batches": 6}
+    assert meta["input"]["online"] == {
+        "inputs": [str(p) for p in paths], "mode": "stepwise", "batches": 6, "n_samples_skipped": 0
+    }
 
 
 def test_fit_online_errors(three_parts, tmp_path, capsys):
@@ -712,7 +714,35 @@ def test_fit_online_errors(three_parts, tmp_path, capsys):
     assert "2 inputs given: fit one input, or stream several with --online" in capsys.readouterr().err
     assert cli.main(["fit", *args, "--online", "--checkpoint", str(tmp_path / "c.ckpt")]) == 1
     assert "--checkpoint is not supported with --online" in capsys.readouterr().err
-    small_cube().to_dataset(name="refl").to_zarr(tmp_path / "cube.zarr")
-    assert cli.main(["fit", str(tmp_path / "cube.zarr"), "-k", "2", "--online", "--variable", "refl",
-                     "--feature-dim", "band", "--scheduler", "threads"]) == 1
-    assert "holds labelled data: --online takes plain" in capsys.readouterr().err
+
+
+def test_fit_online_over_labelled_stores(tmp_path, capsys):
+    """A list of zarr stores streams through daskgmm.xarray.partial_fit:
+    features matched by label (the second store's bands are reordered),
+    samples with a missing feature dropped, or marginalised."""
+    paths = []
+    for seed in range(3):
+        cube = small_cube(seed)
+        if seed == 1:
+            cube = cube.isel(band=[2, 0, 1])
+        cube.to_dataset(name="refl").to_zarr(tmp_path / f"cube{seed}.zarr")
+        paths.append(str(tmp_path / f"cube{seed}.zarr"))
+    common = ["-k", "3", "--online", "--variable", "refl", "--feature-dim", "band", "--random-state", "0",
+              "--scheduler", "threads", "--quiet", "--epochs", "3"]
+    assert cli.main(["fit", *paths, *common, "--out", str(tmp_path / "drop.npz")]) == 0
+    out = capsys.readouterr().out
+    # Per store and epoch: 2 x 2 x 3 masked pixels, and one with a band missing.
+    assert "online over 3 inputs" in out and "skipped 117 samples with a missing (NaN) feature" in out
+    assert cli.main(["fit", *paths, *common, "--missing", "marginalize", "--out", str(tmp_path / "m.npz")]) == 0
+    assert "skipped 108 samples" in capsys.readouterr().out
+    dropped, marginal = daskgmm.load(tmp_path / "drop.npz"), daskgmm.load(tmp_path / "m.npz")
+    assert marginal.missing == "marginalize" and list(marginal.feature_names_in_) == ["red", "nir", "swir"]
+    truth = np.array([[0.1, 0.4, 0.2], [0.3, 0.1, 0.5], [0.6, 0.6, 0.1]])
+    for model in (dropped, marginal):
+        order = np.argsort(model.means_[:, 0])
+        np.testing.assert_allclose(model.means_[order], truth, atol=0.02)
+    # predict with the marginalising model labels the pixel with a band missing.
+    assert cli.main(["predict", str(tmp_path / "m.npz"), paths[0], "-o", str(tmp_path / "labels.zarr"),
+                     "--scheduler", "threads"]) == 0
+    labels = xr.open_zarr(tmp_path / "labels.zarr")["label"].load()
+    assert int(labels[1, 5, 5]) >= 0 and int(labels[0, 0, 0]) == -1

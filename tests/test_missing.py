@@ -490,3 +490,38 @@ def test_xarray_marginalises_and_keeps_drop_by_default():
         warnings.simplefilter("ignore", UserWarning)  # plain rows: no feature names to check
         expected = marginal.predict(rows)
     np.testing.assert_array_equal(labels.stack(sample=("time", "y", "x")).values, expected)
+
+
+def test_xarray_partial_fit_streams_scenes():
+    """daskgmm.xarray.partial_fit: scenes with masked pixels and a band lost
+    on a row, bands reordered in every other scene (matched by label)."""
+    xr = pytest.importorskip("xarray")
+    from daskgmm import xarray as dxr
+
+    def scene(seed):
+        rng = np.random.default_rng(seed)
+        labels = rng.integers(0, 2, (10, 12))
+        values = np.stack([labels * 4.0 + rng.normal(size=(10, 12)) for _ in range(3)], axis=-1)
+        cube = xr.DataArray(values, dims=("y", "x", "band"), coords={"band": ["red", "nir", "swir"]})
+        cube[:2] = np.nan
+        cube[5, :, 1] = np.nan
+        return cube.chunk({"y": 5})
+
+    dropped = GaussianMixture(2, random_state=0)
+    marginal = GaussianMixture(2, random_state=0, missing="marginalize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no feature-name warning for the matched batches
+        for seed in range(12):
+            cube = scene(seed)
+            dxr.partial_fit(dropped, cube.isel(band=[2, 0, 1]) if seed % 2 else cube, feature_dim="band")
+            assert dropped.n_samples_skipped_ == 2 * 12 + 12
+            dxr.partial_fit(marginal, cube, feature_dim="band")
+            assert marginal.n_samples_skipped_ == 2 * 12
+    assert dropped.n_samples_seen_ == 12 * (120 - 36)
+    assert marginal.n_samples_seen_ == 12 * (120 - 24)
+    assert list(dropped.feature_names_in_) == ["red", "nir", "swir"]
+    for model in (dropped, marginal):
+        order = np.argsort(model.means_[:, 0])
+        np.testing.assert_allclose(model.means_[order], [[0, 0, 0], [4, 4, 4]], atol=0.2)
+    with pytest.raises(ValueError, match="not those the model was fitted on"):
+        dxr.partial_fit(dropped, scene(99).assign_coords(band=["r", "g", "b"]), feature_dim="band")
