@@ -17,6 +17,14 @@ Every random draw that concerns a row is keyed by its *global row index*
 is ordered by that index, so a fixed ``random_state`` gives the same start
 for any chunking, worker count or fan-in (to floating-point rounding).
 
+Each method gives, per spec, the statistics whose M-step starts it
+(:func:`initial_statistics`); :func:`initialize` makes the runs from them.
+The last pass of 'kmeans' and 'random' takes those statistics over every row
+from responsibilities that sum to 1 on each row, so merged over the
+components they are the data's own moments (:func:`moments_from_stats`):
+what the variational family's data-dependent priors need, with no pass of
+their own.
+
 Each function takes a list of :class:`Spec` (one per restart or candidate
 model, of any number of components and covariance type) and serves all of
 them in the same passes over the data, evaluating them together in each
@@ -216,18 +224,16 @@ def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None, s
 # --------------------------------------------------------------------------
 
 
-def init_random(
-    X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None
-):
+def random_statistics(X, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None):
     """scikit-learn's 'random': responsibilities uniform on [0, 1), normalised
-    per row, keyed by row index; one pass."""
+    per row, keyed by row index; their statistics per spec, from one pass."""
     chunk_fn = _chunk_fn(_random_chunk, skip_nonfinite)
     stats = tree_reduce(
         X, chunk_fn, merge_stat_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random",
         weights=sample_weight,
     )
     _count(counter)
-    return [run_from_stats(stats_to_numpy(s), spec, reg_covar) for s, spec in zip(stats, specs)]
+    return [stats_to_numpy(s) for s in stats]
 
 
 def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
@@ -258,24 +264,50 @@ def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinit
     return float(stats.nk[0]), np.asarray(stats.means[0], dtype=np.float64), np.asarray(stats.scatter[0], dtype=np.float64)
 
 
+def moments_from_stats(stats):
+    """Total weight, mean (D,) and centred scatter of the rows, as
+    :func:`data_moments` gives them, from the statistics of responsibilities
+    that sum to 1 on every row (those of 'kmeans' and 'random': see
+    :func:`initial_statistics`): their merge over the components,
+    ``n = sum_k N_k``, ``m = sum_k N_k m_k / n`` and
+    ``S = sum_k [S_k + N_k (m_k - m)(m_k - m)^T]``.
+
+    The scatter is (D, D) from 'full' or 'tied' statistics ('tied' holds
+    ``sum_k S_k``), its diagonal (D,) from 'diag' or 'spherical' ones, which
+    hold only that.  Each term is centred, so data far from the origin keep
+    their precision.
+    """
+    kind = stats.covariance_type
+    nk = np.asarray(stats.nk, dtype=np.float64)
+    means = np.asarray(stats.means, dtype=np.float64)
+    scatter = np.asarray(stats.scatter, dtype=np.float64)
+    n = float(nk.sum())
+    mean = nk @ means / n
+    offsets = means - mean
+    weighted = nk[:, None] * offsets
+    if kind in ("full", "tied"):
+        within = scatter if kind == "tied" else scatter.sum(axis=0)
+        return n, mean, within + weighted.T @ offsets
+    return n, mean, scatter.sum(axis=0) + np.sum(weighted * offsets, axis=0)
+
+
 # --------------------------------------------------------------------------
 # random_from_data
 # --------------------------------------------------------------------------
 
 
-def init_random_from_data(
-    X, specs, reg_covar, counter=None, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, sample_weight=None
+def random_from_data_statistics(
+    X, specs, counter=None, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, sample_weight=None
 ):
     """K distinct row indices drawn uniformly from all rows per spec; the rows
     of every spec fetched in one compute (not a pass: only their chunks are
-    read).  With ``sample_weight``: drawn with probabilities in proportion to
-    the weights, in one pass (:func:`sample_finite_rows`)."""
+    read), each the statistics of one component.  With ``sample_weight``:
+    drawn with probabilities in proportion to the weights, in one pass
+    (:func:`sample_finite_rows`)."""
     if sample_weight is not None:
         jobs = [(spec.seed, spec.n_components) for spec in specs]
         all_rows = sample_finite_rows(X, jobs, split_every=split_every, counter=counter, sample_weight=sample_weight)
-        return [
-            run_from_stats(_stats_from_rows(r, spec.covariance_type), spec, reg_covar) for r, spec in zip(all_rows, specs)
-        ]
+        return [_stats_from_rows(r, spec.covariance_type) for r, spec in zip(all_rows, specs)]
     n = X.shape[0]
     draws = [np.random.default_rng(spec.seed).choice(n, size=spec.n_components, replace=False) for spec in specs]
     rows = _take_rows(X, np.concatenate(draws))
@@ -286,10 +318,7 @@ def init_random_from_data(
         # A draw hit a skipped row: draw again among the finite rows only.
         jobs = [(spec.seed, spec.n_components) for spec in specs]
         all_rows = sample_finite_rows(X, jobs, split_every=split_every, counter=counter)
-    return [
-        run_from_stats(_stats_from_rows(r, spec.covariance_type), spec, reg_covar)
-        for r, spec in zip(all_rows, specs)
-    ]
+    return [_stats_from_rows(r, spec.covariance_type) for r, spec in zip(all_rows, specs)]
 
 
 # --------------------------------------------------------------------------
@@ -297,12 +326,13 @@ def init_random_from_data(
 # --------------------------------------------------------------------------
 
 
-def init_kmeans_plusplus(
-    X, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None
+def kmeans_plusplus_statistics(
+    X, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None
 ):
     """Exact k-means++ (non-greedy) over all rows: centre j is one pass, in
     which every row races with an exponential clock of rate D^2.  Specs that
-    share a seed share the sequence of centres (a spec of K takes the first K)."""
+    share a seed share the sequence of centres (a spec of K takes the first
+    K); each centre is the statistics of one component."""
     race_chunk = _chunk_fn(_race_chunk, skip_nonfinite)
     groups = _group(specs, lambda spec: spec.seed)
     sizes = [max(specs[i].n_components for i in members) for _, members in groups]
@@ -325,12 +355,11 @@ def init_kmeans_plusplus(
                     _warn_few_distinct(j, sizes[g])
                 row = centers[g][0]
             centers[g] = row[None, :] if centers[g] is None else np.vstack([centers[g], row])
-    runs = [None] * len(specs)
+    stats = [None] * len(specs)
     for g, (_, members) in enumerate(groups):
         for i in members:
-            rows = centers[g][: specs[i].n_components]
-            runs[i] = run_from_stats(_stats_from_rows(rows, specs[i].covariance_type), specs[i], reg_covar)
-    return runs
+            stats[i] = _stats_from_rows(centers[g][: specs[i].n_components], specs[i].covariance_type)
+    return stats
 
 
 # --------------------------------------------------------------------------
@@ -494,10 +523,9 @@ def _warn_few_distinct(n_distinct, n_components):
     )
 
 
-def init_kmeans(
+def kmeans_statistics(
     X,
     specs,
-    reg_covar,
     split_every=DEFAULT_SPLIT_EVERY,
     counter=None,
     n_rounds=5,
@@ -507,12 +535,12 @@ def init_kmeans(
     skip_nonfinite=False,
     sample_weight=None,
 ):
-    """k-means|| seeding, Lloyd passes, GMM start from the hard assignment
+    """k-means|| seeding, Lloyd passes, statistics of the hard assignment
     (see the module docstring).
 
     Returns
     -------
-    runs : list of Run, one per spec
+    stats : list of Stats, one per spec
     centers : list of (K, D) arrays, the final k-means centres per spec
     """
     groups = _group(specs, lambda spec: (spec.pool_key, spec.n_components))
@@ -579,13 +607,41 @@ def init_kmeans(
         split_every=split_every, name="daskgmm-init-assign", weights=sample_weight,
     )
     _count(counter)
-    runs, centers = [], []
+    stats, centers = [], []
     for spec in specs:
         s = set_index(spec)
-        stats = stats_to_numpy(final[request_of[(s, spec.covariance_type)]])
-        runs.append(run_from_stats(stats, spec, reg_covar))
+        stats.append(stats_to_numpy(final[request_of[(s, spec.covariance_type)]]))
         centers.append(sets[s])
-    return runs, centers
+    return stats, centers
+
+
+# The methods whose last pass takes statistics over every row from
+# responsibilities summing to 1 on each row (hard k-means labels, normalised
+# random draws); 'k-means++' and 'random_from_data' only pick rows.
+COVERS_EVERY_ROW = ("kmeans", "random")
+
+
+def initial_statistics(
+    X, init_params, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None,
+):
+    """Per spec, the statistics whose M-step starts it with ``init_params``
+    (float64 NumPy :class:`Stats`), and whether they cover every row: then
+    :func:`moments_from_stats` of any of them is the data's moments
+    (:func:`data_moments`, to rounding).  Arguments as :func:`initialize`."""
+    skip = {"skip_nonfinite": skip_nonfinite, "sample_weight": sample_weight}
+    if init_params == "kmeans":
+        stats, _ = kmeans_statistics(X, specs, split_every=split_every, counter=counter, **skip)
+    elif init_params == "k-means++":
+        stats = kmeans_plusplus_statistics(X, specs, split_every=split_every, counter=counter, **skip)
+    elif init_params == "random":
+        stats = random_statistics(X, specs, split_every=split_every, counter=counter, **skip)
+    elif init_params == "random_from_data":
+        stats = random_from_data_statistics(X, specs, counter=counter, split_every=split_every, **skip)
+    else:
+        raise ValueError(
+            f"Invalid value for 'init_params': {init_params!r}. Use one of {', '.join(map(repr, INIT_PARAMS))}."
+        )
+    return stats, init_params in COVERS_EVERY_ROW
 
 
 def initialize(
@@ -596,16 +652,8 @@ def initialize(
     ``skip_nonfinite`` rows holding NaN/inf take no part; with
     ``sample_weight`` (chunked like the rows of ``X``) every row counts with
     its weight, in the draws as in the sums."""
-    skip = {"skip_nonfinite": skip_nonfinite, "sample_weight": sample_weight}
-    if init_params == "kmeans":
-        runs, _ = init_kmeans(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
-        return runs
-    if init_params == "k-means++":
-        return init_kmeans_plusplus(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
-    if init_params == "random":
-        return init_random(X, specs, reg_covar, split_every=split_every, counter=counter, **skip)
-    if init_params == "random_from_data":
-        return init_random_from_data(X, specs, reg_covar, counter=counter, split_every=split_every, **skip)
-    raise ValueError(
-        f"Invalid value for 'init_params': {init_params!r}. Use one of {', '.join(map(repr, INIT_PARAMS))}."
+    stats, _ = initial_statistics(
+        X, init_params, specs, split_every=split_every, counter=counter, skip_nonfinite=skip_nonfinite,
+        sample_weight=sample_weight,
     )
+    return [run_from_stats(s, spec, reg_covar) for s, spec in zip(stats, specs)]

@@ -12,8 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._engine import DEFAULT_SPLIT_EVERY, Run
 from ._families import BayesianFamily
-from ._init import Spec, data_moments, initialize
-from .mixture import ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
+from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
+from .mixture import MISSING_PARAMETER_CONSTRAINTS, ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
 
 
 class BayesianGaussianMixture(_BaseMixture):
@@ -42,10 +42,17 @@ class BayesianGaussianMixture(_BaseMixture):
     degrees_of_freedom_prior : float, default=n_features
     covariance_prior : float or array-like, default=the data's covariance
         (sample covariance, unbiased; its diagonal for 'diag', their mean
-        for 'spherical').  The data-dependent defaults take one pass over
-        the data, centred, so data far from the origin keep full precision.
-    split_every, persist, partial_fit_mode, learning_decay, learning_offset
-        As :class:`daskgmm.GaussianMixture`.  In stepwise
+        for 'spherical').  The data-dependent defaults come from the
+        statistics of the initialisation's last pass when it covers every row
+        ('kmeans', 'random'), else from one pass of their own; centred
+        either way, so data far from the origin keep full precision.
+    split_every, persist, partial_fit_mode, learning_decay, learning_offset, missing
+        As :class:`daskgmm.GaussianMixture`.  With ``missing='marginalize'``
+        the E-step is the mean-field update with the missing values in the
+        variational distribution (their Gaussian given the observed ones),
+        ``lower_bound_`` includes their entropy, and the data-dependent
+        priors come from the rows with each missing entry replaced by its
+        feature's observed mean.  In stepwise
         :meth:`partial_fit`, the posterior update takes the running
         per-sample statistics times ``n_samples_seen_`` (see
         :meth:`partial_fit` for what ``lower_bound_`` then means).
@@ -71,6 +78,7 @@ class BayesianGaussianMixture(_BaseMixture):
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
+        **MISSING_PARAMETER_CONSTRAINTS,
     }
 
     _family_name = "bayesian"
@@ -110,6 +118,7 @@ class BayesianGaussianMixture(_BaseMixture):
         partial_fit_mode="stepwise",
         learning_decay=0.6,
         learning_offset=2.0,
+        missing="error",
     ):
         super().__init__(
             n_components=n_components,
@@ -127,6 +136,7 @@ class BayesianGaussianMixture(_BaseMixture):
             partial_fit_mode=partial_fit_mode,
             learning_decay=learning_decay,
             learning_offset=learning_offset,
+            missing=missing,
         )
         self.covariance_type = covariance_type
         self.weight_concentration_prior_type = weight_concentration_prior_type
@@ -169,12 +179,26 @@ class BayesianGaussianMixture(_BaseMixture):
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
         """The priors (one pass over the data for the data-dependent ones),
         set as fitted attributes, and the family they define."""
-        d, kind = dX.shape[1], self.covariance_type
-        mean = covariance = None
-        if self.mean_prior is None or self.covariance_prior is None:
-            n, mean, scatter = data_moments(
+        moments = None
+        if self._data_dependent_priors():
+            moments = data_moments(
                 dX, self.split_every, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight
             )
+        return self._set_priors(dX.shape[1], moments)
+
+    def _data_dependent_priors(self):
+        return self.mean_prior is None or self.covariance_prior is None
+
+    def _set_priors(self, n_features, moments):
+        """The priors as fitted attributes: the given ones as given, the
+        defaults of the others, those of ``mean_prior`` and
+        ``covariance_prior`` from ``moments`` (total weight, mean (D,) and
+        centred scatter, (D, D) or its diagonal (D,): :func:`data_moments`
+        or :func:`moments_from_stats`); the family they define."""
+        d, kind = n_features, self.covariance_type
+        mean = covariance = None
+        if moments is not None:
+            n, mean, scatter = moments
             covariance = scatter / max(n - 1.0, 1.0)  # n: the total weight (the repeated rows' count)
         self.weight_concentration_prior_ = (
             1.0 / self.n_components if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
@@ -189,10 +213,9 @@ class BayesianGaussianMixture(_BaseMixture):
             self.covariance_prior_ = float(prior) if kind == "spherical" else np.asarray(prior, dtype=np.float64)
         elif kind in ("full", "tied"):
             self.covariance_prior_ = np.atleast_2d(covariance)
-        elif kind == "diag":
-            self.covariance_prior_ = np.diag(covariance).copy()
         else:
-            self.covariance_prior_ = float(np.diag(covariance).mean())
+            variances = covariance if covariance.ndim == 1 else np.diag(covariance).copy()
+            self.covariance_prior_ = variances if kind == "diag" else float(variances.mean())
         return self._family()
 
     def _family(self):
@@ -205,13 +228,28 @@ class BayesianGaussianMixture(_BaseMixture):
             self.covariance_prior_,
         )
 
-    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None):
+    def _initial_runs(self, dX, checked, counter, family=None, *, skip_nonfinite=False, sample_weight=None):
+        """The restarts' starts: the M-step of ``family`` on the
+        initialisation's statistics.  ``family`` None: the priors are set
+        here, the data-dependent ones from those statistics when the
+        initialisation covers every row ('kmeans', 'random': no pass of
+        their own), else from one more pass."""
         seeds = spawn_seeds(self.random_state, self.n_init)
-        specs = [Spec(self.n_components, self.covariance_type, seed, pool=seeds[0], family=family) for seed in seeds]
-        return initialize(
-            dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
+        specs = [Spec(self.n_components, self.covariance_type, seed, pool=seeds[0]) for seed in seeds]
+        stats, every_row = initial_statistics(
+            dX, self.init_params, specs, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
         )
+        if family is None:
+            moments = None
+            if self._data_dependent_priors():
+                moments = moments_from_stats(stats[0]) if every_row else data_moments(
+                    dX, self.split_every, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight
+                )
+            family = self._set_priors(dX.shape[1], moments)
+        for spec in specs:
+            spec.family = family
+        return [run_from_stats(s, spec, self.reg_covar) for s, spec in zip(stats, specs)]
 
     def _run_from_attributes(self):
         concentration = self.weight_concentration_

@@ -362,3 +362,46 @@ def test_nonfinite_row_is_named_by_its_global_index_in_every_init(init_params):
             warnings.simplefilter("error")
             with pytest.raises(ValueError, match=r"NaN or infinity: 1 row\(s\) .*first at row 217\)"):
                 GaussianMixture(3, init_params=init_params, random_state=0).fit(data)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e6])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("init_params", _init.COVERS_EVERY_ROW)
+def test_statistics_covering_every_row_merge_to_the_data_moments(init_params, weighted, shift):
+    """The merge over components of the last pass's statistics ('kmeans',
+    'random') is the data's moments, as :func:`data_moments` measures them in
+    a pass of its own: the full scatter from 'full' and 'tied' statistics,
+    its diagonal from 'diag' and 'spherical' ones; for every chunking, with
+    rows of weight 0.
+
+    Each term is centred, so data far from the origin keep the precision of
+    the component means themselves: a mean near ``shift`` is resolved to
+    ``eps * shift``, which moves the between-component terms by about
+    ``eps * shift / spread`` relative (seen: 9e-12 at 1e6, 1e-15 at 0); a
+    raw-moment formula would lose everything there."""
+    X, _, _ = make_blobs(n=700, d=4, k=3, seed=9, shift=shift)
+    w = np.random.default_rng(2).uniform(0.1, 4.0, size=X.shape[0]) if weighted else None
+    if weighted:
+        w[::11] = 0.0
+    specs = [Spec(3, kind, s) for kind in ("full", "tied", "diag", "spherical") for s in mixture.spawn_seeds(0, 2)]
+    for chunks in (700, 90):
+        dX = da.from_array(X, chunks=(chunks, -1))
+        dw = None if w is None else da.from_array(w, chunks=(chunks,))
+        n, mean, scatter = _init.data_moments(dX, sample_weight=dw)
+        spread = np.sqrt(np.diag(scatter).max() / n)
+        rtol = 1e-13 + 4 * np.finfo(np.float64).eps * shift / spread
+        stats, covers_every_row = _init.initial_statistics(dX, init_params, specs, sample_weight=dw)
+        assert covers_every_row
+        for spec, st in zip(specs, stats):
+            n_k, mean_k, scatter_k = _init.moments_from_stats(st)
+            expected = scatter if spec.covariance_type in ("full", "tied") else np.diag(scatter)
+            assert n_k == pytest.approx(n, rel=1e-14)
+            np.testing.assert_allclose(mean_k, mean, rtol=1e-15, atol=rtol * spread)
+            np.testing.assert_allclose(scatter_k, expected, rtol=0, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+def test_statistics_of_picked_rows_do_not_cover_every_row(init_params):
+    X, _, _ = make_blobs(n=200, seed=1)
+    _, covers_every_row = _init.initial_statistics(da.from_array(X, chunks=(50, -1)), init_params, [Spec(3, "full", 0)])
+    assert not covers_every_row
