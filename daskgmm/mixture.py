@@ -225,7 +225,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     one EM core: :func:`daskgmm._engine.run_em`) and the lazy per-row
     outputs.  A subclass supplies its family (:mod:`daskgmm._families`) and
     these hooks: ``_check_settings``, ``_make_family``, ``_initial_runs``,
-    ``_run_from_attributes``, ``_set_posterior``, ``_model``."""
+    ``_run_from_attributes``, ``_set_posterior``, ``_model``.  A fit that
+    initialises calls ``_initial_runs`` with no family: the subclass then
+    sets the family's data-dependent settings (the variational priors) from
+    the initialisation's own passes where it can, and ``_family()`` gives
+    the family the EM loop uses."""
 
     def __init__(
         self,
@@ -601,10 +605,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             _, init_X, init_weights = (
                 (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
             )
-            family = self._make_family(init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights)
             runs = self._initial_runs(
-                init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+                init_X, checked, counter, None, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
             )
+            family = self._family()
             for run in runs:
                 run.lower_bound = -np.inf
         if state is None:
@@ -688,7 +692,12 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         if resumed is not None:
             runs, start_iter, summary = resumed
         monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
-        family = self._make_family(init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights)
+        # A fit that initialises lets the family take its data-dependent
+        # settings from the initialisation's passes (family None below).
+        initialising = resumed is None and not warm
+        family = None if initialising else self._make_family(
+            init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+        )
         if resumed is not None:
             logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
         elif warm:
@@ -697,6 +706,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             runs = self._initial_runs(
                 init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
             )
+            family = self._family()
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.

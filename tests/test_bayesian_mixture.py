@@ -494,10 +494,6 @@ def _init_passes(model):
     return model.n_passes_ - model.n_iter_
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs _BaseMixture._fit to let _initial_runs set the family (the mixture.py change of issue #13)",
-)
 @pytest.mark.parametrize("init_params", ["kmeans", "random"])
 def test_a_fit_takes_no_pass_for_its_priors_when_the_initialisation_covers_every_row(data, init_params):
     """'kmeans' and 'random' cost a BayesianGaussianMixture exactly the
