@@ -151,6 +151,7 @@ def select_n_components(
     split_every=DEFAULT_SPLIT_EVERY,
     persist="auto",
     sample_weight=None,
+    missing="error",
 ):
     """Fit a mixture for every number of components and covariance type, in
     shared passes over the data, and pick the best by BIC or AIC.
@@ -190,6 +191,11 @@ def select_n_components(
     sample_weight : array-like (n_samples,), optional
         Non-negative weight of each sample (NumPy, or a Dask array chunked
         like X's rows), as in :meth:`GaussianMixture.fit`.
+    missing : {'error', 'marginalize'}, default='error'
+        As in :class:`GaussianMixture`: with 'marginalize' NaN entries are
+        missing features, marginalised in every pass (one more pass counts
+        them); the criteria are those of the observed values, over the
+        samples with at least one (each model's ``bic(X)``).
 
     Returns
     -------
@@ -222,6 +228,7 @@ def select_n_components(
     template = GaussianMixture(
         1, covariance_type=types[0], tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
         init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
+        missing=missing,
     )
     template._validate_params()
     dX = as_dask_array(X)
@@ -236,16 +243,20 @@ def select_n_components(
     candidates = [(k, kind) for kind in types for k in ks]
     specs = [Spec(k, kind, seed, pool=seeds[0]) for k, kind in candidates for seed in seeds]
     counter = PassCounter()
+    marginalize, init_X, init_weights = template._missing_setup(dX, weights, counter)
     runs = initialize(
-        dX, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=weights
+        init_X, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=init_weights
     )
     n_init_passes = counter.passes
     runs, n_em_passes = _engine.run_em(
-        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every, weights=weights
+        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every, weights=weights,
+        marginalize=marginalize,
     )
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters: one pass for all candidates.
-    totals = _engine.score_pass(dX, [run.model() for run in best_runs], split_every=split_every, weights=weights)
+    totals = _engine.score_pass(
+        dX, [run.model() for run in best_runs], split_every=split_every, weights=weights, marginalize=marginalize
+    )
     n_passes = n_init_passes + n_em_passes + 1
 
     models = {}
@@ -253,17 +264,22 @@ def select_n_components(
         model = GaussianMixture(
             k, covariance_type=kind, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
             init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
+            missing=missing,
         )
         model._set_run(run, dX.dtype)
         model.n_features_in_ = n_features
-        model.n_samples_skipped_ = 0
+        model.n_samples_skipped_ = template.n_samples_skipped_
+        model.n_samples_incomplete_ = template.n_samples_incomplete_
         model.n_passes_ = n_passes  # the shared fit's passes
         model.persisted_ = persisted
         models[(k, kind)] = model
 
     n_parameters = np.array([models[c]._n_parameters() for c in candidates])
     # With weights the criteria are those of the repeated rows: n is the total weight.
+    # (The samples with every feature missing count for nothing.)
     n_effective = n_samples if weights is None else _weight_total(weights)
+    if marginalize:
+        n_effective = float(best_runs[0].n_samples)
     log_n = np.log(n_effective)
     table = {
         "n_components": np.array([k for k, _ in candidates]),

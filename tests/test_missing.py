@@ -525,3 +525,17 @@ def test_xarray_partial_fit_streams_scenes():
         np.testing.assert_allclose(model.means_[order], [[0, 0, 0], [4, 4, 4]], atol=0.2)
     with pytest.raises(ValueError, match="not those the model was fitted on"):
         dxr.partial_fit(dropped, scene(99).assign_coords(band=["r", "g", "b"]), feature_dim="band")
+
+
+def test_select_n_components_marginalises():
+    import daskgmm
+
+    rng = np.random.default_rng(19)
+    X = known_mixture(rng, n=3000)[0]
+    X[rng.random(X.shape) < 0.2] = np.nan
+    best, table = daskgmm.select_n_components(X, range(1, 6), missing="marginalize", random_state=0)
+    assert best.n_components == 3 and best.missing == "marginalize"
+    assert best.n_samples_skipped_ == int(np.isnan(X).all(axis=1).sum())
+    for k, bic in zip(table["n_components"], table["bic"]):
+        model = GaussianMixture(int(k), missing="marginalize", random_state=0).fit(X)
+        assert bic == pytest.approx(model.bic(X), rel=1e-9)
