@@ -25,6 +25,20 @@ or random responsibilities (``--resp random``); ``tol=0`` and a fixed
 Not measured yet: the cost of sample weights (weighted against unweighted
 fits), which the issue also asks for.
 
+Measured 2026-12-03, later that day, after the per-feature own pivots of
+'diag'/'spherical' (``_blocks._DiagonalSums``) and 2 MiB slices for float64,
+``--only 64/diag --repeat 3``, HEAD 26a4bc3 and the new code alternated
+(A, B, A, B) from clean exports of the tree, under a load of 4-6 from other
+jobs on the 2 cores: daskgmm 0.123 / 0.121 s/iter before, 0.078 / 0.063 after
+(0.58x); scikit-learn 1.269 / 1.318 / 0.581 / 0.326 s/iter over the same
+four runs, its multithreaded BLAS the most hurt by the load, so the printed
+ratios (10.3 / 16.9 / 4.8 / 5.2) say nothing.  Against the quiet figure
+below (0.203 s/iter), 0.063-0.078 would be 2.6-3.2x; 3x is not shown on a
+quiet machine yet.  Floor of a pass: 4 matrix products of 200k x 64 x 16
+(E-step 2, statistics 2) take 3.4 ms per 50k rows each in float64 at their
+best slice size on one core, 27 ms per worker per pass, plus ~11 ms for any
+distributed pass: ~40 ms, 0.203 / 0.040 = 5x at most.
+
 Measured 2026-12-03 on a quiet machine (load 1.3-2.3, the run itself), full
 size, best of 2: 1M x 8 K=8 full 1.580 / 0.214 = 7.38 PASS; 200k x 64 K=16
 full 3.246 / 0.814 = 3.99 PASS; 200k x 64 K=16 diag 0.203 / 0.094 = 2.15

@@ -26,6 +26,15 @@ When OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (they pin an older, slower
 OpenBLAS kernel on some machines), the script runs itself twice, with them as
 set and with both unset, and prints the BLAS kernel of each run.
 
+Measured 2026-12-03, later (issue #13, after the per-feature own pivots of
+``_blocks._DiagonalSums`` and 2 MiB float64 slices), ``--only 64/diag
+--skip-overhead --clusters default --blas-env asis --repeat 2``, HEAD 26a4bc3
+and the new code alternated (A, B, A, B) from clean exports of the tree,
+load 3.5-4.6 from other jobs: daskgmm s/iter float64 0.198 / 0.196 before,
+0.159 / 0.181 after (~0.86x); float32 0.108 / 0.095 before, 0.103 / 0.136
+after (no difference beyond the noise).  scikit-learn 1.2-2.6 s (float64)
+and 0.32-0.51 s (float32) in the same runs: loaded, its ratios mean nothing.
+
 Measured 2026-12-03 (issue #12), quiet 2-core VM (load ~2 from the run
 itself), no OpenBLAS pins (AVX-512 kernel), best of 2, both clusters side by
 side, seconds per iteration sklearn / default LocalCluster / daskgmm-started,

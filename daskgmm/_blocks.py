@@ -25,6 +25,10 @@ Numerical notes
   responsibility for, with ``x - p_k`` taken from the raw rows: its scatter
   is then a two-pass result, exact to ``eps (|m_k - p_k| / sigma_k)^2``,
   whatever the clusters' separation and their offset from ``c`` or 0.
+  'diag' and 'spherical', whose scatter is per feature, decide and move
+  each (component, feature) pair alone, from the slices' sums only
+  (:class:`_DiagonalSums`): a component with a few features of tiny
+  variance (pixels constant within it) costs those columns, not its rows.
   (Measured in ``benchmarks/bench_precision.py``: variances within 1e-6 in
   float32 and 1e-14 in float64 of a float64 two-pass reference where the
   pivot formula alone lost them entirely.)
@@ -300,14 +304,18 @@ def _normalize(xp, a, axis=0):
     return xp.squeeze(xp.log(total) + top, axis=axis), e
 
 
-def _row_slices(n_rows, n_components, n_features, kind="full"):
+def _row_slices(n_rows, n_components, n_features, kind="full", itemsize=4):
     # Widest temporary per row: (K * D) for 'full' and 'tied', whose
-    # per-component terms have D entries; max(K, D) otherwise.
+    # per-component terms have D entries; max(K, D) otherwise.  'diag' and
+    # 'spherical' slices hold SLICE_ELEMENTS float32 values' bytes whatever
+    # the dtype (2 MiB, the L2 cache of a core here): float64 slices of half
+    # the rows (one 50,000 x 64 chunk, K=16, 1 thread: about 0.8x the time
+    # of 8,192-row slices; the matrix products alone 3.4 vs 4.2 ms each).
     if kind in ("full", "tied"):
-        width = n_components * n_features
+        width, budget = n_components * n_features, SLICE_ELEMENTS
     else:
-        width = max(n_components, n_features)
-    step = max(64, SLICE_ELEMENTS // max(width, 1))
+        width, budget = max(n_components, n_features), SLICE_ELEMENTS * 4 // max(itemsize, 4)
+    step = max(64, budget // max(width, 1))
     return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)] or [(0, 0)]
 
 
@@ -458,9 +466,8 @@ def _cancellation_limit(xp, dtype):
 
 
 def _moment_diagonal(xp, part, kind, d, pairs):
-    """The diagonal of a slice's pivot moment: (K, D), or (D,) for 'tied'."""
-    if kind in ("diag", "spherical"):
-        return part
+    """The diagonal of a slice's pivot moment ('full', 'tied'): (K, D), or
+    (D,) for 'tied'."""
     if pairs is not None:
         return xp.take(part, pairs[2][:: d + 1], axis=1)
     if kind == "full":
@@ -506,8 +513,8 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
     """Sums of the ``chosen`` components (host bools, K) over one slice about
     their own pivots ``p_k`` (K, D), near their weighted means: ``n_k``,
     ``s_k = sum r (x - p_k)`` (K, D) and ``sum r (x - p_k)(x - p_k)^T``
-    ((K, D, D) 'full', summed over k (D, D) 'tied', the diagonal (K, D)
-    otherwise); zeros for the others.
+    ((K, D, D) 'full', summed over k (D, D) 'tied'); zeros for the others.
+    'diag' and 'spherical' sum per feature instead (:class:`_DiagonalSums`).
 
     ``rows`` (n, D) are the raw rows, not pivot-centred, so ``x - p_k`` is
     exact for the rows near ``p_k``.  Each (row, component) pair of nonzero
@@ -529,19 +536,16 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
     counts = to_numpy(xp.count_nonzero(used, axis=1))
     dense = [j for j in range(k) if chosen[j] and counts[j] > DENSE_FRACTION * n]
     sparse = [j for j in range(k) if chosen[j] and 0 < counts[j] <= DENSE_FRACTION * n]
-    diagonal = kind in ("diag", "spherical")
     nk = [xp.zeros((), dtype=dtype, device=device)] * k
     sums = [xp.zeros((d,), dtype=dtype, device=device)] * k
-    second = [xp.zeros((d,) if diagonal else (d, d), dtype=dtype, device=device)] * k
+    second = [xp.zeros((d, d), dtype=dtype, device=device)] * k
     shared = xp.zeros((d, d), dtype=dtype, device=device)  # 'tied': summed over k
 
     def add(j, weights, dev):
         nonlocal shared
         nk[j] = nk[j] + xp.sum(weights)
         sums[j] = sums[j] + xp.matmul(weights, dev)
-        if diagonal:
-            second[j] = second[j] + xp.matmul(weights, dev * dev)
-        elif kind == "full":
+        if kind == "full":
             second[j] = second[j] + xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev)
         else:
             shared = shared + xp.matmul(xp.permute_dims(dev * weights[:, None], (1, 0)), dev)
@@ -561,9 +565,7 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
             label = xp.astype(xp.matmul(xp.arange(len(sparse), dtype=dtype, device=device), one_hot), xp.int64)
             dev = rows - xp.take(own, label, axis=0)  # (n, D)
             part_sums = xp.matmul(main, dev)
-            if diagonal:
-                part_second = xp.matmul(main, dev * dev)
-            elif kind == "full" and _uses_pairs(kind, len(sparse), d):  # as on the pivot path
+            if kind == "full" and _uses_pairs(kind, len(sparse), d):  # as on the pivot path
                 dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
                 pairs = _pair_indices(xp, d, device)
                 products = xp.take(dev_t, pairs[0], axis=0) * xp.take(dev_t, pairs[1], axis=0)
@@ -603,10 +605,8 @@ def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):
     safe = _safe(xp, nk)
     if kind == "full":
         scatter = second - sums[:, :, None] * sums[:, None, :] / safe[:, None, None]
-    elif kind == "tied":
-        scatter = second - xp.matmul(xp.permute_dims(sums / safe[:, None], (1, 0)), sums)
     else:
-        scatter = second - sums * sums / safe[:, None]
+        scatter = second - xp.matmul(xp.permute_dims(sums / safe[:, None], (1, 0)), sums)
     means_c = (pivots - pivot) + sums / safe[:, None]
     means_c = xp.where(nk[:, None] > 0, means_c, xp.zeros_like(means_c))
     zero = xp.zeros((), dtype=nk.dtype)
@@ -625,15 +625,10 @@ def _far_from_pivot(xp, model, pivot, limit):
     """Components (host bools, K) whose model puts them so far from the pivot
     that their pivot moments would cancel: ``(mu_kd - c_d)^2 / Sigma_kdd``
     above ``limit`` for some feature ('tied': all or none)."""
-    pc = model.precisions_cholesky
     kind = model.covariance_type
-    if kind in ("diag", "spherical"):
-        variance = 1.0 / (pc * pc)
-        variance = variance if kind == "diag" else variance[:, None]
-    else:
-        # Sigma = P^-T P^-1, so Sigma_dd is the squared norm of column d of P^-1.
-        inverse = xp.linalg.inv(pc)
-        variance = xp.sum(inverse * inverse, axis=-2)
+    # Sigma = P^-T P^-1, so Sigma_dd is the squared norm of column d of P^-1.
+    inverse = xp.linalg.inv(model.precisions_cholesky)
+    variance = xp.sum(inverse * inverse, axis=-2)
     offset = model.means - pivot
     far = xp.any(offset * offset > limit * variance, axis=-1)
     if kind == "tied":
@@ -678,7 +673,7 @@ class _OwnPivotSums:
         if any(self.unchecked):
             nk, sums, second = parts
             counted = to_numpy(nk > 0)
-            diagonal = second if self.kind in ("diag", "spherical") else xp.linalg.diagonal(second)
+            diagonal = xp.linalg.diagonal(second)
             bad = [False] * len(self.chosen)
             if self.kind == "tied":
                 if any(u and c for u, c in zip(self.unchecked, counted)):
@@ -702,6 +697,142 @@ class _OwnPivotSums:
         """Absolute means of the chosen components: their pivots plus the shift."""
         nk, sums, _ = self.sums
         return self.pivots + sums / _safe(self.xp, nk)[:, None]
+
+
+class _DiagonalSums:
+    """Per-feature sums of a 'diag' or 'spherical' block (whose scatter is
+    the diagonal, (K, D)), accumulated over its slices.
+
+    Each entry (component ``k``, feature ``d``) is summed about the block
+    pivot ``c_d`` while its slices' pivot moments keep its centred part
+    (ratio below ``limit``, :func:`_cancellation_limit`), from the matrix
+    products every slice makes anyway.  From the first slice where they would
+    cancel, that entry alone is summed about a pivot of its own ``P_kd`` (its
+    weighted mean in that slice): over the rows with nonzero responsibility
+    when they are at most :data:`DENSE_FRACTION` of the slice, and the
+    flagged features' columns only, ``x_d - P_kd`` taken from the raw rows.
+    The extra work is then one pass over the entries that need it: a
+    component with one feature of constant pixels (its variance reg_covar
+    alone, digits) costs a column, not the whole component.
+
+    The two parts of an entry are merged in pivot coordinates with the
+    pairwise update (:func:`merge_statistics`), as the blocks are.
+    """
+
+    def __init__(self, xp, k, d, dtype, device, limit):
+        self.xp, self.limit, self.device = xp, limit, device
+        zeros = lambda: xp.zeros((k, d), dtype=dtype, device=device)  # noqa: E731
+        self.nk = xp.zeros((k,), dtype=dtype, device=device)
+        self.about_pivot = None  # [n, sum r (x - c), sum r (x - c)^2], (K, D) each
+        self.about_own = [zeros(), zeros(), zeros()]  # the same about P
+        self.own = np.zeros((k, d), dtype=bool)  # host copy of which entries have P
+        self.own_mask = None  # the same on the device
+        self.pivots = zeros()
+
+    def add(self, rows, centred, squared, resp, pivot):
+        """Add one slice: raw rows (n, D), ``x - c`` and ``(x - c)^2`` (n, D),
+        responsibilities (K, n), the block pivot ``c`` (D,)."""
+        xp = self.xp
+        nk = xp.sum(resp, axis=1)
+        sums = xp.matmul(resp, centred)
+        second = xp.matmul(resp, squared)
+        self.nk = self.nk + nk
+        if not self.own.all():
+            shift = sums / _safe(xp, nk)[:, None]
+            cancelling = ((second - sums * shift) * self.limit < second) & (nk > 0)[:, None]
+            fresh = to_numpy(cancelling) & ~self.own
+            if fresh.any():
+                mask = xp.asarray(fresh, device=self.device)
+                self.pivots = xp.where(mask, pivot + shift, self.pivots)
+                self.own = self.own | fresh
+                self.own_mask = xp.asarray(self.own, device=self.device)
+        n = xp.broadcast_to(nk[:, None], sums.shape)
+        parts = [n, sums, second]
+        if self.own_mask is not None:
+            zero = xp.zeros_like(sums)
+            parts = [xp.where(self.own_mask, zero, a) for a in parts]
+            self._add_own(rows, resp, nk)
+        self.about_pivot = parts if self.about_pivot is None else [a + b for a, b in zip(self.about_pivot, parts)]
+
+    def _add_own(self, rows, resp, nk):
+        """The sums of the entries with pivots of their own over one slice
+        (raw rows (n, D), responsibilities (K, n), their sums ``nk`` (K,))."""
+        xp = self.xp
+        k, d = self.own.shape
+        n = rows.shape[0]
+        todo = [j for j in range(k) if self.own[j].any()]
+        counts = to_numpy(xp.count_nonzero(xp.take(resp, self._index(todo), axis=0) > 0, axis=1))
+        dense = [j for j, c in zip(todo, counts) if c > DENSE_FRACTION * n]
+        sparse = [j for j, c in zip(todo, counts) if 0 < c <= DENSE_FRACTION * n]
+        zero = xp.zeros((d,), dtype=rows.dtype, device=self.device)
+        parts = [[zero[0]] * k, [zero] * k, [zero] * k]
+        for j in sparse:  # its rows gathered, then its flagged columns
+            index = xp.nonzero(resp[j, :] > 0)[0]
+            weights, sub = xp.take(resp[j, :], index), xp.take(rows, index, axis=0)
+            features = np.flatnonzero(self.own[j])
+            pivots = self.pivots[j, :]
+            if features.size < d:
+                sub, pivots = xp.take(sub, self._index(features), axis=1), xp.take(pivots, self._index(features))
+            dev = sub - pivots
+            found = [xp.sum(weights), xp.matmul(weights, dev), xp.matmul(weights, dev * dev)]
+            if features.size < d:  # back to D entries, zeros elsewhere
+                position = self._index(_positions(features, d))
+                found[1:] = [xp.take(xp.concat([a, zero[:1]]), position) for a in found[1:]]
+            for part, value in zip(parts, found):
+                part[j] = value
+        own = [xp.stack(p) for p in parts]
+        own[0] = xp.where(self.own_mask, own[0][:, None], xp.zeros_like(own[1]))
+        if dense:  # all rows: one pass over every flagged (component, feature) pair of these
+            mask = np.zeros_like(self.own)
+            mask[dense] = self.own[dense]
+            comp, feature = np.nonzero(mask)
+            weights = xp.permute_dims(xp.take(resp, self._index(comp), axis=0), (1, 0))  # (n, pairs)
+            dev = xp.take(rows, self._index(feature), axis=1) - xp.take(
+                xp.reshape(self.pivots, (k * d,)), self._index(comp * d + feature))
+            weighted = weights * dev
+            position = self._index(_positions(comp * d + feature, k * d))
+            for i, pair_sums in ((1, xp.sum(weighted, axis=0)), (2, xp.sum(weighted * dev, axis=0))):
+                spread = xp.take(xp.concat([pair_sums, zero[:1]]), position)
+                own[i] = own[i] + xp.reshape(spread, (k, d))
+            own[0] = own[0] + xp.where(xp.asarray(mask, device=self.device), nk[:, None], xp.zeros_like(own[1]))
+        self.about_own = [a + b for a, b in zip(self.about_own, own)]
+
+    def _index(self, values):
+        return self.xp.asarray(np.asarray(values, dtype=np.int64), device=self.device)
+
+    def total(self):
+        """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
+        xp = self.xp
+        return xp.sum(self.about_pivot[1]) + xp.sum(self.about_own[1])
+
+    def stats(self, n_samples, log_likelihood, pivot, kind):
+        """:class:`Stats` of the block (absolute means)."""
+        xp = self.xp
+        nk = self.nk
+        n_a, sums_a, second_a = self.about_pivot
+        means_a = sums_a / _safe(xp, n_a)
+        scatter = second_a - sums_a * means_a
+        if self.own_mask is not None:
+            n_b, sums_b, second_b = self.about_own
+            shift_b = sums_b / _safe(xp, n_b)
+            means_b = (self.pivots - pivot) + shift_b
+            n = n_a + n_b
+            delta = means_b - means_a
+            scatter = scatter + (second_b - sums_b * shift_b) + (n_a * n_b / _safe(xp, n)) * delta * delta
+            means = xp.where(n_a > 0, means_a + (n_b / _safe(xp, n)) * delta + pivot, self.pivots + shift_b)
+        else:
+            means = means_a + pivot
+        means = xp.where(nk[:, None] > 0, means, xp.zeros_like(means))
+        return Stats(kind, n_samples, log_likelihood, nk, means, scatter)
+
+
+def _positions(chosen, size):
+    """(size,) positions of each of ``size`` entries among ``chosen`` (host
+    ints, ascending), ``len(chosen)`` for the others: ``take`` from the
+    values of the chosen padded with one zero spreads them to ``size``."""
+    position = np.full(size, len(chosen), dtype=np.int64)
+    position[chosen] = np.arange(len(chosen))
+    return position
 
 
 def block_statistics(
@@ -767,13 +898,16 @@ def block_statistics(
     # Components far from the pivot, relative to their spread, are summed
     # about pivots of their own instead (exact: their pivot moments would
     # cancel).
+    by_feature = kind in ("diag", "spherical")
+    if by_feature:  # per feature: see _DiagonalSums
+        sums = _DiagonalSums(xp, k, d, X.dtype, device, limit)
     own = _OwnPivotSums(xp, k, d, X.dtype, device, limit, kind)
-    if resp is None:
+    if resp is None and not by_feature:
         far = _far_from_pivot(xp, model, pivot, limit)
         if any(far):
             own.choose(far, model.means, unchecked=far)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
-    for start, stop in _row_slices(n, k, d, kind):
+    for start, stop in _row_slices(n, k, d, kind, xp.finfo(X.dtype).bits // 8):
         augmented, squared = None, None
         if kind == "full":
             # (x - c)^T with a row of ones, written transposed in one go.
@@ -816,6 +950,9 @@ def block_statistics(
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         if weights is not None:
             r = r * weights[None, start:stop]
+        if by_feature:
+            sums.add(Xz[start:stop, :], centred, squared, r, pivot)
+            continue
         if all(own.chosen):  # no pivot sums left to do
             own.add(Xz[start:stop, :], r)
             continue
@@ -828,9 +965,7 @@ def block_statistics(
         rf = r if len(fast) == k else xp.take(r, xp.asarray(fast, dtype=xp.int64, device=device), axis=0)
         part_nk = xp.sum(rf, axis=1)
         part_sum = xp.matmul(rf, centred)
-        if squared is not None:  # diag, spherical: per-feature second moments
-            part = xp.matmul(rf, squared)
-        elif pairs is not None:
+        if pairs is not None:
             products = xp.take(centred_t, pairs[0], axis=0) * xp.take(centred_t, pairs[1], axis=0)
             part = xp.matmul(rf, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
@@ -858,6 +993,16 @@ def block_statistics(
         nk = nk + part_nk
         sum_x = sum_x + part_sum
         moment = part if moment is None else moment + part
+    if weights is not None:
+        n_used = xp.sum(weights)
+    elif keep is not None:
+        n_used = xp.sum(xp.astype(keep, X.dtype))
+    else:
+        n_used = xp.asarray(float(n), dtype=X.dtype)
+    if by_feature:
+        if resp is not None and keep is None:
+            check_finite(xp, sums.total(), X, row_offset)
+        return sums.stats(n_used, log_likelihood, pivot, kind)
     if moment is None:  # every slice summed about the components' own pivots
         moment = xp.zeros({"full": (k, d, d), "tied": (d, d)}.get(kind, (k, d)), dtype=X.dtype, device=device)
     elif pairs is not None:
@@ -865,12 +1010,6 @@ def block_statistics(
 
     if resp is not None and keep is None:
         check_finite(xp, xp.sum(sum_x) if own.sums is None else xp.sum(sum_x) + xp.sum(own.sums[1]), X, row_offset)
-    if weights is not None:
-        n_used = xp.sum(weights)
-    elif keep is not None:
-        n_used = xp.sum(xp.astype(keep, X.dtype))
-    else:
-        n_used = xp.asarray(float(n), dtype=X.dtype)
     means_c = sum_x / _safe(xp, nk)[:, None]
     if kind == "full":
         scatter = moment - nk[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])

@@ -141,7 +141,9 @@ def test_every_way_of_summing_about_own_pivots_agrees(monkeypatch, kind, dense_f
     """A component far from the pivot is summed about its own over the whole
     slice (responsibility on most rows), or with the others on its rows'
     first components plus the rows it shares gathered, or on its rows
-    gathered: the same scatter every way."""
+    gathered ('diag', 'spherical': per feature, its rows gathered or every
+    flagged pair of the components on most rows in one pass): the same
+    scatter every way."""
     monkeypatch.setattr(_blocks, "DENSE_FRACTION", dense_fraction)
     rng = np.random.default_rng(6)
     n, d = 2000, 2
@@ -152,8 +154,13 @@ def test_every_way_of_summing_about_own_pivots_agrees(monkeypatch, kind, dense_f
     shared = (rng.random(n) < 0.2) & (labels < 2)
     resp[shared, :2] = 0.7 * resp[shared, :2] + 0.3 * rng.dirichlet(np.ones(2), size=int(shared.sum()))
     calls = []
-    spy = _blocks._sums_about_own_pivots
-    monkeypatch.setattr(_blocks, "_sums_about_own_pivots", lambda *args: calls.append(args[3]) or spy(*args))
+    if kind in ("diag", "spherical"):
+        spy = _blocks._DiagonalSums._add_own
+        monkeypatch.setattr(_blocks._DiagonalSums, "_add_own",
+                            lambda self, *args: calls.append(self.own.all(axis=1)) or spy(self, *args))
+    else:
+        spy = _blocks._sums_about_own_pivots
+        monkeypatch.setattr(_blocks, "_sums_about_own_pivots", lambda *args: calls.append(args[3]) or spy(*args))
     stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
     assert calls and all(calls[0])  # every component far from the pivot, on its own
     assert_scatter_close(stats, X, resp, TOLERANCE[np.float64])
@@ -260,3 +267,32 @@ def test_weighted_rows_far_from_the_pivot_count_as_repeated_rows(kind, given):
     plain = block_statistics(X[repeated], empty, **{key: v[repeated] for key, v in args.items()})
     for field in ("n_samples", "nk", "means", "scatter"):
         np.testing.assert_allclose(getattr(weighted, field), getattr(plain, field), rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["diag", "spherical"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("soft", [0.0, 1e-6])
+def test_features_constant_within_a_component(kind, dtype, soft):
+    """Digits' case: pixels constant within a component but not across the
+    data (its model variance is reg_covar alone).  Only those (component,
+    feature) pairs leave the pivot sums; the scatter is still the two-pass
+    one, the responsibilities hard or soft on every row (every component
+    then counts all rows)."""
+    rng = np.random.default_rng(10)
+    n, d, k = 3000, 6, 3
+    labels = rng.integers(k, size=n)
+    X = rng.normal(size=(n, d)) * 2.0 + 5.0
+    X[labels == 0, :2] = 0.0  # component 0: features 0 and 1 constant
+    X[labels == 1, 4] = 16.0 + rng.normal(size=int((labels == 1).sum())) * 1e-4  # component 1: feature 4 nearly
+    X = X.astype(dtype)
+    resp = np.eye(k)[labels]
+    resp = (1 - soft) * resp + soft * rng.dirichlet(np.ones(k), size=n)
+    calls = []
+    spy = _blocks._DiagonalSums._add_own
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as patch:
+        patch.setattr(_blocks._DiagonalSums, "_add_own",
+                      lambda self, *args: calls.append(self.own.copy()) or spy(self, *args))
+        stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp.astype(dtype))
+    assert calls and not calls[-1].all(axis=1).any()  # some features of a component, never all
+    assert_scatter_close(stats, X, resp.astype(dtype), TOLERANCE[dtype])
