@@ -27,11 +27,14 @@ distribution is what the family's bound gets from ``log_likelihood`` less
 the expected log-probability of the statistics: both families use these
 functions unchanged.
 
-Rows are grouped by missing pattern: a pattern shared by at least
-:data:`MIN_PATTERN_ROWS` rows of the block costs a few matrix products per
-component; the rest (patterns nearly unique, as when entries are missing at
-random in many features) are batched by their number of missing features,
-one small factorization per row and component.  'diag' and 'spherical'
+Rows are grouped by their number of missing features, then by missing
+pattern: ``L_mm`` is factorized once per distinct pattern and component (a
+batched call), and the rows are then completed together, a slice of rows
+sharing one pattern with matrix products.  The cost per row is that of the
+complete rows' E-step and statistics plus ``O(K c^2)``; the factorizations
+add ``O(K c^3)`` per distinct pattern, which dominates only where nearly
+every row has a pattern of its own (entries missing at random in many
+features).  'diag' and 'spherical'
 models have no coupling between features (``x^_m = mu_m``, ``C`` diagonal)
 and need no grouping.  Rows without any missing feature go through
 :func:`daskgmm._blocks.block_statistics` unchanged, so a block without NaN
@@ -57,10 +60,10 @@ from ._blocks import (
     weighted_values,
 )
 
-# A missing pattern shared by this many rows of a block is handled with
-# matrix products over its rows; rarer ones are batched by their number of
-# missing features.
-MIN_PATTERN_ROWS = 16
+# A pattern shared by this many rows of a block is completed in slices of
+# its own (matrix products with its factors); rarer ones in slices of
+# mixed patterns (each row with its pattern's factors).
+SHARED_PATTERN_ROWS = 64
 
 # Rows per slice: at most this many elements in a (K, rows, D) temporary.
 SLICE_ELEMENTS = 1 << 20
@@ -161,11 +164,6 @@ def _diagonal_precisions(model, k, d):
     return np.broadcast_to(prec[:, None], (k, d)) if model.covariance_type == "spherical" else prec
 
 
-def _slices(n_rows, k, d):
-    step = max(16, SLICE_ELEMENTS // max(1, k * d))
-    return [(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
-
-
 class _Completed:
     """The completion of a set of rows under every component of a model.
 
@@ -204,10 +202,10 @@ def _centred_statistics(xhat, r):
     return nk, means, scatter
 
 
-def _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov):
+def _complete_coupled(model, X, rows, idx_m, precisions, log_det_mm, cond_cov):
     """The completion of rows under a 'full' or 'tied' model, given for each
     row (or for all of them: a shared pattern) the missing features
-    ``idx_m`` ((c,) or (n, c)), the Cholesky factors of ``L_mm`` and
+    ``idx_m`` ((c,) or (n, c)), ``log det L_mm`` ((K,) or (K, n)) and
     ``C = L_mm^-1`` ((K, c, c) or (K, n, c, c)).
 
     With ``d0 = x - mu`` zeroed where missing and ``z = L d0`` (one GEMM per
@@ -226,11 +224,10 @@ def _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov):
     if shared:
         z_m = z[:, :, idx_m]  # (K, n, c)
         shift = np.matmul(z_m, cond_cov.astype(dtype))  # C z_m, as rows (C symmetric)
-        log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)[:, None]  # (K, 1)
+        log_det_mm = log_det_mm[:, None]
     else:
         z_m = np.take_along_axis(z, np.broadcast_to(idx_m, (k,) + idx_m.shape), axis=2)
         shift = np.einsum("knij,knj->kni", cond_cov.astype(dtype), z_m)
-        log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=2, axis2=3)), axis=2)  # (K, n)
     quad = np.einsum("knd,knd->kn", dev0, z) - np.einsum("knc,knc->kn", z_m, shift)
     c = idx_m.shape[-1]
     wlp = (_log_weights_and_dets(model, k) - d * _HALF_LOG_2PI)[:, None] - 0.5 * quad
@@ -260,29 +257,19 @@ def _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov):
     return wlp, statistics
 
 
-def _complete_pattern(model, X, rows, missing, precisions):
-    """Rows sharing one missing pattern (``missing``: (D,) bool): a few
-    matrix products per component."""
-    m = np.flatnonzero(missing)
-    lmm = precisions[:, m[:, None], m[None, :]]  # (K, c, c)
-    chol = np.linalg.cholesky(lmm)
-    cond_cov = np.linalg.inv(lmm)
-    cond_cov = 0.5 * (cond_cov + np.swapaxes(cond_cov, 1, 2))
-    return _complete_coupled(model, X, rows, m, precisions, chol, cond_cov)
-
-
-def _complete_rows(model, X, rows, missing, precisions):
-    """Rows with the same number of missing features but (mostly) different
-    patterns: the factorizations batched over rows and components."""
-    miss = missing[rows]
-    c = int(miss[0].sum())
-    idx_m = np.argsort(~miss, axis=1, kind="stable")[:, :c]  # (n, c), increasing
+def _factorized_patterns(precisions, patterns):
+    """For missing patterns with ``c`` missing features each, ``patterns``
+    (P, D) bool: their missing features (P, c), ``log det L_mm`` (K, P) and
+    ``C = L_mm^-1`` (K, P, c, c) under every component: one batched
+    factorization per distinct pattern and component."""
+    c = int(patterns[0].sum())
+    idx_m = np.argsort(~patterns, axis=1, kind="stable")[:, :c]  # increasing feature order
     k = precisions.shape[0]
     lmm = precisions[np.arange(k)[:, None, None, None], idx_m[None, :, :, None], idx_m[None, :, None, :]]
-    chol = np.linalg.cholesky(lmm)  # (K, n, c, c)
+    chol = np.linalg.cholesky(lmm)
+    log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=2, axis2=3)), axis=2)
     cond_cov = np.linalg.inv(lmm)
-    cond_cov = 0.5 * (cond_cov + np.swapaxes(cond_cov, 2, 3))
-    return _complete_coupled(model, X, rows, idx_m, precisions, chol, cond_cov)
+    return idx_m, log_det_mm, 0.5 * (cond_cov + np.swapaxes(cond_cov, 2, 3))
 
 
 def _complete_diagonal(model, X, rows, missing):
@@ -345,19 +332,17 @@ def _complete_diagonal(model, X, rows, missing):
     return wlp, statistics
 
 
-def _pattern_groups(miss):
-    """Rows (indices into ``miss``'s rows) grouped by missing pattern: the
-    groups of at least :data:`MIN_PATTERN_ROWS` rows, and the other rows
-    (in order).  One sort of the patterns packed into bytes."""
+def _unique_patterns(miss):
+    """The distinct rows of ``miss`` (n, D) bool, (P, D), and the index of
+    each row's among them, (n,): one sort of the patterns packed into bytes."""
     packed = np.ascontiguousarray(np.packbits(miss, axis=1))
     keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    starts = np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
-    sizes = np.diff(np.append(starts, len(order)))
-    frequent = [order[start : start + size] for start, size in zip(starts, sizes) if size >= MIN_PATTERN_ROWS]
-    rare = np.sort(order[np.repeat(sizes < MIN_PATTERN_ROWS, sizes)])
-    return frequent, rare
+    new = np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]])
+    which = np.empty(len(keys), dtype=np.intp)
+    which[order] = np.cumsum(new) - 1
+    return miss[order[new]], which
 
 
 def _completions(model, X, incomplete, missing):
@@ -371,22 +356,28 @@ def _completions(model, X, incomplete, missing):
             yield _Completed(rows, *_complete_diagonal(model, X, rows, missing))
         return
     precisions = _precisions(model, k, d)
-    frequent, rare = _pattern_groups(missing[incomplete])
-    for group in frequent:
-        rows_all = incomplete[group]
-        for start, stop in _slices(len(rows_all), k, d):
-            rows = rows_all[start:stop]
-            yield _Completed(rows, *_complete_pattern(model, X, rows, missing[rows[0]], precisions))
-    if len(rare):
-        rare = incomplete[rare]
-        n_missing = missing[rare].sum(axis=1)
-        for c in np.unique(n_missing):
-            rows_c = rare[n_missing == c]
-            # The (K, n, c, c) factors next to the (K, n, D) rows.
-            step = max(16, SLICE_ELEMENTS // max(1, k * (int(c) * int(c) + 3 * d)))
-            for start in range(0, len(rows_c), step):
-                rows = rows_c[start : start + step]
-                yield _Completed(rows, *_complete_rows(model, X, rows, missing, precisions))
+    n_missing = missing[incomplete].sum(axis=1)
+    for c in np.unique(n_missing):
+        rows_c = incomplete[n_missing == c]
+        patterns, which = _unique_patterns(missing[rows_c])
+        idx_m, log_det_mm, cond_cov = _factorized_patterns(precisions, patterns)
+        # The (K, n, c, c) conditional covariances next to the (K, n, D) rows.
+        step = max(16, SLICE_ELEMENTS // max(1, k * (int(c) * int(c) + 3 * d)))
+        sizes = np.bincount(which, minlength=len(patterns))
+        shared = sizes[which] >= SHARED_PATTERN_ROWS
+        for p in np.flatnonzero(sizes >= SHARED_PATTERN_ROWS):  # slices of one pattern: shared factors
+            rows_p = rows_c[which == p]
+            for start in range(0, len(rows_p), step):
+                rows = rows_p[start : start + step]
+                yield _Completed(
+                    rows, *_complete_coupled(model, X, rows, idx_m[p], precisions, log_det_mm[:, p], cond_cov[:, p])
+                )
+        rows_c, which = rows_c[~shared], which[~shared]
+        for start in range(0, len(rows_c), step):  # the rarer patterns: per-row factors
+            rows, pattern = rows_c[start : start + step], which[start : start + step]
+            yield _Completed(rows, *_complete_coupled(
+                model, X, rows, idx_m[pattern], precisions, log_det_mm[:, pattern], cond_cov[:, pattern]
+            ))
 
 
 # --------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from scipy.stats import multivariate_normal
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
 from daskgmm._blocks import stack_models
-from daskgmm._blocks_missing import MIN_PATTERN_ROWS, marginal_block_statistics, marginal_log_resp
+from daskgmm._blocks_missing import marginal_block_statistics, marginal_log_resp
 from daskgmm._covariance import make_model, precisions_cholesky_from_covariances
 
 KINDS = ["full", "tied", "diag", "spherical"]
@@ -91,8 +91,8 @@ def random_model(rng, kind, k, d):
 def holey_data(rng, n=400, d=5, fraction=0.25):
     X = rng.normal(size=(n, d)) * 2 + rng.integers(0, 3, size=(n, 1)) * 3
     X[rng.random((n, d)) < fraction] = np.nan
-    X[: 3 * MIN_PATTERN_ROWS, [1, d - 1]] = np.nan  # a frequent pattern
-    X[: 2 * MIN_PATTERN_ROWS, [0, d - 1]] = np.nan  # and another
+    X[:48, [1, d - 1]] = np.nan  # a frequent pattern
+    X[:32, [0, d - 1]] = np.nan  # and another
     X[7] = np.nan  # a row with nothing observed
     return X
 
@@ -137,25 +137,24 @@ def test_stacked_models_match_separate_ones(kind):
     np.testing.assert_allclose(together.scatter, np.concatenate([s.scatter for s in separate]), rtol=1e-10)
 
 
-def test_frequent_and_rare_patterns_agree():
-    """The same rows through the per-pattern products and the batched path."""
+def test_shared_pattern_slices_and_mixed_slices_agree():
+    """Rows completed in slices of one pattern (shared factors, products)
+    and in slices mixing patterns (per-row factors) give the same result."""
     import daskgmm._blocks_missing as bm
 
     rng = np.random.default_rng(6)
     X = holey_data(rng, n=300)
     model = random_model(rng, "full", 3, X.shape[1])[3]
-    grouped = marginal_block_statistics(X, model)
-    saved = bm.MIN_PATTERN_ROWS
+    mixed = marginal_block_statistics(X, model)  # one slice per number of missing features
+    saved = bm.SLICE_ELEMENTS
     try:
-        bm.MIN_PATTERN_ROWS = 10**9  # every row batched
-        batched = marginal_block_statistics(X, model)
-        bm.MIN_PATTERN_ROWS = 1  # every pattern by products
-        patterned = marginal_block_statistics(X, model)
+        bm.SLICE_ELEMENTS = 1  # slices of 16 rows: the frequent patterns' alone
+        sliced = marginal_block_statistics(X, model)
     finally:
-        bm.MIN_PATTERN_ROWS = saved
-    for other in (batched, patterned):
-        np.testing.assert_allclose(other.scatter, grouped.scatter, rtol=1e-11)
-        np.testing.assert_allclose(other.log_likelihood, grouped.log_likelihood, rtol=1e-13)
+        bm.SLICE_ELEMENTS = saved
+    np.testing.assert_allclose(sliced.scatter, mixed.scatter, rtol=1e-11)
+    np.testing.assert_allclose(sliced.means, mixed.means, rtol=1e-12)
+    np.testing.assert_allclose(sliced.log_likelihood, mixed.log_likelihood, rtol=1e-13)
 
 
 # --------------------------------------------------------------------------
