@@ -196,62 +196,75 @@ def _centred_statistics(xhat, r):
     r64 = np.asarray(r, dtype=np.float64)
     nk = r64.sum(axis=1)
     safe = np.where(nk > 0, nk, 1.0)
-    means = np.einsum("kn,knd->kd", r64, xhat) / safe[:, None]
+    means = np.matmul(r[:, None, :].astype(xhat.dtype), xhat)[:, 0, :].astype(np.float64) / safe[:, None]
     dev = xhat - means[:, None, :].astype(xhat.dtype)
     scatter = np.matmul(np.swapaxes(dev * r[:, :, None].astype(dev.dtype), 1, 2), dev).astype(np.float64)
     return nk, means, scatter
 
 
-def _complete_coupled(model, X, rows, idx_m, precisions, log_det_mm, cond_cov):
-    """The completion of rows under a 'full' or 'tied' model, given for each
-    row (or for all of them: a shared pattern) the missing features
-    ``idx_m`` ((c,) or (n, c)), ``log det L_mm`` ((K,) or (K, n)) and
-    ``C = L_mm^-1`` ((K, c, c) or (K, n, c, c)).
+def _complete_coupled(model, X, rows, factors, pattern=None):
+    """The completion of rows under a 'full' or 'tied' model.
+
+    ``factors`` are :func:`_factorized_patterns`'s for P patterns with ``c``
+    missing features each: their missing features (P, c), ``log det L_mm``
+    (K, P) and ``C = L_mm^-1`` (K, P, c, c); ``pattern`` (n,) is each row's
+    pattern among them (None: every row has the first, P = 1, and the
+    products are shared).
 
     With ``d0 = x - mu`` zeroed where missing and ``z = L d0`` (one GEMM per
     component), ``L_mo (x_o - mu_o) = z_m``, ``x^_m - mu_m = -C z_m`` and
     the squared Mahalanobis distance of the completed row is
     ``d0 . z - z_m . C z_m``: no block of ``L`` is gathered but ``L_mm``.
     """
+    precisions, (idx_p, log_det_p, cond_p) = factors[0], factors[1:]
     k, d = precisions.shape[0], X.shape[1]
+    c = idx_p.shape[1]
     dtype = X.dtype
     mu = np.asarray(model.means, dtype=np.float64)
     x = X[rows]
-    shared = idx_m.ndim == 1
+    n = len(rows)
     observed = ~np.isnan(x)
     dev0 = np.where(observed[None], x[None, :, :] - mu[:, None, :].astype(dtype), 0)  # (K, n, D)
     z = np.matmul(dev0, precisions.astype(dtype, copy=False))  # L symmetric: rows times L
-    if shared:
+    if pattern is None:
+        idx_m = idx_p[0]
         z_m = z[:, :, idx_m]  # (K, n, c)
-        shift = np.matmul(z_m, cond_cov.astype(dtype))  # C z_m, as rows (C symmetric)
-        log_det_mm = log_det_mm[:, None]
+        shift = np.matmul(z_m, cond_p[:, 0].astype(dtype))  # C z_m, as rows (C symmetric)
+        log_det_mm = log_det_p[:, :1]
     else:
-        z_m = np.take_along_axis(z, np.broadcast_to(idx_m, (k,) + idx_m.shape), axis=2)
-        shift = np.einsum("knij,knj->kni", cond_cov.astype(dtype), z_m)
+        idx_m = idx_p[pattern]  # (n, c)
+        index = np.broadcast_to(idx_m, (k, n, c))
+        z_m = np.take_along_axis(z, index, axis=2)
+        shift = np.einsum("knij,knj->kni", cond_p[:, pattern].astype(dtype), z_m)
+        log_det_mm = log_det_p[:, pattern]
     quad = np.einsum("knd,knd->kn", dev0, z) - np.einsum("knc,knc->kn", z_m, shift)
-    c = idx_m.shape[-1]
     wlp = (_log_weights_and_dets(model, k) - d * _HALF_LOG_2PI)[:, None] - 0.5 * quad
     wlp += c * _HALF_LOG_2PI - 0.5 * log_det_mm
-    xhat = np.broadcast_to(x, (k,) + x.shape).copy()
-    if shared:
-        xhat[:, :, idx_m] = mu[:, None, idx_m].astype(dtype) - shift
+    # x^ = mu + d0, less C z_m on the missing features.
+    xhat = dev0
+    xhat += mu[:, None, :].astype(dtype)
+    if pattern is None:
+        xhat[:, :, idx_m] -= shift
     else:
-        index = np.broadcast_to(idx_m, (k,) + idx_m.shape)
-        np.put_along_axis(xhat, index, np.take_along_axis(
-            np.broadcast_to(mu[:, None, :], (k,) + x.shape), index, axis=2).astype(dtype) - shift, axis=2)
-    cond64 = np.asarray(cond_cov, dtype=np.float64)
+        np.put_along_axis(xhat, index, np.take_along_axis(xhat, index, axis=2) - shift, axis=2)
+    del z, dev0
+    cond64 = np.asarray(cond_p, dtype=np.float64)
+    n_patterns = idx_p.shape[0]
 
     def statistics(r):
         nk, means, scatter = _centred_statistics(xhat, r)
         r64 = np.asarray(r, dtype=np.float64)
-        if shared:
-            scatter[:, idx_m[:, None], idx_m[None, :]] += r64.sum(axis=1)[:, None, None] * cond64
-        else:
-            flat = np.arange(k)[:, None, None, None] * d * d + idx_m[None, :, :, None] * d + idx_m[None, :, None, :]
-            weights = (r64[:, :, None, None] * cond64).ravel()
-            scatter += np.bincount(
-                np.broadcast_to(flat, cond64.shape).ravel(), weights=weights, minlength=k * d * d
-            ).reshape(k, d, d)
+        if pattern is None:
+            idx = idx_p[0]
+            scatter[:, idx[:, None], idx[None, :]] += r64.sum(axis=1)[:, None, None] * cond64[:, 0]
+            return nk, means, scatter
+        # sum_i r_ik C_ik = sum_p (sum of r_ik over the rows of pattern p) C_pk
+        per_pattern = np.stack([np.bincount(pattern, weights=r64[j], minlength=n_patterns) for j in range(k)])
+        flat = np.arange(k)[:, None, None, None] * d * d + idx_p[None, :, :, None] * d + idx_p[None, :, None, :]
+        scatter += np.bincount(
+            np.broadcast_to(flat, cond64.shape).ravel(), weights=(per_pattern[:, :, None, None] * cond64).ravel(),
+            minlength=k * d * d,
+        ).reshape(k, d, d)
         return nk, means, scatter
 
     return wlp, statistics
@@ -367,17 +380,15 @@ def _completions(model, X, incomplete, missing):
         shared = sizes[which] >= SHARED_PATTERN_ROWS
         for p in np.flatnonzero(sizes >= SHARED_PATTERN_ROWS):  # slices of one pattern: shared factors
             rows_p = rows_c[which == p]
+            factors = (precisions, idx_m[p : p + 1], log_det_mm[:, p : p + 1], cond_cov[:, p : p + 1])
             for start in range(0, len(rows_p), step):
                 rows = rows_p[start : start + step]
-                yield _Completed(
-                    rows, *_complete_coupled(model, X, rows, idx_m[p], precisions, log_det_mm[:, p], cond_cov[:, p])
-                )
+                yield _Completed(rows, *_complete_coupled(model, X, rows, factors))
         rows_c, which = rows_c[~shared], which[~shared]
+        factors = (precisions, idx_m, log_det_mm, cond_cov)
         for start in range(0, len(rows_c), step):  # the rarer patterns: per-row factors
-            rows, pattern = rows_c[start : start + step], which[start : start + step]
-            yield _Completed(rows, *_complete_coupled(
-                model, X, rows, idx_m[pattern], precisions, log_det_mm[:, pattern], cond_cov[:, pattern]
-            ))
+            rows = rows_c[start : start + step]
+            yield _Completed(rows, *_complete_coupled(model, X, rows, factors, which[start : start + step]))
 
 
 # --------------------------------------------------------------------------
