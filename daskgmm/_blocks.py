@@ -353,7 +353,8 @@ def _raise_nonfinite(xp, X, row_offset):
         first = int(xp.argmax(xp.astype(bad, xp.int8))) + row_offset
         raise ValueError(
             f"Input X contains NaN or infinity: {n_bad} row(s) with non-finite values among rows "
-            f"{row_offset} to {row_offset + X.shape[0] - 1} (first at row {first}). Remove or impute them first."
+            f"{row_offset} to {row_offset + X.shape[0] - 1} (first at row {first}). Remove or impute them first "
+            "(or, for NaN, fit with missing='marginalize': NaN entries are then missing features)."
         )
     raise ValueError(
         "The log-likelihood overflowed on finite input: the data's values are too large "

@@ -191,7 +191,8 @@ def _raise_drawn_nonfinite(indices, rows):
     which the passes would read as zero, and report "too few distinct
     points"): say what is wrong instead."""
     bad = int(np.asarray(indices)[~np.all(np.isfinite(rows), axis=1)][0])
-    raise ValueError(f"Input X contains NaN or infinity (at least row {bad}). Remove or impute them first.")
+    raise ValueError(f"Input X contains NaN or infinity (at least row {bad}). Remove or impute them first "
+                     "(or, for NaN, fit with missing='marginalize': NaN entries are then missing features).")
 
 
 def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
