@@ -7,6 +7,7 @@ a worker-side peak-RSS poller, and table printing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -19,6 +20,47 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+
+def timing_parser(description, iters):
+    """The options of the per-iteration cost benchmarks (``bench_weights``,
+    ``bench_missing``): --small, --iters, --repeat, --chunks."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
+    parser.add_argument("--iters", type=int, default=iters, help=f"EM iterations timed (default {iters})")
+    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
+    parser.add_argument("--chunks", type=int, default=8, help="row chunks (default 8)")
+    return parser
+
+
+def per_iteration_interleaved(fits, n_iter, repeat, passes=None):
+    """Best seconds per EM iteration of every fit in ``fits`` (name ->
+    ``fit(max_iter) -> model``): (fit with ``max_iter=n_iter+1``  -  fit
+    with ``max_iter=1``) / n_iter, each the best of ``repeat`` runs, the fits
+    interleaved run by run so that all see the same machine load, after one
+    warm-up fit each.  ``passes(model, max_iter)``, when given, checks each
+    timed model (e.g. its number of passes).
+
+    Returns
+    -------
+    per_iter : dict name -> seconds
+    models : dict name -> the last ``max_iter=n_iter+1`` model
+    """
+    best = {(name, iters): float("inf") for name in fits for iters in (1, n_iter + 1)}
+    models = {}
+    for fit in fits.values():  # warm-up: first-call costs on the workers
+        fit(1)
+    for _ in range(repeat):
+        for iters in (n_iter + 1, 1):
+            for name, fit in fits.items():
+                tic = time.perf_counter()
+                model = fit(iters)
+                best[name, iters] = min(best[name, iters], time.perf_counter() - tic)
+                if passes is not None:
+                    passes(model, iters)
+                if iters > 1:
+                    models[name] = model
+    return {name: (best[name, n_iter + 1] - best[name, 1]) / n_iter for name in fits}, models
+
 
 # Set on some machines for old OpenBLAS builds; they pin a slower kernel.
 OPENBLAS_PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")

@@ -54,9 +54,7 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 import warnings
 
 import _common
@@ -84,28 +82,15 @@ def fit(dX, k, covariance_type, inits, max_iter, missing):
 def time_variants(variants, k, covariance_type, inits, n_iter, repeat):
     """Best seconds per iteration of every (name, dX, missing) variant,
     interleaved run by run."""
-    best = {(name, iters): np.inf for name, _, _ in variants for iters in (1, n_iter + 1)}
-    models = {}
-    for name, dX, missing in variants:  # warm-up: first-call costs on the workers
-        fit(dX, k, covariance_type, inits, 1, missing)
-    for _ in range(repeat):
-        for iters in (n_iter + 1, 1):
-            for name, dX, missing in variants:
-                tic = time.perf_counter()
-                model = fit(dX, k, covariance_type, inits, iters, missing)
-                best[name, iters] = min(best[name, iters], time.perf_counter() - tic)
-                if iters > 1:
-                    models[name] = model
-    per_iter = {name: (best[name, n_iter + 1] - best[name, 1]) / n_iter for name, _, _ in variants}
-    return per_iter, models
+    fits = {
+        name: (lambda max_iter, dX=dX, missing=missing: fit(dX, k, covariance_type, inits, max_iter, missing))
+        for name, dX, missing in variants
+    }
+    return _common.per_iteration_interleaved(fits, n_iter, repeat)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
-    parser.add_argument("--iters", type=int, default=5, help="EM iterations timed (default 5)")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
-    parser.add_argument("--chunks", type=int, default=8, help="row chunks (default 8)")
+    parser = _common.timing_parser(__doc__, iters=5)
     parser.add_argument("--only", choices=["full", "diag"], help="configurations of one covariance type")
     parser.add_argument("--skip-sklearn", action="store_true", help="do not time scikit-learn")
     args = parser.parse_args(argv)

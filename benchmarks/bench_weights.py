@@ -48,9 +48,7 @@ Run::
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 import warnings
 
 import _common
@@ -88,30 +86,20 @@ def fit(dX, k, covariance_type, inits, max_iter, sample_weight=None):
 
 def time_both(dX, dw, k, covariance_type, inits, n_iter, repeat):
     """Best seconds per iteration without and with weights, interleaved."""
-    best = {(weighted, iters): np.inf for weighted in (False, True) for iters in (1, n_iter + 1)}
-    models = {}
-    for weighted in (False, True):  # warm-up: first-call costs on the workers
-        fit(dX, k, covariance_type, inits, 1, dw if weighted else None)
-    for _ in range(repeat):
-        for iters in (n_iter + 1, 1):
-            for weighted in (False, True):
-                tic = time.perf_counter()
-                model = fit(dX, k, covariance_type, inits, iters, dw if weighted else None)
-                best[weighted, iters] = min(best[weighted, iters], time.perf_counter() - tic)
-                if iters > 1:
-                    if model.n_passes_ != iters:
-                        raise RuntimeError(f"expected {iters} passes (no initialisation pass), got {model.n_passes_}")
-                    models[weighted] = model
-    per_iter = {weighted: (best[weighted, n_iter + 1] - best[weighted, 1]) / n_iter for weighted in (False, True)}
-    return per_iter, models
+
+    def passes(model, iters):
+        if model.n_passes_ != iters:
+            raise RuntimeError(f"expected {iters} passes (no initialisation pass), got {model.n_passes_}")
+
+    fits = {
+        weighted: (lambda max_iter, w=(dw if weighted else None): fit(dX, k, covariance_type, inits, max_iter, w))
+        for weighted in (False, True)
+    }
+    return _common.per_iteration_interleaved(fits, n_iter, repeat, passes)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--small", action="store_true", help="N / 10: a quick run")
-    parser.add_argument("--iters", type=int, default=10, help="EM iterations timed (default 10)")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
-    parser.add_argument("--chunks", type=int, default=8, help="row chunks (default 8)")
+    parser = _common.timing_parser(__doc__, iters=10)
     parser.add_argument("--only", choices=["full", "diag"], help="one configuration")
     args = parser.parse_args(argv)
 
