@@ -29,6 +29,19 @@ Data:
   ``random_state=0``): pixels constant within a component, whose variance
   is then reg_covar alone (``bench_small_data.py``'s slow row).
 
+Measured 2026-12-03 on a quiet machine (load 0.3 at the start), all rows,
+``--repeat 7``, new (HEAD ff3f945, with ``_DiagonalSums``) / old (38f416b) as min
+(median): float64 overlap and bench 0.88-1.20 (0.87-1.12) for every covariance
+type; float32 D=8 overlap 1.01-1.06 (0.97-1.13), bench 1.05 (1.08); float32
+D=64 K=16 overlap full 1.25 (1.23), diag 1.23 (1.22), spherical 1.33 (1.26),
+bench full 1.13 (1.15), diag 1.03 (1.01): there float32's cancellation limit
+(120) flags (component, feature) pairs of ordinary data, summed again about
+their own pivots.  apart 0.96-2.62 (1.03-2.50) and digits 2.06-2.85
+(2.26-2.72), where the old code's variances were off by up to 260% (apart
+float32), 0.8% (apart float64) and 3300% (digits float32; 1.6e-8 of
+variance + reg_covar in float64); the new errors are at most 2.9e-5
+(float32) and 4.4e-11 (float64).
+
 Measured 2026-12-03 (after the per-feature own pivots of 'diag' and
 'spherical', ``_blocks._DiagonalSums``, and 2 MiB float64 slices), ``--repeat
 7 --only diag spherical``, load 3.3-4.3 from other jobs on the 2 cores,
