@@ -538,3 +538,20 @@ def test_select_n_components_marginalises():
     for k, bic in zip(table["n_components"], table["bic"]):
         model = GaussianMixture(int(k), missing="marginalize", random_state=0).fit(X)
         assert bic == pytest.approx(model.bic(X), rel=1e-9)
+
+
+def test_partial_fit_dask_batches_equal_numpy_batches():
+    rng = np.random.default_rng(20)
+    batches = []
+    for _ in range(4):
+        X = known_mixture(rng, n=1200)[0]
+        X[rng.random(X.shape) < 0.2] = np.nan
+        batches.append(X)
+    in_memory = GaussianMixture(3, missing="marginalize", random_state=0)
+    chunked = GaussianMixture(3, missing="marginalize", random_state=0)
+    for X in batches:
+        in_memory.partial_fit(X)
+        chunked.partial_fit(da.from_array(X, chunks=(250, 4)))
+    np.testing.assert_allclose(chunked.means_, in_memory.means_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(chunked.covariances_, in_memory.covariances_, rtol=1e-10, atol=1e-12)
+    assert chunked.n_samples_seen_ == in_memory.n_samples_seen_
