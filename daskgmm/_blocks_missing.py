@@ -34,9 +34,8 @@ sharing one pattern with matrix products.  The cost per row is that of the
 complete rows' E-step and statistics plus ``O(K c^2)``; the factorizations
 add ``O(K c^3)`` per distinct pattern, which dominates only where nearly
 every row has a pattern of its own (entries missing at random in many
-features).  'diag' and 'spherical'
-models have no coupling between features (``x^_m = mu_m``, ``C`` diagonal)
-and need no grouping.  Rows without any missing feature go through
+features).  'diag' and 'spherical' models have no coupling between features
+(``x^_m = mu_m``, ``C`` diagonal) and need no grouping.  Rows without any missing feature go through
 :func:`daskgmm._blocks.block_statistics` unchanged, so a block without NaN
 gives exactly the plain result.  Rows with every feature missing carry no
 information: they are left out (and counted by :func:`missing_summary`).
