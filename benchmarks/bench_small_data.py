@@ -58,6 +58,19 @@ A later run under load average 4.2 (57 s, the fits capped by
 128.7 = 2.22 (FAIL): the grid search is the row with the least margin;
 scikit-learn with 2 BLAS threads took 0.5-8.6 s a fit there (its idle
 OpenBLAS threads spin on cores other jobs use).
+
+Measured again 2026-12-03 (HEAD 9a03490: per-feature own pivots of
+``_blocks._DiagonalSums`` for 'diag'), default options, load average 1.0-1.2
+(not fully quiet), ms sklearn / daskgmm = ratio, BLAS threads 1 | all: iris
+init=default 6.2 / 10.4 = 1.68 | 12.5 / 10.4 = 0.83; iris init=same 5.2 / 7.1
+= 1.36 | 5.3 / 7.1 = 1.34; iris GridSearchCV 46.7 / 77.2 = 1.65 | 92.1 / 77.7
+= 0.84: 6/6 iris rows within 2x.  Digits diag init=default 23.1 / 95.0 = 4.12
+| 33.8 / 103.0 = 3.05 (14 / 28 iterations), init=same 16.1 / 43.9 = 2.72 |
+25.7 / 40.7 = 1.59 (was 6.2 above: a constant pixel now costs its column, not
+its component's rows); digits full init=default 271.0 / 273.9 = 1.01 | 933.7
+/ 275.3 = 0.29, init=same 205.2 / 352.3 = 1.72 | 815.0 / 357.0 = 0.44.
+The digits rows remain slower than on 2026-11-24 (init=same diag 0.66, full
+0.83 with one thread), before the exact scatter of issue #15.
 """
 
 from __future__ import annotations
