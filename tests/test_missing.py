@@ -175,6 +175,13 @@ def known_mixture(rng, n=9000, d=4):
     return X, weights, means, covariances
 
 
+def holey_mixture(rng, n):
+    """Rows of :func:`known_mixture` with 20% of the entries missing at random."""
+    X = known_mixture(rng, n=n)[0]
+    X[rng.random(X.shape) < 0.2] = np.nan
+    return X
+
+
 def _matched(model, means):
     order = [int(np.argmin(np.linalg.norm(model.means_ - mu, axis=1))) for mu in means]
     assert sorted(order) == list(range(len(means)))
@@ -230,8 +237,7 @@ def test_without_missing_values_equals_the_plain_fit(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_chunking_invariant(kind):
     rng = np.random.default_rng(9)
-    X = known_mixture(rng, n=3000)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=3000)
     fits = []
     for chunks in (3000, 1000, 177):
         model = GaussianMixture(
@@ -290,8 +296,7 @@ def test_one_em_step_matches_the_direct_m_step(kind):
 
 def test_outputs_marginalise_and_empty_rows_are_nan():
     rng = np.random.default_rng(11)
-    X = known_mixture(rng, n=2000)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=2000)
     X[[5, 1500]] = np.nan
     model = GaussianMixture(3, missing="marginalize", random_state=0).fit(X)
     empty = np.isnan(X).all(axis=1)
@@ -325,8 +330,7 @@ def test_outputs_marginalise_and_empty_rows_are_nan():
 
 def test_integer_weights_equal_repeated_rows():
     rng = np.random.default_rng(12)
-    X = known_mixture(rng, n=1500)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=1500)
     counts = rng.integers(0, 3, len(X))
     # A given start: the random draws of an initialisation are weighted
     # draws, equal to the repeated rows' in distribution only.
@@ -380,8 +384,7 @@ def test_partial_fit_marginalises():
     rng = np.random.default_rng(14)
     batches = []
     for _ in range(40):
-        X = known_mixture(rng, n=2000)[0]
-        X[rng.random(X.shape) < 0.2] = np.nan
+        X = holey_mixture(rng, n=2000)
         batches.append(X)
     everything = np.concatenate(batches)
     batch = GaussianMixture(3, missing="marginalize", random_state=0, tol=1e-8).fit(everything)
@@ -408,8 +411,7 @@ def test_partial_fit_marginalises():
 
 def test_checkpoint_resumes_and_refuses_other_missing_values(tmp_path):
     rng = np.random.default_rng(15)
-    X = known_mixture(rng, n=2000)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=2000)
     path = tmp_path / "fit.npz"
     settings = dict(missing="marginalize", random_state=0, tol=1e-8)
     with warnings.catch_warnings():
@@ -430,8 +432,7 @@ def test_save_and_load_keep_the_setting(tmp_path):
     import daskgmm
 
     rng = np.random.default_rng(16)
-    X = known_mixture(rng, n=1000)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=1000)
     model = GaussianMixture(3, missing="marginalize", random_state=0).fit(X)
     model.save(tmp_path / "m.npz")
     loaded = daskgmm.load(tmp_path / "m.npz")
@@ -530,8 +531,7 @@ def test_select_n_components_marginalises():
     import daskgmm
 
     rng = np.random.default_rng(19)
-    X = known_mixture(rng, n=3000)[0]
-    X[rng.random(X.shape) < 0.2] = np.nan
+    X = holey_mixture(rng, n=3000)
     best, table = daskgmm.select_n_components(X, range(1, 6), missing="marginalize", random_state=0)
     assert best.n_components == 3 and best.missing == "marginalize"
     assert best.n_samples_skipped_ == int(np.isnan(X).all(axis=1).sum())
@@ -544,8 +544,7 @@ def test_partial_fit_dask_batches_equal_numpy_batches():
     rng = np.random.default_rng(20)
     batches = []
     for _ in range(4):
-        X = known_mixture(rng, n=1200)[0]
-        X[rng.random(X.shape) < 0.2] = np.nan
+        X = holey_mixture(rng, n=1200)
         batches.append(X)
     in_memory = GaussianMixture(3, missing="marginalize", random_state=0)
     chunked = GaussianMixture(3, missing="marginalize", random_state=0)
