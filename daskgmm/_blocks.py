@@ -19,14 +19,21 @@ Numerical notes
   ``eps * kappa_k`` with ``kappa_k = 1 + (|m_k - c| / sigma_k)^2``: the
   spread of the components relative to their width.
 * A component with ``kappa_k`` above ``eps ** -0.3`` (120 in float32, 5e4 in
-  float64) — known from the model before the block, or from a slice's sums
-  — is summed about a pivot of its own instead (the model's mean, or its
-  weighted mean in that slice; :class:`_OwnPivotSums`), over the rows it has
-  responsibility for, with ``x - p_k`` taken from the raw rows: its scatter
-  is then a two-pass result, exact to ``eps (|m_k - p_k| / sigma_k)^2``,
-  whatever the clusters' separation and their offset from ``c`` or 0.
+  float64) — known from the model before the block, or from the block's
+  running sums (their rounding errors add up over the slices, so the check
+  is on their total, not on one slice's few rows) — is summed about a pivot
+  of its own instead (the model's mean, or its weighted mean so far;
+  :class:`_OwnPivotSums`), over the rows it has responsibility for, with
+  ``x - p_k`` taken from the raw rows: its scatter is then a two-pass
+  result, exact to ``eps (|m_k - p_k| / sigma_k)^2``, whatever the clusters'
+  separation and their offset from ``c`` or 0.
+  'full' with one matrix product for all components first *shifts* such a
+  component inside that product, weighted rows ``r (x - p_k)`` against the
+  shared ``x - c``, which takes the error from ``eps kappa`` to
+  ``eps sqrt(kappa)``: up to ``kappa = limit^2`` at no extra pass
+  (:class:`_FullSums`).
   'diag' and 'spherical', whose scatter is per feature, decide and move
-  each (component, feature) pair alone, from the slices' sums only
+  each (component, feature) pair alone, from the running sums only
   (:class:`_DiagonalSums`): a component with a few features of tiny
   variance (pixels constant within it) costs those columns, not its rows.
   (Measured in ``benchmarks/bench_precision.py``: variances within 1e-6 in
@@ -509,6 +516,10 @@ def _without(xp, chosen, nk, sums, part, kind):
 # fraction of it, else their rows are gathered.
 DENSE_FRACTION = 0.5
 
+# 'diag'/'spherical': a component with at most 1 / FEW_FEATURES of its features
+# flagged is summed over all rows, those columns only (_DiagonalSums).
+FEW_FEATURES = 4
+
 
 def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
     """Sums of the ``chosen`` components (host bools, K) over one slice about
@@ -622,19 +633,19 @@ def _expand(xp, a, rows, k):
     return xp.take(padded, xp.asarray(position, device=array_device(a)), axis=0)
 
 
-def _far_from_pivot(xp, model, pivot, limit):
-    """Components (host bools, K) whose model puts them so far from the pivot
-    that their pivot moments would cancel: ``(mu_kd - c_d)^2 / Sigma_kdd``
-    above ``limit`` for some feature ('tied': all or none)."""
-    kind = model.covariance_type
-    # Sigma = P^-T P^-1, so Sigma_dd is the squared norm of column d of P^-1.
-    inverse = xp.linalg.inv(model.precisions_cholesky)
-    variance = xp.sum(inverse * inverse, axis=-2)
+def _offset_ratios(xp, model, pivot):
+    """Per component (host floats, K), an upper bound of the largest
+    ``(mu_kd - c_d)^2 / Sigma_kdd`` over the features (the ``kappa - 1`` of
+    the model's means about the pivot): ``Sigma_dd >= 1 / Lambda_dd`` for a
+    positive definite precision ``Lambda = P P^T``, whose diagonal is the
+    squared norm of the rows of P (no inverse).  'tied': the largest over
+    the components, for each."""
+    precision_chol = model.precisions_cholesky
     offset = model.means - pivot
-    far = xp.any(offset * offset > limit * variance, axis=-1)
-    if kind == "tied":
-        return [bool(xp.any(far))] * model.means.shape[0]
-    return [bool(v) for v in to_numpy(far)]
+    ratios = xp.max(offset * offset * xp.sum(precision_chol * precision_chol, axis=-1), axis=-1)
+    if model.covariance_type == "tied":
+        return [float(xp.max(ratios))] * model.means.shape[0]
+    return [float(v) for v in to_numpy(ratios)]
 
 
 class _OwnPivotSums:
@@ -700,6 +711,245 @@ class _OwnPivotSums:
         return self.pivots + sums / _safe(self.xp, nk)[:, None]
 
 
+class _FullSums:
+    """Sums of a 'full' block on the weighted-rows path (``K <= (D + 1) / 2``,
+    :func:`_uses_pairs`), accumulated over its slices.
+
+    One matrix product per slice, ``(G * D, n) @ (n, D)``, the weighted rows
+    of each component against ``x - c`` (the transposed ``augmented`` rows
+    of the E-step), gives every component's moment at once.  A component is
+    in one of three states:
+
+    * *on the pivot*: weighted rows ``r (x - c)``, the pivot formula, while
+      its slices' pivot moments keep their centred part (ratio below
+      ``limit``, :func:`_cancellation_limit`);
+    * *shifted*: weighted rows ``r (x - p_k)``, ``p_k`` its weighted mean in
+      the slice where its pivot moment would cancel (or the model's mean,
+      when the model puts it far from ``c``).  The product then holds
+      ``s_k = sum r (x - p_k)`` and ``M_k = sum r (x - p_k)(x - c)^T``, and
+      ``sum r (x - p_k)(x - p_k)^T = M_k - s_k (p_k - c)^T`` keeps a rounding
+      error of ``eps sqrt(Q_p Q_c)`` (``Q`` the diagonal second moments about
+      ``p_k`` and ``c``): the pivot formula's ``eps Q_c`` brought down to its
+      square root, at the cost of one elementwise pass over its rows.  While
+      ``Q_p Q_c <= limit^2 S^2`` (``S`` the centred diagonal) the pivot
+      formula's bound, ``eps * limit`` of ``S``, holds for components up to
+      ``limit^2`` (1.4e4 float32, 2.5e9 float64) squared standard deviations
+      out.  This is checked on the slice where the component is shifted
+      (the rows of one block come from one model: the ratio does not drift
+      within it);
+    * *exact*, beyond that bound: summed over its own rows about ``p_k``
+      (:class:`_OwnPivotSums`).
+
+    A component's sums of each state are kept apart (those of the pivot
+    frozen when it leaves it) and merged in pivot coordinates with the
+    pairwise update, as blocks are.
+    """
+
+    def __init__(self, xp, k, d, dtype, device, limit):
+        self.xp, self.limit, self.device, self.dtype = xp, limit, device, dtype
+        self.k, self.d = k, d
+        self.state = np.zeros(k, dtype=np.int8)  # 0 on the pivot, 1 shifted, 2 exact
+        self.checking = np.zeros(k, dtype=bool)  # shifted, its bound not checked yet
+        self.model_pivot = np.zeros(k, dtype=bool)  # its pivot the model's mean, not yet seen
+        self.pivots = xp.zeros((k, d), dtype=dtype, device=device)
+        self.n = xp.zeros((k,), dtype=dtype, device=device)
+        self.sums = (xp.zeros((k, d), dtype=dtype, device=device), xp.zeros((k, d, d), dtype=dtype, device=device))
+        self.frozen = None  # (n, sums) on the pivot of the components that left it
+        self.exact = _OwnPivotSums(xp, k, d, dtype, device, limit, "full")
+
+    def _index(self, values):
+        return self.xp.asarray(np.asarray(values, dtype=np.int64), device=self.device)
+
+    def _mask(self, values):
+        return self.xp.asarray(np.asarray(values, dtype=bool), device=self.device)
+
+    def start_far(self, ratios, means):
+        """Shift the components the model puts far from the pivot (``ratios``,
+        :func:`_offset_ratios`) to the model's means, or make them exact
+        beyond what shifting can take."""
+        far = np.asarray(ratios) > self.limit
+        beyond = np.asarray(ratios) > self.limit * self.limit
+        if far.any():
+            self._leave_pivot(far)
+            self.pivots = self.xp.where(self._mask(far)[:, None], means, self.pivots)
+            self.state[far & ~beyond] = 1
+            self.checking |= far & ~beyond
+            self.model_pivot |= far
+        if beyond.any():
+            self.state[beyond] = 2
+            self.exact.choose(list(beyond), means, unchecked=list(beyond))
+
+    def _leave_pivot(self, leaving):
+        """Freeze the pivot sums of the components ``leaving`` (host bools)."""
+        xp = self.xp
+        mask = self._mask(leaving)
+        if self.frozen is None:
+            self.frozen = (xp.zeros_like(self.n), tuple(xp.zeros_like(a) for a in self.sums))
+        self.frozen = (xp.where(mask, self.n, self.frozen[0]), _pick(xp, mask, self.sums, self.frozen[1]))
+        self.n = xp.where(mask, xp.zeros_like(self.n), self.n)
+        self.sums = _pick(xp, mask, tuple(xp.zeros_like(a) for a in self.sums), self.sums)
+
+    def _product(self, resp, centred_t, comps, pivot):
+        """First-order sums (J, D) and moments (J, D, D) of the components
+        ``comps`` (responsibilities ``resp`` (J, n)) in their states."""
+        xp = self.xp
+        d, n = centred_t.shape
+        centred = xp.permute_dims(centred_t, (1, 0))
+        weighted = resp[:, None, :] * centred_t[None, :, :]
+        first = xp.matmul(resp, centred)
+        shifted = [i for i, j in enumerate(comps) if self.state[j] == 1]
+        if shifted:
+            # r (x - p) = r (x - c) - r (p - c): a rounding of r |x - c| either way
+            offsets = self.pivots - pivot
+            for i in shifted:
+                weighted[i, ...] -= offsets[comps[i], :, None] * resp[i, None, :]
+                first[i, :] = xp.sum(weighted[i, ...], axis=1)
+        moment = xp.matmul(xp.reshape(weighted, (len(comps) * d, n)), centred)
+        return first, xp.reshape(moment, (len(comps), d, d))
+
+    def add(self, rows, augmented, resp, pivot):
+        """Add one slice: raw rows (n, D), ``augmented`` ([x - c, 1]^T,
+        (D + 1, n)), responsibilities (K, n), the block pivot ``c`` (D,)."""
+        xp = self.xp
+        k, d = self.k, self.d
+        comps = [j for j in range(k) if self.state[j] < 2]
+        centred_t = augmented[:d, :]
+        if comps:
+            r = resp if len(comps) == k else xp.take(resp, self._index(comps), axis=0)
+            nk = xp.sum(r, axis=1)
+            product = self._product(r, centred_t, comps, pivot)
+            if len(comps) < k:
+                nk, product = _expand(xp, nk, comps, k), tuple(_expand(xp, a, comps, k) for a in product)
+            total_n, total = self.n + nk, tuple(a + b for a, b in zip(self.sums, product))
+            on_pivot = self.state == 0
+            if on_pivot.any():
+                # Checked on the running sums: their rounding errors add up, and
+                # it is the block's scatter that must keep them small.
+                diagonal = _moment_diagonal(xp, total[1], "full", d, None)
+                fresh = to_numpy(_cancelling(xp, total_n, total[0], diagonal, self.limit, "full")) & on_pivot
+                if fresh.any():
+                    self._shift(fresh, total_n, total, pivot)
+                    product, total = self._redo(product, resp, centred_t, fresh, pivot), None
+            if self.checking.any():
+                nk, product = self._check(nk, product, resp, centred_t, pivot)
+                total = None
+            self.n = self.n + nk if total is None else total_n
+            self.sums = tuple(a + b for a, b in zip(self.sums, product)) if total is None else total
+        if (self.state == 2).any():
+            self.exact.add(rows, resp)
+
+    def _shift(self, fresh, nk, sums, pivot):
+        """Shift the components ``fresh`` to their weighted means (``nk``,
+        ``sums`` on the pivot, the running sums)."""
+        xp = self.xp
+        means = sums[0] / _safe(xp, nk)[:, None] + pivot
+        self._leave_pivot(fresh)
+        self.pivots = xp.where(self._mask(fresh)[:, None], means, self.pivots)
+        self.state[fresh] = 1
+        self.checking |= fresh
+
+    def _redo(self, product, resp, centred_t, which, pivot):
+        """``product`` with the rows of the components ``which`` formed again."""
+        xp = self.xp
+        comps = [int(j) for j in np.flatnonzero(which)]
+        again = self._product(xp.take(resp, self._index(comps), axis=0), centred_t, comps, pivot)
+        return _pick(xp, self._mask(which), tuple(_expand(xp, a, comps, self.k) for a in again), product)
+
+    def _bound(self, nk, product, pivot):
+        """Per component (host bools): whether the shifted sums exceed the
+        bound, and whether its pivot is far from its rows."""
+        xp = self.xp
+        second = self._about_own(product, pivot)
+        q_p = xp.linalg.diagonal(second)
+        safe = _safe(xp, nk)[:, None]
+        sums = product[0]
+        spread = q_p - sums * sums / safe
+        shift = (self.pivots - pivot) + sums / safe
+        q_c = spread + nk[:, None] * shift * shift
+        limit2 = self.limit * self.limit
+        beyond = to_numpy(xp.any(q_p * q_c > limit2 * spread * spread, axis=1) & (nk > 0))
+        far_pivot = to_numpy(xp.any(q_p > 2 * spread, axis=1))
+        return beyond, far_pivot
+
+    def _about_own(self, product, pivot):
+        """``sum r (x - p)(x - p)^T = M - s (p - c)^T``, symmetrised, (K, D, D)."""
+        xp = self.xp
+        second = product[1] - product[0][:, :, None] * (self.pivots - pivot)[:, None, :]
+        return (second + xp.permute_dims(second, (0, 2, 1))) / 2
+
+    def _check(self, nk, product, resp, centred_t, pivot):
+        """The bound of the shifted components not yet checked, on their first
+        slice with rows: a model's mean far from the rows moves to the
+        slice's weighted mean (formed again, checked again); beyond the bound,
+        the component becomes exact, from this slice on."""
+        counted = to_numpy(nk > 0)
+        todo = self.checking & counted
+        if not todo.any():
+            return nk, product
+        beyond, far_pivot = self._bound(nk, product, pivot)
+        moving = todo & beyond & self.model_pivot & far_pivot
+        if moving.any():
+            self.pivots = self.xp.where(self._mask(moving)[:, None],
+                                        product[0] / _safe(self.xp, nk)[:, None] + self.pivots, self.pivots)
+            product = self._redo(product, resp, centred_t, moving, pivot)
+            beyond = np.where(moving, self._bound(nk, product, pivot)[0], beyond)
+        self.checking &= ~todo
+        self.model_pivot &= ~todo
+        exact = todo & beyond
+        if exact.any():
+            xp = self.xp
+            self.state[exact] = 2
+            self.exact.choose(list(exact), self.pivots)
+            mask = self._mask(exact)
+            nk = xp.where(mask, xp.zeros_like(nk), nk)
+            product = _pick(xp, mask, tuple(xp.zeros_like(a) for a in product), product)
+        return nk, product
+
+    def total(self):
+        """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
+        xp = self.xp
+        total = xp.sum(self.sums[0])
+        if self.exact.sums is not None:
+            total = total + xp.sum(self.exact.sums[1])
+        return total
+
+    def stats(self, n_samples, log_likelihood, pivot):
+        """:class:`Stats` of the block (absolute means)."""
+        xp = self.xp
+        n, sums = self.n, self.sums
+        if self.frozen is not None:
+            mask = self._mask(self.state == 0)
+            n, sums = xp.where(mask, n, self.frozen[0]), _pick(xp, mask, sums, self.frozen[1])
+        means_c = sums[0] / _safe(xp, n)[:, None]
+        scatter = sums[1] - n[:, None, None] * (means_c[:, :, None] * means_c[:, None, :])
+        means_c = xp.where(n[:, None] > 0, means_c, xp.zeros_like(means_c))
+        stats = Stats("full", n_samples, log_likelihood, n, means_c, scatter)
+        if (self.state == 0).all():
+            return stats._replace(means=xp.where(n[:, None] > 0, means_c + pivot, xp.zeros_like(means_c)))
+        # Pivot coordinates, as merged blocks are (see block_statistics).
+        others = []
+        if (self.state == 1).any():
+            mask = self._mask(self.state == 1)
+            n_s = xp.where(mask, self.n, xp.zeros_like(self.n))
+            shifted = _pick(xp, mask, self.sums, tuple(xp.zeros_like(a) for a in self.sums))
+            others.append(_centred_about_own_pivots(xp, "full", n_s, shifted[0], self._about_own(shifted, pivot),
+                                                    self.pivots, pivot))
+        if self.exact.sums is not None:
+            others.append(self.exact.stats(pivot))
+        other = others[0] if len(others) == 1 else merge_statistics(*others)
+        merged = merge_statistics(stats, other)
+        # A component with no sums on the pivot: its own pivot plus the shift.
+        own_means = other.means + pivot
+        if (self.state == 1).any():
+            own_means = xp.where(self._mask(self.state == 1)[:, None],
+                                 self.pivots + self.sums[0] / _safe(xp, self.n)[:, None], own_means)
+        if self.exact.sums is not None:
+            own_means = xp.where(self._mask(self.state == 2)[:, None], self.exact.means(), own_means)
+        means = xp.where((n > 0)[:, None], merged.means + pivot, own_means)
+        means = xp.where(merged.nk[:, None] > 0, means, xp.zeros_like(means))
+        return merged._replace(means=means)
+
+
 class _DiagonalSums:
     """Per-feature sums of a 'diag' or 'spherical' block (whose scatter is
     the diagonal, (K, D)), accumulated over its slices.
@@ -709,111 +959,195 @@ class _DiagonalSums:
     (ratio below ``limit``, :func:`_cancellation_limit`), from the matrix
     products every slice makes anyway.  From the first slice where they would
     cancel, that entry alone is summed about a pivot of its own ``P_kd`` (its
-    weighted mean in that slice): over the rows with nonzero responsibility
-    when they are at most :data:`DENSE_FRACTION` of the slice, and the
-    flagged features' columns only, ``x_d - P_kd`` taken from the raw rows.
-    The extra work is then one pass over the entries that need it: a
-    component with one feature of constant pixels (its variance reg_covar
+    weighted mean in that slice), ``x_d - P_kd`` taken from the raw rows:
+    a component with one feature of constant pixels (its variance reg_covar
     alone, digits) costs a column, not the whole component.
 
-    The two parts of an entry are merged in pivot coordinates with the
-    pairwise update (:func:`merge_statistics`), as the blocks are.
+    The flagged entries are kept as a compact list of pairs (cached index
+    arrays, compact sums), so a slice adds them with a few array calls
+    whatever their number: a component with few flagged features is summed
+    over all the slice's rows, its columns only (all such pairs in one
+    vectorised pass); one with many (well-separated clusters) over its own
+    rows, gathered, when they are at most :data:`DENSE_FRACTION` of the
+    slice.  The pivot sums of an entry are frozen when it is flagged (the
+    later slices' pivot sums are formed by the matrix products anyway and
+    left out at the end), and the two parts are merged in pivot coordinates
+    with the pairwise update (:func:`merge_statistics`), as the blocks are.
     """
 
     def __init__(self, xp, k, d, dtype, device, limit):
-        self.xp, self.limit, self.device = xp, limit, device
+        self.xp, self.limit, self.device, self.dtype = xp, limit, device, dtype
         zeros = lambda: xp.zeros((k, d), dtype=dtype, device=device)  # noqa: E731
         self.nk = xp.zeros((k,), dtype=dtype, device=device)
-        self.about_pivot = None  # [n, sum r (x - c), sum r (x - c)^2], (K, D) each
-        self.about_own = [zeros(), zeros(), zeros()]  # the same about P
+        self.about_pivot = None  # [sum r (x - c), sum r (x - c)^2], (K, D) each, every slice
+        self.frozen = [zeros(), zeros(), zeros()]  # [n, sums, second] about c of flagged entries, before their flag
+        self.about_own = [zeros(), zeros(), zeros()]  # [n, sum r (x - P), sum r (x - P)^2], pairs flushed
         self.own = np.zeros((k, d), dtype=bool)  # host copy of which entries have P
-        self.own_mask = None  # the same on the device
         self.pivots = zeros()
+        self.pairs = None  # the flagged pairs, compact: see _rebuild
+        self.unsummed = xp.zeros((), dtype=dtype, device=device)  # sum of x - c over slices without pivot sums
 
     def add(self, rows, centred, squared, resp, pivot):
         """Add one slice: raw rows (n, D), ``x - c`` and ``(x - c)^2`` (n, D),
         responsibilities (K, n), the block pivot ``c`` (D,)."""
         xp = self.xp
         nk = xp.sum(resp, axis=1)
+        if self.own.all():  # no pivot sums left to form (well-separated clusters)
+            self.nk = self.nk + nk
+            self.unsummed = self.unsummed + xp.sum(centred)  # for total(): NaN rows of any weight
+            self._add_own(rows, resp, nk)
+            return
         sums = xp.matmul(resp, centred)
         second = xp.matmul(resp, squared)
-        self.nk = self.nk + nk
+        total_nk = self.nk + nk
+        total = [sums, second] if self.about_pivot is None else [a + b for a, b in zip(self.about_pivot, (sums, second))]
         if not self.own.all():
-            shift = sums / _safe(xp, nk)[:, None]
-            cancelling = ((second - sums * shift) * self.limit < second) & (nk > 0)[:, None]
+            # Checked on the running sums: their rounding errors add up, and it
+            # is the block's scatter that must keep them small.
+            shift = total[0] / _safe(xp, total_nk)[:, None]
+            cancelling = ((total[1] - total[0] * shift) * self.limit < total[1]) & (total_nk > 0)[:, None]
             fresh = to_numpy(cancelling) & ~self.own
             if fresh.any():
+                # A component with many features flagged has its rows summed
+                # over every feature anyway (_many_features): all of them
+                # leave the pivot (then a block of well-separated clusters
+                # forms no pivot sums at all once each has been seen).
+                many = (self.own | fresh).sum(axis=1) * FEW_FEATURES > self.own.shape[1]
+                fresh |= many[:, None] & ~self.own
                 mask = xp.asarray(fresh, device=self.device)
+                before = [xp.broadcast_to(self.nk[:, None], sums.shape)] + (
+                    self.about_pivot or [xp.zeros_like(sums)] * 2)
+                self.frozen = [xp.where(mask, a, f) for a, f in zip(before, self.frozen)]
                 self.pivots = xp.where(mask, pivot + shift, self.pivots)
                 self.own = self.own | fresh
-                self.own_mask = xp.asarray(self.own, device=self.device)
-        n = xp.broadcast_to(nk[:, None], sums.shape)
-        parts = [n, sums, second]
-        if self.own_mask is not None:
-            zero = xp.zeros_like(sums)
-            parts = [xp.where(self.own_mask, zero, a) for a in parts]
+                self._rebuild()
+        self.nk = total_nk
+        self.about_pivot = total
+        if self.pairs is not None:
             self._add_own(rows, resp, nk)
-        self.about_pivot = parts if self.about_pivot is None else [a + b for a, b in zip(self.about_pivot, parts)]
+
+    def _rebuild(self):
+        """Flush the compact sums into ``about_own`` and list the flagged pairs
+        anew: those of components with few flagged features first (summed
+        over all rows together), then the others component by component."""
+        xp = self.xp
+        self._flush()
+        k, d = self.own.shape
+        features = self.own.sum(axis=1)
+        few = features * FEW_FEATURES <= d
+        comp, feature = np.nonzero(self.own & few[:, None])
+        many = [j for j in range(k) if features[j] and not few[j]]
+        # The others: every feature summed (about P_kd where flagged, the
+        # pivot row's other entries elsewhere), then the flagged ones picked
+        # from the (M * D,) results.
+        chosen = [np.flatnonzero(self.own[j]) for j in many]
+        flat = np.concatenate([comp * d + feature] + [j * d + f for j, f in zip(many, chosen)])
+        zeros = xp.zeros((flat.size,), dtype=self.dtype, device=self.device)
+        self.pairs = {
+            "flat": flat, "n_few": comp.size, "many": many,
+            "comp": self._index(comp), "feature": self._index(feature),
+            "pivots": xp.take(xp.reshape(self.pivots, (k * d,)), self._index(comp * d + feature)),
+            "pair_comp": self._index(flat // d),
+            "many_pivots": xp.take(self.pivots, self._index(many), axis=0),
+            "many_pick": self._index(np.concatenate([i * d + f for i, f in enumerate(chosen)] + [[]])),
+            "sums": [zeros, zeros, zeros],  # n, sum r (x - P), sum r (x - P)^2 of each pair
+        }
+
+    def _flush(self):
+        """Add the compact sums of the flagged pairs to ``about_own``."""
+        if self.pairs is None:
+            return
+        xp = self.xp
+        k, d = self.own.shape
+        position = self._index(_positions(self.pairs["flat"], k * d))
+        for i, compact in enumerate(self.pairs["sums"]):
+            spread = xp.take(xp.concat([compact, xp.zeros((1,), dtype=self.dtype, device=self.device)]), position)
+            self.about_own[i] = self.about_own[i] + xp.reshape(spread, (k, d))
+        self.pairs = None
 
     def _add_own(self, rows, resp, nk):
         """The sums of the entries with pivots of their own over one slice
         (raw rows (n, D), responsibilities (K, n), their sums ``nk`` (K,))."""
         xp = self.xp
-        k, d = self.own.shape
+        pairs = self.pairs
         n = rows.shape[0]
-        todo = [j for j in range(k) if self.own[j].any()]
-        counts = to_numpy(xp.count_nonzero(xp.take(resp, self._index(todo), axis=0) > 0, axis=1))
-        dense = [j for j, c in zip(todo, counts) if c > DENSE_FRACTION * n]
-        sparse = [j for j, c in zip(todo, counts) if 0 < c <= DENSE_FRACTION * n]
-        zero = xp.zeros((d,), dtype=rows.dtype, device=self.device)
-        parts = [[zero[0]] * k, [zero] * k, [zero] * k]
-        for j in sparse:  # its rows gathered, then its flagged columns
-            index = xp.nonzero(resp[j, :] > 0)[0]
-            weights, sub = xp.take(resp[j, :], index), xp.take(rows, index, axis=0)
-            features = np.flatnonzero(self.own[j])
-            pivots = self.pivots[j, :]
-            if features.size < d:
-                sub, pivots = xp.take(sub, self._index(features), axis=1), xp.take(pivots, self._index(features))
-            dev = sub - pivots
-            found = [xp.sum(weights), xp.matmul(weights, dev), xp.matmul(weights, dev * dev)]
-            if features.size < d:  # back to D entries, zeros elsewhere
-                position = self._index(_positions(features, d))
-                found[1:] = [xp.take(xp.concat([a, zero[:1]]), position) for a in found[1:]]
-            for part, value in zip(parts, found):
-                part[j] = value
-        own = [xp.stack(p) for p in parts]
-        own[0] = xp.where(self.own_mask, own[0][:, None], xp.zeros_like(own[1]))
-        if dense:  # all rows: one pass over every flagged (component, feature) pair of these
-            mask = np.zeros_like(self.own)
-            mask[dense] = self.own[dense]
-            comp, feature = np.nonzero(mask)
-            weights = xp.permute_dims(xp.take(resp, self._index(comp), axis=0), (1, 0))  # (n, pairs)
-            dev = xp.take(rows, self._index(feature), axis=1) - xp.take(
-                xp.reshape(self.pivots, (k * d,)), self._index(comp * d + feature))
+        found = [[], []]
+        if pairs["n_few"]:  # every row, the flagged columns only, all pairs at once
+            weights = xp.take(resp, pairs["comp"], axis=0)  # (P, n)
+            # (P, n), contiguous: elementwise passes along n (along P, a few
+            # pairs, numpy's inner loops are 3x slower)
+            columns = _contiguous(xp, xp.permute_dims(xp.take(rows, pairs["feature"], axis=1), (1, 0)))
+            dev = columns - pairs["pivots"][:, None]
             weighted = weights * dev
-            position = self._index(_positions(comp * d + feature, k * d))
-            for i, pair_sums in ((1, xp.sum(weighted, axis=0)), (2, xp.sum(weighted * dev, axis=0))):
-                spread = xp.take(xp.concat([pair_sums, zero[:1]]), position)
-                own[i] = own[i] + xp.reshape(spread, (k, d))
-            own[0] = own[0] + xp.where(xp.asarray(mask, device=self.device), nk[:, None], xp.zeros_like(own[1]))
-        self.about_own = [a + b for a, b in zip(self.about_own, own)]
+            found[0].append(xp.sum(weighted, axis=1))
+            found[1].append(xp.sum(weighted * dev, axis=1))
+        if pairs["many"]:
+            sums = self._many_features(rows, resp)
+            for part, values in zip(found, sums):
+                part.append(xp.take(xp.reshape(values, (-1,)), pairs["many_pick"]))
+        parts = [xp.take(nk, pairs["pair_comp"])] + [a[0] if len(a) == 1 else xp.concat(a) for a in found]
+        pairs["sums"] = [a + b for a, b in zip(pairs["sums"], parts)]
+
+    def _many_features(self, rows, resp):
+        """``sum r (x - P_k)`` and ``sum r (x - P_k)^2``, (M, D) each, of the
+        components with many flagged features (rows (n, D), responsibilities
+        (K, n)).  When their rows are most of the slice (well-separated
+        clusters), in one pass: each row about the pivot of its main
+        component (more than half its weight), the sums matrix products, then
+        the rows they share gathered; else each one's rows gathered (all the
+        slice's for one with most of them)."""
+        xp = self.xp
+        pairs = self.pairs
+        n = rows.shape[0]
+        many = pairs["many"]
+        r = resp if len(many) == resp.shape[0] else xp.take(resp, self._index(many), axis=0)  # (M, n)
+        used = r > 0
+        counts = to_numpy(xp.count_nonzero(used, axis=1))
+        sums = [[None] * len(many), [None] * len(many)]
+        if counts.sum() > DENSE_FRACTION * n:
+            first = 2 * r > xp.sum(resp, axis=0)[None, :]
+            one_hot = xp.astype(first, r.dtype)
+            main = one_hot * r
+            label = xp.astype(xp.matmul(xp.arange(len(many), dtype=r.dtype, device=self.device), one_hot), xp.int64)
+            dev = rows - xp.take(pairs["many_pivots"], label, axis=0)
+            whole = [xp.matmul(main, dev), xp.matmul(main, dev * dev)]
+            used = used & ~first
+            counts = to_numpy(xp.count_nonzero(used, axis=1))
+            if not counts.any():
+                return whole
+            sums = [[a[i, :] for i in range(len(many))] for a in whole]
+        for i in np.flatnonzero(counts):
+            index = xp.nonzero(used[i, :])[0]
+            if index.shape[0] > DENSE_FRACTION * n:
+                weights, sub = xp.where(used[i, :], r[i, :], xp.zeros_like(r[i, :])), rows
+            else:
+                weights, sub = xp.take(r[i, :], index), xp.take(rows, index, axis=0)
+            dev = sub - pairs["many_pivots"][i, :]
+            for part, value in zip(sums, (xp.matmul(weights, dev), xp.matmul(weights, dev * dev))):
+                part[i] = value if part[i] is None else part[i] + value
+        zero = xp.zeros((rows.shape[1],), dtype=rows.dtype, device=self.device)
+        return [xp.stack([zero if a is None else a for a in part]) for part in sums]
 
     def _index(self, values):
         return self.xp.asarray(np.asarray(values, dtype=np.int64), device=self.device)
 
     def total(self):
         """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
-        xp = self.xp
-        return xp.sum(self.about_pivot[1]) + xp.sum(self.about_own[1])
+        return self.xp.sum(self.about_pivot[0]) + self.unsummed
 
     def stats(self, n_samples, log_likelihood, pivot, kind):
         """:class:`Stats` of the block (absolute means)."""
         xp = self.xp
         nk = self.nk
-        n_a, sums_a, second_a = self.about_pivot
+        n_a = xp.broadcast_to(nk[:, None], self.pivots.shape)
+        sums_a, second_a = self.about_pivot
+        if self.own.any():
+            self._flush()
+            mask = xp.asarray(self.own, device=self.device)
+            n_a, sums_a, second_a = (xp.where(mask, f, a) for f, a in zip(self.frozen, (n_a, sums_a, second_a)))
         means_a = sums_a / _safe(xp, n_a)
         scatter = second_a - sums_a * means_a
-        if self.own_mask is not None:
+        if self.own.any():
             n_b, sums_b, second_b = self.about_own
             shift_b = sums_b / _safe(xp, n_b)
             means_b = (self.pivots - pivot) + shift_b
@@ -825,6 +1159,12 @@ class _DiagonalSums:
             means = means_a + pivot
         means = xp.where(nk[:, None] > 0, means, xp.zeros_like(means))
         return Stats(kind, n_samples, log_likelihood, nk, means, scatter)
+
+
+def _pick(xp, mask, a, b):
+    """Per component (``mask`` (K,) bools), the arrays of tuple ``a`` where
+    set, of ``b`` elsewhere."""
+    return tuple(xp.where(xp.reshape(mask, (-1,) + (1,) * (x.ndim - 1)), x, y) for x, y in zip(a, b))
 
 
 def _positions(chosen, size):
@@ -903,11 +1243,17 @@ def block_statistics(
     if by_feature:  # per feature: see _DiagonalSums
         sums = _DiagonalSums(xp, k, d, X.dtype, device, limit)
     own = _OwnPivotSums(xp, k, d, X.dtype, device, limit, kind)
-    if resp is None and not by_feature:
-        far = _far_from_pivot(xp, model, pivot, limit)
-        if any(far):
-            own.choose(far, model.means, unchecked=far)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
+    by_product = kind == "full" and pairs is None  # see _FullSums
+    if by_product:
+        full = _FullSums(xp, k, d, X.dtype, device, limit)
+    if resp is None and not by_feature:
+        ratios = _offset_ratios(xp, model, pivot)
+        if by_product:
+            full.start_far(ratios, model.means)
+        elif any(v > limit for v in ratios):
+            far = [v > limit for v in ratios]
+            own.choose(far, model.means, unchecked=far)
     for start, stop in _row_slices(n, k, d, kind, xp.finfo(X.dtype).bits // 8):
         augmented, squared = None, None
         if kind == "full":
@@ -953,6 +1299,9 @@ def block_statistics(
             r = r * weights[None, start:stop]
         if by_feature:
             sums.add(Xz[start:stop, :], centred, squared, r, pivot)
+            continue
+        if by_product:
+            full.add(Xz[start:stop, :], augmented, r, pivot)
             continue
         if all(own.chosen):  # no pivot sums left to do
             own.add(Xz[start:stop, :], r)
@@ -1004,6 +1353,10 @@ def block_statistics(
         if resp is not None and keep is None:
             check_finite(xp, sums.total(), X, row_offset)
         return sums.stats(n_used, log_likelihood, pivot, kind)
+    if by_product:
+        if resp is not None and keep is None:
+            check_finite(xp, full.total(), X, row_offset)
+        return full.stats(n_used, log_likelihood, pivot)
     if moment is None:  # every slice summed about the components' own pivots
         moment = xp.zeros({"full": (k, d, d), "tied": (d, d)}.get(kind, (k, d)), dtype=X.dtype, device=device)
     elif pairs is not None:

@@ -65,7 +65,7 @@ def separated_clusters(draw, dtype):
     their rows, shuffled or in cluster order, and responsibilities that are
     the labels, softened or not."""
     k = draw(st.integers(2, 3))
-    d = draw(st.integers(1, 3))
+    d = draw(st.integers(1, 6))  # 'full' from D = 2K - 1 on: one product for all components (_FullSums)
     if dtype == np.float32:  # float32 rows still resolve the spread (1e5 spreads: 0.6% of one)
         separation = draw(st.sampled_from([0.5, 3.0, 30.0, 1e3, 3e4]))
         offset = draw(st.sampled_from([0.0, 10.0, 1e3, 3e4]))
@@ -209,6 +209,105 @@ def test_e_step_statistics_when_the_model_means_are_off(kind, dtype):
     assert_scatter_close(block_statistics(X, model), X, np.eye(2)[labels], TOLERANCE[dtype])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("source", ["given", "model", "model off"])
+def test_full_components_stay_shift_or_go_exact_by_their_distance(monkeypatch, dtype, source):
+    """'full' with one matrix product for all components (K <= (D + 1) / 2,
+    :class:`_blocks._FullSums`): a component near the pivot stays on it; one
+    between ``limit`` and ``limit^2`` squared spreads out is shifted to a
+    pivot of its own inside that product; one beyond is summed exactly over
+    its own rows.  Whether the responsibilities are given, come from the
+    model, or from a model whose means for the far components are 20 spreads
+    off their rows (then moved to the rows' means): the two-pass scatter."""
+    states = []
+    spy = _blocks._FullSums.stats
+    monkeypatch.setattr(_blocks._FullSums, "stats", lambda self, *a: states.append(self.state.copy()) or spy(self, *a))
+    k, d = 5, 9
+    near, far = (40.0, 1e3) if dtype == np.float32 else (1e3, 1e6)
+    limit = _blocks._cancellation_limit(np, dtype)
+    assert limit < near**2 < limit**2 < far**2
+    centres = np.zeros((k, d))
+    centres[:, 0] = [0.0, near, -near, far, -far]
+    # Periods of 20 rows, 16 of the first component: the pivot (every 20th of
+    # the 20,480 rows) is the mean of the first component's rows.
+    labels = np.tile(np.array([0] * 16 + [1, 2, 3, 4]), 1024)
+    rng = np.random.default_rng(12)
+    X = (centres[labels] + rng.normal(size=(len(labels), d))).astype(dtype)
+    resp = np.eye(k)[labels]
+    if source == "given":
+        stats = block_statistics(X, Model("full", None, None, None, None), resp=resp.astype(dtype))
+    else:
+        means = centres.copy()
+        if source == "model off":
+            means[1:, 1] += 20.0
+        stats = block_statistics(X, _model("full", means, 1.0, dtype))
+        np.testing.assert_allclose(np.exp(_blocks.estimate_log_resp(X.astype(np.float64), _model(
+            "full", means, 1.0, np.float64))[1]), resp, atol=1e-12)
+    np.testing.assert_array_equal(states[-1], [0, 1, 1, 2, 2])
+    assert_scatter_close(stats, X, resp, TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("kind", ["full", "diag"])
+def test_components_within_the_limit_stay_on_the_pivot_across_small_slices(monkeypatch, kind):
+    """The cancellation check looks at the running sums of the block, whose
+    rounding errors are what adds up: float32 clusters whose moments about
+    the pivot are 40-80 times their scatter (limit 120) stay on the pivot
+    even in slices of a few rows each (one slice's few rows could show a
+    larger ratio by chance), and keep the pivot formula's precision."""
+    monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 256)
+    flagged = []
+    if kind == "full":
+        spy = _blocks._FullSums.stats
+        monkeypatch.setattr(_blocks._FullSums, "stats",
+                            lambda self, *a: flagged.append(bool(self.state.any())) or spy(self, *a))
+    else:
+        spy = _blocks._DiagonalSums.stats
+        monkeypatch.setattr(_blocks._DiagonalSums, "stats",
+                            lambda self, *a: flagged.append(bool(self.own.any())) or spy(self, *a))
+    rng = np.random.default_rng(13)
+    k, d = 2, 4
+    labels = np.tile([0, 1], 3000)
+    centres = np.zeros((k, d))
+    centres[:, 0] = [-8.0, 8.0]  # (8 / 1)^2 + 1 = 65 about the pivot at 0
+    X = (centres[labels] + rng.normal(size=(len(labels), d))).astype(np.float32)
+    assert len(_blocks._row_slices(len(X), k, d, kind, 4)) > 50
+    resp = np.eye(k, dtype=np.float32)[labels]
+    stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
+    assert flagged == [False]
+    assert_scatter_close(stats, X, resp, TOLERANCE[np.float32])
+
+
+@pytest.mark.parametrize("kind", ["diag", "spherical"])
+def test_separated_clusters_leave_the_pivot_sums_entirely_and_still_refuse_nan(monkeypatch, kind):
+    """'diag'/'spherical' with every component far apart: a component with
+    more than a quarter of its features flagged leaves the pivot with all of
+    them (its rows are summed over every feature anyway), so after the first
+    slices no pivot sums are formed at all; the scatter is the two-pass one,
+    and a NaN in such a slice, on a row of weight 0, is still refused."""
+    monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 64 * 8)
+    states = []
+    spy = _blocks._DiagonalSums._add_own
+    monkeypatch.setattr(_blocks._DiagonalSums, "_add_own",
+                        lambda self, *a: states.append(bool(self.own.all())) or spy(self, *a))
+    rng = np.random.default_rng(14)
+    k, d = 3, 8
+    labels = np.tile(np.arange(k), 1000)  # the pivot (every other row) balanced between the clusters
+    centres = rng.normal(size=(k, d)) * 1e4
+    centres[:, :5] = [[0.0] * 5, [1e3] * 5, [-1e3] * 5]
+    # Component 0's first 5 features are at the pivot (0): only its 3 others
+    # are flagged, more than a quarter of 8, so all 8 leave it.
+    X = centres[labels] + rng.normal(size=(len(labels), d))
+    assert np.all(np.abs(_blocks._pivot(np, X)[:5]) < 5)
+    resp = np.eye(k)[labels]
+    stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
+    assert len(states) > 10 and all(states)
+    assert_scatter_close(stats, X, resp, TOLERANCE[np.float64])
+    weight = np.ones(len(X))
+    X[2500, 3], weight[2500] = np.nan, 0.0
+    with pytest.raises(ValueError, match=r"NaN or infinity.*first at row 2500"):
+        block_statistics(X, Model(kind, None, None, None, None), resp=resp, sample_weight=weight)
+
+
 def test_the_issue_fit_of_two_tight_float32_clusters():
     """Issue #15's example: float32, clusters at 0 and 100 with std 0.01,
     20,000 rows each, shuffled, raised 'ill-defined empirical covariance';
@@ -279,7 +378,7 @@ def test_features_constant_within_a_component(kind, dtype, soft):
     one, the responsibilities hard or soft on every row (every component
     then counts all rows)."""
     rng = np.random.default_rng(10)
-    n, d, k = 3000, 6, 3
+    n, d, k = 3000, 12, 3  # at most a quarter of a component's features flagged: those alone leave
     labels = rng.integers(k, size=n)
     X = rng.normal(size=(n, d)) * 2.0 + 5.0
     X[labels == 0, :2] = 0.0  # component 0: features 0 and 1 constant
