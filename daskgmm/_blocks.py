@@ -1320,8 +1320,15 @@ def block_statistics(
             part = xp.matmul(rf, xp.permute_dims(products, (1, 0)))  # (K, pairs)
         else:
             part = _second_moment_about_pivot(xp, centred, centred_t, rf, kind)
-        diagonal = _moment_diagonal(xp, part, kind, d, pairs)
-        cancelling = to_numpy(_cancelling(xp, part_nk, part_sum, diagonal, limit, kind))
+        # Checked on the running sums (see _FullSums.add).
+        total_nk, total_sum, diagonal = part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs)
+        if moment is not None:
+            so_far = (nk, sum_x, _moment_diagonal(xp, moment, kind, d, pairs))
+            if len(fast) < k:
+                index = xp.asarray(fast, dtype=xp.int64, device=device)
+                so_far = tuple(xp.take(a, index, axis=0) for a in so_far)
+            total_nk, total_sum, diagonal = (a + b for a, b in zip((total_nk, total_sum, diagonal), so_far))
+        cancelling = to_numpy(_cancelling(xp, total_nk, total_sum, diagonal, limit, kind))
         if len(fast) < k:  # back to all K components, zeros for the others
             flagged = set(np.asarray(fast)[cancelling].tolist())
             cancelling = np.array([j in flagged for j in range(k)])

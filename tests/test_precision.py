@@ -247,33 +247,41 @@ def test_full_components_stay_shift_or_go_exact_by_their_distance(monkeypatch, d
     assert_scatter_close(stats, X, resp, TOLERANCE[dtype])
 
 
-@pytest.mark.parametrize("kind", ["full", "diag"])
-def test_components_within_the_limit_stay_on_the_pivot_across_small_slices(monkeypatch, kind):
+@pytest.mark.parametrize("kind, d", [("full", 4), ("full", 2), ("tied", 4), ("diag", 4), ("spherical", 4)])
+def test_components_within_the_limit_stay_on_the_pivot_across_small_slices(monkeypatch, kind, d):
     """The cancellation check looks at the running sums of the block, whose
     rounding errors are what adds up: float32 clusters whose moments about
-    the pivot are 40-80 times their scatter (limit 120) stay on the pivot
-    even in slices of a few rows each (one slice's few rows could show a
-    larger ratio by chance), and keep the pivot formula's precision."""
+    the pivot are 65 times their scatter (limit 120) stay on the pivot even
+    in slices of 64 rows (one slice's 32 rows of a component can show a
+    larger ratio by chance: the per-slice check flagged them), and keep the
+    pivot formula's precision.  'full' with one product for all components
+    (D=4) and with the shared pair products (D=2), 'tied', 'diag',
+    'spherical'."""
     monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 256)
     flagged = []
-    if kind == "full":
+    if kind == "full" and d == 4:
         spy = _blocks._FullSums.stats
         monkeypatch.setattr(_blocks._FullSums, "stats",
                             lambda self, *a: flagged.append(bool(self.state.any())) or spy(self, *a))
-    else:
+    elif kind in ("diag", "spherical"):
         spy = _blocks._DiagonalSums.stats
         monkeypatch.setattr(_blocks._DiagonalSums, "stats",
                             lambda self, *a: flagged.append(bool(self.own.any())) or spy(self, *a))
+    else:
+        spy = _blocks._OwnPivotSums.choose
+        monkeypatch.setattr(_blocks._OwnPivotSums, "choose",
+                            lambda self, fresh, *a, **kw: flagged.append(any(fresh)) or spy(self, fresh, *a, **kw))
     rng = np.random.default_rng(13)
-    k, d = 2, 4
+    k = 2
     labels = np.tile([0, 1], 3000)
     centres = np.zeros((k, d))
     centres[:, 0] = [-8.0, 8.0]  # (8 / 1)^2 + 1 = 65 about the pivot at 0
     X = (centres[labels] + rng.normal(size=(len(labels), d))).astype(np.float32)
     assert len(_blocks._row_slices(len(X), k, d, kind, 4)) > 50
+    assert _blocks._uses_pairs(kind, k, d) == (kind == "full" and d == 2)
     resp = np.eye(k, dtype=np.float32)[labels]
     stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp)
-    assert flagged == [False]
+    assert not any(flagged)
     assert_scatter_close(stats, X, resp, TOLERANCE[np.float32])
 
 
