@@ -633,19 +633,33 @@ def _expand(xp, a, rows, k):
     return xp.take(padded, xp.asarray(position, device=array_device(a)), axis=0)
 
 
-def _offset_ratios(xp, model, pivot):
-    """Per component (host floats, K), an upper bound of the largest
-    ``(mu_kd - c_d)^2 / Sigma_kdd`` over the features (the ``kappa - 1`` of
-    the model's means about the pivot): ``Sigma_dd >= 1 / Lambda_dd`` for a
-    positive definite precision ``Lambda = P P^T``, whose diagonal is the
-    squared norm of the rows of P (no inverse).  'tied': the largest over
-    the components, for each."""
+def _offset_ratios(xp, model, pivot, limit):
+    """Per component (host floats, K), the largest ``(mu_kd - c_d)^2 /
+    Sigma_kdd`` over the features (the ``kappa - 1`` of the model's means
+    about the pivot), exact where it may exceed ``limit``, else possibly a
+    bound: ``Sigma_dd >= 1 / Lambda_dd`` for a positive definite precision
+    ``Lambda = P P^T``, whose diagonal is the squared norm of the rows of P
+    (no inverse); only the components whose bound passes ``limit`` have
+    their ``Sigma_dd`` computed, the squared norms of the columns of
+    ``P^-1``.  'tied': the largest over the components, for each."""
     precision_chol = model.precisions_cholesky
     offset = model.means - pivot
-    ratios = xp.max(offset * offset * xp.sum(precision_chol * precision_chol, axis=-1), axis=-1)
-    if model.covariance_type == "tied":
-        return [float(xp.max(ratios))] * model.means.shape[0]
-    return [float(v) for v in to_numpy(ratios)]
+    squared = offset * offset
+    ratios = to_numpy(xp.max(squared * xp.sum(precision_chol * precision_chol, axis=-1), axis=-1))
+    tied = model.covariance_type == "tied"
+    if tied:
+        ratios = np.full(model.means.shape[0], ratios.max())
+    over = np.flatnonzero(ratios > limit)
+    if over.size:
+        inverse = xp.linalg.inv(precision_chol if tied else xp.take(
+            precision_chol, xp.asarray(over, dtype=xp.int64, device=array_device(precision_chol)), axis=0))
+        variance = xp.sum(inverse * inverse, axis=-2)
+        rows = squared if tied else xp.take(squared, xp.asarray(over, dtype=xp.int64, device=array_device(squared)), axis=0)
+        exact = to_numpy(xp.max(rows / variance, axis=-1))
+        if tied:
+            return [float(exact.max())] * model.means.shape[0]
+        ratios[over] = exact
+    return [float(v) for v in ratios]
 
 
 class _OwnPivotSums:
@@ -1248,7 +1262,7 @@ def block_statistics(
     if by_product:
         full = _FullSums(xp, k, d, X.dtype, device, limit)
     if resp is None and not by_feature:
-        ratios = _offset_ratios(xp, model, pivot)
+        ratios = _offset_ratios(xp, model, pivot, limit)
         if by_product:
             full.start_far(ratios, model.means)
         elif any(v > limit for v in ratios):
