@@ -516,9 +516,16 @@ def _without(xp, chosen, nk, sums, part, kind):
 # fraction of it, else their rows are gathered.
 DENSE_FRACTION = 0.5
 
-# 'diag'/'spherical': a component with at most 1 / FEW_FEATURES of its features
-# flagged is summed over all rows, those columns only (_DiagonalSums).
-FEW_FEATURES = 4
+# 'diag'/'spherical' (_DiagonalSums): a component with F flagged features is
+# summed over all n rows of a slice, those columns only, while
+# F * n * COLUMN_COST <= m * D, m its rows with nonzero responsibility: a
+# column gathered and summed costs about twice a row (one 1797 x 64 digits
+# block, K=10: 2x faster than a fixed quarter of the features); else over its
+# m rows, every feature.
+COLUMN_COST = 2
+# Up to this many such pairs, each column is read in place (a strided view);
+# more, all at once (a gather and a transposed copy, then whole-array passes).
+FEW_PAIRS = 4
 
 
 def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
@@ -999,6 +1006,7 @@ class _DiagonalSums:
         self.own = np.zeros((k, d), dtype=bool)  # host copy of which entries have P
         self.pivots = zeros()
         self.pairs = None  # the flagged pairs, compact: see _rebuild
+        self.many = np.zeros(k, dtype=bool)  # components summed over every feature (COLUMN_COST)
         self.unsummed = xp.zeros((), dtype=dtype, device=device)  # sum of x - c over slices without pivot sums
 
     def add(self, rows, centred, squared, resp, pivot):
@@ -1022,12 +1030,16 @@ class _DiagonalSums:
             cancelling = ((total[1] - total[0] * shift) * self.limit < total[1]) & (total_nk > 0)[:, None]
             fresh = to_numpy(cancelling) & ~self.own
             if fresh.any():
-                # A component with many features flagged has its rows summed
-                # over every feature anyway (_many_features): all of them
-                # leave the pivot (then a block of well-separated clusters
-                # forms no pivot sums at all once each has been seen).
-                many = (self.own | fresh).sum(axis=1) * FEW_FEATURES > self.own.shape[1]
-                fresh |= many[:, None] & ~self.own
+                # A component whose flagged columns cost more than its rows
+                # (COLUMN_COST) has its rows summed over every feature
+                # (_many_features): all of them leave the pivot (then a block
+                # of well-separated clusters forms no pivot sums at all once
+                # each has been seen).
+                rows_used = to_numpy(xp.count_nonzero(resp > 0, axis=1))
+                n_rows, d = rows.shape
+                columns = (self.own | fresh).sum(axis=1)
+                self.many |= columns * n_rows * COLUMN_COST > rows_used * d
+                fresh |= self.many[:, None] & ~self.own
                 mask = xp.asarray(fresh, device=self.device)
                 before = [xp.broadcast_to(self.nk[:, None], sums.shape)] + (
                     self.about_pivot or [xp.zeros_like(sums)] * 2)
@@ -1047,10 +1059,8 @@ class _DiagonalSums:
         xp = self.xp
         self._flush()
         k, d = self.own.shape
-        features = self.own.sum(axis=1)
-        few = features * FEW_FEATURES <= d
-        comp, feature = np.nonzero(self.own & few[:, None])
-        many = [j for j in range(k) if features[j] and not few[j]]
+        comp, feature = np.nonzero(self.own & ~self.many[:, None])
+        many = [int(j) for j in np.flatnonzero(self.many)]
         # The others: every feature summed (about P_kd where flagged, the
         # pivot row's other entries elsewhere), then the flagged ones picked
         # from the (M * D,) results.
@@ -1058,7 +1068,7 @@ class _DiagonalSums:
         flat = np.concatenate([comp * d + feature] + [j * d + f for j, f in zip(many, chosen)])
         zeros = xp.zeros((flat.size,), dtype=self.dtype, device=self.device)
         self.pairs = {
-            "flat": flat, "n_few": comp.size, "many": many,
+            "flat": flat, "n_few": comp.size, "many": many, "few": list(zip(comp.tolist(), feature.tolist())),
             "comp": self._index(comp), "feature": self._index(feature),
             "pivots": xp.take(xp.reshape(self.pivots, (k * d,)), self._index(comp * d + feature)),
             "pair_comp": self._index(flat // d),
@@ -1086,15 +1096,27 @@ class _DiagonalSums:
         pairs = self.pairs
         n = rows.shape[0]
         found = [[], []]
-        if pairs["n_few"]:  # every row, the flagged columns only, all pairs at once
-            weights = xp.take(resp, pairs["comp"], axis=0)  # (P, n)
+        if 0 < pairs["n_few"] <= FEW_PAIRS:  # each pair's column read straight from the rows
+            columns = [[], []]
+            for i, (j, f) in enumerate(pairs["few"]):
+                dev = rows[:, f] - pairs["pivots"][i]
+                columns[0].append(xp.vecdot(resp[j, :], dev))
+                dev *= dev
+                columns[1].append(xp.vecdot(resp[j, :], dev))
+            for part, values in zip(found, columns):
+                part.append(xp.stack(values))
+        elif pairs["n_few"]:  # every row, the flagged columns only, all pairs at once
             # (P, n), contiguous: elementwise passes along n (along P, a few
-            # pairs, numpy's inner loops are 3x slower)
-            columns = _contiguous(xp, xp.permute_dims(xp.take(rows, pairs["feature"], axis=1), (1, 0)))
-            dev = columns - pairs["pivots"][:, None]
-            weighted = weights * dev
-            found[0].append(xp.sum(weighted, axis=1))
-            found[1].append(xp.sum(weighted * dev, axis=1))
+            # pairs, numpy's inner loops are 3x slower).  In place where it
+            # can be: a fresh (P, n) temporary is a fresh mapping of pages
+            # (glibc's default mmap threshold), which cost more than the
+            # arithmetic (one digits block: 1.7 ms of 2 ms).
+            dev = _contiguous(xp, xp.permute_dims(xp.take(rows, pairs["feature"], axis=1), (1, 0)))
+            dev -= pairs["pivots"][:, None]
+            weights = xp.take(resp, pairs["comp"], axis=0)  # (P, n)
+            found[0].append(xp.vecdot(weights, dev))
+            weights *= dev
+            found[1].append(xp.vecdot(weights, dev))
         if pairs["many"]:
             sums = self._many_features(rows, resp)
             for part, values in zip(found, sums):
@@ -1123,8 +1145,11 @@ class _DiagonalSums:
             one_hot = xp.astype(first, r.dtype)
             main = one_hot * r
             label = xp.astype(xp.matmul(xp.arange(len(many), dtype=r.dtype, device=self.device), one_hot), xp.int64)
-            dev = rows - xp.take(pairs["many_pivots"], label, axis=0)
-            whole = [xp.matmul(main, dev), xp.matmul(main, dev * dev)]
+            negative = xp.take(pairs["many_pivots"], label, axis=0)  # (n, D), in place: see _add_own
+            negative -= rows  # P - x
+            first_order = -xp.matmul(main, negative)
+            negative *= negative
+            whole = [first_order, xp.matmul(main, negative)]
             used = used & ~first
             counts = to_numpy(xp.count_nonzero(used, axis=1))
             if not counts.any():
@@ -1133,11 +1158,13 @@ class _DiagonalSums:
         for i in np.flatnonzero(counts):
             index = xp.nonzero(used[i, :])[0]
             if index.shape[0] > DENSE_FRACTION * n:
-                weights, sub = xp.where(used[i, :], r[i, :], xp.zeros_like(r[i, :])), rows
+                weights, dev = xp.where(used[i, :], r[i, :], xp.zeros_like(r[i, :])), rows - pairs["many_pivots"][i, :]
             else:
-                weights, sub = xp.take(r[i, :], index), xp.take(rows, index, axis=0)
-            dev = sub - pairs["many_pivots"][i, :]
-            for part, value in zip(sums, (xp.matmul(weights, dev), xp.matmul(weights, dev * dev))):
+                weights, dev = xp.take(r[i, :], index), xp.take(rows, index, axis=0)
+                dev -= pairs["many_pivots"][i, :]
+            first_order = xp.matmul(weights, dev)
+            dev *= dev
+            for part, value in zip(sums, (first_order, xp.matmul(weights, dev))):
                 part[i] = value if part[i] is None else part[i] + value
         zero = xp.zeros((rows.shape[1],), dtype=rows.dtype, device=self.device)
         return [xp.stack([zero if a is None else a for a in part]) for part in sums]

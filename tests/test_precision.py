@@ -379,12 +379,14 @@ def test_weighted_rows_far_from_the_pivot_count_as_repeated_rows(kind, given):
 @pytest.mark.parametrize("kind", ["diag", "spherical"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("soft", [0.0, 1e-6])
-def test_features_constant_within_a_component(kind, dtype, soft):
+@pytest.mark.parametrize("few_pairs", [0, 4])
+def test_features_constant_within_a_component(kind, dtype, soft, few_pairs):
     """Digits' case: pixels constant within a component but not across the
     data (its model variance is reg_covar alone).  Only those (component,
     feature) pairs leave the pivot sums; the scatter is still the two-pass
     one, the responsibilities hard or soft on every row (every component
-    then counts all rows)."""
+    then counts all rows), the pairs' columns read one by one or gathered
+    together (``FEW_PAIRS``)."""
     rng = np.random.default_rng(10)
     n, d, k = 3000, 12, 3  # at most a quarter of a component's features flagged: those alone leave
     labels = rng.integers(k, size=n)
@@ -398,6 +400,7 @@ def test_features_constant_within_a_component(kind, dtype, soft):
     spy = _blocks._DiagonalSums._add_own
     monkeypatch = pytest.MonkeyPatch()
     with monkeypatch.context() as patch:
+        patch.setattr(_blocks, "FEW_PAIRS", few_pairs)
         patch.setattr(_blocks._DiagonalSums, "_add_own",
                       lambda self, *args: calls.append(self.own.copy()) or spy(self, *args))
         stats = block_statistics(X, Model(kind, None, None, None, None), resp=resp.astype(dtype))
