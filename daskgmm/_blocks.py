@@ -1026,10 +1026,13 @@ class _DiagonalSums:
         if not self.own.all():
             # Checked on the running sums: their rounding errors add up, and it
             # is the block's scatter that must keep them small.
-            shift = total[0] / _safe(xp, total_nk)[:, None]
-            cancelling = ((total[1] - total[0] * shift) * self.limit < total[1]) & (total_nk > 0)[:, None]
-            fresh = to_numpy(cancelling) & ~self.own
+            # (Q - s^2 / n) limit < Q, as Q n (limit - 1) / limit < s^2: false
+            # where n = 0 (then s = 0) and for NaN; an overflowing s^2 flags
+            # (the safe side).
+            weight = total_nk * ((self.limit - 1) / self.limit)
+            fresh = to_numpy(total[1] * weight[:, None] < total[0] * total[0]) & ~self.own
             if fresh.any():
+                shift = total[0] / _safe(xp, total_nk)[:, None]
                 # A component whose flagged columns cost more than its rows
                 # (COLUMN_COST) has its rows summed over every feature
                 # (_many_features): all of them leave the pivot (then a block
