@@ -29,25 +29,31 @@ Data:
   ``random_state=0``): pixels constant within a component, whose variance
   is then reg_covar alone (``bench_small_data.py``'s slow row).
 
-Measured 2026-12-03, second session (HEAD f67035c: cancellation checked on
-the block's running sums, 'full' components shifted inside the one matrix
-product (``_blocks._FullSums``), diag/spherical flagged pairs kept compact),
-new/old as min (median) against 38f416b, 1 BLAS thread, the VM noisy (the
-same row varies by 10-30% between runs; load 0.5-1.2):
+Measured 2026-12-03, second session (HEAD 36eb807: cancellation checked on
+the block's running sums; 'full' components shifted inside the one matrix
+product, ``_blocks._FullSums``; diag/spherical flagged pairs kept compact,
+their columns read in place, components summed over their rows when that is
+cheaper), new/old as min (median) against 38f416b, 1 BLAS thread, the VM
+noisy (a row varies by 5-15% between runs; load 0.8-1.1):
 
-* ``--data overlap --repeat 11``: float32 D=64 K=16 full 1.11 (1.14), diag
-  1.17 (1.16), spherical 1.14 (1.17) (last session 1.25, 1.23, 1.33; an
-  earlier run today gave 1.09, 1.12, 1.13); float32 D=8 1.01-1.07 (1.02-1.11);
-  float64 0.91-1.14 (0.85-1.04).  Left on the float32 D=64 diag/spherical
-  rows: two (component, feature) pairs of that data really are at the limit
-  (kappa 114 and 126 over the whole block), summed again from their columns
-  (a strided read of 8192 rows, ~70 us a slice).
-* all rows, ``--repeat 7``: bench 0.88-1.12 (0.88-1.20), float32 D=64 full
-  0.95 (1.04); apart float32 1.25-1.87 (last session up to 2.62), float64
-  1.04-1.57; digits 2.2-2.85, where the old variances were off by up to 260%
-  (apart float32) and 3300% (digits float32).  New errors: at most 5.0e-5
-  (float32, the pivot formula's own on overlap data; 4.7e-7 apart) and
-  4.4e-11 (float64).
+* ``--data overlap --repeat 15``: float32 D=64 K=16 full 1.09 (1.11), diag
+  1.10 (1.09), spherical 1.06 (1.12) (last session 1.25, 1.23, 1.33);
+  float32 D=8 1.00-1.06 (1.03-1.13); float64 0.97-1.08 (0.90-1.05).  Left
+  on the float32 D=64 rows: two (component, feature) pairs of that data
+  really are at float32's limit (kappa 114 and 126 over the whole block),
+  summed again from their columns (a strided read, ~50 us a 8192-row
+  slice), and one 'full' component shifted.
+* all rows, ``--repeat 9`` (HEAD 13e8fee): bench 0.99-1.06 (0.99-1.05);
+  apart float32 1.21-1.84 (last session up to 2.62), float64 1.07-1.62;
+  digits 1.90-2.56 (a 1,797-row block, ~0.5 ms: 129 flagged pairs of
+  constant pixels), where the old variances were off by up to 260% (apart
+  float32) and 3300% (digits float32).  New errors: at most 5.0e-5 (float32,
+  the pivot formula's own on overlap data; 4.7e-7 apart) and 4.4e-11
+  (float64).  Run in one process with glibc's default allocator: fresh
+  temporaries above 128 KiB are fresh page mappings, which on digits cost
+  more than the arithmetic (before 13e8fee, 4.7x; daskgmm's workers tune the
+  allocator, ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, which
+  alone took that row to 2.4x).
 
 Measured 2026-12-03 on a quiet machine (load 0.3 at the start), all rows,
 ``--repeat 7``, new (HEAD ff3f945, with ``_DiagonalSums``) / old (38f416b) as min
