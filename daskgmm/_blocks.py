@@ -1097,7 +1097,6 @@ class _DiagonalSums:
         (raw rows (n, D), responsibilities (K, n), their sums ``nk`` (K,))."""
         xp = self.xp
         pairs = self.pairs
-        n = rows.shape[0]
         found = [[], []]
         if 0 < pairs["n_few"] <= FEW_PAIRS:  # each pair's column read straight from the rows
             columns = [[], []]
