@@ -45,8 +45,8 @@ noisy (a row varies by 5-15% between runs; load 0.8-1.1):
   slice), and one 'full' component shifted.
 * all rows, ``--repeat 9`` (HEAD 13e8fee): bench 0.99-1.06 (0.99-1.05);
   apart float32 1.21-1.84 (last session up to 2.62), float64 1.07-1.62;
-  digits 1.90-2.56 (a 1,797-row block, ~0.5 ms: 129 flagged pairs of
-  constant pixels), where the old variances were off by up to 260% (apart
+  digits 1.90-2.56 (a 1,797-row block, ~0.5 ms, with constant pixels
+  flagged in every component), where the old variances were off by up to 260% (apart
   float32) and 3300% (digits float32).  New errors: at most 5.0e-5 (float32,
   the pivot formula's own on overlap data; 4.7e-7 apart) and 4.4e-11
   (float64).  Run in one process with glibc's default allocator: fresh

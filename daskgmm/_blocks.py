@@ -754,7 +754,7 @@ class _FullSums:
       square root, at the cost of one elementwise pass over its rows.  While
       ``Q_p Q_c <= limit^2 S^2`` (``S`` the centred diagonal) the pivot
       formula's bound, ``eps * limit`` of ``S``, holds for components up to
-      ``limit^2`` (1.4e4 float32, 2.5e9 float64) squared standard deviations
+      ``limit^2`` (1.4e4 float32, 2.4e9 float64) squared standard deviations
       out.  This is checked on the slice where the component is shifted
       (the rows of one block come from one model: the ratio does not drift
       within it);
