@@ -483,19 +483,26 @@ def _moment_diagonal(xp, part, kind, d, pairs):
     return xp.reshape(part, (d * d,))[:: d + 1]
 
 
+def _cancelling_entries(xp, nk, sums, second, limit):
+    """(K, D) bool: the entries whose centred scatter ``second - sums^2 / nk``
+    is smaller than ``1 / limit`` of the pivot moment ``second``, so that the
+    subtraction would lose more than ``limit * eps`` of it.  Written
+    ``second nk (limit - 1) / limit < sums^2`` (4 array operations): false
+    where ``nk = 0`` (then ``sums = 0``) and for NaN (non-finite input is
+    left to the finiteness checks); an overflowing ``sums^2`` flags (the
+    safe side)."""
+    weight = nk * ((limit - 1) / limit)
+    return second * weight[:, None] < sums * sums
+
+
 def _cancelling(xp, nk, sums, second, limit, kind):
-    """Components (K,) bool, whose centred scatter ``second - sums^2 / nk``
-    (per feature) is smaller than ``1 / limit`` of the pivot moment
-    ``second`` for some feature: the subtraction would lose more than
-    ``limit * eps`` of it (NaN compares False: non-finite input is left to the
-    finiteness checks).  For 'tied', whose moment is shared, every component
-    at once (a scalar)."""
-    spread = sums * sums / _safe(xp, nk)[:, None]
+    """Components (K,) bool with some feature whose pivot moment would cancel
+    (:func:`_cancelling_entries`).  For 'tied', whose moment is shared, every
+    component at once (a scalar)."""
     if kind == "tied":
-        centred = second - xp.sum(spread, axis=0)
+        centred = second - xp.sum(sums * sums / _safe(xp, nk)[:, None], axis=0)
         return xp.any(centred * limit < second)
-    centred = second - spread
-    return xp.any(centred * limit < second, axis=1) & (nk > 0)
+    return xp.any(_cancelling_entries(xp, nk, sums, second, limit), axis=1)
 
 
 def _without(xp, chosen, nk, sums, part, kind):
@@ -658,10 +665,10 @@ def _offset_ratios(xp, model, pivot, limit):
         ratios = np.full(model.means.shape[0], ratios.max())
     over = np.flatnonzero(ratios > limit)
     if over.size:
-        inverse = xp.linalg.inv(precision_chol if tied else xp.take(
-            precision_chol, xp.asarray(over, dtype=xp.int64, device=array_device(precision_chol)), axis=0))
+        index = None if tied else _indices(xp, over, array_device(squared))
+        inverse = xp.linalg.inv(precision_chol if tied else xp.take(precision_chol, index, axis=0))
         variance = xp.sum(inverse * inverse, axis=-2)
-        rows = squared if tied else xp.take(squared, xp.asarray(over, dtype=xp.int64, device=array_device(squared)), axis=0)
+        rows = squared if tied else xp.take(squared, index, axis=0)
         exact = to_numpy(xp.max(rows / variance, axis=-1))
         if tied:
             return [float(exact.max())] * model.means.shape[0]
@@ -779,7 +786,7 @@ class _FullSums:
         self.exact = _OwnPivotSums(xp, k, d, dtype, device, limit, "full")
 
     def _index(self, values):
-        return self.xp.asarray(np.asarray(values, dtype=np.int64), device=self.device)
+        return _indices(self.xp, values, self.device)
 
     def _mask(self, values):
         return self.xp.asarray(np.asarray(values, dtype=bool), device=self.device)
@@ -1026,11 +1033,7 @@ class _DiagonalSums:
         if not self.own.all():
             # Checked on the running sums: their rounding errors add up, and it
             # is the block's scatter that must keep them small.
-            # (Q - s^2 / n) limit < Q, as Q n (limit - 1) / limit < s^2: false
-            # where n = 0 (then s = 0) and for NaN; an overflowing s^2 flags
-            # (the safe side).
-            weight = total_nk * ((self.limit - 1) / self.limit)
-            fresh = to_numpy(total[1] * weight[:, None] < total[0] * total[0]) & ~self.own
+            fresh = to_numpy(_cancelling_entries(xp, total_nk, total[0], total[1], self.limit)) & ~self.own
             if fresh.any():
                 shift = total[0] / _safe(xp, total_nk)[:, None]
                 # A component whose flagged columns cost more than its rows
@@ -1172,7 +1175,7 @@ class _DiagonalSums:
         return [xp.stack([zero if a is None else a for a in part]) for part in sums]
 
     def _index(self, values):
-        return self.xp.asarray(np.asarray(values, dtype=np.int64), device=self.device)
+        return _indices(self.xp, values, self.device)
 
     def total(self):
         """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
@@ -1202,6 +1205,11 @@ class _DiagonalSums:
             means = means_a + pivot
         means = xp.where(nk[:, None] > 0, means, xp.zeros_like(means))
         return Stats(kind, n_samples, log_likelihood, nk, means, scatter)
+
+
+def _indices(xp, values, device):
+    """Host integers (a list or NumPy array) as an int64 index array of ``xp``."""
+    return xp.asarray(np.asarray(values, dtype=np.int64), device=device)
 
 
 def _pick(xp, mask, a, b):
@@ -1355,7 +1363,8 @@ def block_statistics(
         fast = [j for j in range(k) if not own.chosen[j]]
         if 2 * len(fast) > k:
             fast = list(range(k))
-        rf = r if len(fast) == k else xp.take(r, xp.asarray(fast, dtype=xp.int64, device=device), axis=0)
+        fast_index = None if len(fast) == k else _indices(xp, fast, device)
+        rf = r if fast_index is None else xp.take(r, fast_index, axis=0)
         part_nk = xp.sum(rf, axis=1)
         part_sum = xp.matmul(rf, centred)
         if pairs is not None:
@@ -1367,9 +1376,8 @@ def block_statistics(
         total_nk, total_sum, diagonal = part_nk, part_sum, _moment_diagonal(xp, part, kind, d, pairs)
         if moment is not None:
             so_far = (nk, sum_x, _moment_diagonal(xp, moment, kind, d, pairs))
-            if len(fast) < k:
-                index = xp.asarray(fast, dtype=xp.int64, device=device)
-                so_far = tuple(xp.take(a, index, axis=0) for a in so_far)
+            if fast_index is not None:
+                so_far = tuple(xp.take(a, fast_index, axis=0) for a in so_far)
             total_nk, total_sum, diagonal = (a + b for a, b in zip((total_nk, total_sum, diagonal), so_far))
         cancelling = to_numpy(_cancelling(xp, total_nk, total_sum, diagonal, limit, kind))
         if len(fast) < k:  # back to all K components, zeros for the others
