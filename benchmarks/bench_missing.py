@@ -100,12 +100,7 @@ def main(argv=None):
     rows = []
     try:
         _common.check_worker_blas(client)
-        for n, d, k, kind in CONFIGS:
-            if args.only and kind != args.only:
-                continue
-            n //= 10 if args.small else 1
-            X = bench_vs_sklearn.make_data(n, d, k)
-            inits = bench_vs_sklearn.make_inits(X, k, kind)
+        for n, d, k, kind, X, inits in bench_vs_sklearn.selected_cases(CONFIGS, args):
             draws = np.random.default_rng(3).random(X.shape)
             variants = [("complete", bench_vs_sklearn.persist_on_cluster(client, X, args.chunks), "error")]
             for fraction in FRACTIONS:

@@ -179,6 +179,19 @@ def time_daskgmm(dX, k, covariance_type, inits, n_iter, repeat, split_every=8):
     return (t_n - t_1) / n_iter, statistics.median(pass_seconds), model
 
 
+def selected_cases(configs, args):
+    """``(n, d, k, kind, X, inits)`` of each configuration ``(n, d, k, kind)``
+    that ``args.only`` (a covariance type, or None) selects, N / 10 with
+    ``args.small``: the data and initial parameters of the per-iteration
+    cost benchmarks (``bench_weights``, ``bench_missing``)."""
+    for n, d, k, kind in configs:
+        if args.only and kind != args.only:
+            continue
+        n //= 10 if args.small else 1
+        X = make_data(n, d, k)
+        yield n, d, k, kind, X, make_inits(X, k, kind)
+
+
 def persist_on_cluster(client, X, n_chunks):
     rows = -(-X.shape[0] // n_chunks)
     with warnings.catch_warnings():

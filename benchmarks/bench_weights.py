@@ -108,13 +108,8 @@ def main(argv=None):
     rows, ok = [], True
     try:
         _common.check_worker_blas(client)
-        for n, d, k, kind in CONFIGS:
-            if args.only and kind != args.only:
-                continue
-            n //= 10 if args.small else 1
-            X = bench_vs_sklearn.make_data(n, d, k)
+        for n, d, k, kind, X, inits in bench_vs_sklearn.selected_cases(CONFIGS, args):
             weights = np.random.default_rng(2).random(n) + 0.5
-            inits = bench_vs_sklearn.make_inits(X, k, kind)
             dX = bench_vs_sklearn.persist_on_cluster(client, X, args.chunks)
             dw = persist_weights(weights, dX)
             per_iter, models = time_both(dX, dw, k, kind, inits, args.iters, args.repeat)
