@@ -1038,6 +1038,21 @@ class OnlineState:
     n_chunks: int = 0
 
 
+def no_effective_weight_error(skip_nonfinite=False):
+    """The ValueError for rows that leave nothing to fit: no sample with a
+    positive weight and an observed feature (a fully masked scene, a batch
+    whose weights are all on empty rows).  Their statistics count zero
+    samples, and every M-step or per-sample average would divide by it."""
+    left_out = (
+        "a NaN or infinite feature (such samples are left out)" if skip_nonfinite
+        else "every feature missing (NaN)"
+    )
+    return ValueError(
+        f"X has no sample with a positive weight and an observed feature: every sample has a weight of 0 or "
+        f"{left_out}, so there is nothing to fit. Check the mask or the weights of this data."
+    )
+
+
 def step_size(n_batch_iter, decay, offset):
     """``gamma_t = (t + t0) ** -alpha``, the weight of batch ``t`` (1, 2, ...)
     in the running statistics (the first batch's is 1, whatever this says:
@@ -1066,6 +1081,8 @@ def stepwise_statistics(running, batch, gamma):
     statistics ``running`` (None before the first batch) by the merged
     statistics ``batch`` of one batch, in the centred form: the two are
     scaled and merged, so no raw moments are ever subtracted."""
+    if not float(batch.n_samples) > 0:
+        raise no_effective_weight_error()
     per_sample = scale_statistics(batch, 1.0 / float(batch.n_samples))
     if running is None or gamma >= 1.0:
         return per_sample

@@ -100,7 +100,9 @@ from ._blocks_init import (
     _weights_chunk,
     _weights_combine,
 )
-from ._engine import DEFAULT_SPLIT_EVERY, merge_stat_columns, stats_to_numpy, take_rows, tree_reduce
+from ._engine import (
+    DEFAULT_SPLIT_EVERY, merge_stat_columns, no_effective_weight_error, stats_to_numpy, take_rows, tree_reduce,
+)
 from ._families import GAUSSIAN
 
 logger = logging.getLogger("daskgmm")
@@ -210,6 +212,8 @@ def sample_finite_rows(X, jobs, split_every=DEFAULT_SPLIT_EVERY, counter=None, s
     _count(counter)
     out = []
     for (_, count), (_, keys, _, rows) in zip(jobs, results):
+        if keys.shape[0] == 0:
+            raise no_effective_weight_error(skip_nonfinite=True)
         if keys.shape[0] < count:
             raise ValueError(
                 f"X has only {keys.shape[0]} sample(s) without NaN or infinity"
@@ -234,7 +238,11 @@ def random_statistics(X, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, s
         weights=sample_weight,
     )
     _count(counter)
-    return [stats_to_numpy(s) for s in stats]
+    stats = [stats_to_numpy(s) for s in stats]
+    # Each row's responsibilities sum to its weight: nk sums to the rows' total weight.
+    if not float(np.sum(stats[0].nk)) > 0:
+        raise no_effective_weight_error(skip_nonfinite)
+    return stats
 
 
 def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
@@ -348,6 +356,8 @@ def kmeans_plusplus_statistics(
         )
         _count(counter)
         for g, (key, _, row) in zip(todo, winners):
+            if centers[g] is None and (row is None or not np.isfinite(key)):  # no row of positive weight
+                raise no_effective_weight_error(skip_nonfinite)
             if row is None or not np.isfinite(key):
                 # Every distinct point is a centre already: repeat the first
                 # (its duplicate starts empty, as scikit-learn's k-means++ does).

@@ -347,6 +347,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         if summary["n_missing_entries"] == 0:
             return False, dX, weights
         n_used = dX.shape[0] - summary["n_empty_rows"]
+        if not np.any(summary["counts"] > 0):
+            raise _engine.no_effective_weight_error()
         if n_used < self.n_components:
             raise ValueError(
                 f"Expected at least n_components = {self.n_components} samples with an observed feature, but "
@@ -619,6 +621,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             dX, runs, split_every=self.split_every, models=models, weights=weights,
             marginalize=self.missing == "marginalize" and not skip_nonfinite, skip_nonfinite=skip_nonfinite,
         )
+        if not float(batch_stats[0].n_samples) > 0:
+            raise _engine.no_effective_weight_error(skip_nonfinite)
         state.n_samples_seen += float(batch_stats[0].n_samples)
         if state.mode == "stepwise":
             state.n_batch_iter += 1
