@@ -3,6 +3,9 @@ Dask arrays.  The only module that knows about scikit-learn's API."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import logging
 import numbers
 import time
@@ -214,6 +217,60 @@ def _check_sample_weight(sample_weight, rows):
     return da.from_array(weights, chunks=(rows.chunks[0],))
 
 
+# Attributes that a fit mutates in place rather than replaces: a call works on
+# a copy of them, so that its failure can put the originals back.
+_MUTATED_IN_PLACE = ("_online_state",)
+
+
+def _random_state_draws(random_state):
+    """Where a RandomState or Generator given as ``random_state`` is in its
+    stream (None for anything else: an int or None draws nothing of the
+    estimator's)."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state.get_state()
+    if isinstance(random_state, np.random.Generator):
+        return random_state.bit_generator.state
+    return None
+
+
+@contextlib.contextmanager
+def _unchanged_on_error(estimator):
+    """Any exception inside leaves ``estimator`` as it was on entry: its
+    attributes (the same objects; those mutated in place are worked on as
+    copies) and the position of a RandomState it was given, which keeps its
+    identity.  The next call then gives what it would have without this one."""
+    saved = dict(vars(estimator))
+    for name in _MUTATED_IN_PLACE:
+        if saved.get(name) is not None:
+            setattr(estimator, name, copy.deepcopy(saved[name]))
+    random_state = saved.get("random_state")
+    draws = _random_state_draws(random_state)
+    try:
+        yield
+    except BaseException:
+        vars(estimator).clear()
+        vars(estimator).update(saved)
+        if isinstance(random_state, np.random.RandomState):
+            random_state.set_state(draws)
+        elif isinstance(random_state, np.random.Generator):
+            random_state.bit_generator.state = draws
+        raise
+
+
+def unchanged_on_error(function):
+    """Decorator of a function whose first argument is an estimator it fits:
+    an exception leaves the estimator as it was (:func:`_unchanged_on_error`).
+    Applied to ``fit``, ``fit_predict``, ``partial_fit``, ``end_pass`` and the
+    xarray helpers that call them."""
+
+    @functools.wraps(function)
+    def wrapper(estimator, *args, **kwargs):
+        with _unchanged_on_error(estimator):
+            return function(estimator, *args, **kwargs)
+
+    return wrapper
+
+
 def _weight_total(sample_weight):
     total = sample_weight.sum() if isinstance(sample_weight, da.Array) else np.sum(np.asarray(sample_weight, dtype=np.float64))
     return float(total.compute() if isinstance(total, da.Array) else total)
@@ -374,6 +431,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # fit
     # ------------------------------------------------------------------
 
+    @unchanged_on_error
     def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
         """Estimate the parameters by EM.
 
@@ -430,6 +488,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         )
         return self
 
+    @unchanged_on_error
     def fit_predict(self, X, y=None, sample_weight=None, **fit_params):
         """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
         self._fit(X, sample_weight=sample_weight, **fit_params)
@@ -439,6 +498,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # online EM
     # ------------------------------------------------------------------
 
+    @unchanged_on_error
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model with one batch of samples (online EM).
 
@@ -509,6 +569,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._partial_fit(X, sample_weight)
         return self
 
+    @unchanged_on_error
     def end_pass(self):
         """End a pass of ``partial_fit_mode='exact'``: the M-step from the
         statistics of every batch given to :meth:`partial_fit` since the

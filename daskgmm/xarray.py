@@ -55,7 +55,7 @@ import numpy as np
 import dask.array as da
 
 from . import _engine
-from .mixture import as_dask_array
+from .mixture import as_dask_array, unchanged_on_error
 
 logger = logging.getLogger("daskgmm")
 
@@ -337,6 +337,7 @@ def _missing_choice(model, missing):
     return missing
 
 
+@unchanged_on_error
 def fit(
     model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, callbacks=(),
     checkpoint=None, missing=None,
@@ -410,6 +411,7 @@ def fit(
     return model
 
 
+@unchanged_on_error
 def partial_fit(
     model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, missing=None,
 ):
