@@ -1,5 +1,13 @@
 """The user-facing estimator: scikit-learn's ``GaussianMixture`` contract on
-Dask arrays.  The only module that knows about scikit-learn's API."""
+Dask arrays.  The only module that knows about scikit-learn's API.
+
+Warnings
+--------
+UnfinishedPassWarning
+    A model of ``partial_fit_mode='exact'`` is used (predicted with, scored,
+    sampled, saved) while a pass is in progress: its parameters are those
+    from before the pass until :meth:`GaussianMixture.end_pass`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ import copy
 import functools
 import logging
 import numbers
+import os
+import sys
 import time
 import warnings
 
@@ -215,6 +225,27 @@ def _check_sample_weight(sample_weight, rows):
     if in_process or isinstance(weights, da.Array):
         return weights
     return da.from_array(weights, chunks=(rows.chunks[0],))
+
+
+class UnfinishedPassWarning(UserWarning):
+    """A model with ``partial_fit_mode='exact'`` used while a pass is in
+    progress: batches were given to ``partial_fit`` since the last
+    ``end_pass()``, whose M-step alone changes the parameters.  Until then
+    predict, score, sample and save use the parameters from before the pass
+    (after the first batch: the initialisation from that batch)."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_stacklevel():
+    """``stacklevel`` of a warning raised by the caller of this function that
+    points at the first frame outside daskgmm: the user's call, however many
+    of our functions lie between it and the warning."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # Attributes that a fit mutates in place rather than replaces: a call works on
@@ -527,7 +558,22 @@ class _BaseMixture(DensityMixin, BaseEstimator):
           :meth:`end_pass` makes the M-step from the whole pass: a pass over
           the batches, then ``end_pass()``, is one EM iteration of
           :meth:`fit` on their concatenation (for data that arrive in
-          pieces or do not fit in memory together).
+          pieces or do not fit in memory together).  While a pass is in
+          progress, predict, score, sample and save use the parameters from
+          before it (after the first batch: its initialisation) and warn with
+          :class:`daskgmm.mixture.UnfinishedPassWarning`.
+
+        dask-ml's ``Incremental`` calls ``partial_fit`` once per block of a
+        Dask array and never ``end_pass``: use it with the default
+        ``partial_fit_mode='stepwise'``.
+
+        A batch with no sample of positive weight and an observed feature
+        (every row NaN under ``missing='marginalize'``, the weights all on
+        such rows) is a ValueError.  Any exception (a bad batch, an
+        interrupt) leaves the estimator exactly as it was before the call,
+        its online statistics included, so that the next batch gives the
+        model it would have given without the failed one; the same holds
+        for :meth:`fit`, :meth:`fit_predict` and :meth:`end_pass`.
 
         Parameters
         ----------
@@ -895,7 +941,22 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
     def _check_is_fitted(self):
+        """Fitted, or a NotFittedError; an :class:`UnfinishedPassWarning`
+        while a pass of ``partial_fit_mode='exact'`` is in progress (every
+        use of the model comes here: the per-row outputs, ``sample``,
+        ``save``, the xarray outputs)."""
         check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
+        state = getattr(self, "_online_state", None)
+        if state is not None and state.mode == "exact" and state.statistics is not None:
+            warnings.warn(
+                f"{type(self).__name__} with partial_fit_mode='exact' has a pass in progress: the batches given to "
+                "partial_fit since the last end_pass() have not changed the parameters, which are those before the "
+                "pass (after the first batch, its initialisation). Call end_pass() to make the pass's M-step; for "
+                "one update per batch without end_pass() (dask-ml's Incremental), use "
+                "partial_fit_mode='stepwise'.",
+                UnfinishedPassWarning,
+                stacklevel=_user_stacklevel(),
+            )
 
     def _map_rows(self, X, what):
         self._check_is_fitted()

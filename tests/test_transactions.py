@@ -1,5 +1,6 @@
-"""A failed fit, partial_fit or end_pass leaves the estimator as it was
-(issue #20, item 10).
+"""A failed fit, partial_fit or end_pass leaves the estimator as it was, and a
+model of ``partial_fit_mode='exact'`` used in the middle of a pass says so
+(issue #20, items 10 and 6).
 
 The state before a failing call is a deep copy of ``vars(model)``; after it,
 every attribute (fitted parameters, the online stream's statistics, the
@@ -12,11 +13,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
 
-from daskgmm import BayesianGaussianMixture, GaussianMixture
+import dask.array as da
+
+import daskgmm
+from daskgmm import BayesianGaussianMixture, GaussianMixture, cli
+from daskgmm import mixture as mixture_module
+from daskgmm.mixture import UnfinishedPassWarning
 
 MEANS = np.array([[0.0, 0.0, 0.0], [4.0, 0.0, 1.0], [0.0, 5.0, -2.0]])
 NO_WEIGHT = "no sample with a positive weight and an observed feature"
@@ -293,3 +300,104 @@ def test_xarray_fit_failure_keeps_the_model():
     with pytest.raises(ValueError, match=NO_WEIGHT):
         dxr.fit(model, scene(1, clouded=True), "band", missing="marginalize")
     assert_unchanged(model, before)
+
+
+# --------------------------------------------------------------------------
+# item 6: a pass in progress is impossible to miss
+# --------------------------------------------------------------------------
+
+
+def incremental(model, X):
+    """What dask-ml's ``Incremental(model).fit(X)`` does: ``partial_fit`` on
+    each block of the Dask array in turn, and never ``end_pass``."""
+    for block in X.to_delayed().ravel():
+        model.partial_fit(block.compute())
+    return model
+
+
+@pytest.fixture(scope="module")
+def dask_X():
+    X = np.vstack([draw(seed, 500) for seed in range(6)])
+    return da.from_array(X, chunks=(500, 3))
+
+
+def test_incremental_with_exact_mode_warns_on_every_use(dask_X, tmp_path):
+    model = incremental(make(GaussianMixture, "exact"), dask_X)
+    # What the warning is about: the parameters are the first block's
+    # initialisation, not a fit of the blocks.
+    first_block_only = make(GaussianMixture, "exact").partial_fit(dask_X.blocks[0].compute())
+    assert_same(first_block_only.means_, model.means_)
+    X = dask_X[:200].compute()
+    uses = {
+        "predict": lambda: model.predict(X),
+        "predict_proba": lambda: model.predict_proba(X),
+        "score_samples": lambda: model.score_samples(X),
+        "score": lambda: model.score(X),
+        "bic": lambda: model.bic(X),
+        "aic": lambda: model.aic(X),
+        "sample": lambda: model.sample(5),
+        "save": lambda: model.save(tmp_path / "mid-pass.npz"),
+        "lazy predict": lambda: model.predict(dask_X),
+    }
+    for name, use in uses.items():
+        with pytest.warns(UnfinishedPassWarning, match=r"end_pass\(\).*before the pass") as record:
+            use()
+        assert len(record) == 1, name
+        assert record[0].filename == __file__, (name, record[0].filename)  # points at the caller
+        assert issubclass(record[0].category, UserWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedPassWarning)
+        model.end_pass()
+        model.predict(X), model.score(X), model.sample(5)
+        model.save(tmp_path / "after-pass.npz")
+
+
+def test_xarray_outputs_warn_in_a_pass(dask_X):
+    from daskgmm import xarray as dxr
+
+    model = make(GaussianMixture, "exact", "error")
+    dxr.partial_fit(model, scene(0), "band")
+    for output in (dxr.predict, dxr.predict_proba, dxr.score_samples):
+        with pytest.warns(UnfinishedPassWarning, match=r"end_pass\(\)"):
+            output(model, scene(1), "band")
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, BayesianGaussianMixture])
+def test_incremental_with_stepwise_mode_fits_without_warning(cls, dask_X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedPassWarning)
+        model = incremental(make(cls, "stepwise"), dask_X)
+        model.predict(dask_X[:100].compute()), model.score(dask_X[:100].compute())
+    order = np.argsort(model.means_[:, 0] + 10 * model.means_[:, 1])
+    np.testing.assert_allclose(model.means_[order], MEANS[[0, 1, 2]], atol=0.15)
+
+
+def test_no_warning_after_fit_or_before_any_batch(dask_X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedPassWarning)
+        fitted = make(GaussianMixture, "exact").fit(GOOD[0])
+        fitted.predict(GOOD[1])
+        streamed = incremental(make(GaussianMixture, "exact"), dask_X).fit(GOOD[0])  # fit ends the stream
+        streamed.score(GOOD[1])
+
+
+def test_cli_online_exact_does_not_warn(tmp_path, capsys):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"part{i}.npy")
+        np.save(paths[-1], draw(i, 400))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfinishedPassWarning)
+        assert cli.main(["fit", *map(str, paths), "--online", "--online-mode", "exact", "-k", "3", "--max-iter", "3",
+                         "--random-state", "0", "--scheduler", "threads", "--quiet",
+                         "--out", str(tmp_path / "exact.npz")]) == 0
+    captured = capsys.readouterr()
+    assert "end_pass" not in captured.err and "end_pass" not in captured.out
+    assert daskgmm.load(tmp_path / "exact.npz").n_iter_ == 3
+
+
+def test_unfinished_pass_warning_lives_in_daskgmm_mixture():
+    """Not a public name of the package (DESIGN.md), documented where it is."""
+    assert not hasattr(daskgmm, "UnfinishedPassWarning")
+    assert "UnfinishedPassWarning" in mixture_module.__doc__
+    assert "Incremental" in GaussianMixture.partial_fit.__doc__
