@@ -32,9 +32,9 @@ plus the iteration number and a *fingerprint* of the fit:
 * A *finished* checkpoint (every run converged, or ``max_iter`` reached)
   would return its model with no pass at all, so :func:`load_if_exists`
   makes one verifying pass first: one E-step and M-step from the saved
-  parameters (weighted as the fit was), whose summary must match the saved one (the law of total
-  variance holds for any responsibilities, so the parameters need not
-  move).  That pass is the price of never returning a model fitted to other
+  parameters (weighted as the fit was), whose summary must match the saved
+  one (the law of total variance holds for any responsibilities, so the
+  parameters need not move).  That pass is the price of never returning a model fitted to other
   data; a checkpoint written before the first iteration (``max_iter=0``)
   holds no summary and is checked by shape and dtype only.
 
