@@ -76,15 +76,16 @@ _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def missing_summary(X, row_offset=0, sample_weight=None):
-    """What a block holds, for ``missing="marginalize"``: per-feature sums and
-    counts of the observed entries (weighted), and counts of missing entries,
-    incomplete rows and rows with every feature missing.  Infinity is never a
-    missing value: a row holding one raises a ValueError naming it.
+    """What a block holds, for ``missing="marginalize"``: per-feature sums,
+    counts and sums of squares about their mean of the observed entries
+    (weighted), and counts of missing entries, incomplete rows and rows with
+    every feature missing.  Infinity is never a missing value: a row holding
+    one raises a ValueError naming it.
 
     Returns
     -------
-    dict with ``sums`` (D,), ``counts`` (D,) (float64), ``n_missing_entries``,
-    ``n_incomplete_rows``, ``n_empty_rows`` (int)
+    dict with ``sums``, ``counts``, ``scatter`` (D,) (float64),
+    ``n_missing_entries``, ``n_incomplete_rows``, ``n_empty_rows`` (int)
     """
     X = np.asarray(X)
     check_no_infinity(X, row_offset)
@@ -93,9 +94,16 @@ def missing_summary(X, row_offset=0, sample_weight=None):
     w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     values = np.where(observed, X, 0).astype(np.float64)
     n_missing = miss.sum(axis=1)
+    sums = w @ values
+    counts = w @ observed.astype(np.float64)
+    # Centred on the block's own means (two passes over the block), merged
+    # exactly by merge_summaries: no raw second moments to cancel.
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    centred = np.where(observed, values - means, 0.0)
     return {
-        "sums": w @ values,
-        "counts": w @ observed.astype(np.float64),
+        "sums": sums,
+        "counts": counts,
+        "scatter": w @ (centred * centred),
         "n_missing_entries": int(n_missing.sum()),
         "n_incomplete_rows": int(np.count_nonzero(n_missing)),
         "n_empty_rows": int(np.count_nonzero(n_missing == X.shape[1])),
@@ -103,12 +111,21 @@ def missing_summary(X, row_offset=0, sample_weight=None):
 
 
 def merge_summaries(parts):
-    """Combine :func:`missing_summary` results of disjoint row sets."""
+    """Combine :func:`missing_summary` results of disjoint row sets (the
+    scatters by the centred update of :func:`daskgmm._blocks.merge_statistics`)."""
     parts = list(parts)
     out = dict(parts[0])
     for part in parts[1:]:
+        n_a, n_b = out["counts"], part["counts"]
+        n = n_a + n_b
+        delta = np.divide(part["sums"], n_b, out=np.zeros_like(n_b), where=n_b > 0) - np.divide(
+            out["sums"], n_a, out=np.zeros_like(n_a), where=n_a > 0
+        )
+        coef = np.divide(n_a * n_b, n, out=np.zeros_like(n), where=n > 0)
+        out["scatter"] = out["scatter"] + part["scatter"] + coef * delta * delta
         for key, value in part.items():
-            out[key] = out[key] + value
+            if key != "scatter":
+                out[key] = out[key] + value
     return out
 
 

@@ -24,13 +24,17 @@ plus the iteration number and a *fingerprint* of the fit:
   before the checkpoint is overwritten: this catches "same shape, other
   file" mistakes (but not two data sets with the same mean and variance,
   e.g. both standardised).  The summary also records how many rows the fit
-  used, so the same values under another NaN mask are refused too.
+  used (with sample weights, their total), so the same values under
+  another NaN mask are refused too.  With ``missing='marginalize'`` the
+  iterates describe completed rows instead, so the fingerprint holds a
+  digest of the counting pass (:func:`observed_digest`: each feature's
+  observed sum, count and centred sum of squares).
 * A *finished* checkpoint (every run converged, or ``max_iter`` reached)
   would return its model with no pass at all, so :func:`load_if_exists`
   makes one verifying pass first: one E-step and M-step from the saved
-  parameters, whose summary must match the saved one (the law of total
-  variance holds for any responsibilities, so the parameters need not
-  move).  That pass is the price of never returning a model fitted to other
+  parameters (weighted as the fit was), whose summary must match the saved
+  one (the law of total variance holds for any responsibilities, so the
+  parameters need not move).  That pass is the price of never returning a model fitted to other
   data; a checkpoint written before the first iteration (``max_iter=0``)
   holds no summary and is checked by shape and dtype only.
 
@@ -86,11 +90,15 @@ def _seed(random_state):
 class Fingerprint(dict):
     """The JSON entries saved in a checkpoint and compared on resume, plus
     what :func:`load_if_exists` needs to verify a finished checkpoint against
-    the data (attributes, never saved): ``data``, ``max_iter``,
-    ``split_every``, ``skip_nonfinite``; and, once loaded, ``loaded_writer``
-    (the signature of the file resumed from, or None for a fresh start)."""
+    the data (attributes, never saved): ``data``, ``weights`` and
+    ``weight_scale`` (the fit's, as ``mixture._check_sample_weight`` gives
+    them), ``max_iter``, ``split_every``, ``skip_nonfinite``; and, once
+    loaded, ``loaded_writer`` (the signature of the file resumed from, or
+    None for a fresh start)."""
 
     data = None
+    weights = None
+    weight_scale = 1.0
     max_iter = None
     split_every = None
     skip_nonfinite = False
@@ -104,7 +112,7 @@ class Fingerprint(dict):
 _NOT_LOADED = object()
 
 
-def fingerprint(X, estimator, *, skip_nonfinite=False):
+def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
     """What must match for a checkpoint to be resumed (a JSON-able dict).
 
     Parameters
@@ -113,6 +121,10 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
         The validated data (after dtype conversion).
     estimator : GaussianMixture
     skip_nonfinite : bool
+    sample_weight : None, ndarray or dask.array.Array
+        The fit's weights, divided by ``weight_scale`` (a power of two), as
+        the fit's passes use them.
+    weight_scale : float
 
     Returns
     -------
@@ -139,7 +151,10 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
     for name in getattr(estimator, "_prior_params", ()):
         value = getattr(estimator, name)
         fp[name] = _digest(value) if value is not None and np.ndim(value) else value
+    fp["sample_weight"] = weights_digest(sample_weight, weight_scale)
     fp.data = X
+    fp.weights = sample_weight
+    fp.weight_scale = weight_scale
     fp.max_iter = int(estimator.max_iter)
     fp.split_every = getattr(estimator, "split_every", None)
     fp.skip_nonfinite = bool(skip_nonfinite)
@@ -148,24 +163,30 @@ def fingerprint(X, estimator, *, skip_nonfinite=False):
     return fp
 
 
-def weights_digest(weights):
-    """What a checkpoint records of the sample weights: None (unweighted), a
-    digest of NumPy weights, or "dask" (their values are checked through the
-    data summary, whose row count is the total weight)."""
+def weights_digest(weights, weight_scale=1.0):
+    """What a checkpoint records of the sample weights (``weights`` times
+    ``weight_scale``, exactly: the weights the user gave): None
+    (unweighted), a digest of NumPy weights, or "dask" (their values are
+    checked through the data summary, whose row count is the total weight)."""
     if weights is None:
         return None
     if isinstance(weights, np.ndarray):
-        return _digest(weights)
+        return _digest(weights * weight_scale)
     return "dask"
 
 
-def observed_digest(summary):
+def observed_digest(summary, weight_scale=1.0):
     """What a checkpoint of a fit with missing features records of the
-    data's values (:func:`daskgmm._blocks_missing.missing_summary`): the
-    counts of missing entries and rows, and the observed per-feature sums
-    and counts to 12 significant digits (a digest)."""
+    data's values (:func:`daskgmm._blocks_missing.missing_summary`, of the
+    sample weights divided by ``weight_scale``): the counts of missing
+    entries and rows, and the observed per-feature sums, counts and centred
+    sums of squares (of the real weights) to 12 significant digits (a
+    digest).  The squares tell apart data whose features have the same
+    observed means but another spread."""
     counts = [summary[name] for name in ("n_missing_entries", "n_incomplete_rows", "n_empty_rows")]
-    values = np.concatenate([np.asarray(summary["sums"], dtype=np.float64), np.asarray(summary["counts"])])
+    values = np.concatenate(
+        [np.asarray(summary[name], dtype=np.float64) * weight_scale for name in ("sums", "counts", "scatter")]
+    )
     return _digest(np.array([float(f"{v:.12g}") for v in np.concatenate([counts, values])]))
 
 
@@ -197,14 +218,20 @@ def data_summary(run, n_features):
     return np.concatenate([mean, [spread, n_samples]])
 
 
-def summaries_match(saved, current, reg_covar, dtype):
+def summaries_match(saved, current, reg_covar, dtype, *, weighted=False):
     """Whether two :func:`data_summary` vectors describe the same data.
 
-    ``saved`` may lack the row count (D + 1 entries, older checkpoints)."""
+    ``saved`` may lack the row count (D + 1 entries, older checkpoints).
+    Without weights the row counts are integers, compared exactly; with
+    weights they are sums of the weights, whose rounding depends on the
+    chunking (which a resumed fit may change)."""
     n_features = current.size - 2
     if saved.size == n_features + 2:
-        if np.isfinite(saved[-1]) and np.isfinite(current[-1]) and saved[-1] != current[-1]:
-            return False
+        if np.isfinite(saved[-1]) and np.isfinite(current[-1]):
+            # Sums in the data's dtype, in a tree whose shape may differ.
+            tolerance = 1000 * np.finfo(dtype).eps * max(abs(saved[-1]), abs(current[-1])) if weighted else 0.0
+            if abs(saved[-1] - current[-1]) > tolerance:
+                return False
         saved = saved[:-1]
     current = current[: n_features + 1]
     # reg_covar enters every trace identically, so compare spreads without it.
@@ -459,13 +486,14 @@ def verify_data(path, fp, runs, summary):
 
     probe = copy.deepcopy(runs[0])
     kwargs = {} if fp.split_every is None else {"split_every": fp.split_every}
-    (stats,) = em_pass(fp.data, [probe], skip_nonfinite=fp.skip_nonfinite, **kwargs)
-    probe.n_samples = float(stats.n_samples)
+    # Weighted as the fit was: the summary's row count is the total weight.
+    (stats,) = em_pass(fp.data, [probe], skip_nonfinite=fp.skip_nonfinite, weights=fp.weights, **kwargs)
+    probe.n_samples = float(stats.n_samples) * fp.weight_scale
     if probe.n_samples == 0:
         raise ValueError("No finite samples left to fit.")
     m_step(probe, stats, fp["reg_covar"])
     current = data_summary(probe, probe.means.shape[1])
-    if not summaries_match(summary, current, fp["reg_covar"], np.dtype(fp["dtype"])):
+    if not summaries_match(summary, current, fp["reg_covar"], np.dtype(fp["dtype"]), weighted=fp.weights is not None):
         raise _mismatch(path, current, summary)
 
 
@@ -591,6 +619,8 @@ class CheckpointWriter:
             current = data_summary(run, run.means.shape[1])
             if self.summary is None:
                 self.summary = current
-            elif not summaries_match(self.summary, current, self.reg_covar, self.dtype):
+            elif not summaries_match(
+                self.summary, current, self.reg_covar, self.dtype, weighted=getattr(self.fp, "weights", None) is not None
+            ):
                 raise _mismatch(self.path, current, self.summary)
         self.write(runs, info["iteration"])

@@ -932,6 +932,7 @@ def run_em(
     start_iter=0,
     family=None,
     weights=None,
+    weight_scale=1.0,
     marginalize=False,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
@@ -940,6 +941,8 @@ def run_em(
     evaluates every one of them.  A run drops out when it converges.
     ``family`` (default: maximum likelihood, :data:`daskgmm._families.GAUSSIAN`)
     gives each run's E-step parameters, its M-step and its lower bound.
+    ``weights`` are the sample weights divided by ``weight_scale`` (a power
+    of two): ``run.n_samples`` is the real total weight.
 
     Each callback is called after every pass as ``callback(info)`` with a
     dict: ``iteration``, ``runs`` (the list), ``active`` (indices evaluated),
@@ -973,7 +976,7 @@ def run_em(
             n_samples = float(st.n_samples)
             if n_samples == 0:
                 raise ValueError("No finite samples left to fit.")
-            run.n_samples = n_samples
+            run.n_samples = n_samples * weight_scale
             previous = run.lower_bound
             run.lower_bound = family.step(run, st, reg_covar, model)
             run.n_iter = iteration

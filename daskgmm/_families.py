@@ -36,7 +36,7 @@ from ._covariance import (
     make_model,
     precisions_cholesky_from_covariances,
 )
-from ._engine import Run, m_step
+from ._engine import Run, m_step, scale_statistics
 
 WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 
@@ -109,6 +109,11 @@ class BayesianFamily:
     ``run.posterior`` holds ``weight_concentration`` ((2, K) for the
     Dirichlet process, (K,) otherwise), ``mean_precision`` (K,) and
     ``degrees_of_freedom`` ((K,), or () for 'tied').
+
+    ``weight_scale``: the statistics it is given are of the sample weights
+    divided by this power of two (see ``mixture._check_sample_weight``).
+    Unlike maximum likelihood, the posterior depends on the real counts (the
+    prior weighs against them), so they are multiplied back, exactly.
     """
 
     weight_concentration_prior_type: str
@@ -117,6 +122,7 @@ class BayesianFamily:
     mean_prior: np.ndarray
     degrees_of_freedom_prior: float
     covariance_prior: object
+    weight_scale: float = 1.0
 
     name = "bayesian"
     posterior_names = ("weight_concentration", "mean_precision", "degrees_of_freedom")
@@ -130,13 +136,18 @@ class BayesianFamily:
 
     def step(self, run, stats, reg_covar, model):
         self._m_step(run, stats, reg_covar)
-        return self.lower_bound(run, stats, model)
+        return self.lower_bound(run, self._real(stats), model)
+
+    def _real(self, stats):
+        """``stats`` of the real sample weights."""
+        return stats if self.weight_scale == 1.0 else scale_statistics(stats, self.weight_scale)
 
     def _m_step(self, run, stats, reg_covar):
         kind = run.covariance_type
-        nk_raw = np.asarray(stats.nk, dtype=np.float64)
+        nk_raw = np.asarray(self._real(stats).nk, dtype=np.float64)
         # scikit-learn's _estimate_gaussian_parameters: nk + 10 eps, the
-        # weighted means and covariances (reg_covar added).
+        # weighted means and covariances (reg_covar added), these from the
+        # statistics as given (weights of order 1: no count near 10 eps).
         run.moments = covariances_from_stats(stats, reg_covar)
         _, xk, sk = run.moments
         nk = nk_raw + 10 * np.finfo(np.asarray(stats.means).dtype).eps

@@ -176,29 +176,32 @@ class BayesianGaussianMixture(_BaseMixture):
                 raise ValueError(f"'{kind} covariance_prior' should be symmetric, positive-definite")
         return None
 
-    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
         """The priors (one pass over the data for the data-dependent ones),
-        set as fitted attributes, and the family they define."""
+        set as fitted attributes, and the family they define
+        (``sample_weight``: the weights divided by ``weight_scale``)."""
         moments = None
         if self._data_dependent_priors():
             moments = data_moments(
                 dX, self.split_every, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight
             )
-        return self._set_priors(dX.shape[1], moments)
+        return self._set_priors(dX.shape[1], moments, weight_scale)
 
     def _data_dependent_priors(self):
         return self.mean_prior is None or self.covariance_prior is None
 
-    def _set_priors(self, n_features, moments):
+    def _set_priors(self, n_features, moments, weight_scale=1.0):
         """The priors as fitted attributes: the given ones as given, the
         defaults of the others, those of ``mean_prior`` and
         ``covariance_prior`` from ``moments`` (total weight, mean (D,) and
         centred scatter, (D, D) or its diagonal (D,): :func:`data_moments`
-        or :func:`moments_from_stats`); the family they define."""
+        or :func:`moments_from_stats`, of the weights divided by
+        ``weight_scale``); the family they define."""
         d, kind = n_features, self.covariance_type
         mean = covariance = None
         if moments is not None:
             n, mean, scatter = moments
+            n, scatter = n * weight_scale, scatter * weight_scale  # the real weights'
             covariance = scatter / max(n - 1.0, 1.0)  # n: the total weight (the repeated rows' count)
         self.weight_concentration_prior_ = (
             1.0 / self.n_components if self.weight_concentration_prior is None else float(self.weight_concentration_prior)
@@ -216,9 +219,11 @@ class BayesianGaussianMixture(_BaseMixture):
         else:
             variances = covariance if covariance.ndim == 1 else np.diag(covariance).copy()
             self.covariance_prior_ = variances if kind == "diag" else float(variances.mean())
-        return self._family()
+        return self._family(weight_scale)
 
-    def _family(self):
+    def _family(self, weight_scale=1.0):
+        """The family of the fitted priors, for statistics of the sample
+        weights divided by ``weight_scale``."""
         return BayesianFamily(
             self.weight_concentration_prior_type,
             self.weight_concentration_prior_,
@@ -226,9 +231,12 @@ class BayesianGaussianMixture(_BaseMixture):
             self.mean_prior_,
             self.degrees_of_freedom_prior_,
             self.covariance_prior_,
+            weight_scale,
         )
 
-    def _initial_runs(self, dX, checked, counter, family=None, *, skip_nonfinite=False, sample_weight=None):
+    def _initial_runs(
+        self, dX, checked, counter, family=None, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+    ):
         """The restarts' starts: the M-step of ``family`` on the
         initialisation's statistics.  ``family`` None: the priors are set
         here, the data-dependent ones from those statistics when the
@@ -246,7 +254,7 @@ class BayesianGaussianMixture(_BaseMixture):
                 moments = moments_from_stats(stats[0]) if every_row else data_moments(
                     dX, self.split_every, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight
                 )
-            family = self._set_priors(dX.shape[1], moments)
+            family = self._set_priors(dX.shape[1], moments, weight_scale)
         for spec in specs:
             spec.family = family
         return [run_from_stats(s, spec, self.reg_covar) for s, spec in zip(stats, specs)]

@@ -15,6 +15,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import numbers
 import os
 import sys
@@ -182,15 +183,32 @@ MISSING_PARAMETER_CONSTRAINTS = {"missing": [StrOptions(set(MISSING_OPTIONS))]}
 
 
 def _check_sample_weight(sample_weight, rows):
-    """``sample_weight`` checked against the rows it weights: None, a float64
-    NumPy array (rows in this process, :class:`_engine.InMemoryRows`) or a
-    1-D Dask array with the row chunks of ``rows`` (a Dask array).
+    """``sample_weight`` checked against the rows it weights, and scaled by a
+    power of two so that its mean positive weight is in [1, 2).
+
+    A GaussianMixture fit does not depend on a constant scale of the
+    weights, but its sums do: weights of 1e-13 meet the ``10 * eps`` every
+    count gets, 1e-320 underflow and 1e307 overflow.  Every pass therefore
+    runs on the scaled weights; the scale (exact) brings back what depends on
+    the real weights: the Bayesian family's counts, the total weight
+    reported and the information criteria.
+
+    Returns
+    -------
+    weights : None, a float64 NumPy array (rows in this process,
+        :class:`_engine.InMemoryRows`) or a 1-D Dask array with the row
+        chunks of ``rows`` (a Dask array)
+        The weights divided by ``weight_scale``; None when every weight is 1
+        (the unweighted fit, its random draws included).
+    weight_scale : float
+        A power of two (1.0 without weights, or with weights whose mean
+        positive weight is in [1, 2)).
 
     Raises a ValueError naming what is wrong: shape, NaN or infinity,
-    negative values, or a zero total.  Weights that are all 1 give None.  Dask weights are checked with one
+    negative values, or a zero total.  Dask weights are checked with one
     small compute over the weights alone (n values, not the data)."""
     if sample_weight is None:
-        return None
+        return None, 1.0
     n = rows.shape[0]
     in_process = isinstance(rows, _engine.InMemoryRows)
     if isinstance(sample_weight, da.Array) and not in_process:
@@ -200,8 +218,10 @@ def _check_sample_weight(sample_weight, rows):
         if weights.chunks[0] != rows.chunks[0]:
             weights = weights.rechunk((rows.chunks[0],))
         weights = weights.astype(np.float64)
-        finite, low, high, total = dask.compute(
-            da.isfinite(weights).all(), weights.min(), weights.max(), weights.sum()
+        top = da.frexp(weights.max())[1]
+        finite, low, high, top, scaled_total, n_positive = dask.compute(
+            da.isfinite(weights).all(), weights.min(), weights.max(), top, da.ldexp(weights, -top).sum(),
+            da.count_nonzero(weights > 0),
         )
     else:
         if isinstance(sample_weight, da.Array):
@@ -211,20 +231,28 @@ def _check_sample_weight(sample_weight, rows):
             weights = np.full(n, float(weights))
         if weights.shape != (n,):
             raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
-        finite, low, high, total = bool(np.all(np.isfinite(weights))), weights.min(), weights.max(), weights.sum()
+        finite, low, high = bool(np.all(np.isfinite(weights))), weights.min(), weights.max()
+        top = np.frexp(high)[1]
+        scaled_total, n_positive = np.ldexp(weights, -top).sum(), np.count_nonzero(weights > 0)
     if not finite:
         raise ValueError("sample_weight contains NaN or infinity: every weight must be a finite number >= 0.")
     if low < 0:
         raise ValueError(f"sample_weight has negative values (the smallest is {float(low)!r}): weights must be >= 0.")
-    if not total > 0:
+    if not high > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
     if low == high == 1:
         # Every weight 1 is no weight at all: the unweighted fit, its random
         # draws included (weighted draws race over all rows instead).
-        return None
+        return None, 1.0
+    # The mean positive weight is scaled_total / n_positive * 2^top; the
+    # weights are summed divided by 2^top (the largest in [1/2, 1)), so that
+    # the sum can neither overflow nor lose subnormal weights.
+    exponent = math.frexp(float(scaled_total) / int(n_positive))[1] - 1 + int(top)
+    if exponent:
+        weights = np.ldexp(weights, -exponent)  # exact (da.Array dispatches the ufunc)
     if in_process or isinstance(weights, da.Array):
-        return weights
-    return da.from_array(weights, chunks=(rows.chunks[0],))
+        return weights, math.ldexp(1.0, exponent)
+    return da.from_array(weights, chunks=(rows.chunks[0],)), math.ldexp(1.0, exponent)
 
 
 class UnfinishedPassWarning(UserWarning):
@@ -697,7 +725,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         counter = PassCounter()
         persisted = False
         if fitted:
-            weights = _check_sample_weight(sample_weight, dX)
+            weights, weight_scale = _check_sample_weight(sample_weight, dX)
             family = self._family()
             runs = [self._continued_run(n_features)]
         else:
@@ -708,15 +736,18 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                     "and needs at least n_components samples."
                 )
             checked = self._check_settings(n_features)
-            weights = _check_sample_weight(sample_weight, dX)
+            weights, weight_scale = _check_sample_weight(sample_weight, dX)
             # The initialisation makes several passes over this batch.
             dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
             _, init_X, init_weights = (
                 (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
             )
             runs = self._initial_runs(
-                init_X, checked, counter, None, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+                init_X, checked, counter, None, skip_nonfinite=skip_nonfinite, sample_weight=init_weights,
+                weight_scale=weight_scale,
             )
+            # The stream's statistics count real weights (each batch's
+            # weights come with their own scale).
             family = self._family()
             for run in runs:
                 run.lower_bound = -np.inf
@@ -730,7 +761,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         )
         if not float(batch_stats[0].n_samples) > 0:
             raise _engine.no_effective_weight_error(skip_nonfinite)
-        state.n_samples_seen += float(batch_stats[0].n_samples)
+        state.n_samples_seen += float(batch_stats[0].n_samples) * weight_scale
         if state.mode == "stepwise":
             state.n_batch_iter += 1
             gamma = _engine.step_size(state.n_batch_iter, self.learning_decay, self.learning_offset)
@@ -746,6 +777,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             # batch finds likeliest goes on.
             best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
             best, stats = runs[best_index], batch_stats[best_index]
+            if weight_scale != 1.0:
+                stats = _engine.scale_statistics(stats, weight_scale)
             state.statistics = stats if state.statistics is None else merge_statistics(state.statistics, stats)
             state.n_chunks += dX.numblocks[0]
         if state.mode == "stepwise" or not fitted:
@@ -783,7 +816,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 f"n_samples = {n_samples}."
             )
         checked = self._check_settings(n_features)
-        weights = _check_sample_weight(sample_weight, dX)
+        weights, weight_scale = _check_sample_weight(sample_weight, dX)
         resumed = summary = fingerprint = None
         start_iter = 0
         dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
@@ -792,13 +825,14 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
         )
         if checkpoint is not None:
-            fingerprint = _checkpoint.fingerprint(dX, self, skip_nonfinite=skip_nonfinite)
-            fingerprint["sample_weight"] = _checkpoint.weights_digest(weights)
+            fingerprint = _checkpoint.fingerprint(
+                dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+            )
             if marginalize:
                 # The data summary of the iterates describes completed rows,
                 # which change from pass to pass: the observed values are
                 # checked instead, by what the counting pass found.
-                fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary)
+                fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary, weight_scale)
             resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
@@ -807,7 +841,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         # settings from the initialisation's passes (family None below).
         initialising = resumed is None and not warm
         family = None if initialising else self._make_family(
-            init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+            init_X, counter, skip_nonfinite=skip_nonfinite, sample_weight=init_weights, weight_scale=weight_scale
         )
         if resumed is not None:
             logger.info("resuming from checkpoint %s after iteration %d", checkpoint, start_iter)
@@ -815,9 +849,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             runs = [self._warm_start_run(n_features)]
         else:
             runs = self._initial_runs(
-                init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights
+                init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights,
+                weight_scale=weight_scale,
             )
-            family = self._family()
+            family = self._family(weight_scale)
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.
@@ -845,6 +880,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 start_iter=start_iter,
                 family=family,
                 weights=weights,
+                weight_scale=weight_scale,
                 marginalize=marginalize,
             )
         finally:
@@ -917,8 +953,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._validate_params()
         dX = self._validate_X(X, reset=True)
         checked = self._check_settings(dX.shape[1], n_components)
-        weights = _check_sample_weight(sample_weight, dX)
-        return dX, checked, weights, self._make_family(dX, PassCounter(), sample_weight=weights)
+        weights, weight_scale = _check_sample_weight(sample_weight, dX)
+        return dX, checked, weights, self._make_family(
+            dX, PassCounter(), sample_weight=weights, weight_scale=weight_scale
+        )
 
     @_engine.fit_session()
     def _check_parameters(self, X):
@@ -992,10 +1030,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         lazy = isinstance(values, da.Array)
         if sample_weight is None and self.missing != "marginalize":
             return float(values.mean().compute() if lazy else values.mean()), float(values.shape[0])
-        weights = 1.0
+        weights, weight_scale = 1.0, 1.0
         if sample_weight is not None:
-            weights = _check_sample_weight(sample_weight, values[:, None] if lazy else
-                                           _engine.InMemoryRows(values[:, None], len(values)))
+            weights, weight_scale = _check_sample_weight(
+                sample_weight, values[:, None] if lazy else _engine.InMemoryRows(values[:, None], len(values))
+            )
             weights = 1.0 if weights is None else weights
         if self.missing == "marginalize":  # samples with every feature missing (NaN) count for nothing
             observed = ~(da.isnan(values) if lazy else np.isnan(values))
@@ -1008,7 +1047,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             total, count = dask.compute(total, count)
         if not count > 0:
             raise ValueError("Every sample of X has every feature missing (NaN): there is nothing to score.")
-        return float(total / count), float(count)
+        return float(total / count), float(count) * weight_scale
 
     def save(self, path, *, overwrite=False):
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
@@ -1279,10 +1318,11 @@ class GaussianMixture(_BaseMixture):
     def _check_settings(self, n_features, n_components=None):
         return self._check_initial_parameters(n_features, n_components)
 
-    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None):
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
         return GAUSSIAN
 
-    def _family(self):
+    def _family(self, weight_scale=1.0):
+        # Maximum likelihood depends on no scale of the weights.
         return GAUSSIAN
 
     def _run_from_attributes(self):
@@ -1297,7 +1337,9 @@ class GaussianMixture(_BaseMixture):
     def _set_posterior(self, run):
         pass
 
-    def _initial_runs(self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None):
+    def _initial_runs(
+        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+    ):
         weights_init, means_init, precisions_init = checked
         kind = self.covariance_type
         seeds = spawn_seeds(self.random_state, self.n_init)

@@ -234,7 +234,7 @@ def select_n_components(
     dX = as_dask_array(X)
     n_samples, n_features = dX.shape
     ks = _check_range(n_components_range, n_samples)
-    weights = _check_sample_weight(sample_weight, dX)
+    weights, weight_scale = _check_sample_weight(sample_weight, dX)
     dX, weights, persisted = _engine.place_data(dX, persist, weights)
 
     # Restart i of every candidate has seed i; the restarts of one K share
@@ -250,13 +250,13 @@ def select_n_components(
     n_init_passes = counter.passes
     runs, n_em_passes = _engine.run_em(
         dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every, weights=weights,
-        marginalize=marginalize,
+        weight_scale=weight_scale, marginalize=marginalize,
     )
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters: one pass for all candidates.
     totals = _engine.score_pass(
         dX, [run.model() for run in best_runs], split_every=split_every, weights=weights, marginalize=marginalize
-    )
+    ) * weight_scale
     n_passes = n_init_passes + n_em_passes + 1
 
     models = {}
@@ -277,7 +277,7 @@ def select_n_components(
     n_parameters = np.array([models[c]._n_parameters() for c in candidates])
     # With weights the criteria are those of the repeated rows: n is the total weight.
     # (The samples with every feature missing count for nothing.)
-    n_effective = n_samples if weights is None else _weight_total(weights)
+    n_effective = n_samples if weights is None else _weight_total(weights) * weight_scale
     if marginalize:
         n_effective = float(best_runs[0].n_samples)
     log_n = np.log(n_effective)

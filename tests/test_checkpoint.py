@@ -330,6 +330,98 @@ def test_finished_labelled_checkpoint_refuses_another_nan_mask(tmp_path, data):
 
 
 # --------------------------------------------------------------------------
+# A finished checkpoint: weighted fits, missing values (issue #20, item 7)
+# --------------------------------------------------------------------------
+
+
+def _symmetric_data(missing):
+    """Integer-valued rows and their mirror images about 10 (the same NaN
+    mask): every feature's observed mean is 10 exactly, and the data
+    stretched 3x about it have exactly the same observed sums and counts."""
+    X, _, _ = make_blobs(n=300, d=3, k=3, seed=12)
+    half = np.round(X * 4)
+    if missing == "marginalize":
+        half[np.random.default_rng(5).random(half.shape) < 0.1] = np.nan
+    X = np.vstack([half, 20.0 - half])
+    stretched = 10.0 + 3.0 * (X - 10.0)
+    observed = ~np.isnan(X)
+    assert np.array_equal(np.nansum(stretched, axis=0), np.nansum(X, axis=0))
+    assert np.array_equal(observed.sum(axis=0), (~np.isnan(stretched)).sum(axis=0))
+    return X, stretched
+
+
+def _weights(kind, n):
+    if kind is None:
+        return None
+    # Symmetric (a row and its mirror weigh alike), and with a mean of
+    # 2^-30: the passes run on weights scaled by 2^30.
+    half = np.random.default_rng(6).uniform(0.2, 3.0, size=n // 2)
+    w = np.r_[half, half] * 2.0**-30
+    return da.from_array(w, chunks=CHUNKS[0]) if kind == "dask" else w
+
+
+@pytest.mark.parametrize("weights", [None, "numpy", "dask"])
+@pytest.mark.parametrize("missing", ["error", "marginalize"])
+@pytest.mark.parametrize("estimator", ["gaussian", "bayesian"])
+def test_finished_checkpoint_checks_the_weights_and_the_spread(tmp_path, estimator, missing, weights):
+    """A finished checkpoint is returned for the same data and weights (its
+    checking pass weighted as the fit was, the total weight compared to
+    rounding), equal to the fit that wrote it
+    and the uninterrupted fit, and refused for data with the same observed
+    sums and counts but three times the spread about their means (with
+    missing='marginalize', checked by the counting pass's digest)."""
+    from daskgmm import BayesianGaussianMixture
+
+    X, stretched = _symmetric_data(missing)
+    w = _weights(weights, len(X))
+    kw = dict(n_components=3, tol=1e-3, max_iter=200, random_state=0, missing=missing)
+    make = GaussianMixture if estimator == "gaussian" else BayesianGaussianMixture
+    rows = da.from_array(X, chunks=CHUNKS)
+    uninterrupted = make(**kw).fit(rows, sample_weight=w)
+    path = tmp_path / "done.ckpt"
+    first = make(**kw).fit(rows, sample_weight=w, checkpoint=path)
+    assert first.converged_
+    assert_same_parameters(first, uninterrupted, atol=0)
+    before = path.read_bytes()
+    # Other chunks: the total weight is summed in another order.
+    again = make(**kw).fit(da.from_array(X, chunks=(170, -1)), sample_weight=w, checkpoint=path)
+    assert_same_parameters(again, uninterrupted, atol=0)
+    assert again.history_ == first.history_
+    message = (
+        r"written for different data or settings \(observed is '\w+' in the checkpoint but '\w+' now\)"
+        if missing == "marginalize" else "the data differ from those it was written for"
+    )
+    with pytest.raises(ValueError, match=message):
+        make(**kw).fit(da.from_array(stretched, chunks=CHUNKS), sample_weight=w, checkpoint=path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("weights", ["numpy", "dask"])
+def test_weighted_fit_resumes_to_the_uninterrupted_answer(tmp_path, weights):
+    X, _ = _symmetric_data("error")
+    w = _weights(weights, len(X))
+    path = tmp_path / "fit.ckpt"
+    GaussianMixture(**dict(KW, max_iter=3)).fit(da.from_array(X, chunks=CHUNKS), sample_weight=w, checkpoint=path)
+    resumed = GaussianMixture(**KW).fit(da.from_array(X, chunks=CHUNKS), sample_weight=w, checkpoint=path)
+    uninterrupted = GaussianMixture(**KW).fit(da.from_array(X, chunks=CHUNKS), sample_weight=w)
+    assert_same_parameters(resumed, uninterrupted, atol=0)
+    # The saved row count is the total weight given (not that of the scaled weights the passes use).
+    assert read_archive(path)[0]["data_summary"][-1] == pytest.approx(np.sum(_weights("numpy", len(X))), rel=1e-13)
+
+
+def test_finished_weighted_checkpoint_refuses_other_weights(tmp_path):
+    """The same data under weights scaled by a constant: the same Gaussian
+    fit, but not the same weights (the digest records the weights given)."""
+    X, _ = _symmetric_data("error")
+    w = _weights("numpy", len(X))
+    path = tmp_path / "done.ckpt"
+    kw = dict(n_components=3, tol=1e-3, max_iter=200, random_state=0)
+    GaussianMixture(**kw).fit(X, sample_weight=w, checkpoint=path)
+    with pytest.raises(ValueError, match="sample_weight is '\\w+' in the checkpoint but '\\w+' now"):
+        GaussianMixture(**kw).fit(X, sample_weight=w * 2, checkpoint=path)
+
+
+# --------------------------------------------------------------------------
 # Two fits on one checkpoint path (issue #15, item 4)
 # --------------------------------------------------------------------------
 

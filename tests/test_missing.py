@@ -19,7 +19,7 @@ from scipy.stats import multivariate_normal
 
 from daskgmm import BayesianGaussianMixture, GaussianMixture
 from daskgmm._blocks import stack_models
-from daskgmm._blocks_missing import marginal_block_statistics, marginal_log_resp
+from daskgmm._blocks_missing import marginal_block_statistics, marginal_log_resp, merge_summaries, missing_summary
 from daskgmm._covariance import make_model, precisions_cholesky_from_covariances
 
 KINDS = ["full", "tied", "diag", "spherical"]
@@ -426,6 +426,27 @@ def test_checkpoint_resumes_and_refuses_other_missing_values(tmp_path):
         GaussianMixture(3, max_iter=200, **settings).fit(other, checkpoint=path)
     with pytest.raises(ValueError, match="missing is 'marginalize' in the checkpoint but 'error' now"):
         GaussianMixture(3, max_iter=200, random_state=0, tol=1e-8).fit(np.nan_to_num(X), checkpoint=path)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_missing_summary_scatter_is_the_observed_centred_sum_of_squares(weighted):
+    """The counting pass's per-feature sums of squares about the observed
+    mean (what a checkpoint digests besides sums and counts), exact for a
+    large mean and the same however the rows are split."""
+    rng = np.random.default_rng(17)
+    X = holey_mixture(rng, n=500) + 1e6
+    X[:7, 1] = np.nan  # a block with a feature never observed
+    w = rng.uniform(0, 3, size=len(X)) if weighted else np.ones(len(X))
+    observed = ~np.isnan(X)
+    means = np.nansum(w[:, None] * X, axis=0) / (w @ observed)
+    expected = np.nansum(w[:, None] * (X - means) ** 2, axis=0)
+    for bounds in ([0, 500], [0, 7, 250, 251, 500], [0, 100, 200, 300, 400, 500]):
+        parts = [
+            missing_summary(X[a:b], a, w[a:b] if weighted else None) for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        merged = merge_summaries(parts)
+        np.testing.assert_allclose(merged["scatter"], expected, rtol=1e-10)
+        np.testing.assert_allclose(merged["counts"], w @ observed, rtol=1e-13)
 
 
 def test_save_and_load_keep_the_setting(tmp_path):

@@ -153,3 +153,139 @@ def test_nan_row_is_refused_whatever_its_weight(data):
     assert weights[1] == 0
     with pytest.raises(ValueError, match=r"NaN or infinity.*row 1\)"):
         GaussianMixture(3, random_state=0).fit(da.from_array(X, chunks=(100, -1)), sample_weight=weights)
+
+
+# --------------------------------------------------------------------------
+# A constant scale of the weights (issue #20, item 8)
+# --------------------------------------------------------------------------
+
+PARAMETERS = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+# Scales whose weights are the fixture's times a power of two: the same fit, bitwise.
+POWERS_OF_TWO = {"2**-40": 2.0**-40, "2**40": 2.0**40}
+# Others: the fixture's weights rounded, the fit to rounding (1e-320: subnormal;
+# 1e307 / max: a total past float64's range).
+OTHER_SCALES = {
+    "1e-12": lambda w: 1e-12 / w.sum(),
+    "1e-13": lambda w: 1e-13 / w.sum(),
+    "subnormal": lambda w: 1e-320 / w.max(),
+    "1e300": lambda w: 1e300,
+    "1e307": lambda w: 1e307 / w.max(),
+}
+
+
+def _converged_fit(rows, weights, kind, init_params):
+    # Converged fits: any warning at all is an error here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return GaussianMixture(3, covariance_type=kind, init_params=init_params, random_state=0, tol=1e-6,
+                               max_iter=500).fit(rows, sample_weight=weights)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_constant_scale_of_the_weights_changes_nothing(data, kind, init_params):
+    """Weights w and c * w give the same maximum-likelihood fit, with no
+    warning: bitwise for c a power of two, to rounding otherwise (the
+    weights themselves are rounded), down to subnormal weights and up to
+    weights whose sum overflows."""
+    X, weights = data
+    w = weights.astype(float)
+    reference = _converged_fit(X, w, kind, init_params)
+    assert reference.converged_
+    for name, scale in POWERS_OF_TWO.items():
+        scaled = _converged_fit(X, w * scale, kind, init_params)
+        for attribute in PARAMETERS:
+            np.testing.assert_array_equal(getattr(scaled, attribute), getattr(reference, attribute), err_msg=name)
+        assert scaled.lower_bound_ == reference.lower_bound_ and scaled.n_iter_ == reference.n_iter_
+    for name, scale in OTHER_SCALES.items():
+        scaled = _converged_fit(X, w * scale(w), kind, init_params)
+        for attribute in PARAMETERS:
+            np.testing.assert_allclose(getattr(scaled, attribute), getattr(reference, attribute), rtol=1e-9,
+                                       atol=1e-9, err_msg=f"{name} {attribute}")
+        assert scaled.lower_bound_ == pytest.approx(reference.lower_bound_, rel=1e-12), name
+        assert scaled.converged_
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+def test_a_constant_scale_of_dask_weights_changes_nothing(data, init_params):
+    X, weights = data
+    rows = da.from_array(X, chunks=(70, -1))
+    w = weights.astype(float)
+    reference = _converged_fit(rows, da.from_array(w, chunks=70), "full", init_params)
+    for scale in (2.0**-40, 1e-320 / w.max(), 1e307 / w.max()):
+        scaled = _converged_fit(rows, da.from_array(w * scale, chunks=70), "full", init_params)
+        for attribute in PARAMETERS:
+            np.testing.assert_allclose(getattr(scaled, attribute), getattr(reference, attribute), rtol=1e-9,
+                                       atol=1e-9 if scale != 2.0**-40 else 0, err_msg=attribute)
+
+
+def test_what_reports_the_total_weight_follows_the_scale(data):
+    """score does not depend on the scale; bic's sample count is the total
+    weight (the repeated rows'), partial_fit's n_samples_seen_ too."""
+    X, weights = data
+    w = weights.astype(float)
+    model = GaussianMixture(3, random_state=0).fit(X, sample_weight=w)
+    n_parameters = model._n_parameters()
+    for scale in (2.0**-40, 1e-13, 1e300):
+        score = model.score(X, sample_weight=w * scale)
+        assert score == pytest.approx(model.score(X, sample_weight=w), rel=1e-13)
+        total = np.sum(w) * scale
+        assert model.bic(X, sample_weight=w * scale) == pytest.approx(
+            -2 * score * total + n_parameters * np.log(total), rel=1e-12
+        )
+        online = GaussianMixture(3, random_state=0).partial_fit(X, sample_weight=w * scale)
+        assert online.n_samples_seen_ == pytest.approx(total, rel=1e-13)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prior", ["dirichlet_process", "dirichlet_distribution"])
+def test_bayesian_posterior_counts_the_real_weights(data, kind, prior, monkeypatch):
+    """The variational posterior depends on the weights' scale (the prior
+    weighs against the counts): the fit on w * 2^k, passes run on weights
+    scaled back to order 1, equals the computation on the weights as
+    given."""
+    from daskgmm import mixture
+
+    X, weights = data
+    kwargs = dict(n_components=3, covariance_type=kind, weight_concentration_prior_type=prior, random_state=0,
+                  tol=0, max_iter=15)
+    checked = mixture._check_sample_weight
+
+    def unscaled(sample_weight, rows):  # the weights as given, with no scale taken out
+        weights, weight_scale = checked(sample_weight, rows)
+        return weights * weight_scale, 1.0
+
+    for k in (-6, 5):
+        w = weights * 2.0**k
+        scaled = BayesianGaussianMixture(**kwargs).fit(X, sample_weight=w)
+        with monkeypatch.context() as patch:
+            patch.setattr(mixture, "_check_sample_weight", unscaled)
+            as_given = BayesianGaussianMixture(**kwargs).fit(X, sample_weight=w)
+        for name in ("weights_", "means_", "covariances_", "mean_precision_", "degrees_of_freedom_",
+                     "mean_prior_", "covariance_prior_"):
+            np.testing.assert_allclose(getattr(scaled, name), getattr(as_given, name), rtol=1e-9, err_msg=name)
+        assert scaled.lower_bound_ == pytest.approx(as_given.lower_bound_, rel=1e-9)
+        # The scale matters: 2^k times the weights is not the same posterior.
+        other = BayesianGaussianMixture(**kwargs).fit(X, sample_weight=weights)
+        assert not np.allclose(scaled.mean_precision_, other.mean_precision_)
+
+
+@pytest.mark.parametrize("init_params", INIT_PARAMS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bayesian_tiny_weights_leave_the_prior(data, kind, init_params):
+    """A total weight of 1e-13 or subnormal weights: no error, and the
+    posterior is the prior's (equal weights, means at the prior mean)."""
+    X, weights = data
+    w = weights.astype(float)
+    for scale in (1e-13 / w.sum(), 1e-320 / w.max()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = BayesianGaussianMixture(
+                n_components=3, covariance_type=kind, init_params=init_params, random_state=0,
+                weight_concentration_prior_type="dirichlet_distribution",
+            ).fit(X, sample_weight=w * scale)
+        np.testing.assert_allclose(model.weights_, 1 / 3, rtol=1e-9)
+        np.testing.assert_allclose(model.means_, np.broadcast_to(model.mean_prior_, model.means_.shape), atol=1e-9)
+        assert np.all(np.isfinite(model.precisions_cholesky_))
