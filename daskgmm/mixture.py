@@ -459,13 +459,23 @@ class _BaseMixture(DensityMixin, BaseEstimator):
           ``sample_weight`` counts as its repeated rows.  On a stationary
           stream the model converges to the batch fit's; a drifting one is
           followed with a lag of about ``(1 - gamma_t) / gamma_t`` batches
-          (a decay near 0.5 forgets faster).
+          (a decay near 0.5 forgets faster).  A stream on a model fitted
+          by :meth:`fit` continues the fit: the running statistics start as
+          the per-sample statistics of the fit's last pass (those its
+          parameters are the M-step of), ``n_samples_seen_`` as their total
+          weight, and the fit's data count as ``max(1, round(fit_weight /
+          batch_weight))`` earlier batches of the first batch's size, whose
+          ``t`` follows them (``n_batch_iter_`` counts only the batches
+          given to ``partial_fit``): 10 rows after a fit on 40,000 move the
+          model slightly instead of replacing it.  A fitted model without
+          those statistics (``max_iter=0``, a file saved before they were
+          kept) starts the running statistics from its first batch.
         * ``'exact'``: the batch's statistics are added to those of the
           current pass and the parameters stay as they are, until
           :meth:`end_pass` makes the M-step from the whole pass: a pass over
           the batches, then ``end_pass()``, is one EM iteration of
           :meth:`fit` on their concatenation (for data that arrive in
-          pieces or do not fit in memory together).
+          pieces or do not fit in memory together), after :meth:`fit` too.
 
         Parameters
         ----------
@@ -484,7 +494,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Notes
         -----
         Attributes after a call: ``n_batch_iter_`` (batches taken into the
-        statistics), ``n_samples_seen_`` (their total weight), ``n_iter_``
+        statistics), ``n_samples_seen_`` (their total weight, plus the
+        fit's in a stepwise stream continuing one), ``n_iter_``
         (M-steps made: one per batch, or per :meth:`end_pass`),
         ``converged_`` (False in stepwise mode; in exact mode, whether the
         last pass changed the lower bound by less than ``tol``),
@@ -611,18 +622,27 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             family = self._family()
             for run in runs:
                 run.lower_bound = -np.inf
-        if state is None:
-            state = _engine.OnlineState(self.partial_fit_mode)
         models = [family.model(run) for run in runs]
         # Batches without a NaN take the plain path inside the block function.
         batch_stats = _engine.em_pass(
             dX, runs, split_every=self.split_every, models=models, weights=weights,
             marginalize=self.missing == "marginalize" and not skip_nonfinite, skip_nonfinite=skip_nonfinite,
         )
-        state.n_samples_seen += float(batch_stats[0].n_samples)
+        batch_weight = float(batch_stats[0].n_samples)
+        if state is None:
+            # A stepwise stream on parameters that fit made from a pass's
+            # statistics continues from those statistics.
+            fit_statistics = getattr(self, "_fit_statistics", None) if fitted else None
+            if self.partial_fit_mode == "stepwise" and fit_statistics is not None and batch_weight > 0:
+                state = _engine.stream_after_fit(fit_statistics, batch_weight)
+            else:
+                state = _engine.OnlineState(self.partial_fit_mode)
+        state.n_samples_seen += batch_weight
         if state.mode == "stepwise":
             state.n_batch_iter += 1
-            gamma = _engine.step_size(state.n_batch_iter, self.learning_decay, self.learning_offset)
+            gamma = _engine.step_size(
+                state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset
+            )
             for run, stats, model in zip(runs, batch_stats, models):
                 run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
                 scaled = _engine.scale_statistics(run.tag, state.n_samples_seen)
@@ -773,6 +793,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = list(run.history)
         self.history_ = [dict(record) for record in run.records]
         self._set_posterior(run)
+        # The statistics these parameters are the M-step of, when a pass of
+        # run_em made them: the start of a stepwise stream continuing them.
+        self._fit_statistics = run.statistics
         # New parameters from anywhere but partial_fit end the stream it carried
         # (partial_fit sets its state again after this).
         self._online_state = None
@@ -1026,7 +1049,8 @@ class GaussianMixture(_BaseMixture):
         (``missing='marginalize'``; 0 otherwise).
     n_batch_iter_, n_samples_seen_ : int, float
         Batches given to :meth:`partial_fit` and their total weight (set by
-        :meth:`partial_fit` only).
+        :meth:`partial_fit` only; a stepwise stream continuing a fit counts
+        the fit's weight too).
 
     Notes
     -----
