@@ -78,7 +78,13 @@ def test_format_is_plain_numpy_with_documented_metadata(fitted, tmp_path):
     fitted.save(path)
     # Portable: readable with NumPy alone, without pickle.
     with np.load(path, allow_pickle=False) as archive:
-        assert sorted(archive.files) == sorted(["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky"])
+        # The parameters, and the statistics of the fit's last pass (what a
+        # stream of partial_fit continues from).
+        assert sorted(archive.files) == sorted(
+            ["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky"]
+            + [f"fit_statistics_{name}" for name in ("n_samples", "log_likelihood", "nk", "means", "scatter")]
+        )
+        assert archive["fit_statistics_n_samples"] == 400
         meta = json.loads(str(archive["__daskgmm__"][()]))
         np.testing.assert_array_equal(archive["means"], fitted.means_)
     assert meta["format"] == FORMAT == "daskgmm-model"
@@ -89,6 +95,7 @@ def test_format_is_plain_numpy_with_documented_metadata(fitted, tmp_path):
     assert (meta["n_components"], meta["n_features"]) == (3, 3)
     assert meta["params"]["random_state"] == 0
     assert meta["fit"]["n_iter"] == fitted.n_iter_
+    assert meta["stream"] is None  # no partial_fit yet
 
 
 def test_non_json_parameters_are_described_not_restored(data, tmp_path):
