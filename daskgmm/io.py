@@ -14,8 +14,12 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   (convergence record: ``converged``, ``n_iter``, ``lower_bound``,
   ``lower_bounds``, ``n_features_in``) plus any extra entries the writer
   adds (the command line adds ``input``: the layout of the data it fitted).
-* one float64 array per fitted parameter: ``weights``, ``means``,
-  ``covariances``, ``precisions_cholesky``.
+* one array per fitted parameter, in the model's float dtype (``dtype`` in
+  the metadata: "float64", or "float32" for a model fitted on float32 data):
+  ``weights``, ``means``, ``covariances``, ``precisions_cholesky``.  A
+  BayesianGaussianMixture adds its posterior (``posterior_<name>``) and
+  priors (``mean_prior``, ``covariance_prior``), float64, and ``estimator``
+  and ``priors`` (the prior numbers) to the metadata.
 * what continues a stream of ``partial_fit`` exactly, when the model has
   it: ``fit_statistics_<field>``, the merged statistics of the fit's last
   pass (the parameters are their M-step; a stepwise stream continuing the
@@ -27,11 +31,13 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   ``log_likelihood``, ``nk``, ``means``, ``scatter``, in the statistics'
   own dtype.  A file without them loads as a model without a stream.
 
-Loading checks every field: the metadata's types and their agreement with
-the arrays' shapes, and the arrays' values (finite; weights non-negative and
-summing to 1; precision factors triangular with a positive diagonal;
-covariances symmetric with a positive diagonal and the inverses of the
-precisions).  Any failure is a ValueError naming the field.
+Loading restores each array in the dtype it was saved in, so a loaded model
+holds bitwise the arrays of the saved one.  It checks every field: the
+metadata's types and their agreement with the arrays' shapes and dtypes, and
+the arrays' values (finite; weights non-negative and summing to 1; precision
+factors triangular with a positive diagonal; covariances symmetric with a
+positive diagonal and the inverses of the precisions, to the precision of
+the saved dtype).  Any failure is a ValueError naming the field.
 
 Writing
 -------
@@ -381,14 +387,24 @@ def check_array(where, field, array, shape, *, kinds="fiu", remedy=None):
     return np.asarray(array, dtype=np.float64)
 
 
-def check_parameters(where, covariance_type, weights, means, covariances, precisions_cholesky, *, fields=None, remedy=None):
+def check_parameters(
+    where, covariance_type, weights, means, covariances, precisions_cholesky, *, dtype=np.float64, fields=None, remedy=None
+):
     """ValueError naming the field unless the arrays (of the right shapes) are
     the parameters of a mixture: finite; weights >= 0 summing to 1;
     precisions_cholesky upper triangular (full, tied) with a positive
     diagonal, or positive (diag, spherical); covariances symmetric with a
-    positive diagonal and equal to the inverse of ``P P^T``."""
+    positive diagonal and equal to the inverse of ``P P^T``.
+
+    ``dtype`` is the precision the arrays were stored in (they are given as
+    float64): covariances and precisions_cholesky were each rounded to it
+    after the factor was computed in float64, so their agreement is checked
+    to that precision, never tighter."""
+    from ._covariance import covariances_from_precisions_cholesky
+
     names = dict(zip(ARRAY_NAMES, ARRAY_NAMES), **(fields or {}))
     kwargs = {} if remedy is None else {"remedy": remedy}
+    eps = float(np.finfo(dtype).eps)
     values = dict(zip(ARRAY_NAMES, (weights, means, covariances, precisions_cholesky)))
     for name, value in values.items():
         if not np.all(np.isfinite(value)):
@@ -407,17 +423,26 @@ def check_parameters(where, covariance_type, weights, means, covariances, precis
         if np.any(diagonals <= 0):
             raise invalid(where, names["precisions_cholesky"], "has a non-positive diagonal entry", **kwargs)
         scale = np.sqrt(np.abs(np.einsum("kii->ki", cov3)))
-        if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > 1e-8 * scale[:, :, None] * scale[:, None, :]):
+        outer = scale[:, :, None] * scale[:, None, :]
+        # A symmetric float64 matrix may round to one a unit in the last place apart.
+        if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > (1e-8 + 2 * eps) * outer):
             raise invalid(where, names["covariances"], "is not symmetric", **kwargs)
         if np.any(np.einsum("kii->ki", cov3) <= 0):
             raise invalid(where, names["covariances"], "has a non-positive variance on its diagonal", **kwargs)
-        # P^T Sigma P is the identity; its rounding grows with the condition number.
-        whitened = np.swapaxes(prec3, 1, 2) @ cov3 @ prec3
-        condition = np.linalg.cond(prec3) ** 2
-        error = np.abs(whitened - np.eye(cov3.shape[-1])).max(axis=(1, 2))
-        if np.any(error > 1e-6 + 1e4 * np.finfo(np.float64).eps * condition):
+        # The covariances P^-T P^-1 the factors imply, compared with the stored
+        # ones in the scale of the correlations (S^-1 Sigma S^-1, S the standard
+        # deviations), where the factor is Q = S P.  Rounding Sigma and P to
+        # the stored dtype moves that comparison by at most ~D eps cond(Q);
+        # float64's own error in P, computed from Sigma, grows with cond(Q)^2.
+        with np.errstate(all="ignore"):
+            implied = covariances_from_precisions_cholesky(prec3, "full")
+            error = np.max(np.abs(cov3 - implied) / outer, axis=(1, 2))
+            condition = np.linalg.cond(scale[:, :, None] * prec3)
+            d = cov3.shape[-1]
+            tolerance = 1e-6 + 1e4 * np.finfo(np.float64).eps * condition**2 + d * eps * condition
+        if not np.all(error <= tolerance):  # NaN (an overflowing inverse) fails too
             raise invalid(
-                where, names["covariances"], f"is not the inverse of the precisions (error {error.max():.3g})", **kwargs
+                where, names["covariances"], f"is not the inverse of the precisions (error {np.max(error):.3g})", **kwargs
             )
     else:
         if np.any(prec <= 0):
@@ -425,7 +450,7 @@ def check_parameters(where, covariance_type, weights, means, covariances, precis
         if np.any(cov <= 0):
             raise invalid(where, names["covariances"], "has a non-positive variance", **kwargs)
         error = np.abs(cov * prec**2 - 1.0).max()
-        if error > 1e-6:
+        if not error <= 1e-6 + 4 * eps:  # each of cov and prec rounded once
             raise invalid(
                 where, names["covariances"], f"is not 1 / precisions_cholesky**2 (error {error:.3g})", **kwargs
             )
@@ -515,6 +540,17 @@ def _json_params(model):
     return params, described
 
 
+# The float dtypes a model's parameters can have (a fit's data dtype).
+PARAMETER_DTYPES = ("float32", "float64")
+
+
+def parameter_dtype(model):
+    """The float dtype of a fitted estimator's parameters (float32 after a
+    fit on float32 data), in which they are saved and loaded."""
+    dtype = np.result_type(*(np.asarray(getattr(model, name + "_")) for name in ARRAY_NAMES))
+    return dtype if dtype.name in PARAMETER_DTYPES else np.dtype(np.float64)
+
+
 def model_meta(model, kind="model"):
     """The metadata document of a fitted estimator."""
     from . import __version__
@@ -526,7 +562,7 @@ def model_meta(model, kind="model"):
         "covariance_type": model.covariance_type,
         "n_components": int(model.n_components),
         "n_features": int(model.n_features_in_),
-        "dtype": "float64",
+        "dtype": parameter_dtype(model).name,
         "params": params,
         "params_repr": described,
         "fit": {
@@ -558,7 +594,8 @@ def save_model(model, path, *, overwrite=False, extra=None):
     document, e.g. the command line records the input's layout there.
     """
     model._check_is_fitted()
-    arrays = {name: np.asarray(getattr(model, name + "_"), dtype=np.float64) for name in ARRAY_NAMES}
+    dtype = parameter_dtype(model)
+    arrays = {name: np.asarray(getattr(model, name + "_"), dtype=dtype) for name in ARRAY_NAMES}
     meta = model_meta(model)
     if type(model).__name__ == "BayesianGaussianMixture":
         meta["estimator"] = "BayesianGaussianMixture"
@@ -688,7 +725,7 @@ def load(path):
     missing = [name for name in ARRAY_NAMES if name not in arrays]
     if missing:
         raise ValueError(f"{path} is not a complete daskgmm model: missing {', '.join(missing)}.")
-    for name in ("covariance_type", "n_components", "n_features"):
+    for name in ("covariance_type", "n_components", "n_features", "dtype"):
         if name not in meta:
             raise ValueError(f"{path} is not a complete daskgmm model: bad or missing metadata ('{name}' is missing).")
     covariance_type = meta["covariance_type"]
@@ -702,21 +739,33 @@ def load(path):
         "covariances": covariance_shape(covariance_type, k, d),
         "precisions_cholesky": covariance_shape(covariance_type, k, d),
     }
-    values = {name: check_array(path, name, arrays[name], shape) for name, shape in expected.items()}
-    check_parameters(path, covariance_type, *(values[name] for name in ARRAY_NAMES))
-    fit = meta.get("fit", {})
+    dtype = meta["dtype"]
+    if not isinstance(dtype, str) or dtype not in PARAMETER_DTYPES:
+        raise invalid(path, "dtype", f"is {dtype!r}, not one of {list(PARAMETER_DTYPES)}")
+    dtype = np.dtype(dtype)
+    values = {}
+    for name, shape in expected.items():
+        values[name] = check_array(path, name, arrays[name], shape)
+        stored = arrays[name].dtype
+        if stored.kind != "f" or stored.itemsize != dtype.itemsize:
+            raise invalid(path, name, f"has dtype {stored}, but the file's dtype is {dtype.name!r}")
+    check_parameters(path, covariance_type, *(values[name] for name in ARRAY_NAMES), dtype=dtype)
+    fit = meta.get("fit")
     if not isinstance(fit, dict):
-        raise invalid(path, "fit", f"is {type(fit).__name__}, not a JSON object")
-    converged = fit.get("converged", False)
+        raise invalid(path, "fit", "is missing" if fit is None else f"is {type(fit).__name__}, not a JSON object")
+    for name in ("converged", "n_iter", "lower_bound", "lower_bounds", "n_features_in"):
+        if name not in fit:
+            raise invalid(path, f"fit.{name}", "is missing")
+    converged = fit["converged"]
     if not isinstance(converged, bool):
         raise invalid(path, "fit.converged", f"is {converged!r}, not true or false")
-    n_iter = check_integer(path, "fit.n_iter", fit.get("n_iter", 0), minimum=0)
-    lower_bound = check_number(path, "fit.lower_bound", fit.get("lower_bound", float("nan")), allow_nan=True)
-    lower_bounds = fit.get("lower_bounds", [])
+    n_iter = check_integer(path, "fit.n_iter", fit["n_iter"], minimum=0)
+    lower_bound = check_number(path, "fit.lower_bound", fit["lower_bound"], allow_nan=True)
+    lower_bounds = fit["lower_bounds"]
     if not isinstance(lower_bounds, list):
         raise invalid(path, "fit.lower_bounds", f"is {type(lower_bounds).__name__}, not a list")
     lower_bounds = [check_number(path, "fit.lower_bounds", value) for value in lower_bounds]
-    n_features_in = check_integer(path, "fit.n_features_in", fit.get("n_features_in", d), minimum=1)
+    n_features_in = check_integer(path, "fit.n_features_in", fit["n_features_in"], minimum=1)
     if n_features_in != d:
         raise invalid(path, "fit.n_features_in", f"is {n_features_in} but the file's n_features is {d}")
     feature_names = fit.get("feature_names_in")
@@ -729,10 +778,10 @@ def load(path):
     model = _model_params(path, meta, covariance_type, k)
     if feature_names is not None:
         model.feature_names_in_ = np.asarray(feature_names, dtype=object)
-    model.weights_ = values["weights"]
-    model.means_ = values["means"]
-    model.covariances_ = values["covariances"]
-    model.precisions_cholesky_ = values["precisions_cholesky"]
+    # In the saved dtype: the arrays of the model that was saved, bit for bit.
+    model.weights_, model.means_, model.covariances_, model.precisions_cholesky_ = (
+        np.asarray(arrays[name], dtype=dtype) for name in ARRAY_NAMES
+    )
     model.precisions_ = precisions_from_cholesky(model.precisions_cholesky_, covariance_type)
     model.converged_ = converged
     model.n_iter_ = n_iter
@@ -769,6 +818,8 @@ def _load_posterior(path, model, arrays, meta, k, d):
         if field not in arrays:
             raise ValueError(f"{path} is not a complete BayesianGaussianMixture: missing {field}.")
         value = check_array(path, field, _scalar_if_one(arrays[field], shape), shape)
+        if not np.all(np.isfinite(value)):
+            raise invalid(path, field, "holds NaN or infinite values")
         if not np.all(value > 0):
             raise invalid(path, field, "holds values that are not positive")
         posterior[name] = value
@@ -779,18 +830,47 @@ def _load_posterior(path, model, arrays, meta, k, d):
         raise invalid(path, "priors", f"is {type(priors).__name__}, not a JSON object")
     for name in BAYESIAN_PRIOR_NUMBERS:
         value = check_number(path, f"priors.{name}", priors.get(name))
-        if not value > 0:
-            raise invalid(path, f"priors.{name}", f"is {value!r}, not positive")
+        if not (0 < value < math.inf):
+            raise invalid(path, f"priors.{name}", f"is {value!r}, not a positive finite number")
         setattr(model, name + "_", value)
+    if not model.degrees_of_freedom_prior_ > d - 1:
+        raise invalid(
+            path, "priors.degrees_of_freedom_prior",
+            f"is {model.degrees_of_freedom_prior_!r}, not above n_features - 1 = {d - 1}",
+        )
     prior_shapes = {"mean_prior": (d,), "covariance_prior": {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[kind]}
     for name, shape in prior_shapes.items():
         if name not in arrays:
             raise ValueError(f"{path} is not a complete BayesianGaussianMixture: missing {name}.")
-        setattr(model, name + "_", check_array(path, name, _scalar_if_one(arrays[name], shape), shape))
+        value = check_array(path, name, _scalar_if_one(arrays[name], shape), shape)
+        if not np.all(np.isfinite(value)):
+            raise invalid(path, name, "holds NaN or infinite values")
+        setattr(model, name + "_", value)
+    _check_covariance_prior(path, kind, model.covariance_prior_)
     if kind == "spherical":
         model.covariance_prior_ = float(model.covariance_prior_)
     run = Run(kind, model.weights_, model.means_, model.covariances_, model.precisions_cholesky_, posterior=posterior)
     model._set_posterior(run)
+    # The weights are the posterior's mean, computed in float64 and rounded
+    # to the saved dtype: they agree to that dtype's precision.
     expected = model._family().expected_weights(posterior["weight_concentration"])
-    if not np.allclose(expected, model.weights_, rtol=1e-9, atol=1e-12):
+    rtol = max(1e-9, 4 * float(np.finfo(model.weights_.dtype).eps))
+    if not np.allclose(expected, model.weights_, rtol=rtol, atol=1e-12):
         raise invalid(path, "weights", "disagree with posterior_weight_concentration")
+
+
+def _check_covariance_prior(path, kind, prior):
+    """The prior's variances are not negative, and a full or tied prior is a
+    symmetric positive semi-definite matrix up to rounding (one computed from
+    data with a constant feature has a zero variance: still a valid file)."""
+    if kind in ("diag", "spherical"):
+        if np.any(prior < 0):
+            raise invalid(path, "covariance_prior", "holds negative variances")
+        return
+    if np.any(np.diag(prior) < 0):
+        raise invalid(path, "covariance_prior", "has a negative variance on its diagonal")
+    if not np.allclose(prior, prior.T):  # the estimator's test of a given prior
+        raise invalid(path, "covariance_prior", "is not symmetric")
+    eigenvalues = np.linalg.eigvalsh(prior)
+    if eigenvalues[0] < -1e-8 * max(eigenvalues[-1], 0.0):
+        raise invalid(path, "covariance_prior", f"is not positive semi-definite (eigenvalue {eigenvalues[0]:.3g})")

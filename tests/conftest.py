@@ -18,6 +18,17 @@ def make_blobs(n=600, d=3, k=3, *, spread=6.0, scale=1.0, shift=0.0, seed=0, dty
     return (X + shift).astype(dtype), labels, means + shift
 
 
+def correlated_bands(rho, *, n=2000, d=8, seed=0, dtype=np.float32):
+    """Two clusters of ``d`` neighbouring spectral bands: band i and j
+    correlated by ``rho**|i - j|`` within each cluster (ill-conditioned
+    covariances as rho nears 1), as ``dtype``."""
+    rng = np.random.default_rng(seed)
+    factor = np.linalg.cholesky(rho ** np.abs(np.subtract.outer(np.arange(d), np.arange(d))))
+    X = rng.normal(size=(n, d)) @ factor.T
+    X[n // 2 :] += 3.0
+    return X.astype(dtype)
+
+
 @pytest.fixture(scope="session")
 def blobs():
     return make_blobs()

@@ -29,6 +29,8 @@ from daskgmm.io import (
     write_archive,
 )
 
+from .conftest import correlated_bands
+
 
 def _data(seed=0, n=400):
     rng = np.random.default_rng(seed)
@@ -537,6 +539,124 @@ def test_a_checkpoint_is_not_loaded_as_a_model(tmp_path, data):
     GaussianMixture(2, max_iter=2, random_state=0).fit(data, checkpoint=tmp_path / "c.npz")
     with pytest.raises(ValueError, match="is a daskgmm checkpoint, not a saved model: resume it with fit"):
         daskgmm.load(tmp_path / "c.npz")
+
+
+# --------------------------------------------------------------------------
+# Models saved in their own dtype, checked to its precision (issue #20, item 1)
+# --------------------------------------------------------------------------
+
+FITTED_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+
+
+def assert_same_model(loaded, model, X):
+    """Same dtypes, bitwise the same fitted arrays and answers on ``X``."""
+    for name in FITTED_ARRAYS:
+        assert getattr(loaded, name).dtype == getattr(model, name).dtype, name
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name), err_msg=name)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
+@pytest.mark.parametrize("rho", [0.99, 0.999])
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_float32_model_of_correlated_bands_round_trips(tmp_path, kind, rho):
+    """float32 covariances and precision factors are each rounded to float32:
+    the file is checked to float32's precision and loads as float32,
+    bitwise the saved model (it was refused: 'not the inverse of the
+    precisions', error 4e-6..4e-5)."""
+    X = correlated_bands(rho)
+    model = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    assert model.means_.dtype == np.float32
+    model.save(tmp_path / "m.npz")
+    arrays, meta = read_archive(tmp_path / "m.npz")
+    assert meta["dtype"] == "float32"
+    assert {name: arrays[name].dtype for name in arrays} == dict.fromkeys(arrays, np.dtype(np.float32))
+    assert_same_model(daskgmm.load(tmp_path / "m.npz"), model, X)
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_float64_model_of_very_correlated_bands_round_trips(tmp_path, kind):
+    X = correlated_bands(0.9999, dtype=np.float64)
+    model = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
+    model.save(tmp_path / "m.npz")
+    assert read_archive(tmp_path / "m.npz")[1]["dtype"] == "float64"
+    assert_same_model(daskgmm.load(tmp_path / "m.npz"), model, X)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_files_of_the_float64_only_writer_still_load(tmp_path, dtype):
+    """Before dtypes were recorded every file held float64 arrays and
+    'dtype': 'float64', whatever the model's dtype: such a file loads as a
+    float64 model with the saved values, as it did."""
+    X = correlated_bands(0.99, dtype=dtype)
+    model = GaussianMixture(2, covariance_type="full", random_state=0).fit(X)
+    model.save(tmp_path / "m.npz")
+    arrays, meta = read_archive(tmp_path / "m.npz")
+    write_archive(
+        tmp_path / "old.npz", {name: value.astype(np.float64) for name, value in arrays.items()}, dict(meta, dtype="float64")
+    )
+    loaded = daskgmm.load(tmp_path / "old.npz")
+    for name in FITTED_ARRAYS:
+        assert getattr(loaded, name).dtype == np.float64, name
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name).astype(np.float64), err_msg=name)
+    prec = loaded.precisions_cholesky_
+    np.testing.assert_array_equal(loaded.precisions_, prec @ np.swapaxes(prec, 1, 2))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
+@pytest.mark.parametrize("rho", [0.99, 0.999])
+def test_edits_of_a_float32_file_are_still_refused(tmp_path, rho):
+    X = correlated_bands(rho)
+    model = GaussianMixture(2, covariance_type="full", random_state=0).fit(X)
+    edits = [
+        ({"covariances": model.covariances_ * np.float32(1.01)}, "'covariances' is not the inverse of the precisions"),
+        ({"covariances": model.covariances_ * np.where(np.eye(8), np.float32(1.01), np.float32(1))},
+         "'covariances' is not the inverse of the precisions"),
+        ({"precisions_cholesky": model.precisions_cholesky_ * np.float32(1.01)},
+         "'covariances' is not the inverse of the precisions"),
+        ({"weights": model.weights_ * np.float32(1.01)}, "'weights' sums to 1.00999"),
+        ({"means": model.means_.astype(np.float64)}, "'means' has dtype float64, but the file's dtype is 'float32'"),
+    ]
+    for arrays, message in edits:
+        with pytest.raises(ValueError, match=message):
+            daskgmm.load(_rewrite(model, tmp_path, arrays=arrays))
+    for value, message in [("float16", "'dtype' is 'float16', not one of"), (None, "'dtype' is None")]:
+        with pytest.raises(ValueError, match=message):
+            daskgmm.load(_rewrite(model, tmp_path, meta={"dtype": value}))
+
+
+# --------------------------------------------------------------------------
+# Required metadata (issue #20, item 11)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "drop, message",
+    [
+        ("fit.lower_bound", "'fit.lower_bound' is missing"),
+        ("fit.converged", "'fit.converged' is missing"),
+        ("fit.n_iter", "'fit.n_iter' is missing"),
+        ("fit.lower_bounds", "'fit.lower_bounds' is missing"),
+        ("fit.n_features_in", "'fit.n_features_in' is missing"),
+        ("fit", "'fit' is missing"),
+        ("dtype", r"bad or missing metadata \('dtype' is missing\)"),
+    ],
+)
+def test_a_missing_metadata_entry_is_named(diag_square, tmp_path, drop, message):
+    """A file without 'fit.lower_bound' loaded (with a NaN lower bound) and
+    made ``daskgmm info`` fail with a TypeError."""
+    arrays, meta = _saved(diag_square, tmp_path)
+    *parents, last = drop.split(".")
+    holder = meta
+    for parent in parents:
+        holder = holder[parent]
+    del holder[last]
+    write_archive(tmp_path / "m.npz", arrays, meta)
+    with pytest.raises(ValueError, match=message):
+        daskgmm.load(tmp_path / "m.npz")
 
 
 # --------------------------------------------------------------------------
