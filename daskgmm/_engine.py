@@ -951,7 +951,8 @@ def run_em(
 
     Returns
     -------
-    runs : the same list, updated in place.
+    runs : the same list, updated in place; each run's ``statistics`` are
+        the merged statistics of its last pass (its parameters' M-step).
     n_passes : number of passes made.
     """
     if family is None:
