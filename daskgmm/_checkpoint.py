@@ -320,6 +320,19 @@ def _posterior_field(path, arrays, name, n_runs, n_components):
     return check_array(path, name, values, shape, remedy=_REMEDY)
 
 
+def _check_records(where, rows):
+    """A run's iteration records (rows of RECORD_FIELDS, no NaN): the counts
+    are non-negative integers and the seconds finite and non-negative, as
+    the record's dicts (int, float) need; a bound or its change may be
+    infinite (the first change is)."""
+    for name in ("iteration", "n_chunks", "seconds"):
+        values = rows[:, RECORD_FIELDS.index(name)]
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise invalid(where, "runs_records", f"holds {name} values that are infinite or negative", remedy=_REMEDY)
+        if name != "seconds" and np.any(values != np.round(values)):
+            raise invalid(where, "runs_records", f"holds {name} values that are not integers", remedy=_REMEDY)
+
+
 def _checked_state(path, arrays, meta, fp):
     """Validate every field of a checkpoint; its runs, iteration and summary."""
     from ._blocks import COVARIANCE_TYPES
@@ -399,6 +412,7 @@ def _checked_state(path, arrays, meta, fp):
         rows = records[i, : n_records[i]]
         if np.any(np.isnan(rows)):
             raise invalid(where, "runs_records", "holds NaN", remedy=_REMEDY)
+        _check_records(where, rows)
         posterior = {}
         for name, values in posteriors.items():
             if not np.all(np.isfinite(values[i])) or np.any(values[i] <= 0):

@@ -634,6 +634,64 @@ def _default_predict_path(input_path, source):
     return os.fspath(stem.with_name(stem.stem + ".labels" + suffix))
 
 
+def _check_text(path, field, value):
+    from .io import invalid
+
+    if value is not None and not isinstance(value, str):
+        raise invalid(path, field, f"is {value!r}, not a string")
+
+
+def _check_names(path, field, value):
+    from .io import invalid
+
+    if value is not None and not (isinstance(value, list) and all(isinstance(name, str) for name in value)):
+        raise invalid(path, field, f"is {value!r}, not a list of names")
+
+
+def _check_record(path, field, value):
+    from .io import invalid
+
+    if not isinstance(value, dict):
+        raise invalid(path, field, f"is {type(value).__name__}, not a JSON object")
+    return value
+
+
+def _saved_input(path, meta):
+    """The ``input`` record of the model saved at ``path`` (what ``daskgmm
+    fit`` wrote: :meth:`Input.layout`, the counts, the weights, the online
+    stream; ``{}`` if none), each entry's type checked before ``predict`` or
+    ``info`` reads it: a ValueError names the first malformed one."""
+    from .io import check_integer, invalid
+
+    record = meta.get("input")
+    if record is None:
+        return {}
+    _check_record(path, "input", record)
+    for name in ("source", "format", "feature_dim"):
+        _check_text(path, f"input.{name}", record.get(name))
+    for name in ("variables", "sample_dims", "features"):
+        _check_names(path, f"input.{name}", record.get(name))
+    if not isinstance(record.get("labelled", False), bool):
+        raise invalid(path, "input.labelled", f"is {record['labelled']!r}, not true or false")
+    if "n_samples_skipped" in record:
+        check_integer(path, "input.n_samples_skipped", record["n_samples_skipped"], minimum=0)
+    weight = record.get("sample_weight")
+    if weight is not None:
+        _check_record(path, "input.sample_weight", weight)
+        for name in ("variable", "source", "format"):
+            _check_text(path, f"input.sample_weight.{name}", weight.get(name))
+        _check_names(path, "input.sample_weight.dims", weight.get("dims"))
+    online = record.get("online")
+    if online is not None:
+        _check_record(path, "input.online", online)
+        _check_names(path, "input.online.inputs", online.get("inputs"))
+        _check_text(path, "input.online.mode", online.get("mode"))
+        for name in ("batches", "n_samples_skipped"):
+            if name in online:
+                check_integer(path, f"input.online.{name}", online[name], minimum=0)
+    return record
+
+
 def cmd_predict(args):
     import dask
     import xarray as xr
@@ -643,7 +701,7 @@ def cmd_predict(args):
 
     model = load(args.model)
     _, meta = read_archive(args.model)
-    saved = meta.get("input") or {}
+    saved = _saved_input(args.model, meta)
     variables = _split_names(args.variable)
     feature_dim, sample_dims = args.feature_dim, _split_names(args.sample_dims)
     if saved.get("labelled") and not (variables or feature_dim):
@@ -701,6 +759,7 @@ def cmd_info(args):
 
     model = load(args.model)
     _, meta = read_archive(args.model)
+    source = _saved_input(args.model, meta)
     if args.json:
         print(json.dumps(meta, indent=2, sort_keys=True))
         return 0
@@ -713,7 +772,6 @@ def cmd_info(args):
     print(f"  fit: {state} after {fit.get('n_iter')} iterations, lower bound {fit.get('lower_bound'):.6f}")
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(meta.get("params", {}).items()) if v is not None)
     print(f"  parameters: {params}")
-    source = meta.get("input")
     if source:
         text = f"  input: {source.get('source')} ({source.get('format')})"
         if source.get("labelled"):

@@ -424,7 +424,8 @@ def check_parameters(
             raise invalid(where, names["precisions_cholesky"], "has a non-positive diagonal entry", **kwargs)
         scale = np.sqrt(np.abs(np.einsum("kii->ki", cov3)))
         outer = scale[:, :, None] * scale[:, None, :]
-        # A symmetric float64 matrix may round to one a unit in the last place apart.
+        # Mirrored float64 entries that differ in their last digits may round to
+        # neighbours of the stored dtype: a unit in its last place apart.
         if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > (1e-8 + 2 * eps) * outer):
             raise invalid(where, names["covariances"], "is not symmetric", **kwargs)
         if np.any(np.einsum("kii->ki", cov3) <= 0):
@@ -544,7 +545,7 @@ def _json_params(model):
 PARAMETER_DTYPES = ("float32", "float64")
 
 
-def parameter_dtype(model):
+def _parameter_dtype(model):
     """The float dtype of a fitted estimator's parameters (float32 after a
     fit on float32 data), in which they are saved and loaded."""
     dtype = np.result_type(*(np.asarray(getattr(model, name + "_")) for name in ARRAY_NAMES))
@@ -562,7 +563,7 @@ def model_meta(model, kind="model"):
         "covariance_type": model.covariance_type,
         "n_components": int(model.n_components),
         "n_features": int(model.n_features_in_),
-        "dtype": parameter_dtype(model).name,
+        "dtype": _parameter_dtype(model).name,
         "params": params,
         "params_repr": described,
         "fit": {
@@ -594,7 +595,7 @@ def save_model(model, path, *, overwrite=False, extra=None):
     document, e.g. the command line records the input's layout there.
     """
     model._check_is_fitted()
-    dtype = parameter_dtype(model)
+    dtype = _parameter_dtype(model)
     arrays = {name: np.asarray(getattr(model, name + "_"), dtype=dtype) for name in ARRAY_NAMES}
     meta = model_meta(model)
     if type(model).__name__ == "BayesianGaussianMixture":

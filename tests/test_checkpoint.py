@@ -425,3 +425,28 @@ def test_a_checkpoint_deleted_during_the_fit_is_written_again(tmp_path, data):
         callback=lambda event: event["iteration"] == 5 and path.unlink(),
     )
     assert read_archive(path)[1]["iteration"] == KW["max_iter"]
+
+
+@pytest.mark.parametrize(
+    "column, value, message",
+    [
+        (0, np.inf, "'runs_records' holds iteration values that are infinite or negative"),
+        (0, -1.0, "'runs_records' holds iteration values that are infinite or negative"),
+        (0, 1.5, "'runs_records' holds iteration values that are not integers"),
+        (4, np.inf, "'runs_records' holds n_chunks values that are infinite or negative"),
+        (4, 2.5, "'runs_records' holds n_chunks values that are not integers"),
+        (3, -np.inf, "'runs_records' holds seconds values that are infinite or negative"),
+    ],
+)
+def test_checkpoint_records_are_checked(tmp_path, short_checkpoint, data, column, value, message):
+    """runs_records=inf made resuming fail with an OverflowError (int(inf))
+    instead of naming the field (issue #20, item 11)."""
+    arrays, meta = read_archive(short_checkpoint)
+    arrays = {name: np.array(value) for name, value in arrays.items()}
+    arrays["runs_records"][0, 0, column] = value
+    path = tmp_path / "edited.ckpt"
+    write_archive(path, arrays, meta)
+    with pytest.raises(ValueError, match=r"\(run 0\): " + re.escape(message)) as err:
+        GaussianMixture(**KW).fit(da.from_array(data, chunks=CHUNKS), checkpoint=path)
+    assert "delete it to start the fit afresh" in str(err.value)
+

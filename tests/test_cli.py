@@ -25,6 +25,8 @@ from daskgmm import GaussianMixture, cli
 from daskgmm import xarray as dxr
 from daskgmm.io import read_archive
 
+from .conftest import correlated_bands
+
 xr = pytest.importorskip("xarray")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -746,3 +748,93 @@ def test_fit_online_over_labelled_stores(tmp_path, capsys):
                      "--scheduler", "threads"]) == 0
     labels = xr.open_zarr(tmp_path / "labels.zarr")["label"].load()
     assert int(labels[1, 5, 5]) >= 0 and int(labels[0, 0, 0]) == -1
+
+
+# --------------------------------------------------------------------------
+# float32 models; the saved input record (issue #20, items 1 and 11)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_fit_then_predict_float32_correlated_bands(tmp_path, capsys, kind):
+    """``daskgmm predict`` refused the model ``daskgmm fit`` had just saved
+    from float32 bands correlated by 0.99 ('covariances' is not the
+    inverse of the precisions)."""
+    X = correlated_bands(0.99)
+    np.save(tmp_path / "bands.npy", X)
+    threads = ["--scheduler", "threads", "-q"]
+    assert cli.main(["fit", str(tmp_path / "bands.npy"), "-k", "2", "--covariance-type", kind, "--random-state", "0",
+                     "--out", str(tmp_path / "m.npz"), *threads]) == 0
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "bands.npy"),
+                     "--out", str(tmp_path / "labels.npy"), *threads]) == 0
+    assert cli.main(["info", str(tmp_path / "m.npz")]) == 0
+    model = daskgmm.load(tmp_path / "m.npz")
+    assert model.means_.dtype == np.float32
+    np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), model.predict(X))
+
+
+def _model_with_input_record(tmp_path, field=None, value=None):
+    """A saved model whose ``input`` record has every entry ``daskgmm fit``
+    may write, ``field`` (dotted) set to ``value``; X.npy its data."""
+    from daskgmm.io import save_model
+
+    X = two_blobs(400)
+    np.save(tmp_path / "X.npy", X)
+    record = {"source": "X.npy", "format": "npy", "labelled": False, "feature_dim": None, "variables": None,
+              "sample_dims": None, "features": None, "n_samples_skipped": 0,
+              "sample_weight": {"source": "w.npy", "format": "npy", "variable": None, "dims": None},
+              "online": {"inputs": ["X.npy"], "mode": "stepwise", "batches": 1, "n_samples_skipped": 0}}
+    extra = {"input": record}
+    if field is not None:
+        *parents, last = field.split(".")
+        holder = extra
+        for parent in parents:
+            holder = holder[parent]
+        holder[last] = value
+    save_model(GaussianMixture(2, random_state=0).fit(X), tmp_path / "m.npz", extra=extra)
+    return tmp_path / "m.npz"
+
+
+def test_a_complete_input_record_is_read(tmp_path, capsys):
+    path = _model_with_input_record(tmp_path)
+    assert cli.main(["info", str(path)]) == 0
+    assert "input: X.npy (npy), weighted by w.npy" in capsys.readouterr().out
+    assert cli.main(["predict", str(path), str(tmp_path / "X.npy"), "--out", str(tmp_path / "labels.npy"),
+                     "--scheduler", "threads", "-q"]) == 0
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("input", 5),
+        ("input", ["X.npy"]),
+        ("input.variables", 5),
+        ("input.variables", [1, 2]),
+        ("input.sample_dims", "time"),
+        ("input.features", {"a": 1}),
+        ("input.feature_dim", 3),
+        ("input.source", 7),
+        ("input.format", ["npy"]),
+        ("input.labelled", "yes"),
+        ("input.n_samples_skipped", -1),
+        ("input.n_samples_skipped", "none"),
+        ("input.sample_weight", 1.5),
+        ("input.sample_weight.variable", 2),
+        ("input.sample_weight.dims", "time"),
+        ("input.online", []),
+        ("input.online.inputs", "a.npy"),
+        ("input.online.batches", 1.5),
+    ],
+)
+def test_a_malformed_input_record_is_one_error_line(tmp_path, capsys, field, value):
+    """``info`` and ``predict`` read the ``input`` record ``daskgmm fit``
+    writes: a malformed one raised TypeError or AttributeError (a
+    traceback); it is one error line naming the entry."""
+    path = _model_with_input_record(tmp_path, field, value)
+    entry = re.escape(f"'{field}' is ")
+    assert re.search(entry, error_of(capsys, ["info", str(path)]))
+    message = error_of(capsys, ["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"),
+                                "--out", str(tmp_path / "labels.npy"), "--scheduler", "threads", "-q"])
+    assert re.search(entry, message)
+    assert message.startswith(str(tmp_path / "m.npz"))
+    assert not (tmp_path / "labels.npy").exists()

@@ -131,6 +131,17 @@ def test_float32_model_round_trips_in_float32(bands, tmp_path, kind, prior):
     np.testing.assert_array_equal(loaded.score_samples(bands), model.score_samples(bands))
 
 
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_float64_model_of_very_correlated_bands_round_trips(tmp_path, kind):
+    X = correlated_bands(0.9999, dtype=np.float64)
+    model = _fitted(X, kind, "dirichlet_process")
+    model.save(tmp_path / "m.npz")
+    loaded = load(tmp_path / "m.npz")
+    for name in BAYESIAN_ARRAYS:
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name), err_msg=name)
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_edits_of_a_float32_model_are_still_refused(bands, tmp_path, kind):
     model = _fitted(bands, kind, "dirichlet_process")
