@@ -64,7 +64,17 @@ import uuid
 import numpy as np
 
 from ._engine import Run
-from .io import check_array, check_integer, check_parameters, invalid, read_archive, write_archive
+from ._blocks import Stats
+from .io import (
+    check_array,
+    check_integer,
+    check_parameters,
+    check_statistics,
+    invalid,
+    read_archive,
+    statistics_arrays,
+    write_archive,
+)
 
 logger = logging.getLogger("daskgmm")
 
@@ -287,6 +297,11 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
     )
     if summary is not None:
         arrays["data_summary"] = np.asarray(summary, dtype=np.float64)
+    if all(run.statistics is not None for run in runs):
+        # What a stream of partial_fit after the resumed fit continues from.
+        fields = zip(*(run.statistics[1:] for run in runs))
+        stacked = [np.stack([np.asarray(value) for value in values]) for values in fields]
+        arrays.update(statistics_arrays("runs_statistics", Stats(runs[0].covariance_type, *stacked)))
     meta = {
         "kind": KIND,
         "checkpoint_version": CHECKPOINT_VERSION,
@@ -409,6 +424,8 @@ def _checked_state(path, arrays, meta, fp):
             path, "runs_posterior", f"holds {sorted(posteriors)}, expected {sorted(expected)} for this family",
             remedy=_REMEDY,
         )
+    statistics = check_statistics(path, "runs_statistics", arrays, kind, k, d, leading=(r,), positive_count=True,
+                                  remedy=_REMEDY)
     runs = []
     for i in range(r):
         where = f"{path} (run {i})"
@@ -441,6 +458,7 @@ def _checked_state(path, arrays, meta, fp):
                     dict(zip(RECORD_FIELDS, (int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]))))
                     for row in rows
                 ],
+                statistics=None if statistics is None else Stats(kind, *(np.array(v[i]) for v in statistics[1:])),
             )
         )
     return runs, iteration, summary

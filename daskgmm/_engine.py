@@ -774,6 +774,10 @@ class Run:
     # data's mean and variance follow from them (checkpoints compare them
     # with the data's).
     moments: tuple | None = None
+    # The merged statistics of the pass whose M-step gave the parameters
+    # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
+    # of ``partial_fit`` continuing the fit starts from them.
+    statistics: _blocks.Stats | None = None
 
     @property
     def n_components(self):
@@ -950,7 +954,8 @@ def run_em(
 
     Returns
     -------
-    runs : the same list, updated in place.
+    runs : the same list, updated in place; each run's ``statistics`` are
+        the merged statistics of its last pass (its parameters' M-step).
     n_passes : number of passes made.
     """
     if family is None:
@@ -979,6 +984,8 @@ def run_em(
             run.n_samples = n_samples * weight_scale
             previous = run.lower_bound
             run.lower_bound = family.step(run, st, reg_covar, model)
+            # In the real weights' units, as the stream that may continue the fit counts them.
+            run.statistics = st if weight_scale == 1.0 else scale_statistics(st, weight_scale)
             run.n_iter = iteration
             change = run.lower_bound - previous
             run.history.append(run.lower_bound)
@@ -1029,8 +1036,11 @@ class OnlineState:
     statistics ``s_t`` (``n_samples`` = 1) and, in ``'exact'`` mode, the
     merged statistics of the batches of the current pass (None before the
     first batch of a pass).  ``n_batch_iter`` counts the batches that
-    updated the running statistics (the ``t`` of the step size);
-    ``n_samples_seen`` the total weight of every batch seen.
+    updated the running statistics; ``n_samples_seen`` the total weight of
+    every batch seen (and of the fit a stepwise stream continues).
+    ``batch_offset`` is the number of batches the data of that fit count
+    as (0 for a stream that began with ``partial_fit``): the step size of
+    batch ``n_batch_iter`` is that of batch ``n_batch_iter + batch_offset``.
     """
 
     mode: str
@@ -1039,6 +1049,28 @@ class OnlineState:
     n_samples_seen: float = 0.0
     # Chunks of the batches of the current pass (exact mode), for its record.
     n_chunks: int = 0
+    batch_offset: int = 0
+
+
+def stream_after_fit(fit_statistics, batch_weight):
+    """The stepwise state a stream continuing a fit starts from.
+
+    ``fit_statistics`` are the merged statistics of the fit's last pass
+    (:attr:`Run.statistics`, the M-step of which gave the parameters),
+    ``batch_weight`` the total weight of the stream's first batch (> 0).
+    The running statistics are the fit's per sample, ``n_samples_seen`` its
+    total weight, and the fit counts as ``max(1, round(fit_weight /
+    batch_weight))`` earlier batches of this batch's size: the first batch
+    gets the step size that follows (a small one after a large fit),
+    instead of replacing the fit's statistics with its own.
+    """
+    fit_weight = float(fit_statistics.n_samples)
+    return OnlineState(
+        "stepwise",
+        statistics=scale_statistics(fit_statistics, 1.0 / fit_weight),
+        n_samples_seen=fit_weight,
+        batch_offset=max(1, int(round(fit_weight / batch_weight))),
+    )
 
 
 def no_effective_weight_error(skip_nonfinite=False):

@@ -20,6 +20,16 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   BayesianGaussianMixture adds its posterior (``posterior_<name>``) and
   priors (``mean_prior``, ``covariance_prior``), float64, and ``estimator``
   and ``priors`` (the prior numbers) to the metadata.
+* what continues a stream of ``partial_fit`` exactly, when the model has
+  it: ``fit_statistics_<field>``, the merged statistics of the fit's last
+  pass (the parameters are their M-step; a stepwise stream continuing the
+  fit starts from them); the metadata's ``stream`` entry (``mode``,
+  ``n_batch_iter``, ``n_samples_seen``, ``batch_offset``, ``n_chunks``;
+  null without a stream) and ``stream_statistics_<field>``, the running
+  statistics of a stepwise stream or the merged statistics of an
+  unfinished exact pass.  ``<field>`` is each of ``n_samples``,
+  ``log_likelihood``, ``nk``, ``means``, ``scatter``, in the statistics'
+  own dtype.  A file without them loads as a model without a stream.
 
 Loading restores each array in the dtype it was saved in, so a loaded model
 holds bitwise the arrays of the saved one.  It checks every field: the
@@ -447,6 +457,66 @@ def check_parameters(
             )
 
 
+# The fields of merged statistics (daskgmm._blocks.Stats) as saved arrays,
+# ``<prefix>_<field>``.
+STATISTICS_FIELDS = ("n_samples", "log_likelihood", "nk", "means", "scatter")
+
+
+def statistics_arrays(prefix, stats):
+    """The arrays that save ``stats`` (a :class:`daskgmm._blocks.Stats`, or
+    one whose fields are stacked over runs), in their own float dtype."""
+    return {f"{prefix}_{name}": np.asarray(getattr(stats, name)) for name in STATISTICS_FIELDS}
+
+
+def check_statistics(where, prefix, arrays, covariance_type, k, d, *, leading=(), positive_count=False, remedy=None):
+    """The :class:`daskgmm._blocks.Stats` saved by :func:`statistics_arrays`
+    under ``prefix``, each field checked, or ValueError naming it: present,
+    float32 or float64 (one dtype for all, kept so that a stream continues
+    bitwise), of the shapes of ``k`` components and ``d`` features behind
+    ``leading`` axes, finite, ``n_samples`` and ``nk`` >= 0 (``n_samples``
+    > 0 with ``positive_count``).  None when no field is saved."""
+    from ._blocks import Stats
+
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    names = [f"{prefix}_{name}" for name in STATISTICS_FIELDS]
+    if not any(name in arrays for name in names):
+        return None
+    shapes = dict(zip(names, ((), (), (k,), (k, d), _scatter_shape(covariance_type, k, d))))
+    values, dtype = {}, None
+    for name in names:
+        if name not in arrays:
+            raise invalid(where, name, "is missing", **kwargs)
+        value = arrays[name]
+        shape = tuple(leading) + shapes[name]
+        if value.dtype.kind != "f" or value.dtype.itemsize not in (4, 8):
+            raise invalid(where, name, f"has dtype {value.dtype}, not float32 or float64", **kwargs)
+        if dtype is not None and value.dtype != dtype:
+            raise invalid(where, name, f"has dtype {value.dtype}, not {dtype} as '{names[0]}'", **kwargs)
+        dtype = value.dtype
+        if value.shape != shape:
+            # The archive keeps a single (0-d) number as shape (1,).
+            if shape == () and value.shape == (1,):
+                value = value.reshape(())
+            else:
+                raise invalid(where, name, f"has shape {value.shape}, expected {shape}", **kwargs)
+        if not np.all(np.isfinite(value)):
+            raise invalid(where, name, "holds NaN or infinite values", **kwargs)
+        values[name] = value
+    n_samples, nk = values[names[0]], values[names[2]]
+    if np.any(n_samples < 0) or (positive_count and np.any(n_samples <= 0)):
+        raise invalid(where, names[0], f"is {n_samples.tolist()}, not {'positive' if positive_count else '>= 0'}", **kwargs)
+    if np.any(nk < 0):
+        raise invalid(where, names[2], f"holds negative values ({nk.min():.6g})", **kwargs)
+    if not leading:  # numbers, as the merges and scalings of a pass give them
+        values = {name: value[()] if value.ndim == 0 else value for name, value in values.items()}
+    return Stats(covariance_type, *(values[name] for name in names))
+
+
+def _scatter_shape(covariance_type, k, d):
+    """Shape of the centred scatter of :class:`daskgmm._blocks.Stats`."""
+    return {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
+
+
 # --------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------
@@ -524,7 +594,7 @@ def save_model(model, path, *, overwrite=False, extra=None):
     ``extra`` (a JSON-serialisable dict) is merged into the metadata
     document, e.g. the command line records the input's layout there.
     """
-    model._check_is_fitted()
+    model._check_is_fitted(in_use=False)  # the file keeps an unfinished pass: no warning
     dtype = _parameter_dtype(model)
     arrays = {name: np.asarray(getattr(model, name + "_"), dtype=dtype) for name in ARRAY_NAMES}
     meta = model_meta(model)
@@ -535,12 +605,71 @@ def save_model(model, path, *, overwrite=False, extra=None):
         for name in BAYESIAN_PRIOR_ARRAYS:
             arrays[name] = np.asarray(getattr(model, name + "_"), dtype=np.float64)
         meta["priors"] = {name: float(getattr(model, name + "_")) for name in BAYESIAN_PRIOR_NUMBERS}
+    stream_arrays, meta["stream"] = _stream_fields(model)
+    arrays.update(stream_arrays)
     if extra:
         reserved = sorted(set(extra) & (set(meta) | {"format", "format_version"}))
         if reserved:
             raise ValueError(f"extra metadata cannot replace the reserved entries {reserved}.")
         meta.update(extra)
     return write_archive(path, arrays, meta, overwrite=overwrite)
+
+
+def _stream_fields(model):
+    """Arrays and metadata entry (None without a stream) of what continues
+    the model's stream of ``partial_fit``: the statistics of its fit's last
+    pass (``fit_statistics_*``), and the state of ``partial_fit`` (the
+    ``stream`` entry: mode, counts; ``stream_statistics_*``: the running
+    statistics, or those of the unfinished exact pass)."""
+    arrays = {}
+    fit_statistics = getattr(model, "_fit_statistics", None)
+    if fit_statistics is not None:
+        arrays.update(statistics_arrays("fit_statistics", fit_statistics))
+    state = getattr(model, "_online_state", None)
+    if state is None:
+        return arrays, None
+    if state.statistics is not None:
+        arrays.update(statistics_arrays("stream_statistics", state.statistics))
+    return arrays, {
+        "mode": state.mode,
+        "n_batch_iter": int(state.n_batch_iter),
+        "n_samples_seen": float(state.n_samples_seen),
+        "batch_offset": int(state.batch_offset),
+        "n_chunks": int(state.n_chunks),
+    }
+
+
+def _load_stream(path, model, arrays, meta, k, d):
+    """The fit's statistics and the stream state of :func:`_stream_fields`,
+    each field checked; a file without them (older ones) gives a model
+    without (a stream then starts afresh)."""
+    from ._engine import ONLINE_MODES, OnlineState
+
+    kind = model.covariance_type
+    model._fit_statistics = check_statistics(path, "fit_statistics", arrays, kind, k, d, positive_count=True)
+    statistics = check_statistics(path, "stream_statistics", arrays, kind, k, d)
+    stream = meta.get("stream")
+    if stream is None:
+        if statistics is not None:
+            raise invalid(path, "stream", "is missing, but the file holds stream_statistics")
+        return
+    if not isinstance(stream, dict):
+        raise invalid(path, "stream", f"is {type(stream).__name__}, not a JSON object")
+    mode = stream.get("mode")
+    if not isinstance(mode, str) or mode not in ONLINE_MODES:
+        raise invalid(path, "stream.mode", f"is {mode!r}, not one of {list(ONLINE_MODES)}")
+    n_batch_iter = check_integer(path, "stream.n_batch_iter", stream.get("n_batch_iter"), minimum=0)
+    batch_offset = check_integer(path, "stream.batch_offset", stream.get("batch_offset"), minimum=0)
+    n_chunks = check_integer(path, "stream.n_chunks", stream.get("n_chunks"), minimum=0)
+    n_samples_seen = check_number(path, "stream.n_samples_seen", stream.get("n_samples_seen"))
+    if not (math.isfinite(n_samples_seen) and n_samples_seen >= 0):
+        raise invalid(path, "stream.n_samples_seen", f"is {n_samples_seen!r}, not a finite number >= 0")
+    model._keep_online_state(
+        OnlineState(
+            mode, statistics=statistics, n_batch_iter=n_batch_iter, n_samples_seen=n_samples_seen,
+            n_chunks=n_chunks, batch_offset=batch_offset,
+        )
+    )
 
 
 def _model_params(path, meta, covariance_type, n_components):
@@ -662,6 +791,7 @@ def load(path):
     model.n_features_in_ = n_features_in
     if meta.get("estimator") == "BayesianGaussianMixture":
         _load_posterior(path, model, arrays, meta, k, d)
+    _load_stream(path, model, arrays, meta, k, d)
     return model
 
 

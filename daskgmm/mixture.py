@@ -5,8 +5,9 @@ Warnings
 --------
 UnfinishedPassWarning
     A model of ``partial_fit_mode='exact'`` is used (predicted with, scored,
-    sampled, saved) while a pass is in progress: its parameters are those
-    from before the pass until :meth:`GaussianMixture.end_pass`.
+    sampled) while a pass is in progress: its parameters are those from
+    before the pass until :meth:`GaussianMixture.end_pass`.  Saving it
+    warns not: the file keeps the unfinished pass.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ class UnfinishedPassWarning(UserWarning):
     """A model with ``partial_fit_mode='exact'`` used while a pass is in
     progress: batches were given to ``partial_fit`` since the last
     ``end_pass()``, whose M-step alone changes the parameters.  Until then
-    predict, score, sample and save use the parameters from before the pass
+    predict, score and sample use the parameters from before the pass
     (after the first batch: the initialisation from that batch)."""
 
 
@@ -580,16 +581,28 @@ class _BaseMixture(DensityMixin, BaseEstimator):
           ``sample_weight`` counts as its repeated rows.  On a stationary
           stream the model converges to the batch fit's; a drifting one is
           followed with a lag of about ``(1 - gamma_t) / gamma_t`` batches
-          (a decay near 0.5 forgets faster).
+          (a decay near 0.5 forgets faster).  A stream on a model fitted
+          by :meth:`fit` continues the fit: the running statistics start as
+          the per-sample statistics of the fit's last pass (those its
+          parameters are the M-step of), ``n_samples_seen_`` as their total
+          weight, and the fit's data count as ``max(1, round(fit_weight /
+          batch_weight))`` earlier batches of the first batch's size, whose
+          ``t`` follows them (``n_batch_iter_`` counts only the batches
+          given to ``partial_fit``): 10 rows after a fit on 40,000 move the
+          model slightly instead of replacing it.  A fitted model without
+          those statistics (``max_iter=0``, a file saved before they were
+          kept) starts the running statistics from its first batch.
         * ``'exact'``: the batch's statistics are added to those of the
           current pass and the parameters stay as they are, until
           :meth:`end_pass` makes the M-step from the whole pass: a pass over
           the batches, then ``end_pass()``, is one EM iteration of
           :meth:`fit` on their concatenation (for data that arrive in
-          pieces or do not fit in memory together).  While a pass is in
-          progress, predict, score, sample and save use the parameters from
-          before it (after the first batch: its initialisation) and warn with
-          :class:`daskgmm.mixture.UnfinishedPassWarning`.
+          pieces or do not fit in memory together), after :meth:`fit` too.
+          While a pass is in progress, predict, score and sample use the
+          parameters from before it (after the first batch: its
+          initialisation) and warn with
+          :class:`daskgmm.mixture.UnfinishedPassWarning`; :meth:`save` keeps
+          the unfinished pass, which the loaded model continues.
 
         dask-ml's ``Incremental`` calls ``partial_fit`` once per block of a
         Dask array and never ``end_pass``: use it with the default
@@ -620,7 +633,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Notes
         -----
         Attributes after a call: ``n_batch_iter_`` (batches taken into the
-        statistics), ``n_samples_seen_`` (their total weight), ``n_iter_``
+        statistics), ``n_samples_seen_`` (their total weight, plus the
+        fit's in a stepwise stream continuing one), ``n_iter_``
         (M-steps made: one per batch, or per :meth:`end_pass`),
         ``converged_`` (False in stepwise mode; in exact mode, whether the
         last pass changed the lower bound by less than ``tol``),
@@ -746,13 +760,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 init_X, checked, counter, None, skip_nonfinite=skip_nonfinite, sample_weight=init_weights,
                 weight_scale=weight_scale,
             )
-            # The stream's statistics count real weights (each batch's
-            # weights come with their own scale).
             family = self._family()
             for run in runs:
                 run.lower_bound = -np.inf
-        if state is None:
-            state = _engine.OnlineState(self.partial_fit_mode)
         models = [family.model(run) for run in runs]
         # Batches without a NaN take the plain path inside the block function.
         batch_stats = _engine.em_pass(
@@ -761,10 +771,25 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         )
         if not float(batch_stats[0].n_samples) > 0:
             raise _engine.no_effective_weight_error(skip_nonfinite)
-        state.n_samples_seen += float(batch_stats[0].n_samples) * weight_scale
+        if weight_scale != 1.0:
+            # The stream's statistics count real weights (each batch's
+            # weights come with their own scale).
+            batch_stats = [_engine.scale_statistics(stats, weight_scale) for stats in batch_stats]
+        batch_weight = float(batch_stats[0].n_samples)
+        if state is None:
+            # A stepwise stream on parameters that fit made from a pass's
+            # statistics continues from those statistics.
+            fit_statistics = getattr(self, "_fit_statistics", None) if fitted else None
+            if self.partial_fit_mode == "stepwise" and fit_statistics is not None:
+                state = _engine.stream_after_fit(fit_statistics, batch_weight)
+            else:
+                state = _engine.OnlineState(self.partial_fit_mode)
+        state.n_samples_seen += batch_weight
         if state.mode == "stepwise":
             state.n_batch_iter += 1
-            gamma = _engine.step_size(state.n_batch_iter, self.learning_decay, self.learning_offset)
+            gamma = _engine.step_size(
+                state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset
+            )
             for run, stats, model in zip(runs, batch_stats, models):
                 run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
                 scaled = _engine.scale_statistics(run.tag, state.n_samples_seen)
@@ -777,8 +802,6 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             # batch finds likeliest goes on.
             best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
             best, stats = runs[best_index], batch_stats[best_index]
-            if weight_scale != 1.0:
-                stats = _engine.scale_statistics(stats, weight_scale)
             state.statistics = stats if state.statistics is None else merge_statistics(state.statistics, stats)
             state.n_chunks += dX.numblocks[0]
         if state.mode == "stepwise" or not fitted:
@@ -920,6 +943,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bounds_ = list(run.history)
         self.history_ = [dict(record) for record in run.records]
         self._set_posterior(run)
+        # The statistics these parameters are the M-step of, when a pass of
+        # run_em made them: the start of a stepwise stream continuing them.
+        self._fit_statistics = run.statistics
         # New parameters from anywhere but partial_fit end the stream it carried
         # (partial_fit sets its state again after this).
         self._online_state = None
@@ -978,14 +1004,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
 
-    def _check_is_fitted(self):
+    def _check_is_fitted(self, *, in_use=True):
         """Fitted, or a NotFittedError; an :class:`UnfinishedPassWarning`
-        while a pass of ``partial_fit_mode='exact'`` is in progress (every
-        use of the model comes here: the per-row outputs, ``sample``,
-        ``save``, the xarray outputs)."""
+        while a pass of ``partial_fit_mode='exact'`` is in progress and the
+        parameters are ``in_use`` (every use of the model comes here: the
+        per-row outputs, ``sample``, the xarray outputs; ``save``, which keeps
+        the pass, passes False)."""
         check_is_fitted(self, ["weights_", "means_", "precisions_cholesky_"])
         state = getattr(self, "_online_state", None)
-        if state is not None and state.mode == "exact" and state.statistics is not None:
+        if in_use and state is not None and state.mode == "exact" and state.statistics is not None:
             warnings.warn(
                 f"{type(self).__name__} with partial_fit_mode='exact' has a pass in progress: the batches given to "
                 "partial_fit since the last end_pass() have not changed the parameters, which are those before the "
@@ -1191,7 +1218,8 @@ class GaussianMixture(_BaseMixture):
         (``missing='marginalize'``; 0 otherwise).
     n_batch_iter_, n_samples_seen_ : int, float
         Batches given to :meth:`partial_fit` and their total weight (set by
-        :meth:`partial_fit` only).
+        :meth:`partial_fit` only; a stepwise stream continuing a fit counts
+        the fit's weight too).
 
     Notes
     -----

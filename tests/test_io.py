@@ -80,7 +80,13 @@ def test_format_is_plain_numpy_with_documented_metadata(fitted, tmp_path):
     fitted.save(path)
     # Portable: readable with NumPy alone, without pickle.
     with np.load(path, allow_pickle=False) as archive:
-        assert sorted(archive.files) == sorted(["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky"])
+        # The parameters, and the statistics of the fit's last pass (what a
+        # stream of partial_fit continues from).
+        assert sorted(archive.files) == sorted(
+            ["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky"]
+            + [f"fit_statistics_{name}" for name in ("n_samples", "log_likelihood", "nk", "means", "scatter")]
+        )
+        assert archive["fit_statistics_n_samples"] == 400
         meta = json.loads(str(archive["__daskgmm__"][()]))
         np.testing.assert_array_equal(archive["means"], fitted.means_)
     assert meta["format"] == FORMAT == "daskgmm-model"
@@ -91,6 +97,7 @@ def test_format_is_plain_numpy_with_documented_metadata(fitted, tmp_path):
     assert (meta["n_components"], meta["n_features"]) == (3, 3)
     assert meta["params"]["random_state"] == 0
     assert meta["fit"]["n_iter"] == fitted.n_iter_
+    assert meta["stream"] is None  # no partial_fit yet
 
 
 def test_non_json_parameters_are_described_not_restored(data, tmp_path):
@@ -650,3 +657,124 @@ def test_a_missing_metadata_entry_is_named(diag_square, tmp_path, drop, message)
     write_archive(tmp_path / "m.npz", arrays, meta)
     with pytest.raises(ValueError, match=message):
         daskgmm.load(tmp_path / "m.npz")
+
+
+# --------------------------------------------------------------------------
+# The stream of partial_fit travels with the model (issue #20, item 4)
+# --------------------------------------------------------------------------
+
+
+def _stream_batches(seed=1):
+    return [_data(seed + i, n=200) for i in range(4)]
+
+
+@pytest.mark.parametrize("mode", ["stepwise", "exact"])
+def test_a_loaded_model_continues_a_stream_as_the_pickled_one(tmp_path, mode):
+    """The issue's case: saved and loaded in the middle of a stream, the
+    model lost it (the next stepwise batch scored -10.1 instead of -3.6;
+    an unfinished exact pass was lost and end_pass raised)."""
+    batches = _stream_batches()
+    model = GaussianMixture(3, random_state=0, partial_fit_mode=mode)
+    for batch in batches[:2]:
+        model.partial_fit(batch)
+    model.save(tmp_path / "m.npz")
+    loaded, pickled = daskgmm.load(tmp_path / "m.npz"), pickle.loads(pickle.dumps(model))
+    assert (loaded.n_batch_iter_, loaded.n_samples_seen_) == (pickled.n_batch_iter_, pickled.n_samples_seen_) == (2, 400)
+    for copy in (loaded, pickled):
+        copy.partial_fit(batches[2])
+        if mode == "exact":
+            copy.end_pass()  # the M-step of the whole pass: the three batches
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(pickled, name), err_msg=name)
+    assert loaded.score(batches[3]) == pickled.score(batches[3])
+    assert loaded.lower_bounds_ == pickled.lower_bounds_ and loaded.n_iter_ == pickled.n_iter_
+    assert (loaded.n_batch_iter_, loaded.n_samples_seen_) == (3, 600)
+
+
+def test_a_file_without_the_stream_loads_as_before(tmp_path):
+    """Files written before the stream was saved load as models without one:
+    partial_fit then starts the running statistics from its first batch."""
+    batches = _stream_batches()
+    model = GaussianMixture(3, random_state=0).fit(batches[0])
+    arrays, meta = _saved(model, tmp_path)
+    old_arrays = {name: value for name, value in arrays.items() if not name.startswith("fit_statistics_")}
+    old_meta = {key: value for key, value in meta.items() if key != "stream"}
+    write_archive(tmp_path / "old.npz", old_arrays, old_meta)
+    old = daskgmm.load(tmp_path / "old.npz")
+    assert old._fit_statistics is None and getattr(old, "_online_state", None) is None
+    assert not hasattr(old, "n_batch_iter_")
+    np.testing.assert_array_equal(old.predict(batches[1]), model.predict(batches[1]))
+    old.partial_fit(batches[1])
+    assert (old.n_batch_iter_, old.n_samples_seen_) == (1, 200)  # the fit's 200 rows are not known
+    model.partial_fit(batches[1])
+    assert (model.n_batch_iter_, model.n_samples_seen_) == (1, 400)
+
+
+@pytest.fixture(scope="module")
+def mid_pass():
+    """A fitted model in the middle of an exact pass: the file holds the fit's
+    statistics, the stream's counts and the pass's statistics."""
+    batches = _stream_batches()
+    model = GaussianMixture(3, covariance_type="diag", random_state=0, partial_fit_mode="exact").fit(batches[0])
+    return model.partial_fit(batches[1])
+
+
+@pytest.mark.parametrize(
+    "arrays, meta, message",
+    [
+        (lambda m: {"fit_statistics_nk": -m._fit_statistics.nk}, {}, r"'fit_statistics_nk' holds negative values"),
+        (lambda m: {"stream_statistics_scatter": m._online_state.statistics.scatter * np.nan}, {},
+         "'stream_statistics_scatter' holds NaN or infinite values"),
+        (lambda m: {"stream_statistics_means": np.zeros((3, 2))}, {},
+         r"'stream_statistics_means' has shape \(3, 2\), expected \(3, 3\)"),
+        (lambda m: {"fit_statistics_scatter": np.zeros((3, 3, 3))}, {},
+         r"'fit_statistics_scatter' has shape \(3, 3, 3\), expected \(3, 3\)"),
+        (lambda m: {"fit_statistics_n_samples": np.array([0.0])}, {}, "'fit_statistics_n_samples' is 0.0, not positive"),
+        (lambda m: {"stream_statistics_n_samples": np.array([-1.0])}, {},
+         "'stream_statistics_n_samples' is -1.0, not >= 0"),
+        (lambda m: {"fit_statistics_nk": np.array([1, 2, 3])}, {}, "'fit_statistics_nk' has dtype int64, not float32"),
+        (lambda m: {"stream_statistics_nk": m._online_state.statistics.nk.astype(np.float32)}, {},
+         "'stream_statistics_nk' has dtype float32, not float64 as 'stream_statistics_n_samples'"),
+        (lambda m: {"fit_statistics_scatter": None}, {}, "'fit_statistics_scatter' is missing"),
+        (None, {"stream.mode": "batch"}, r"'stream.mode' is 'batch', not one of \['stepwise', 'exact'\]"),
+        (None, {"stream.n_batch_iter": -1}, "'stream.n_batch_iter' is -1, less than 0"),
+        (None, {"stream.n_batch_iter": 1.5}, "'stream.n_batch_iter' is 1.5, not an integer"),
+        (None, {"stream.batch_offset": "2"}, "'stream.batch_offset' is '2', not an integer"),
+        (None, {"stream.n_chunks": None}, "'stream.n_chunks' is None, not an integer"),
+        (None, {"stream.n_samples_seen": -5}, "'stream.n_samples_seen' is -5.0, not a finite number >= 0"),
+        (None, {"stream.n_samples_seen": float("inf")}, "'stream.n_samples_seen' is inf, not a finite number"),
+        (None, {"stream.n_samples_seen": "many"}, "'stream.n_samples_seen' is 'many', not a number"),
+        (None, {"stream": "stepwise"}, "'stream' is str, not a JSON object"),
+        (None, {"stream": None}, "'stream' is missing, but the file holds stream_statistics"),
+    ],
+)
+def test_every_stream_field_is_validated_on_load(mid_pass, tmp_path, arrays, meta, message):
+    edits = arrays(mid_pass) if arrays else {}
+    path = _rewrite(mid_pass, tmp_path, arrays={k: v for k, v in edits.items() if v is not None}, meta=meta)
+    if any(v is None for v in edits.values()):
+        saved, document = read_archive(path)
+        write_archive(path, {k: v for k, v in saved.items() if edits.get(k, 0) is not None}, document, overwrite=True)
+    with pytest.raises(ValueError, match=message) as err:
+        daskgmm.load(path)
+    assert str(err.value).startswith(str(path))
+
+
+def test_the_saved_stream_fields_are_those_documented(mid_pass, tmp_path):
+    arrays, meta = _saved(mid_pass, tmp_path)
+    state = mid_pass._online_state
+    assert meta["stream"] == {"mode": "exact", "n_batch_iter": 1, "n_samples_seen": 200.0, "batch_offset": 0,
+                              "n_chunks": 1}
+    for prefix, stats in (("fit_statistics", mid_pass._fit_statistics), ("stream_statistics", state.statistics)):
+        for name in ("n_samples", "log_likelihood", "nk", "means", "scatter"):
+            np.testing.assert_array_equal(arrays[f"{prefix}_{name}"].reshape(np.shape(getattr(stats, name))),
+                                          getattr(stats, name))
+    assert arrays["fit_statistics_n_samples"] == 200 and arrays["stream_statistics_n_samples"] == 200
+
+
+def test_a_checkpoint_with_bad_statistics_is_refused(tmp_path, data):
+    GaussianMixture(2, max_iter=2, random_state=0).fit(data, checkpoint=tmp_path / "c.npz")
+    arrays, meta = read_archive(tmp_path / "c.npz")
+    arrays["runs_statistics_nk"] = -arrays["runs_statistics_nk"]
+    write_archive(tmp_path / "c.npz", arrays, meta, overwrite=True)
+    with pytest.raises(ValueError, match="'runs_statistics_nk' holds negative values .*delete it to start the fit"):
+        GaussianMixture(2, max_iter=3, random_state=0).fit(data, checkpoint=tmp_path / "c.npz")

@@ -283,3 +283,115 @@ def test_stream_continues_a_fit_and_a_fit_ends_the_stream(stream):
     assert fitted.n_batch_iter_ == 1
     with pytest.raises(ValueError, match="partial_fit continues the fitted model"):
         fitted.set_params(n_components=2).partial_fit(batches[4])
+
+
+# --------------------------------------------------------------------------
+# a stream continuing a fit (issue #20, item 5)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_fit_data():
+    """40,000 rows to fit, 10 new rows and 20,000 held-out rows of one mixture."""
+    rng = np.random.RandomState(3)
+    return draw(rng, 40000), draw(rng, 10), draw(rng, 20000)
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, BayesianGaussianMixture])
+def test_a_few_rows_after_a_large_fit_move_the_model_slightly(large_fit_data, cls):
+    """The issue's case: 10 rows after a fit on 40,000 rebuilt the model from
+    those 10 rows (held-out score -3.54 -> -4.42).  They now count as one
+    batch after 4,000 earlier batches of 10 rows (the fit's data)."""
+    X, new, held_out = large_fit_data
+    fitted = cls(n_components=3, random_state=0).fit(X)
+    before = {name: getattr(fitted, name).copy() for name in ("weights_", "means_", "covariances_")}
+    score = fitted.score(held_out)
+    resp = fitted.predict_proba(new)  # the batch's E-step, with the fitted parameters
+    fitted.partial_fit(new)
+    # Measured: 2e-5 (both classes); the model rebuilt from the 10 rows lost
+    # 34 (GaussianMixture) and 3.6 (BayesianGaussianMixture) per sample here.
+    assert abs(fitted.score(held_out) - score) < 1e-3
+    np.testing.assert_allclose(fitted.weights_, before["weights_"], atol=0.01)
+    np.testing.assert_allclose(fitted.means_, before["means_"], atol=0.05)
+    np.testing.assert_allclose(fitted.covariances_, before["covariances_"], atol=0.05)
+    assert fitted.n_batch_iter_ == 1 and fitted.n_samples_seen_ == 40010
+    if cls is GaussianMixture:
+        # The stepwise rule with t = 4001: each component's mean is the fit's,
+        # weighted (1 - gamma) w_k, and the batch's, weighted gamma N_k / 10.
+        gamma = (4001 + fitted.learning_offset) ** -fitted.learning_decay
+        nk = resp.sum(axis=0)
+        batch_means = resp.T @ new / nk[:, None]
+        fit_part, batch_part = (1 - gamma) * before["weights_"], gamma * nk / len(new)
+        expected = (fit_part[:, None] * before["means_"] + batch_part[:, None] * batch_means) / (
+            fit_part + batch_part
+        )[:, None]
+        np.testing.assert_allclose(fitted.means_, expected, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(fitted.weights_, fit_part + batch_part, rtol=1e-9)
+
+
+def test_a_stream_continuing_a_fit_converges_as_one_from_scratch(stream):
+    """A rough fit on one batch, then 39 stepwise batches of the same size:
+    the fit counts as one earlier batch, and the stream reaches the batch
+    fit's held-out score as a stream from scratch does (its weight is
+    counted in n_samples_seen_)."""
+    batches, held_out = stream
+    batch_fit = GaussianMixture(3, random_state=0).fit(np.concatenate(batches))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        online = GaussianMixture(3, random_state=0, max_iter=2).fit(batches[0])
+    for batch in batches[1:]:
+        online.partial_fit(batch)
+    assert batch_fit.score(held_out) - online.score(held_out) < 1e-3
+    assert online.n_batch_iter_ == 39 and online.n_samples_seen_ == 80000
+    assert online._online_state.batch_offset == 1
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "spherical"])
+def test_exact_mode_after_fit_is_one_iteration_from_the_fit(stream, covariance_type):
+    """Exact mode is not changed by a fit's statistics: a pass and end_pass
+    after fit are one EM iteration over the pass's batches, from the fit."""
+    batches = stream[0][:4]
+    fitted = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(stream[0][10])
+    start = {"weights_init": fitted.weights_, "means_init": fitted.means_, "precisions_init": fitted.precisions_}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one_step = GaussianMixture(3, covariance_type=covariance_type, max_iter=1, **start).fit(np.concatenate(batches))
+    fitted.set_params(partial_fit_mode="exact")
+    for batch in batches:
+        fitted.partial_fit(batch)
+    fitted.end_pass()
+    for name in ("weights_", "means_", "covariances_"):
+        np.testing.assert_allclose(getattr(fitted, name), getattr(one_step, name), rtol=1e-10, atol=1e-10)
+    assert fitted.n_samples_seen_ == 8000 and fitted.n_batch_iter_ == 4
+
+
+@pytest.mark.parametrize("cls", [GaussianMixture, BayesianGaussianMixture])
+def test_warm_started_and_resumed_fits_continue_a_stream_as_the_fit(stream, tmp_path, cls):
+    """A warm-started fit, and fits resumed from a checkpoint (unfinished, and
+    finished: no pass left to make), keep the statistics of their last pass:
+    the stream continues them as it continues the uninterrupted fit: bitwise
+    for GaussianMixture; to rounding for BayesianGaussianMixture, whose
+    resumed and warm fits take the data-dependent priors from a pass of their
+    own (last bits apart from the fresh fit's, before any stream)."""
+    X, new = stream[0][0], stream[0][1][:10]
+    settings = {"n_components": 3, "random_state": 0, "tol": 1e-6, "n_init": 2}
+    reference = cls(**settings).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cls(**settings, max_iter=2).fit(X, checkpoint=tmp_path / "c.npz")
+    resumed = cls(**settings).fit(X, checkpoint=tmp_path / "c.npz")
+    finished = cls(**settings).fit(X, checkpoint=tmp_path / "c.npz")
+    # A warm start continues one run: the uninterrupted fit of one restart.
+    single = cls(**dict(settings, n_init=1)).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = cls(**dict(settings, n_init=1), max_iter=2, warm_start=True).fit(X)
+    warm.set_params(max_iter=100).fit(X)
+    assert finished.n_iter_ == reference.n_iter_ and warm.n_iter_ == single.n_iter_ - 2
+    for model in (reference, resumed, finished, single, warm):
+        model.partial_fit(new)
+    for model, same in ((resumed, reference), (finished, reference), (warm, single)):
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            rtol = 0 if cls is GaussianMixture else 1e-10
+            np.testing.assert_allclose(getattr(model, name), getattr(same, name), rtol=rtol, atol=0, err_msg=name)
+        assert model.n_samples_seen_ == same.n_samples_seen_ == 2010
