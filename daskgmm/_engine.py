@@ -984,8 +984,7 @@ def run_em(
             run.n_samples = n_samples * weight_scale
             previous = run.lower_bound
             run.lower_bound = family.step(run, st, reg_covar, model)
-            # In the real weights' units, as the stream that may continue the fit counts them.
-            run.statistics = st if weight_scale == 1.0 else scale_statistics(st, weight_scale)
+            run.statistics = st if weight_scale == 1.0 else real_statistics(st, weight_scale)
             run.n_iter = iteration
             change = run.lower_bound - previous
             run.history.append(run.lower_bound)
@@ -1108,6 +1107,21 @@ def scale_statistics(stats, factor):
         stats.means,
         stats.scatter * factor,
     )
+
+
+def real_statistics(stats, weight_scale):
+    """``stats`` of weights divided by ``weight_scale`` (a power of two), in
+    the real weights' units, as a stream continuing the fit counts them; None
+    where those are not representable in the statistics' dtype (a total
+    weight that overflows, or underflows below the normal numbers): the
+    stream then starts from its first batch, as after a fit without them."""
+    with np.errstate(over="ignore", under="ignore"):
+        real = scale_statistics(stats, weight_scale)
+    fields = (real.n_samples, real.log_likelihood, real.nk, real.means, real.scatter)
+    tiny = np.finfo(np.asarray(real.means).dtype).tiny
+    if not (all(np.all(np.isfinite(value)) for value in fields) and float(real.n_samples) >= tiny):
+        return None
+    return real
 
 
 def stepwise_statistics(running, batch, gamma):

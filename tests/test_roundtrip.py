@@ -100,6 +100,8 @@ def _assert_same_outputs(model, reference, X, sample_weight, what):
     assert model.score(X, sample_weight=sample_weight) == reference.score(X, sample_weight=sample_weight), what
 
 
+# Mid-pass (exact mode) every use warns (tested in test_transactions.py).
+@pytest.mark.filterwarnings("ignore::daskgmm.mixture.UnfinishedPassWarning")
 @pytest.mark.parametrize("state", STATES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("kind", KINDS)
