@@ -440,10 +440,34 @@ def default_model_path(input_path):
 OVERWRITE_HINT = "pass --overwrite to replace it."
 
 
-def _check_writable(path, overwrite, *, keep=()):
-    """Refuse an output that exists (without --overwrite) or that is, holds
+def _is_labels_store(path):
+    """Whether the folder ``path`` is a zarr store that ``daskgmm predict``
+    wrote (its root attributes say ``created_by``: daskgmm, in zarr format 3
+    or 2): the only folder ``--overwrite`` replaces."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        document_path = os.path.join(path, name)
+        if not os.path.isfile(document_path):  # never open a FIFO: it would wait
+            continue
+        try:
+            with open(document_path, encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        attrs = document.get(key) if key and isinstance(document, dict) else document
+        if isinstance(attrs, dict) and attrs.get("created_by") == PROG:
+            return True
+    return False
+
+
+LABELS_STORE = ("a zarr store written by daskgmm predict", _is_labels_store)
+
+
+def _check_writable(path, overwrite, *, keep=(), store=None):
+    """Refuse an output that exists (without --overwrite), that --overwrite
+    may not replace (anything but a file, or ``store``: a folder output's
+    own kind, see :func:`daskgmm.io.check_replaceable`), or that is, holds
     or lies inside one of ``keep`` (``(what, path)`` pairs: the inputs)."""
-    from .io import same_or_nested
+    from .io import check_replaceable, same_or_nested
 
     for what, kept in keep:
         if kept is not None and same_or_nested(path, kept):
@@ -452,10 +476,11 @@ def _check_writable(path, overwrite, *, keep=()):
             )
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; {OVERWRITE_HINT}")
+    check_replaceable(path, store=store)
 
 
 @contextlib.contextmanager
-def _staged(path, overwrite, *, directory=False):
+def _staged(path, overwrite, *, directory=False, store=None):
     """A temporary path beside ``path`` to write the output to; moved into
     place when the block ends without error (never replacing an existing
     ``path`` without ``overwrite``), removed otherwise, so an interrupted
@@ -465,7 +490,7 @@ def _staged(path, overwrite, *, directory=False):
     tmp = temporary_path(path, directory=directory)
     try:
         yield tmp
-        publish(tmp, path, overwrite=overwrite, hint=OVERWRITE_HINT)
+        publish(tmp, path, overwrite=overwrite, hint=OVERWRITE_HINT, store=store)
     except BaseException:
         discard(tmp)
         raise
@@ -653,7 +678,8 @@ def cmd_predict(args):
     with compute_context(args):
         source = open_input(args.input, variables=variables, feature_dim=feature_dim, sample_dims=sample_dims)
         out_path = args.out or _default_predict_path(args.input, source)
-        _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("model", args.model)])
+        store = LABELS_STORE if Path(out_path).suffix.lower() == ".zarr" else None
+        _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("model", args.model)], store=store)
         out_format = _output_format(out_path)
         if source.labelled:
             where = (source.data, source.feature_dim, source.sample_dims)
@@ -676,7 +702,7 @@ def cmd_predict(args):
             raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")
         # Written beside the target and moved into place once complete: an
         # existing output stays whole until then (Ctrl-C, a crash, an error).
-        with _staged(out_path, args.overwrite, directory=out_format == "zarr") as tmp:
+        with _staged(out_path, args.overwrite, directory=out_format == "zarr", store=store) as tmp:
             if out_format == "npy":
                 values, n_missing = dask.compute(labels.data, n_missing)
                 with open(tmp, "wb") as handle:
@@ -997,7 +1023,10 @@ def build_parser():
     )
     predict.add_argument("--proba", action="store_true", help="also write the probabilities (zarr/netCDF output)")
     predict.add_argument("--score", action="store_true", help="also write the log-likelihood (zarr/netCDF output)")
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    predict.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing output file (a .zarr output: a store that predict wrote; never another folder)",
+    )
     _add_layout_options(predict)
     _add_cluster_options(predict)
     predict.set_defaults(handler=cmd_predict)

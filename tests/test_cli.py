@@ -506,11 +506,13 @@ def test_an_interrupted_predict_keeps_the_previous_output(cube_copies, capsys, m
 
 
 def test_predict_overwrites_a_zarr_output_when_told(cube_copies, capsys):
+    """Only a store predict wrote is replaced (issue #20, item 2; other
+    folders: tests/test_files.py)."""
     out = cube_copies / "labels.zarr"
-    out.mkdir()
-    (out / "old-file").write_text("old")
     argv = ["predict", str(cube_copies / "m.npz"), str(cube_copies / "cube.nc"), "-o", str(out),
             "--feature-dim", "band", "--scheduler", "threads", "-q"]
+    assert cli.main(argv) == 0
+    (out / "old-file").write_text("old")
     assert "already exists; pass --overwrite" in error_of(capsys, argv)
     assert (out / "old-file").read_text() == "old"
     assert cli.main(argv + ["--overwrite"]) == 0
