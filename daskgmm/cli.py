@@ -35,7 +35,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -284,14 +286,17 @@ def compute_context(args, out=None):
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
+        with _quiet_abandoned_gathers(), Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
             _say(args, f"Dask scheduler: {scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)", out)
             yield client
         return
     kwargs = {
         "processes": True,
         "dashboard_address": args.dashboard_address,
-        "silence_logs": logging.ERROR,
+        # A task's error reaches the client, which reports it in one line:
+        # the workers' own "Compute Failed" record (logged at ERROR) would
+        # repeat it with a traceback.
+        "silence_logs": logging.CRITICAL,
     }
     if args.workers is not None:
         kwargs["n_workers"] = args.workers
@@ -303,11 +308,55 @@ def compute_context(args, out=None):
 
     from ._engine import worker_environ_config
 
-    with dask.config.set(worker_environ_config()), LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        n_workers = len(cluster.workers)
-        threads = sum(client.nthreads().values())
-        _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
-        yield client
+    with dask.config.set(worker_environ_config()):
+        with _workers_ignore_interrupts():
+            cluster = LocalCluster(**kwargs)
+        with _quiet_abandoned_gathers(), cluster, Client(cluster) as client:
+            n_workers = len(cluster.workers)
+            threads = sum(client.nthreads().values())
+            _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
+            yield client
+
+
+class _AbandonedGather(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" record of the
+    waits of a gather that Ctrl-C abandoned (distributed's ``AllExit``),
+    logged with a traceback as the client closes."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_gathers():
+    import gc
+
+    log = logging.getLogger("asyncio")
+    quiet = _AbandonedGather()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        gc.collect()  # the abandoned tasks report when collected: while the filter is on
+        log.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with SIGINT ignored, a disposition they keep
+    across exec: Ctrl-C in a terminal signals the whole foreground process
+    group, and each worker would print its own KeyboardInterrupt traceback
+    while this process, which alone handles it, closes the cluster.  A
+    Ctrl-C while the workers start is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _say(args, message, out=None):
@@ -583,6 +632,12 @@ def _cmd_fit_online(args, inputs):
     for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
         if value is not None:
             raise ValueError(f"{option} is not supported with --online.")
+    if args.online_mode == "exact" and args.max_iter < 1:
+        # Zero passes would read no input and leave no model to save.
+        raise ValueError(
+            f"--max-iter must be >= 1 with --online-mode exact (each pass over the inputs is one EM iteration), "
+            f"got {args.max_iter}."
+        )
     out_path = args.out or default_model_path(inputs[0])
     _check_writable(out_path, args.overwrite, keep=[("input", path) for path in inputs])
     model = _model_of(
