@@ -35,7 +35,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -284,14 +286,17 @@ def compute_context(args, out=None):
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
+        with _quiet_abandoned_gathers(), Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
             _say(args, f"Dask scheduler: {scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)", out)
             yield client
         return
     kwargs = {
         "processes": True,
         "dashboard_address": args.dashboard_address,
-        "silence_logs": logging.ERROR,
+        # A task's error reaches the client, which reports it in one line:
+        # the workers' own "Compute Failed" record (logged at ERROR) would
+        # repeat it with a traceback.
+        "silence_logs": logging.CRITICAL,
     }
     if args.workers is not None:
         kwargs["n_workers"] = args.workers
@@ -303,11 +308,55 @@ def compute_context(args, out=None):
 
     from ._engine import worker_environ_config
 
-    with dask.config.set(worker_environ_config()), LocalCluster(**kwargs) as cluster, Client(cluster) as client:
-        n_workers = len(cluster.workers)
-        threads = sum(client.nthreads().values())
-        _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
-        yield client
+    with dask.config.set(worker_environ_config()):
+        with _workers_ignore_interrupts():
+            cluster = LocalCluster(**kwargs)
+        with _quiet_abandoned_gathers(), cluster, Client(cluster) as client:
+            n_workers = len(cluster.workers)
+            threads = sum(client.nthreads().values())
+            _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
+            yield client
+
+
+class _AbandonedGather(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" record of the
+    waits of a gather that Ctrl-C abandoned (distributed's ``AllExit``),
+    logged with a traceback as the client closes."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "AllExit"
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_gathers():
+    import gc
+
+    log = logging.getLogger("asyncio")
+    quiet = _AbandonedGather()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        gc.collect()  # the abandoned tasks report when collected: while the filter is on
+        log.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts():
+    """Start worker processes with SIGINT ignored, a disposition they keep
+    across exec: Ctrl-C in a terminal signals the whole foreground process
+    group, and each worker would print its own KeyboardInterrupt traceback
+    while this process, which alone handles it, closes the cluster.  A
+    Ctrl-C while the workers start is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _say(args, message, out=None):
@@ -440,10 +489,34 @@ def default_model_path(input_path):
 OVERWRITE_HINT = "pass --overwrite to replace it."
 
 
-def _check_writable(path, overwrite, *, keep=()):
-    """Refuse an output that exists (without --overwrite) or that is, holds
+def _is_labels_store(path):
+    """Whether the folder ``path`` is a zarr store that ``daskgmm predict``
+    wrote (its root attributes say ``created_by``: daskgmm, in zarr format 3
+    or 2): the only folder ``--overwrite`` replaces."""
+    for name, key in (("zarr.json", "attributes"), (".zattrs", None)):
+        document_path = os.path.join(path, name)
+        if not os.path.isfile(document_path):  # never open a FIFO: it would wait
+            continue
+        try:
+            with open(document_path, encoding="utf-8") as handle:
+                document = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        attrs = document.get(key) if key and isinstance(document, dict) else document
+        if isinstance(attrs, dict) and attrs.get("created_by") == PROG:
+            return True
+    return False
+
+
+LABELS_STORE = ("a zarr store written by daskgmm predict", _is_labels_store)
+
+
+def _check_writable(path, overwrite, *, keep=(), store=None):
+    """Refuse an output that exists (without --overwrite), that --overwrite
+    may not replace (anything but a file, or ``store``: a folder output's
+    own kind, see :func:`daskgmm.io.check_replaceable`), or that is, holds
     or lies inside one of ``keep`` (``(what, path)`` pairs: the inputs)."""
-    from .io import same_or_nested
+    from .io import check_replaceable, same_or_nested
 
     for what, kept in keep:
         if kept is not None and same_or_nested(path, kept):
@@ -452,10 +525,11 @@ def _check_writable(path, overwrite, *, keep=()):
             )
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; {OVERWRITE_HINT}")
+    check_replaceable(path, store=store)
 
 
 @contextlib.contextmanager
-def _staged(path, overwrite, *, directory=False):
+def _staged(path, overwrite, *, directory=False, store=None):
     """A temporary path beside ``path`` to write the output to; moved into
     place when the block ends without error (never replacing an existing
     ``path`` without ``overwrite``), removed otherwise, so an interrupted
@@ -465,7 +539,7 @@ def _staged(path, overwrite, *, directory=False):
     tmp = temporary_path(path, directory=directory)
     try:
         yield tmp
-        publish(tmp, path, overwrite=overwrite, hint=OVERWRITE_HINT)
+        publish(tmp, path, overwrite=overwrite, hint=OVERWRITE_HINT, store=store)
     except BaseException:
         discard(tmp)
         raise
@@ -558,6 +632,12 @@ def _cmd_fit_online(args, inputs):
     for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
         if value is not None:
             raise ValueError(f"{option} is not supported with --online.")
+    if args.online_mode == "exact" and args.max_iter < 1:
+        # Zero passes would read no input and leave no model to save.
+        raise ValueError(
+            f"--max-iter must be >= 1 with --online-mode exact (each pass over the inputs is one EM iteration), "
+            f"got {args.max_iter}."
+        )
     out_path = args.out or default_model_path(inputs[0])
     _check_writable(out_path, args.overwrite, keep=[("input", path) for path in inputs])
     model = _model_of(
@@ -711,7 +791,8 @@ def cmd_predict(args):
     with compute_context(args):
         source = open_input(args.input, variables=variables, feature_dim=feature_dim, sample_dims=sample_dims)
         out_path = args.out or _default_predict_path(args.input, source)
-        _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("model", args.model)])
+        store = LABELS_STORE if Path(out_path).suffix.lower() == ".zarr" else None
+        _check_writable(out_path, args.overwrite, keep=[("input", args.input), ("model", args.model)], store=store)
         out_format = _output_format(out_path)
         if source.labelled:
             where = (source.data, source.feature_dim, source.sample_dims)
@@ -734,7 +815,7 @@ def cmd_predict(args):
             raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")
         # Written beside the target and moved into place once complete: an
         # existing output stays whole until then (Ctrl-C, a crash, an error).
-        with _staged(out_path, args.overwrite, directory=out_format == "zarr") as tmp:
+        with _staged(out_path, args.overwrite, directory=out_format == "zarr", store=store) as tmp:
             if out_format == "npy":
                 values, n_missing = dask.compute(labels.data, n_missing)
                 with open(tmp, "wb") as handle:
@@ -1055,7 +1136,10 @@ def build_parser():
     )
     predict.add_argument("--proba", action="store_true", help="also write the probabilities (zarr/netCDF output)")
     predict.add_argument("--score", action="store_true", help="also write the log-likelihood (zarr/netCDF output)")
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    predict.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing output file (a .zarr output: a store that predict wrote; never another folder)",
+    )
     _add_layout_options(predict)
     _add_cluster_options(predict)
     predict.set_defaults(handler=cmd_predict)

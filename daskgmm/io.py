@@ -46,10 +46,16 @@ in the target's folder and moved into place only when complete, so a crash
 or Ctrl-C never leaves a half-written file and never removes the previous
 one.  A new path is claimed with a hard link, which fails if the path
 appeared meanwhile (two writers of one new path: one wins, the other gets
-FileExistsError); an existing path is replaced only with ``overwrite=True``.
-Temporary names carry the writer's host and process id: what a killed writer
-left is removed by the next writer on that host, a live writer's is never
-touched.
+FileExistsError); an existing path is replaced only with ``overwrite=True``,
+and only if it is a regular file (or a symbolic link to one: the file it
+points to is replaced, the link kept, as ``open()`` writes through a link) or
+a folder the caller recognises as an output of its own kind (the command
+line's zarr stores); a directory, FIFO, socket or device is refused by name.
+Files and folders get the permissions ``open()`` and ``mkdir()`` give
+(``0o666`` / ``0o777`` less the umask).  Temporary names carry the writer's
+host and process id: what a killed writer left is removed by the next writer
+on that host, a live writer's is never touched.  Reading refuses anything but
+a regular file before opening it (a FIFO would block the reader).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ import numbers
 import os
 import shutil
 import socket
-import tempfile
+import stat
 import zipfile
 
 import numpy as np
@@ -130,19 +136,94 @@ def remove_stale_temporaries(path):
             _remove(os.path.join(folder, name))
 
 
+def _kind(mode):
+    """What a file of ``mode`` (``st_mode``) is, in words."""
+    for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def _resolved(path):
+    """``path``, or the regular file it is a symbolic link to: an output
+    replaces the content of a linked file and keeps the link, as ``open()``
+    would, so the temporary file is made beside the file itself."""
+    if os.path.islink(path) and os.path.isfile(path):  # isfile follows links
+        return os.path.realpath(path)
+    return path
+
+
+def check_replaceable(path, *, store=None):
+    """Refuse, naming what it is, an existing ``path`` that an output may not
+    replace: anything but a regular file or a symbolic link to one, except,
+    with ``store``, a folder of the kind the output is.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    store : (str, callable), optional
+        For outputs that are folders: their description ("a zarr store
+        written by daskgmm") and the test that recognises one (path -> bool).
+        Without it no folder is ever replaced.
+
+    Raises
+    ------
+    IsADirectoryError
+        ``path`` is a directory (or a link to one) that may not be replaced.
+    FileExistsError
+        ``path`` is a FIFO, socket, device or a dangling symbolic link.
+    """
+    path = os.fspath(path)
+    link = os.path.islink(path)
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:
+        if link:
+            raise FileExistsError(f"{path} is a symbolic link to a missing path; refusing to replace it.") from None
+        return
+    if stat.S_ISREG(mode):
+        return
+    what = ("a symbolic link to " if link else "") + _kind(mode)
+    if stat.S_ISDIR(mode):
+        if store is None or link:
+            raise IsADirectoryError(f"{path} is {what}, not a file; refusing to replace it.")
+        description, recognise = store
+        if not recognise(path):
+            raise IsADirectoryError(f"{path} is {what}, not {description}; refusing to replace it.")
+        return
+    raise FileExistsError(f"{path} is {what}, not a file; refusing to replace it.")
+
+
 def temporary_path(path, *, directory=False):
     """A new empty file (or folder) beside ``path``, named after it, this
     host and this process, for :func:`publish` to move into place."""
-    path = os.fspath(path)
+    path = _resolved(os.fspath(path))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(path)
     prefix = f"{_temporary_prefix(path)}{_host_tag()}-{os.getpid()}-"
-    if directory:
-        return tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    os.close(fd)
-    return tmp
+    # Made with the modes open() and mkdir() use, which the umask (and a
+    # folder's default ACL) then restricts, not tempfile's private 0o600 /
+    # 0o700: this entry becomes the output, which the user's group on shared
+    # storage may need to read.  No umask is read: it is process-wide.
+    for _ in range(100):
+        tmp = os.path.join(folder, f"{prefix}{os.urandom(6).hex()}.tmp")
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}", path)
 
 
 def discard(tmp):
@@ -186,33 +267,45 @@ def _claim_new(tmp, path, hint):
     os.unlink(tmp)
 
 
-def publish(tmp, path, *, overwrite=False, hint="pass overwrite=True to replace it."):
+def publish(tmp, path, *, overwrite=False, hint="pass overwrite=True to replace it.", store=None):
     """Move the complete temporary ``tmp`` (a file or a folder) to ``path``.
 
     Without ``overwrite`` an existing ``path`` is never replaced
-    (FileExistsError, ``tmp`` left for the caller to discard).  With it, a
-    file replaces a file atomically; otherwise the old entry is first renamed
-    aside (``.NAME.daskgmm-backup-...``), the new one moved in, and the old
-    one removed: a crash between the two renames leaves the old output under
-    the backup name, never deleted.
+    (FileExistsError, ``tmp`` left for the caller to discard).  With it, only
+    what :func:`check_replaceable` allows (``store``: the folders a folder
+    output may replace) is replaced; a symbolic link to a file keeps
+    pointing to that file, which gets the new content.  A file replaces a
+    file atomically; otherwise the old entry is first renamed aside
+    (``.NAME.daskgmm-backup-...``), the new one moved in, and the old one
+    removed: a crash between the two renames leaves the old output under the
+    backup name, never deleted.
     """
     path = os.fspath(path)
     if not overwrite:
         _claim_new(tmp, path, hint)
         return path
-    if not os.path.isdir(tmp) and not (os.path.isdir(path) and not os.path.islink(path)):
-        os.replace(tmp, path)
+    check_replaceable(path, store=store)
+    target = _resolved(path)
+    if not os.path.isdir(tmp) and not os.path.isdir(target):
+        os.replace(tmp, target)
         return path
     backup = None
-    if os.path.lexists(path):
-        folder = os.path.dirname(os.path.abspath(path))
-        backup = os.path.join(folder, f"{_temporary_prefix(path)}backup-{os.getpid()}-{os.urandom(4).hex()}")
-        os.rename(path, backup)
+    if os.path.lexists(target):
+        folder = os.path.dirname(os.path.abspath(target))
+        backup = os.path.join(folder, f"{_temporary_prefix(target)}backup-{os.getpid()}-{os.urandom(4).hex()}")
+        os.rename(target, backup)
+        try:
+            # What was renamed aside is removed below: it must still be what
+            # was checked, not an entry put there meanwhile.
+            check_replaceable(backup, store=store)
+        except OSError:
+            os.rename(backup, target)
+            raise
     try:
-        os.rename(tmp, path)
+        os.rename(tmp, target)
     except BaseException:
         if backup is not None:
-            os.rename(backup, path)
+            os.rename(backup, target)
         raise
     if backup is not None:
         _remove(backup)
@@ -241,11 +334,15 @@ def write_archive(path, arrays, meta, *, overwrite=False):
     Raises
     ------
     FileExistsError
-        ``path`` exists (or appeared while writing) and ``overwrite`` is False.
+        ``path`` exists (or appeared while writing) and ``overwrite`` is
+        False, or it is a FIFO, socket, device or dangling link.
+    IsADirectoryError
+        ``path`` is a directory (or a link to one): never replaced.
     """
     path = os.fspath(path)
     if os.path.lexists(path) and not overwrite:
         raise _exists_error(path, "pass overwrite=True to replace it.")
+    check_replaceable(path)
     document = dict(meta, format=FORMAT, format_version=FORMAT_VERSION)
     payload = {name: np.ascontiguousarray(value) for name, value in arrays.items()}
     payload[METADATA] = np.array(json.dumps(document))
@@ -322,10 +419,13 @@ def read_archive(path, *, metadata_only=False):
     FileNotFoundError, ValueError (truncated, corrupt or foreign file)
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}", path)
-    if os.path.isdir(path):
-        raise _unreadable(path, "it is a folder")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}", path) from None
+    if not stat.S_ISREG(mode):
+        # Before opening it: opening a FIFO waits for a writer, forever.
+        raise ValueError(f"{path} is not a readable daskgmm file: it is {_kind(mode)}, not a regular file.")
     try:
         arrays, meta = _read_members(path, [] if metadata_only else None)
     except ValueError as exc:

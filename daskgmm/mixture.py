@@ -1079,7 +1079,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     def save(self, path, *, overwrite=False):
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
 
-        Refuses to replace an existing file unless ``overwrite=True``.
+        Refuses to replace an existing file unless ``overwrite=True``, and
+        never replaces a directory, FIFO, socket or device; through a
+        symbolic link to a file, that file gets the model.
         """
         from .io import save_model
 

@@ -508,11 +508,13 @@ def test_an_interrupted_predict_keeps_the_previous_output(cube_copies, capsys, m
 
 
 def test_predict_overwrites_a_zarr_output_when_told(cube_copies, capsys):
+    """Only a store predict wrote is replaced (issue #20, item 2; other
+    folders: tests/test_files.py)."""
     out = cube_copies / "labels.zarr"
-    out.mkdir()
-    (out / "old-file").write_text("old")
     argv = ["predict", str(cube_copies / "m.npz"), str(cube_copies / "cube.nc"), "-o", str(out),
             "--feature-dim", "band", "--scheduler", "threads", "-q"]
+    assert cli.main(argv) == 0
+    (out / "old-file").write_text("old")
     assert "already exists; pass --overwrite" in error_of(capsys, argv)
     assert (out / "old-file").read_text() == "old"
     assert cli.main(argv + ["--overwrite"]) == 0
@@ -838,3 +840,83 @@ def test_a_malformed_input_record_is_one_error_line(tmp_path, capsys, field, val
     assert re.search(entry, message)
     assert message.startswith(str(tmp_path / "m.npz"))
     assert not (tmp_path / "labels.npy").exists()
+
+
+# One line on stderr for every user error (issue #20, item 12)
+# --------------------------------------------------------------------------
+
+
+def test_online_exact_with_no_pass_is_one_error_line(workdir, tmp_path, capsys):
+    """Zero passes read no input and fit nothing: refused before any work."""
+    out = tmp_path / "m.npz"
+    argv = ["fit", str(workdir / "X.npy"), "--online", "--online-mode", "exact", "--max-iter", "0", "-k", "2",
+            "-o", str(out), "--scheduler", "threads", "-q"]
+    assert error_of(capsys, argv) == (
+        "--max-iter must be >= 1 with --online-mode exact (each pass over the inputs is one EM iteration), got 0."
+    )
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "verbose"])
+def test_a_data_error_on_a_local_cluster_is_one_line(tmp_path, quiet):
+    """NaN without --missing raises on a worker: the error is one line, not
+    also the worker's "Compute Failed" log with its traceback."""
+    X = two_blobs(400)
+    X[5, 1] = np.nan
+    np.save(tmp_path / "nan.npy", X)
+    result = run_cli("fit", "nan.npy", "-k", "2", "--workers", "1", "--threads-per-worker", "1",
+                     *(["-q"] if quiet else []), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "Compute Failed" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    if quiet:
+        assert len(lines) == 1, result.stderr
+    else:  # the progress lines printed before the error, then the error
+        assert len(lines) == 3, result.stderr
+        assert lines[0].startswith("Dask LocalCluster: 1 workers, 1 threads")
+        assert lines[1] == "initialising 2 components (kmeans) ..."
+    assert lines[-1].startswith("daskgmm: error: Input X contains NaN or infinity: 1 row(s)")
+    assert "(first at row 5)" in lines[-1]
+    assert result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.npy"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("whom", ["process group", "process"])
+def test_ctrl_c_during_a_fit_on_a_local_cluster(tmp_path, whom):
+    """SIGINT once the fit iterates (its checkpoint exists): to the process
+    group, as a terminal's Ctrl-C sends it (the workers too), or to the
+    command alone.  Exit 130, one line on stderr, no model written, no
+    temporary file, the checkpoint whole."""
+    import signal
+    import time
+
+    np.save(tmp_path / "X.npy", two_blobs(4000))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "daskgmm.cli", "fit", "X.npy", "-k", "2", "--workers", "1", "--threads-per-worker",
+         "1", "-q", "--max-iter", "100000", "--tol", "0", "--checkpoint", "ckpt.npz", "-o", "m.npz"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "ckpt.npz").exists():
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.05)
+        if whom == "process group":
+            os.killpg(child.pid, signal.SIGINT)
+        else:
+            child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 130, err
+    assert err.strip() == "daskgmm: interrupted" and "\n" not in err.strip(), err
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "ckpt.npz"]
+    assert read_archive(tmp_path / "ckpt.npz", metadata_only=True)[1]["kind"] == "checkpoint"

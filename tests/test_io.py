@@ -381,8 +381,10 @@ def test_publish_overwrites_a_folder_only_when_told_and_keeps_it_on_failure(tmp_
     (target / "old").write_text("old output")
     new = temporary_path(target, directory=True)
     (Path(new) / "new").write_text("new output")
+    # The folders this output may replace (issue #20, item 2): ones it wrote.
+    store = ("an output of this test", lambda path: (Path(path) / "old").exists())
     with pytest.raises(FileExistsError, match="out.zarr already exists"):
-        publish(new, target)
+        publish(new, target, store=store)
     assert (target / "old").read_text() == "old output"
     # The move of the new folder fails: the old one is put back.
     real_rename = os.rename
@@ -394,10 +396,10 @@ def test_publish_overwrites_a_folder_only_when_told_and_keeps_it_on_failure(tmp_
 
     monkeypatch.setattr(os, "rename", failing_rename)
     with pytest.raises(KeyboardInterrupt):
-        publish(new, target, overwrite=True)
+        publish(new, target, overwrite=True, store=store)
     monkeypatch.setattr(os, "rename", real_rename)
     assert (target / "old").read_text() == "old output"
-    publish(new, target, overwrite=True)
+    publish(new, target, overwrite=True, store=store)
     assert sorted(p.name for p in target.iterdir()) == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
 
