@@ -234,18 +234,93 @@ def _diagonal_weighted_log_prob(xp, centred, squared, means_c, model):
     return wlp
 
 
-def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None):
+def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None, exact=(), raw=None):
     """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows: a
     (K, n) array.  'full' and 'tied' take the rows transposed, ``centred_t``
     (D, n), and ``augmented`` as in :func:`_mahalanobis`; 'diag' and
-    'spherical' take ``rows``, ``(x - c, (x - c)^2)`` row-major (n, D) each."""
+    'spherical' take ``rows``, ``(x - c, (x - c)^2)`` row-major (n, D) each.
+    The components ``exact`` (host ints, from :func:`_cancelling_components`)
+    are evaluated from the raw rows ``raw`` (n, D) instead."""
     d = means_c.shape[1]
     if model.covariance_type in ("diag", "spherical"):
-        return _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
-    maha = _mahalanobis(xp, centred_t, means_c, model, augmented)
-    maha *= -0.5
-    maha += _log_gauss_const(model, d)[:, None]
-    return maha
+        wlp = _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
+    else:
+        wlp = _mahalanobis(xp, centred_t, means_c, model, augmented)
+        wlp *= -0.5
+        wlp += _log_gauss_const(model, d)[:, None]
+    if len(exact):
+        const = _log_gauss_const(model, d)
+        for j in exact:
+            wlp[j, :] = const[j] - 0.5 * _mahalanobis_about_mean(xp, raw, model, j)
+    return wlp
+
+
+def _mahalanobis_about_mean(xp, raw, model, j):
+    """Squared Mahalanobis distances (n,) of the raw rows ``raw`` (n, D) from
+    component ``j``'s mean, ``x - mu_j`` taken first: each term keeps a
+    relative error of a few ``eps`` however far the rows and the mean lie
+    from the pivot or from 0."""
+    pc = model.precisions_cholesky
+    dev = raw - model.means[j, :]
+    kind = model.covariance_type
+    if kind == "diag":
+        dev = dev * pc[j, :]
+    elif kind == "spherical":
+        dev = dev * pc[j]
+    else:
+        dev = xp.matmul(dev, pc[j, ...] if kind == "full" else pc)
+    return xp.sum(dev * dev, axis=1)
+
+
+def _cancelling_log_densities(root, const, limit):
+    """Host bools: whether a log-density ``const - r^2 / 2`` evaluated about
+    a pivot whose Mahalanobis distance from the component's mean is ``root``
+    may, for some row, be the difference of terms more than ``limit`` times
+    larger than it (than 1, where it is smaller): the test
+    :func:`_cancelling_entries` makes of a scatter, so that the log-densities
+    left to the pivot keep a relative error of ``limit * eps`` times the
+    rounding growth of their sums.  ``root`` and ``const`` are NumPy arrays
+    that broadcast together.
+
+    A row at distance ``r`` from the mean is at most ``r + root`` from the
+    pivot ``c``: its terms about ``c`` (the squares and products of the
+    expansion for 'diag' and 'spherical', ``(x - c) P`` and ``(mu - c) P``
+    for 'full' and 'tied') are at most ``(r + 2 root)^2``.  Their ratio to
+    ``max(1, |const - r^2 / 2|)`` is largest at one of four distances: 0,
+    the two where ``|const - r^2 / 2|`` is 1, and the vertex of the
+    quadratic beyond them."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = np.sqrt(np.maximum(2 * const - 2, 0.0))
+        far = np.sqrt(np.maximum(2 * const + 2, 0.0))
+        distance = np.stack(np.broadcast_arrays(
+            np.zeros_like(near), near, far, np.maximum(far, 4 * root / (limit - 2))))
+        terms = (distance + 2 * root) ** 2
+        value = np.maximum(1.0, np.abs(const - distance * distance / 2))
+        return np.any(terms > limit * value, axis=0)
+
+
+def _cancelling_components(xp, model, pivot, limit):
+    """Host ints: the components whose log-density about the pivot
+    (:func:`weighted_log_prob`) may cancel (:func:`_cancelling_log_densities`,
+    ``root`` the pivot's Mahalanobis distance ``||(mu_k - c) P_k||``).
+    Ordinary components are far from it (``root^2`` about 100 for a
+    component 3 spreads from the pivot in each of 16 features, flagged above
+    about 500); one with a variance of ``reg_covar`` (its constant large and
+    positive) is flagged a few spreads from the pivot."""
+    means_c = model.means - pivot
+    pc = model.precisions_cholesky
+    kind = model.covariance_type
+    if kind == "diag":
+        whitened = means_c * pc
+    elif kind == "spherical":
+        whitened = means_c * pc[:, None]
+    elif kind == "full":
+        whitened = xp.matmul(means_c[:, None, :], pc)[:, 0, :]
+    else:
+        whitened = xp.matmul(means_c, pc)
+    root = np.sqrt(to_numpy(xp.sum(whitened * whitened, axis=1)).astype(np.float64))
+    const = to_numpy(_log_gauss_const(model, means_c.shape[1])).astype(np.float64)
+    return np.flatnonzero(_cancelling_log_densities(root, const, limit)).tolist()
 
 
 def _exp_nonpositive(xp, shifted):
@@ -404,12 +479,14 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     model = model.to(xp, X.dtype)
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
+    exact = _cancelling_components(xp, model, pivot, _cancellation_limit(xp, X.dtype))
     if model.covariance_type in ("diag", "spherical"):
         centred = Xz - pivot
-        wlp = weighted_log_prob(xp, None, model.means - pivot, model, rows=(centred, centred * centred))
+        wlp = weighted_log_prob(xp, None, model.means - pivot, model, rows=(centred, centred * centred),
+                                exact=exact, raw=Xz)
     else:
         centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
-        wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model)
+        wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model, exact=exact, raw=Xz)
     log_norm, log_resp = log_normalize(xp, wlp)
     log_resp = xp.permute_dims(log_resp, (1, 0))
     if keep is not None:
@@ -1298,6 +1375,9 @@ def block_statistics(
     by_product = kind == "full" and pairs is None  # see _FullSums
     if by_product:
         full = _FullSums(xp, k, d, X.dtype, device, limit)
+    # Components whose log-density about the pivot would cancel are
+    # evaluated from the raw rows.
+    exact = _cancelling_components(xp, model, pivot, limit) if resp is None else []
     if resp is None and not by_feature:
         ratios = _offset_ratios(xp, model, pivot, limit)
         if by_product:
@@ -1325,7 +1405,8 @@ def block_statistics(
             squared = centred * centred
             centred_t = None
         if resp is None:
-            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, (centred, squared))
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, (centred, squared), exact,
+                                    Xz[start:stop, :])
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:
