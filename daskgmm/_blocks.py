@@ -272,41 +272,45 @@ def _mahalanobis_about_mean(xp, raw, model, j):
     return xp.sum(dev * dev, axis=1)
 
 
-def _cancelling_log_densities(root, const, limit):
+def _cancelling_log_densities(root, const, limit, expanded):
     """Host bools: whether a log-density ``const - r^2 / 2`` evaluated about
-    a pivot whose Mahalanobis distance from the component's mean is ``root``
-    may, for some row, be the difference of terms more than ``limit`` times
-    larger than it (than 1, where it is smaller): the test
-    :func:`_cancelling_entries` makes of a scatter, so that the log-densities
-    left to the pivot keep a relative error of ``limit * eps`` times the
-    rounding growth of their sums.  ``root`` and ``const`` are NumPy arrays
-    that broadcast together.
+    a pivot ``c`` at Mahalanobis distance ``root`` from the component's mean
+    may, for some row, carry terms that ``x - mu`` taken first would not
+    have, more than ``limit`` times larger than it (than 1, where it is
+    smaller): the test :func:`_cancelling_entries` makes of a scatter, so
+    that the log-densities left to the pivot keep a relative error of
+    ``limit * eps`` times the rounding growth of their sums.  ``root`` and
+    ``const`` are NumPy arrays that broadcast together.
 
-    A row at distance ``r`` from the mean is at most ``r + root`` from the
-    pivot ``c``: its terms about ``c`` (the squares and products of the
-    expansion for 'diag' and 'spherical', ``(x - c) P`` and ``(mu - c) P``
-    for 'full' and 'tied') are at most ``(r + 2 root)^2``.  Their ratio to
-    ``max(1, |const - r^2 / 2|)`` is largest at one of four distances: 0,
-    the two where ``|const - r^2 / 2|`` is 1, and the vertex of the
-    quadratic beyond them."""
+    A row at distance ``r`` from the mean is at most ``r + root`` from
+    ``c``.  ``expanded`` ('diag', 'spherical'): the log-density sums the
+    squares and products of ``x - c`` and ``mu - c``, terms of up to
+    ``(r + 2 root)^2``, ``4 root (r + root)`` more than the ``r^2`` of the
+    form about the mean.  Else ('full', 'tied') it squares the difference
+    of ``(x - c) P`` and ``(mu - c) P``, whose rounding (of order ``r + 2
+    root``) the square weighs by ``2 r``: ``4 root r`` more.  That excess's
+    ratio to ``max(1, |const - r^2 / 2|)`` is largest at one of four
+    distances: 0, the two where ``|const - r^2 / 2|`` is 1, and the vertex
+    of the quadratic beyond them."""
     with np.errstate(invalid="ignore", over="ignore"):
         near = np.sqrt(np.maximum(2 * const - 2, 0.0))
         far = np.sqrt(np.maximum(2 * const + 2, 0.0))
         distance = np.stack(np.broadcast_arrays(
-            np.zeros_like(near), near, far, np.maximum(far, 4 * root / (limit - 2))))
-        terms = (distance + 2 * root) ** 2
+            np.zeros_like(near), near, far, np.maximum(far, 4 * root / limit)))
+        excess = 4 * root * (distance + root) if expanded else 4 * root * distance
         value = np.maximum(1.0, np.abs(const - distance * distance / 2))
-        return np.any(terms > limit * value, axis=0)
+        return np.any(excess > limit * value, axis=0)
 
 
 def _cancelling_components(xp, model, pivot, limit):
     """Host ints: the components whose log-density about the pivot
     (:func:`weighted_log_prob`) may cancel (:func:`_cancelling_log_densities`,
     ``root`` the pivot's Mahalanobis distance ``||(mu_k - c) P_k||``).
-    Ordinary components are far from it (``root^2`` about 100 for a
-    component 3 spreads from the pivot in each of 16 features, flagged above
-    about 500); one with a variance of ``reg_covar`` (its constant large and
-    positive) is flagged a few spreads from the pivot."""
+    Ordinary components are far from it: 'diag' flags one of 16 features,
+    its constant -18, from ``root^2 = 540`` (3 spreads from the pivot in
+    each feature: 150), 'full' from ``1800 * 18``; one with a variance of
+    ``reg_covar`` (its constant large and positive) a few spreads from the
+    pivot."""
     means_c = model.means - pivot
     pc = model.precisions_cholesky
     kind = model.covariance_type
@@ -320,7 +324,8 @@ def _cancelling_components(xp, model, pivot, limit):
         whitened = xp.matmul(means_c, pc)
     root = np.sqrt(to_numpy(xp.sum(whitened * whitened, axis=1)).astype(np.float64))
     const = to_numpy(_log_gauss_const(model, means_c.shape[1])).astype(np.float64)
-    return np.flatnonzero(_cancelling_log_densities(root, const, limit)).tolist()
+    expanded = kind in ("diag", "spherical")
+    return np.flatnonzero(_cancelling_log_densities(root, const, limit, expanded)).tolist()
 
 
 def _exp_nonpositive(xp, shifted):

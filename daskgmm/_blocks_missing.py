@@ -323,7 +323,7 @@ def _complete_diagonal(model, X, rows, missing):
     # features bounds the one over a row's observed ones) is evaluated from
     # x - mu, one pass over the rows.
     root = np.sqrt(np.sum(mu_p**2 * prec, axis=1))
-    for j in np.flatnonzero(np.any(_cancelling_log_densities(root[:, None], const, limit), axis=1)):
+    for j in np.flatnonzero(np.any(_cancelling_log_densities(root[:, None], const, limit, True), axis=1)):
         dev = np.where(miss, 0, x - mu[j].astype(dtype))
         quad[:, j] = np.matmul(dev * dev, prec[j].astype(dtype))
     wlp = log_weights + (log_det_o - 0.5 * quad).T - n_obs[None, :] * _HALF_LOG_2PI

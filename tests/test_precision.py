@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from daskgmm import GaussianMixture, _blocks
@@ -478,21 +478,15 @@ def _float32_model(kind, weights, means, covariances):
     return make_model(f32(weights), f32(means), f32(precisions_cholesky_from_covariances(covariances, kind)), kind)
 
 
-@st.composite
-def tiny_component_blocks(draw, kind):
-    """A float32 block and a model of it: clusters of unit spread
-    ``separation`` apart and ``offset`` from the origin, and one component
-    with one sample, its variance ``reg_covar`` (1e-6), whose mean is that
-    row, with a few rows within a few of its spreads.  That component comes
-    first, in the middle or last, so the block's pivot lies at it or up to
-    all the clusters' span away.  'tied' (one covariance for all) has
-    either the clusters' or ``reg_covar``."""
-    k = draw(st.integers(2, 4))
-    d = draw(st.integers(1, 5))
-    offset = draw(st.sampled_from([0.0, 10.0, 1e3, 1e6]))
-    separation = draw(st.sampled_from([0.0, 1.0, 10.0, 100.0, 300.0, 1e4]))
-    tiny = draw(st.integers(0, k - 1))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+def tiny_component_block(kind, k, d, offset, separation, tiny, tight, seed, shuffled):
+    """A float32 block and a model of it: ``k`` clusters of unit spread
+    ``separation`` apart and ``offset`` from the origin, the one at ``tiny``
+    a component with one sample, its variance ``reg_covar`` (1e-6), whose
+    mean is that row, with three rows within 3 of its spreads.  That
+    component first, in the middle or last puts the block's pivot at it or
+    up to all the clusters' span away.  'tied' (one covariance for all) has
+    the clusters' or, ``tight``, ``reg_covar``."""
+    rng = np.random.default_rng(seed)
     direction = rng.normal(size=d)
     direction /= np.linalg.norm(direction)
     centres = offset + separation * np.arange(k)[:, None] * direction[None, :]
@@ -502,7 +496,7 @@ def tiny_component_blocks(draw, kind):
         covariances[tiny] = REG_COVAR * np.eye(d)
     else:
         mixing[:] = np.eye(d)
-        covariances = {"tied": np.eye(d) * (REG_COVAR if draw(st.booleans()) else 1.0),
+        covariances = {"tied": np.eye(d) * (REG_COVAR if tight else 1.0),
                        "diag": np.ones((k, d)), "spherical": np.ones(k)}[kind]
         if kind in ("diag", "spherical"):
             covariances[tiny] = REG_COVAR
@@ -515,12 +509,22 @@ def tiny_component_blocks(draw, kind):
         else:
             blocks.append(centres[j] + rng.normal(size=(sizes[j], d)) @ mixing[j].T)
     X = np.concatenate(blocks).astype(np.float32)
-    if draw(st.booleans()):
+    if shuffled:
         X = X[rng.permutation(len(X))]
     means = centres.copy()
     means[tiny] = sample
-    weights = rng.dirichlet(np.ones(k))
-    return X, _float32_model(kind, weights, means, covariances)
+    return X, _float32_model(kind, rng.dirichlet(np.ones(k)), means, covariances)
+
+
+@st.composite
+def tiny_component_blocks(draw, kind):
+    """:func:`tiny_component_block` over offsets, separations, positions of
+    the tiny component, dimensions and seeds."""
+    k = draw(st.integers(2, 4))
+    return tiny_component_block(
+        kind, k, draw(st.integers(1, 5)), draw(st.sampled_from([0.0, 10.0, 1e3, 1e6])),
+        draw(st.sampled_from([0.0, 1.0, 10.0, 100.0, 300.0, 1e4])), draw(st.integers(0, k - 1)), draw(st.booleans()),
+        draw(st.integers(0, 2**32 - 1)), draw(st.booleans()))
 
 
 @pytest.mark.parametrize("kind", COVARIANCE_TYPES)
@@ -537,6 +541,7 @@ def test_float32_log_densities_match_float64_over_offset_and_separation(kind):
 
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(tiny_component_blocks(kind))
+    @example(tiny_component_block(kind, 3, 4, 0.0, 300.0, 0, True, 0, True))  # the issue's case
     def check(case):
         X, model = case
         wlp, wlp_tol, log_p, log_p_tol = float32_log_prob_criterion(X, model.to(np, np.float32))
@@ -548,3 +553,75 @@ def test_float32_log_densities_match_float64_over_offset_and_separation(kind):
         assert abs(float(stats.log_likelihood) - log_p.sum()) <= log_p_tol.sum()
 
     check()
+
+
+@pytest.mark.parametrize("kind", ["diag", "spherical"])
+def test_float32_log_densities_of_rows_with_missing_features(kind):
+    """The same for rows with missing features (``missing='marginalize'``),
+    whose 'diag'/'spherical' E-step expands about a pivot of its own: the
+    marginal log-density of the observed features against a float64
+    evaluation of the model restricted to them."""
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(tiny_component_blocks(kind), st.integers(0, 2**32 - 1))
+    def check(case, seed):
+        from daskgmm._blocks_missing import marginal_log_resp
+
+        X, model = case
+        rng = np.random.default_rng(seed)
+        X = X.copy()
+        X[rng.random(X.shape) < 0.3] = np.nan
+        X[np.isnan(X).all(axis=1), 0] = 1.0  # at least one observed feature per row
+        log_norm, _ = marginal_log_resp(X, model)
+        m32 = model.to(np, np.float32)
+        missing = np.isnan(X)
+        for pattern in np.unique(missing, axis=0):
+            rows = np.flatnonzero((missing == pattern).all(axis=1))
+            seen = ~pattern
+            pc = m32.precisions_cholesky[:, seen] if kind == "diag" else m32.precisions_cholesky
+            observed = Model(kind, m32.log_weights, m32.means[:, seen], pc, None)
+            _, _, log_p, log_p_tol = float32_log_prob_criterion(X[np.ix_(rows, seen)], observed)
+            err = np.abs(log_norm[rows] - log_p)
+            assert np.all(err <= log_p_tol), np.max(err / log_p_tol)
+
+    check()
+
+
+@pytest.mark.parametrize("kind", ["diag", "spherical"])
+def test_float32_fit_with_a_one_sample_component_far_from_the_pivot(kind):
+    """The issue's fit: float32 clusters at 0 and 300 and a component with
+    one sample near the first (precision 1e6, ``reg_covar``'s).  The first
+    pass's lower bound, ``score_samples`` and ``score`` agree with a float64
+    evaluation at the same parameters, and EM takes the float64 path (before,
+    'diag' and 'spherical' lost thousands of nats on that row, gave it to
+    another component and emptied its own: weight 1e-9 against 8e-4)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from daskgmm._covariance import make_model, precisions_cholesky_from_precisions
+
+    rng = np.random.default_rng(15)
+    d = 4
+    X = np.concatenate([rng.normal(size=(600, d)), 300.0 + rng.normal(size=(600, d)), 5.0 + rng.normal(size=(1, d))])
+    X = X[rng.permutation(len(X))].astype(np.float32)
+    single = X[np.argmin(np.linalg.norm(X - 5.0, axis=1))]
+    precisions = {"diag": np.array([[1.0] * d, [1.0] * d, [1e6] * d]), "spherical": np.array([1.0, 1.0, 1e6])}[kind]
+    init = dict(weights_init=np.array([600, 600, 1]) / 1201,
+                means_init=np.stack([np.zeros(d), np.full(d, 300.0), single]).astype(np.float32),
+                precisions_init=precisions.astype(np.float32))
+    with pytest.warns(ConvergenceWarning):
+        first = GaussianMixture(3, covariance_type=kind, max_iter=1, **init).fit(X)
+    start = make_model(init["weights_init"], init["means_init"].astype(np.float64),
+                       precisions_cholesky_from_precisions(init["precisions_init"].astype(np.float64), kind), kind)
+    _, _, log_p, log_p_tol = float32_log_prob_criterion(X, start.to(np, np.float32))
+    assert abs(first.lower_bound_ - log_p.mean()) <= log_p_tol.mean()
+    _, _, log_p, log_p_tol = float32_log_prob_criterion(X, first._model().to(np, np.float32))
+    assert np.all(np.abs(first.score_samples(X) - log_p) <= log_p_tol)
+    assert abs(first.score(X) - log_p.mean()) <= log_p_tol.mean()
+
+    f64 = {key: value.astype(np.float64) for key, value in init.items()}
+    with pytest.warns(ConvergenceWarning):  # tol=0: ten iterations each
+        ours = GaussianMixture(3, covariance_type=kind, max_iter=10, tol=0.0, **init).fit(X)
+        reference = GaussianMixture(3, covariance_type=kind, max_iter=10, tol=0.0, **f64).fit(X.astype(np.float64))
+    np.testing.assert_array_equal(ours.predict(X), reference.predict(X.astype(np.float64)))
+    np.testing.assert_allclose(ours.weights_, reference.weights_, rtol=1e-5)
+    np.testing.assert_allclose(ours.lower_bound_, reference.lower_bound_, rtol=1e-5)
