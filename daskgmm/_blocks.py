@@ -12,6 +12,17 @@ Numerical notes
 * The log-density uses the Cholesky factor of the precision,
   ``log N(x | mu, Sigma) = -D/2 log(2 pi) + log det(P) - 1/2 ||(x - mu) P||^2``
   with ``P P^T = Sigma^-1``; no inverse is ever formed for it.
+* The log-density is evaluated about the block's pivot ``c`` (below) too:
+  ``(x - c) P - (mu - c) P`` for 'full' and 'tied', the expansion of
+  ``p (x - c - (mu - c))^2`` into matrix products for 'diag' and
+  'spherical'.  Those terms grow with the distance of ``mu`` from ``c`` in
+  the component's spreads (a component with one sample, variance
+  ``reg_covar``, 300 units from ``c``: 1e11, for a log-density of order 1
+  on its row).  A component where they could exceed ``limit`` (below)
+  times a row's log-density (:func:`_cancelling_components`) is evaluated
+  from ``x - mu`` instead, so that every log-density keeps a relative error
+  of about ``limit * eps``, whatever the data's offset and separation;
+  ordinary mixtures have no such component.
 * All sample sums are taken about a *pivot* ``c`` (the mean of a sample of
   the block's rows, :func:`_pivot`), so the data's distance from the origin
   never enters a subtraction.  A component's scatter, its pivot moment
@@ -263,13 +274,14 @@ def _mahalanobis_about_mean(xp, raw, model, j):
     pc = model.precisions_cholesky
     dev = raw - model.means[j, :]
     kind = model.covariance_type
-    if kind == "diag":
-        dev = dev * pc[j, :]
-    elif kind == "spherical":
-        dev = dev * pc[j]
-    else:
+    if kind in ("full", "tied"):
         dev = xp.matmul(dev, pc[j, ...] if kind == "full" else pc)
-    return xp.sum(dev * dev, axis=1)
+    dev *= dev
+    if kind == "diag":  # a sum of positive terms: one product with the precisions
+        return xp.matmul(dev, pc[j, :] * pc[j, :])
+    if kind == "spherical":
+        return xp.sum(dev, axis=1) * (pc[j] * pc[j])
+    return xp.sum(dev, axis=1)
 
 
 def _cancelling_log_densities(root, const, limit, expanded):

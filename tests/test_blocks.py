@@ -129,7 +129,8 @@ def test_only_components_whose_log_density_would_cancel_leave_the_pivot(monkeypa
     the pivot is not.  In ``estimate_log_resp`` and ``block_statistics``."""
     exact = set()
     spy = _blocks._mahalanobis_about_mean
-    monkeypatch.setattr(_blocks, "_mahalanobis_about_mean", lambda xp, raw, model, j: exact.add(j) or spy(xp, raw, model, j))
+    monkeypatch.setattr(_blocks, "_mahalanobis_about_mean",
+                        lambda xp, raw, model, j: exact.add(j) or spy(xp, raw, model, j))
     rng = np.random.default_rng(16)
     k, d = 8, 16
     weights, means, cov = _random_params(kind, k, d, rng)
