@@ -12,6 +12,17 @@ Numerical notes
 * The log-density uses the Cholesky factor of the precision,
   ``log N(x | mu, Sigma) = -D/2 log(2 pi) + log det(P) - 1/2 ||(x - mu) P||^2``
   with ``P P^T = Sigma^-1``; no inverse is ever formed for it.
+* The log-density is evaluated about the block's pivot ``c`` (below) too:
+  ``(x - c) P - (mu - c) P`` for 'full' and 'tied', the expansion of
+  ``p (x - c - (mu - c))^2`` into matrix products for 'diag' and
+  'spherical'.  Those terms grow with the distance of ``mu`` from ``c`` in
+  the component's spreads (a component with one sample, variance
+  ``reg_covar``, 300 units from ``c``: 1e11, for a log-density of order 1
+  on its row).  A component where they could exceed ``limit`` (below)
+  times a row's log-density (:func:`_cancelling_components`) is evaluated
+  from ``x - mu`` instead, so that every log-density keeps a relative error
+  of about ``limit * eps``, whatever the data's offset and separation;
+  ordinary mixtures have no such component.
 * All sample sums are taken about a *pivot* ``c`` (the mean of a sample of
   the block's rows, :func:`_pivot`), so the data's distance from the origin
   never enters a subtraction.  A component's scatter, its pivot moment
@@ -234,18 +245,99 @@ def _diagonal_weighted_log_prob(xp, centred, squared, means_c, model):
     return wlp
 
 
-def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None):
+def weighted_log_prob(xp, centred_t, means_c, model, augmented=None, rows=None, exact=(), raw=None):
     """``log pi_k + log N(x_i | mu_k, Sigma_k)`` for pivot-centred rows: a
     (K, n) array.  'full' and 'tied' take the rows transposed, ``centred_t``
     (D, n), and ``augmented`` as in :func:`_mahalanobis`; 'diag' and
-    'spherical' take ``rows``, ``(x - c, (x - c)^2)`` row-major (n, D) each."""
+    'spherical' take ``rows``, ``(x - c, (x - c)^2)`` row-major (n, D) each.
+    The components ``exact`` (host ints, from :func:`_cancelling_components`)
+    are evaluated from the raw rows ``raw`` (n, D) instead."""
     d = means_c.shape[1]
     if model.covariance_type in ("diag", "spherical"):
-        return _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
-    maha = _mahalanobis(xp, centred_t, means_c, model, augmented)
-    maha *= -0.5
-    maha += _log_gauss_const(model, d)[:, None]
-    return maha
+        wlp = _diagonal_weighted_log_prob(xp, rows[0], rows[1], means_c, model)
+    else:
+        wlp = _mahalanobis(xp, centred_t, means_c, model, augmented)
+        wlp *= -0.5
+        wlp += _log_gauss_const(model, d)[:, None]
+    if len(exact):
+        const = _log_gauss_const(model, d)
+        for j in exact:
+            wlp[j, :] = const[j] - 0.5 * _mahalanobis_about_mean(xp, raw, model, j)
+    return wlp
+
+
+def _mahalanobis_about_mean(xp, raw, model, j):
+    """Squared Mahalanobis distances (n,) of the raw rows ``raw`` (n, D) from
+    component ``j``'s mean, ``x - mu_j`` taken first: each term keeps a
+    relative error of a few ``eps`` however far the rows and the mean lie
+    from the pivot or from 0."""
+    pc = model.precisions_cholesky
+    dev = raw - model.means[j, :]
+    kind = model.covariance_type
+    if kind in ("full", "tied"):
+        dev = xp.matmul(dev, pc[j, ...] if kind == "full" else pc)
+    dev *= dev
+    if kind == "diag":  # a sum of positive terms: one product with the precisions
+        return xp.matmul(dev, pc[j, :] * pc[j, :])
+    if kind == "spherical":
+        return xp.sum(dev, axis=1) * (pc[j] * pc[j])
+    return xp.sum(dev, axis=1)
+
+
+def _cancelling_log_densities(root, const, limit, expanded):
+    """Host bools: whether a log-density ``const - r^2 / 2`` evaluated about
+    a pivot ``c`` at Mahalanobis distance ``root`` from the component's mean
+    may, for some row, carry terms that ``x - mu`` taken first would not
+    have, more than ``limit`` times larger than it (than 1, where it is
+    smaller): the test :func:`_cancelling_entries` makes of a scatter, so
+    that the log-densities left to the pivot keep a relative error of
+    ``limit * eps`` times the rounding growth of their sums.  ``root`` and
+    ``const`` are NumPy arrays that broadcast together.
+
+    A row at distance ``r`` from the mean is at most ``r + root`` from
+    ``c``.  ``expanded`` ('diag', 'spherical'): the log-density sums the
+    squares and products of ``x - c`` and ``mu - c``, terms of up to
+    ``(r + 2 root)^2``, ``4 root (r + root)`` more than the ``r^2`` of the
+    form about the mean.  Else ('full', 'tied') it squares the difference
+    of ``(x - c) P`` and ``(mu - c) P``, whose rounding (of order ``r + 2
+    root``) the square weighs by ``2 r``: ``4 root r`` more.  That excess's
+    ratio to ``max(1, |const - r^2 / 2|)`` is largest at one of four
+    distances: 0, the two where ``|const - r^2 / 2|`` is 1, and the vertex
+    of the quadratic beyond them."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        near = np.sqrt(np.maximum(2 * const - 2, 0.0))
+        far = np.sqrt(np.maximum(2 * const + 2, 0.0))
+        distance = np.stack(np.broadcast_arrays(
+            np.zeros_like(near), near, far, np.maximum(far, 4 * root / limit)))
+        excess = 4 * root * (distance + root) if expanded else 4 * root * distance
+        value = np.maximum(1.0, np.abs(const - distance * distance / 2))
+        return np.any(excess > limit * value, axis=0)
+
+
+def _cancelling_components(xp, model, pivot, limit):
+    """Host ints: the components whose log-density about the pivot
+    (:func:`weighted_log_prob`) may cancel (:func:`_cancelling_log_densities`,
+    ``root`` the pivot's Mahalanobis distance ``||(mu_k - c) P_k||``).
+    Ordinary components are far from it: 'diag' flags one of 16 features,
+    its constant -18, from ``root^2 = 540`` (3 spreads from the pivot in
+    each feature: 150), 'full' from ``1800 * 18``; one with a variance of
+    ``reg_covar`` (its constant large and positive) a few spreads from the
+    pivot."""
+    means_c = model.means - pivot
+    pc = model.precisions_cholesky
+    kind = model.covariance_type
+    if kind == "diag":
+        whitened = means_c * pc
+    elif kind == "spherical":
+        whitened = means_c * pc[:, None]
+    elif kind == "full":
+        whitened = xp.matmul(means_c[:, None, :], pc)[:, 0, :]
+    else:
+        whitened = xp.matmul(means_c, pc)
+    root = np.sqrt(to_numpy(xp.sum(whitened * whitened, axis=1)).astype(np.float64))
+    const = to_numpy(_log_gauss_const(model, means_c.shape[1])).astype(np.float64)
+    expanded = kind in ("diag", "spherical")
+    return np.flatnonzero(_cancelling_log_densities(root, const, limit, expanded)).tolist()
 
 
 def _exp_nonpositive(xp, shifted):
@@ -404,12 +496,14 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     model = model.to(xp, X.dtype)
     keep, Xz = _mask_rows(xp, X, skip_nonfinite)
     pivot = _pivot(xp, Xz)
+    exact = _cancelling_components(xp, model, pivot, _cancellation_limit(xp, X.dtype))
     if model.covariance_type in ("diag", "spherical"):
         centred = Xz - pivot
-        wlp = weighted_log_prob(xp, None, model.means - pivot, model, rows=(centred, centred * centred))
+        wlp = weighted_log_prob(xp, None, model.means - pivot, model, rows=(centred, centred * centred),
+                                exact=exact, raw=Xz)
     else:
         centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
-        wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model)
+        wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model, exact=exact, raw=Xz)
     log_norm, log_resp = log_normalize(xp, wlp)
     log_resp = xp.permute_dims(log_resp, (1, 0))
     if keep is not None:
@@ -1298,6 +1392,9 @@ def block_statistics(
     by_product = kind == "full" and pairs is None  # see _FullSums
     if by_product:
         full = _FullSums(xp, k, d, X.dtype, device, limit)
+    # Components whose log-density about the pivot would cancel are
+    # evaluated from the raw rows.
+    exact = _cancelling_components(xp, model, pivot, limit) if resp is None else []
     if resp is None and not by_feature:
         ratios = _offset_ratios(xp, model, pivot, limit)
         if by_product:
@@ -1325,7 +1422,8 @@ def block_statistics(
             squared = centred * centred
             centred_t = None
         if resp is None:
-            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, (centred, squared))
+            wlp = weighted_log_prob(xp, centred_t, means_c, model, augmented, (centred, squared), exact,
+                                    Xz[start:stop, :])
             if groups is None:
                 log_norm, r = _normalize(xp, wlp)
             else:

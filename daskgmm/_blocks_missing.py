@@ -50,6 +50,7 @@ import numpy as np
 from ._blocks import (
     Model,
     Stats,
+    _cancelling_log_densities,
     _normalize,
     _normalize_groups,
     block_statistics,
@@ -308,8 +309,9 @@ def _complete_diagonal(model, X, rows, missing):
     temporary: the E-step from the rows about a pivot ``p`` with missing
     entries zeroed (``x0``) and the observed mask ``O``,
     ``sum_o prec (x - mu)^2 = x0^2 . prec - 2 x0 . (prec mu') + O . (prec mu'^2)``
-    (``mu' = mu - p``, as the complete rows' E-step); the statistics about
-    each component's model mean, one pass over the rows per component (exact:
+    (``mu' = mu - p``, as the complete rows' E-step; ``x - mu`` first for a
+    component where that would cancel); the statistics about each
+    component's model mean, one pass over the rows per component (exact:
     the weighted means are near the model's)."""
     mu = np.asarray(model.means, dtype=np.float64)
     k, d = mu.shape
@@ -330,13 +332,22 @@ def _complete_diagonal(model, X, rows, missing):
     )  # (n, K)
     log_det_o = np.matmul(observed, (0.5 * np.log(prec)).T.astype(dtype))
     n_obs = observed.sum(axis=1)
-    wlp = (np.asarray(model.log_weights, dtype=np.float64)[:, None] + (log_det_o - 0.5 * quad).T
-           - n_obs[None, :] * _HALF_LOG_2PI)
+    log_weights = np.asarray(model.log_weights, dtype=np.float64)[:, None]
+    const = log_weights + log_det_o.T - n_obs[None, :] * _HALF_LOG_2PI
+    limit = float(np.finfo(dtype).eps) ** -0.3
+    # A component whose log-density about the pivot may cancel (as the
+    # complete rows' E-step decides; its distance from the pivot over all
+    # features bounds the one over a row's observed ones) is evaluated from
+    # x - mu, one pass over the rows.
+    root = np.sqrt(np.sum(mu_p**2 * prec, axis=1))
+    for j in np.flatnonzero(np.any(_cancelling_log_densities(root[:, None], const, limit, True), axis=1)):
+        dev = np.where(miss, 0, x - mu[j].astype(dtype))
+        quad[:, j] = np.matmul(dev * dev, prec[j].astype(dtype))
+    wlp = log_weights + (log_det_o - 0.5 * quad).T - n_obs[None, :] * _HALF_LOG_2PI
 
     # Sums about the pivot are exact for components near it; one far from it
     # relative to its spread (as _blocks.block_statistics decides) is summed
     # about its own mean, one pass over the rows.
-    limit = float(np.finfo(dtype).eps) ** -0.3
     far = np.max(mu_p**2 * prec, axis=1) + 1 > limit
 
     def statistics(r):

@@ -117,6 +117,50 @@ def test_float32_moments_far_from_origin_on_a_sorted_block(kind):
         np.testing.assert_allclose(np.asarray(g, dtype=np.float64), w, rtol=1e-5, atol=5e-5)
 
 
+@pytest.mark.parametrize("kind", TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_only_components_whose_log_density_would_cancel_leave_the_pivot(monkeypatch, kind, dtype):
+    """The E-step evaluates every component about the block's pivot but
+    those whose terms there would dwarf their log-densities (issue #20 item
+    9), which take ``x - mu`` first: none of an ordinary mixture (means 3
+    units apart in each of 16 features, K=8, unit-order variances), whose
+    E-step stays the matrix products alone; a component of variance
+    ``reg_covar`` ('tied': all of them) away from the pivot is, the same at
+    the pivot is not.  In ``estimate_log_resp`` and ``block_statistics``."""
+    exact = set()
+    spy = _blocks._mahalanobis_about_mean
+    monkeypatch.setattr(_blocks, "_mahalanobis_about_mean",
+                        lambda xp, raw, model, j: exact.add(j) or spy(xp, raw, model, j))
+    rng = np.random.default_rng(16)
+    k, d = 8, 16
+    weights, means, cov = _random_params(kind, k, d, rng)
+    if kind in ("full", "tied"):  # unit-order spreads, as the others'
+        cov = cov / d
+    covs = _full_covs(kind, cov, k, d)
+    labels = rng.integers(k, size=4000)
+    X = np.concatenate([rng.multivariate_normal(means[j], covs[j], size=int((labels == j).sum())) for j in range(k)])
+    X = X[rng.permutation(len(X))].astype(dtype)
+
+    def flagged(cov, means):
+        exact.clear()
+        model = make_model(weights, means, precisions_cholesky_from_covariances(cov, kind), kind)
+        _blocks.estimate_log_resp(X, model)
+        in_estimate = sorted(exact)
+        exact.clear()
+        _blocks.block_statistics(X, model)
+        assert sorted(exact) == in_estimate
+        return in_estimate
+
+    assert flagged(cov, means) == []
+    tiny = {"tied": np.eye(d) * 1e-6}.get(kind, cov.copy())
+    if kind != "tied":
+        tiny[0] = 1e-6 * (np.eye(d) if kind == "full" else 1.0)
+    assert flagged(tiny, means) == (list(range(k)) if kind == "tied" else [0])
+    at_pivot = means.copy()
+    at_pivot[0] = _blocks._pivot(np, X)
+    assert flagged(tiny, at_pivot) == (list(range(1, k)) if kind == "tied" else [])
+
+
 def test_slicing_inside_a_block_is_invisible(monkeypatch):
     """Row slices inside one block (bounded temporaries) do not change the stats."""
     rng = np.random.default_rng(3)
