@@ -1040,6 +1040,11 @@ class OnlineState:
     ``batch_offset`` is the number of batches the data of that fit count
     as (0 for a stream that began with ``partial_fit``): the step size of
     batch ``n_batch_iter`` is that of batch ``n_batch_iter + batch_offset``.
+    ``weight_scale`` is the power of two the sample weights of an exact
+    pass's statistics are divided by (that of its first batch; see
+    ``mixture._check_sample_weight``), so that their sums stay of order 1
+    whatever the scale of the weights; the stepwise running statistics are
+    per sample and need none.
     """
 
     mode: str
@@ -1049,6 +1054,7 @@ class OnlineState:
     # Chunks of the batches of the current pass (exact mode), for its record.
     n_chunks: int = 0
     batch_offset: int = 0
+    weight_scale: float = 1.0
 
 
 def stream_after_fit(fit_statistics, batch_weight):

@@ -24,8 +24,9 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   it: ``fit_statistics_<field>``, the merged statistics of the fit's last
   pass (the parameters are their M-step; a stepwise stream continuing the
   fit starts from them); the metadata's ``stream`` entry (``mode``,
-  ``n_batch_iter``, ``n_samples_seen``, ``batch_offset``, ``n_chunks``;
-  null without a stream) and ``stream_statistics_<field>``, the running
+  ``n_batch_iter``, ``n_samples_seen``, ``batch_offset``, ``n_chunks``,
+  ``weight_scale``: the power of two an exact pass's statistics count the
+  sample weights divided by, 1 when absent; null without a stream) and ``stream_statistics_<field>``, the running
   statistics of a stepwise stream or the merged statistics of an
   unfinished exact pass.  ``<field>`` is each of ``n_samples``,
   ``log_likelihood``, ``nk``, ``means``, ``scatter``, in the statistics'
@@ -736,6 +737,7 @@ def _stream_fields(model):
         "n_samples_seen": float(state.n_samples_seen),
         "batch_offset": int(state.batch_offset),
         "n_chunks": int(state.n_chunks),
+        "weight_scale": float(state.weight_scale),
     }
 
 
@@ -761,13 +763,16 @@ def _load_stream(path, model, arrays, meta, k, d):
     n_batch_iter = check_integer(path, "stream.n_batch_iter", stream.get("n_batch_iter"), minimum=0)
     batch_offset = check_integer(path, "stream.batch_offset", stream.get("batch_offset"), minimum=0)
     n_chunks = check_integer(path, "stream.n_chunks", stream.get("n_chunks"), minimum=0)
+    weight_scale = check_number(path, "stream.weight_scale", stream.get("weight_scale", 1.0))
+    if not (math.isfinite(weight_scale) and weight_scale > 0 and math.frexp(weight_scale)[0] == 0.5):
+        raise invalid(path, "stream.weight_scale", f"is {weight_scale!r}, not a positive power of two")
     n_samples_seen = check_number(path, "stream.n_samples_seen", stream.get("n_samples_seen"))
     if not (math.isfinite(n_samples_seen) and n_samples_seen >= 0):
         raise invalid(path, "stream.n_samples_seen", f"is {n_samples_seen!r}, not a finite number >= 0")
     model._keep_online_state(
         OnlineState(
             mode, statistics=statistics, n_batch_iter=n_batch_iter, n_samples_seen=n_samples_seen,
-            n_chunks=n_chunks, batch_offset=batch_offset,
+            n_chunks=n_chunks, batch_offset=batch_offset, weight_scale=weight_scale,
         )
     )
 

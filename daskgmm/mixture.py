@@ -681,7 +681,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 "but no batch of such a pass has been given since the last M-step: call partial_fit first."
             )
         tic = time.perf_counter()
-        family = self._family()
+        family = self._family(state.weight_scale)
         run = self._continued_run(self.means_.shape[1])
         self._online_step(run, state.statistics, family, family.model(run), tic, n_chunks=state.n_chunks)
         run.converged = abs(run.history[-1] - (run.history[-2] if len(run.history) > 1 else -np.inf)) < self.tol
@@ -771,11 +771,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         )
         if not float(batch_stats[0].n_samples) > 0:
             raise _engine.no_effective_weight_error(skip_nonfinite)
-        if weight_scale != 1.0:
-            # The stream's statistics count real weights (each batch's
-            # weights come with their own scale).
-            batch_stats = [_engine.scale_statistics(stats, weight_scale) for stats in batch_stats]
-        batch_weight = float(batch_stats[0].n_samples)
+        # The batch's statistics count its weights divided by weight_scale;
+        # its real total weight:
+        batch_weight = float(batch_stats[0].n_samples) * weight_scale
         if state is None:
             # A stepwise stream on parameters that fit made from a pass's
             # statistics continues from those statistics.
@@ -790,10 +788,14 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             gamma = _engine.step_size(
                 state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset
             )
+            step_family = self._family(weight_scale)
             for run, stats, model in zip(runs, batch_stats, models):
                 run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
-                scaled = _engine.scale_statistics(run.tag, state.n_samples_seen)
-                self._online_step(run, scaled, family, model, tic, n_chunks=dX.numblocks[0])
+                # The M-step takes the running statistics as n_samples_seen
+                # samples, counted in this batch's weight units (the family
+                # multiplies them back where the real counts matter).
+                scaled = _engine.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
+                self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
             best = _best_run(runs, dX.dtype)
             state.statistics, best.tag = best.tag, None
         else:
@@ -802,7 +804,12 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             # batch finds likeliest goes on.
             best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
             best, stats = runs[best_index], batch_stats[best_index]
-            state.statistics = stats if state.statistics is None else merge_statistics(state.statistics, stats)
+            if state.statistics is None:
+                state.statistics, state.weight_scale = stats, weight_scale
+            else:
+                if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
+                    stats = _engine.scale_statistics(stats, weight_scale / state.weight_scale)
+                state.statistics = merge_statistics(state.statistics, stats)
             state.n_chunks += dX.numblocks[0]
         if state.mode == "stepwise" or not fitted:
             self._set_run(best, dX.dtype)

@@ -746,6 +746,9 @@ def mid_pass():
         (None, {"stream.n_samples_seen": -5}, "'stream.n_samples_seen' is -5.0, not a finite number >= 0"),
         (None, {"stream.n_samples_seen": float("inf")}, "'stream.n_samples_seen' is inf, not a finite number"),
         (None, {"stream.n_samples_seen": "many"}, "'stream.n_samples_seen' is 'many', not a number"),
+        (None, {"stream.weight_scale": 3.0}, "'stream.weight_scale' is 3.0, not a positive power of two"),
+        (None, {"stream.weight_scale": 0.0}, "'stream.weight_scale' is 0.0, not a positive power of two"),
+        (None, {"stream.weight_scale": float("inf")}, "'stream.weight_scale' is inf, not a positive power of two"),
         (None, {"stream": "stepwise"}, "'stream' is str, not a JSON object"),
         (None, {"stream": None}, "'stream' is missing, but the file holds stream_statistics"),
     ],
@@ -765,7 +768,7 @@ def test_the_saved_stream_fields_are_those_documented(mid_pass, tmp_path):
     arrays, meta = _saved(mid_pass, tmp_path)
     state = mid_pass._online_state
     assert meta["stream"] == {"mode": "exact", "n_batch_iter": 1, "n_samples_seen": 200.0, "batch_offset": 0,
-                              "n_chunks": 1}
+                              "n_chunks": 1, "weight_scale": 1.0}
     for prefix, stats in (("fit_statistics", mid_pass._fit_statistics), ("stream_statistics", state.statistics)):
         for name in ("n_samples", "log_likelihood", "nk", "means", "scatter"):
             np.testing.assert_array_equal(arrays[f"{prefix}_{name}"].reshape(np.shape(getattr(stats, name))),

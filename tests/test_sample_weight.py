@@ -289,3 +289,39 @@ def test_bayesian_tiny_weights_leave_the_prior(data, kind, init_params):
         np.testing.assert_allclose(model.weights_, 1 / 3, rtol=1e-9)
         np.testing.assert_allclose(model.means_, np.broadcast_to(model.mean_prior_, model.means_.shape), atol=1e-9)
         assert np.all(np.isfinite(model.precisions_cholesky_))
+
+
+def _stream(X, weights, kind, mode):
+    """A GaussianMixture after three batches of partial_fit (and, in exact
+    mode, two passes' end_pass), every batch weighted."""
+    model = GaussianMixture(3, covariance_type=kind, random_state=0, partial_fit_mode=mode)
+    batches = np.array_split(np.arange(len(X)), 3)
+    for _ in range(2 if mode == "exact" else 1):
+        for rows in batches:
+            model.partial_fit(X[rows], sample_weight=weights[rows])
+        if mode == "exact":
+            model.end_pass()
+    return model
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("mode", ["stepwise", "exact"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_constant_scale_of_the_weights_changes_no_stream(data, kind, mode):
+    """partial_fit, like fit: weights w and c * w give the same model,
+    bitwise for c a power of two, to rounding otherwise, from subnormal
+    weights to weights whose sum nears the float64 limit; n_samples_seen_
+    is the real total weight."""
+    X, weights = data
+    w = weights.astype(float)
+    reference = _stream(X, w, kind, mode)
+    for scale in (2.0**-40, 2.0**60):
+        scaled = _stream(X, w * scale, kind, mode)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            np.testing.assert_array_equal(getattr(scaled, name), getattr(reference, name), err_msg=f"{scale} {name}")
+        assert scaled.n_samples_seen_ == reference.n_samples_seen_ * scale
+    for scale in (1e-13, 1e-320 / w.max(), 1e300):
+        scaled = _stream(X, w * scale, kind, mode)
+        for name in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(scaled, name), getattr(reference, name), rtol=1e-9, atol=1e-9,
+                                       err_msg=f"{scale} {name}")
