@@ -62,7 +62,10 @@ class NpyFile:
     """
 
     def __init__(self, path):
+        from .io import check_regular_file
+
         self.path = os.fspath(path)
+        check_regular_file(self.path, "a .npy file")
         array = np.load(self.path, mmap_mode="r")
         self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
 
@@ -254,6 +257,9 @@ def open_input(path, *, variables=None, feature_dim=None, sample_dims=None):
                 pass
         ds = xr.open_zarr(path)
     else:
+        from .io import check_regular_file
+
+        check_regular_file(path, "a netCDF file")
         try:
             ds = xr.open_dataset(path, chunks={})
         except (OSError, ValueError) as exc:

@@ -152,6 +152,27 @@ def _kind(mode):
     return "a special file"
 
 
+def check_regular_file(path, what="a readable file"):
+    """Refuse, before opening it, a ``path`` that is not a regular file (or a
+    link to one): opening a FIFO waits for a writer, forever, and a device
+    or folder is no file of data.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing is at ``path``.
+    ValueError
+        ``path`` is a folder, FIFO, socket or device; the message says which.
+    """
+    path = os.fspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}", path) from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not {what}: it is {_kind(mode)}, not a regular file.")
+
+
 def _resolved(path):
     """``path``, or the regular file it is a symbolic link to: an output
     replaces the content of a linked file and keeps the link, as ``open()``
@@ -420,13 +441,7 @@ def read_archive(path, *, metadata_only=False):
     FileNotFoundError, ValueError (truncated, corrupt or foreign file)
     """
     path = os.fspath(path)
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}", path) from None
-    if not stat.S_ISREG(mode):
-        # Before opening it: opening a FIFO waits for a writer, forever.
-        raise ValueError(f"{path} is not a readable daskgmm file: it is {_kind(mode)}, not a regular file.")
+    check_regular_file(path, "a readable daskgmm file")
     try:
         arrays, meta = _read_members(path, [] if metadata_only else None)
     except ValueError as exc:

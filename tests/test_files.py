@@ -222,6 +222,19 @@ def test_fit_overwrite_refuses_a_fifo(npy, tmp_path, capsys):
     assert stat.S_ISFIFO(os.lstat(out).st_mode)
 
 
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("role", ["input", "weights", "netcdf"])
+def test_a_fifo_as_an_input_is_refused_without_blocking(npy, tmp_path, capsys, role):
+    pipe = fifo(tmp_path / ("in.nc" if role == "netcdf" else "in.npy"))
+    data = str(npy) if role == "weights" else str(pipe)
+    argv = ["fit", data, "-k", "2", "-q", "--scheduler", "threads", "-o", str(tmp_path / "m.npz")]
+    if role == "weights":
+        argv += ["--sample-weight", str(pipe)]
+    what = {"input": "a .npy file", "weights": "a .npy file", "netcdf": "a netCDF file"}[role]
+    assert error_of(capsys, argv) == f"{pipe} is not {what}: it is a FIFO (named pipe), not a regular file."
+    assert not (tmp_path / "m.npz").exists()
+
+
 def test_fit_checkpoint_in_a_directory_is_refused_and_kept(npy, user_folder, capsys):
     before = tree(user_folder)
     argv = ["fit", str(npy), "-k", "2", "-q", "--scheduler", "threads", "-o", str(npy.parent / "m.npz"),
