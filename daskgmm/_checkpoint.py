@@ -66,12 +66,16 @@ import numpy as np
 from ._engine import Run
 from ._blocks import Stats
 from .io import (
+    RECORD_FIELDS,
     check_array,
     check_integer,
     check_parameters,
+    check_records,
     check_statistics,
     invalid,
     read_archive,
+    records_array,
+    records_from_array,
     statistics_arrays,
     write_archive,
 )
@@ -80,7 +84,6 @@ logger = logging.getLogger("daskgmm")
 
 KIND = "checkpoint"
 CHECKPOINT_VERSION = 1
-RECORD_FIELDS = ("iteration", "lower_bound", "change", "seconds", "n_chunks")
 _RUN_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
 
 
@@ -277,9 +280,7 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
     from . import __version__
 
     history, n_history = _padded([list(run.history) for run in runs], 1)
-    records, n_records = _padded(
-        [[[rec[name] for name in RECORD_FIELDS] for rec in run.records] for run in runs], len(RECORD_FIELDS)
-    )
+    records, n_records = _padded([records_array(run.records) for run in runs], len(RECORD_FIELDS))
     arrays = {
         f"runs_{name}": np.stack([np.asarray(getattr(run, name), dtype=np.float64) for run in runs])
         for name in _RUN_ARRAYS
@@ -345,19 +346,6 @@ def _posterior_field(path, arrays, name, n_runs, n_components):
     if values.ndim < 1 or shape[0] != n_runs or values.ndim > 3 or any(n not in (2, n_components) for n in shape[1:]):
         raise invalid(path, name, f"has shape {shape}, not (n_runs, ...) for {n_components} components", remedy=_REMEDY)
     return check_array(path, name, values, shape, remedy=_REMEDY)
-
-
-def _check_records(where, rows):
-    """A run's iteration records (rows of RECORD_FIELDS, no NaN): the counts
-    are non-negative integers and the seconds finite and non-negative, as
-    the record's dicts (int, float) need; a bound or its change may be
-    infinite (the first change is)."""
-    for name in ("iteration", "n_chunks", "seconds"):
-        values = rows[:, RECORD_FIELDS.index(name)]
-        if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise invalid(where, "runs_records", f"holds {name} values that are infinite or negative", remedy=_REMEDY)
-        if name != "seconds" and np.any(values != np.round(values)):
-            raise invalid(where, "runs_records", f"holds {name} values that are not integers", remedy=_REMEDY)
 
 
 def _checked_state(path, arrays, meta, fp):
@@ -437,9 +425,7 @@ def _checked_state(path, arrays, meta, fp):
         if np.any(np.isnan(used)):
             raise invalid(where, "runs_history", "holds NaN", remedy=_REMEDY)
         rows = records[i, : n_records[i]]
-        if np.any(np.isnan(rows)):
-            raise invalid(where, "runs_records", "holds NaN", remedy=_REMEDY)
-        _check_records(where, rows)
+        check_records(where, "runs_records", rows, remedy=_REMEDY)
         posterior = {}
         for name, values in posteriors.items():
             if not np.all(np.isfinite(values[i])) or np.any(values[i] <= 0):
@@ -454,10 +440,7 @@ def _checked_state(path, arrays, meta, fp):
                 n_iter=int(n_iter[i]),
                 converged=bool(converged[i]),
                 history=[float(v) for v in used],
-                records=[
-                    dict(zip(RECORD_FIELDS, (int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]))))
-                    for row in rows
-                ],
+                records=records_from_array(rows),
                 statistics=None if statistics is None else Stats(kind, *(np.array(v[i]) for v in statistics[1:])),
             )
         )

@@ -20,6 +20,9 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   BayesianGaussianMixture adds its posterior (``posterior_<name>``) and
   priors (``mean_prior``, ``covariance_prior``), float64, and ``estimator``
   and ``priors`` (the prior numbers) to the metadata.
+* ``fit_history``, float64 (n_records, 5): ``history_``, one row per M-step
+  of ``iteration``, ``lower_bound``, ``change``, ``seconds``, ``n_chunks``
+  (absent in files written before it was kept).
 * what continues a stream of ``partial_fit`` exactly, when the model has
   it: ``fit_statistics_<field>``, the merged statistics of the fit's last
   pass (the parameters are their M-step; a stepwise stream continuing the
@@ -633,6 +636,41 @@ def _scatter_shape(covariance_type, k, d):
     return {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
 
 
+# The fields of one iteration's record (``history_``; a run's ``records``).
+RECORD_FIELDS = ("iteration", "lower_bound", "change", "seconds", "n_chunks")
+
+
+def records_array(records):
+    """Iteration records (dicts of :data:`RECORD_FIELDS`) as rows of a
+    float64 array, (n_records, 5)."""
+    rows = [[record[name] for name in RECORD_FIELDS] for record in records]
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(RECORD_FIELDS))
+
+
+def records_from_array(rows):
+    """The iteration records of :func:`records_array`'s rows."""
+    return [
+        dict(zip(RECORD_FIELDS, (int(row[0]), float(row[1]), float(row[2]), float(row[3]), int(row[4]))))
+        for row in rows
+    ]
+
+
+def check_records(where, field, rows, *, remedy=None):
+    """ValueError naming ``field`` unless ``rows`` are iteration records: no
+    NaN, the counts non-negative integers and the seconds finite and
+    non-negative, as the records' dicts (int, float) need; a bound or its
+    change may be infinite (the first change is)."""
+    kwargs = {} if remedy is None else {"remedy": remedy}
+    if np.any(np.isnan(rows)):
+        raise invalid(where, field, "holds NaN", **kwargs)
+    for name in ("iteration", "n_chunks", "seconds"):
+        values = rows[:, RECORD_FIELDS.index(name)]
+        if not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise invalid(where, field, f"holds {name} values that are infinite or negative", **kwargs)
+        if name != "seconds" and np.any(values != np.round(values)):
+            raise invalid(where, field, f"holds {name} values that are not integers", **kwargs)
+
+
 # --------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------
@@ -723,6 +761,8 @@ def save_model(model, path, *, overwrite=False, extra=None):
         meta["priors"] = {name: float(getattr(model, name + "_")) for name in BAYESIAN_PRIOR_NUMBERS}
     stream_arrays, meta["stream"] = _stream_fields(model)
     arrays.update(stream_arrays)
+    if hasattr(model, "history_"):
+        arrays["fit_history"] = records_array(model.history_)
     if extra:
         reserved = sorted(set(extra) & (set(meta) | {"format", "format_version"}))
         if reserved:
@@ -908,6 +948,11 @@ def load(path):
     model.n_iter_ = n_iter
     model.lower_bound_ = lower_bound
     model.lower_bounds_ = lower_bounds
+    if "fit_history" in arrays:  # files written before it was kept have none
+        stored = arrays["fit_history"]
+        rows = check_array(path, "fit_history", stored, (stored.shape[0] if stored.ndim else 0, len(RECORD_FIELDS)))
+        check_records(path, "fit_history", rows)
+        model.history_ = records_from_array(rows)
     model.n_features_in_ = n_features_in
     if meta.get("estimator") == "BayesianGaussianMixture":
         _load_posterior(path, model, arrays, meta, k, d)

@@ -21,6 +21,7 @@ from daskgmm import GaussianMixture, NotFittedError
 from daskgmm.io import (
     FORMAT,
     FORMAT_VERSION,
+    RECORD_FIELDS,
     _host_tag,
     publish,
     read_archive,
@@ -80,13 +81,17 @@ def test_format_is_plain_numpy_with_documented_metadata(fitted, tmp_path):
     fitted.save(path)
     # Portable: readable with NumPy alone, without pickle.
     with np.load(path, allow_pickle=False) as archive:
-        # The parameters, and the statistics of the fit's last pass (what a
-        # stream of partial_fit continues from).
+        # The parameters, the records of the fit's iterations, and the
+        # statistics of the fit's last pass (what a stream of partial_fit
+        # continues from).
         assert sorted(archive.files) == sorted(
-            ["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky"]
+            ["__daskgmm__", "weights", "means", "covariances", "precisions_cholesky", "fit_history"]
             + [f"fit_statistics_{name}" for name in ("n_samples", "log_likelihood", "nk", "means", "scatter")]
         )
         assert archive["fit_statistics_n_samples"] == 400
+        np.testing.assert_array_equal(
+            archive["fit_history"], [[r[name] for name in RECORD_FIELDS] for r in fitted.history_]
+        )
         meta = json.loads(str(archive["__daskgmm__"][()]))
         np.testing.assert_array_equal(archive["means"], fitted.means_)
     assert meta["format"] == FORMAT == "daskgmm-model"
@@ -573,7 +578,11 @@ def test_float32_model_of_correlated_bands_round_trips(tmp_path, kind, rho):
     model.save(tmp_path / "m.npz")
     arrays, meta = read_archive(tmp_path / "m.npz")
     assert meta["dtype"] == "float32"
-    assert {name: arrays[name].dtype for name in arrays} == dict.fromkeys(arrays, np.dtype(np.float32))
+    # Every parameter and statistic in float32; the iteration records (counts,
+    # seconds, float64 bounds) in float64.
+    fields = {name: arrays[name].dtype for name in arrays if name != "fit_history"}
+    assert fields == dict.fromkeys(fields, np.dtype(np.float32))
+    assert arrays["fit_history"].dtype == np.float64
     assert_same_model(daskgmm.load(tmp_path / "m.npz"), model, X)
 
 
@@ -738,6 +747,12 @@ def mid_pass():
         (lambda m: {"stream_statistics_nk": m._online_state.statistics.nk.astype(np.float32)}, {},
          "'stream_statistics_nk' has dtype float32, not float64 as 'stream_statistics_n_samples'"),
         (lambda m: {"fit_statistics_scatter": None}, {}, "'fit_statistics_scatter' is missing"),
+        (lambda m: {"fit_history": np.array([[1.0, -1.0, np.nan, 0.1, 1.0]])}, {}, "'fit_history' holds NaN"),
+        (lambda m: {"fit_history": np.array([[-1.0, -1.0, 0.5, 0.1, 1.0]])}, {},
+         "'fit_history' holds iteration values that are infinite or negative"),
+        (lambda m: {"fit_history": np.array([[1.0, -1.0, 0.5, 0.1, 1.5]])}, {},
+         "'fit_history' holds n_chunks values that are not integers"),
+        (lambda m: {"fit_history": np.zeros((2, 4))}, {}, r"'fit_history' has shape \(2, 4\), expected \(2, 5\)"),
         (None, {"stream.mode": "batch"}, r"'stream.mode' is 'batch', not one of \['stepwise', 'exact'\]"),
         (None, {"stream.n_batch_iter": -1}, "'stream.n_batch_iter' is -1, less than 0"),
         (None, {"stream.n_batch_iter": 1.5}, "'stream.n_batch_iter' is 1.5, not an integer"),

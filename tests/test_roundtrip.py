@@ -92,6 +92,12 @@ def _assert_same(model, reference, what):
             np.testing.assert_array_equal(value, expected, err_msg=f"{what}: weight_concentration_")
     for name in NUMBERS:
         assert getattr(model, name, None) == getattr(reference, name, None), f"{what}: {name}"
+    # The iteration records, but for the seconds each M-step took.
+    assert _untimed(model.history_) == _untimed(reference.history_), f"{what}: history_"
+
+
+def _untimed(records):
+    return [{name: value for name, value in record.items() if name != "seconds"} for record in records]
 
 
 def _assert_same_outputs(model, reference, X, sample_weight, what):
@@ -112,6 +118,7 @@ def test_a_loaded_model_is_the_saved_one(data, tmp_path, estimator, kind, dtype,
     copies = {"load(save(m))": daskgmm.load(tmp_path / "model.npz"), "pickle": pickle.loads(pickle.dumps(model))}
     for what, copy in copies.items():
         _assert_same(copy, model, what)
+        assert copy.history_ == model.history_, what
         _assert_same_outputs(copy, model, rows["test"], w["test"], what)
     # The stream goes on alike: one more batch (and, in an exact pass, its M-step).
     for copy in [model, *copies.values()]:
