@@ -425,6 +425,12 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.learning_offset = learning_offset
         self.missing = missing
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # NaN entries are then missing features to marginalise, not errors.
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
+
     # ------------------------------------------------------------------
     # validation
     # ------------------------------------------------------------------
