@@ -1170,6 +1170,16 @@ def _log_resp_block(block, model, skip_nonfinite, what, row_offset=0, marginaliz
     return labels
 
 
+def _log_resp_chunk(block, model, skip_nonfinite, what, chunk_index, marginalize=False):
+    """:func:`_log_resp_block` on a row chunk whose global row offset is
+    unknown (a Dask DataFrame's partition): a bad row is named by its chunk
+    and its row in it."""
+    try:
+        return _log_resp_block(block, model, skip_nonfinite, what, 0, marginalize)
+    except ValueError as error:
+        raise ValueError(f"In row chunk {chunk_index} of X (its rows numbered from 0): {error}") from None
+
+
 def _check_rows_finite(xp, block, log_norm, row_offset):
     """A row holding NaN or infinity raises a ValueError naming it (global
     index): it would otherwise make the block's pivot, and so every answer
@@ -1186,7 +1196,10 @@ def map_rows(X, model, what, *, skip_nonfinite=False, marginalize=False):
 
     ``what`` is "score_samples" (n,), "predict" (n,) int labels or
     "predict_proba" (n, K).  The model travels as one graph key; each chunk's
-    task knows its global row offset (for error messages).
+    task knows its global row offset (for error messages), or, where the
+    chunk sizes are unknown (a Dask DataFrame's partitions, kept unknown so
+    that nothing is computed), its chunk index.  The output has the row
+    chunks of ``X``.
     """
     if isinstance(X, InMemoryRows):
         with _one_blas_thread_per_task(None):
@@ -1203,9 +1216,11 @@ def map_rows(X, model, what, *, skip_nonfinite=False, marginalize=False):
     name = f"daskgmm-{what.replace('_', '-')}-{token}"
     model_key = f"daskgmm-model-{token}"
     layer = {model_key: (_unbox, _Box(model))}
-    for i, offset in enumerate(row_offsets(X)):
+    known = not any(math.isnan(size) for size in X.chunks[0])
+    for i, offset in enumerate(row_offsets(X) if known else range(X.numblocks[0])):
         key = (name, i, 0) if ndim == 2 else (name, i)
-        layer[key] = (_log_resp_block, (X.name, i, 0), model_key, skip_nonfinite, what, offset, marginalize)
+        task = _log_resp_block if known else _log_resp_chunk
+        layer[key] = (task, (X.name, i, 0), model_key, skip_nonfinite, what, offset, marginalize)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
     return da.Array(graph, name, chunks, meta=_meta(X, ndim, dtype))
 

@@ -824,13 +824,21 @@ def cmd_predict(args):
             if args.proba:
                 outputs["probability"] = dxr.predict_proba(model, *where, **kwargs)
         else:
-            outputs = {"label": xr.DataArray(model.predict(source.X), dims=("sample",))}
+            outputs = {"label": model.predict(source.X)}
             if args.score:
-                outputs["log_likelihood"] = xr.DataArray(model.score_samples(source.X), dims=("sample",))
+                outputs["log_likelihood"] = model.score_samples(source.X)
             if args.proba:
-                outputs["probability"] = xr.DataArray(model.predict_proba(source.X), dims=("sample", "component"))
+                outputs["probability"] = model.predict_proba(source.X)
+            # The attributes and component coordinate daskgmm.xarray's outputs carry.
+            outputs = {
+                name: xr.DataArray(
+                    values, dims=("sample", dxr.COMPONENT_DIM)[: values.ndim], name=name,
+                    attrs=dict(dxr.OUTPUT_ATTRS[name]),
+                    coords={dxr.COMPONENT_DIM: np.arange(values.shape[1])} if values.ndim == 2 else None,
+                )
+                for name, values in outputs.items()
+            }
         labels = outputs["label"]
-        labels.attrs.update(long_name="Gaussian mixture component", missing_label=-1)
         n_missing = (labels == -1).sum().data
         if out_format == "npy" and len(outputs) > 1:
             raise ValueError("--proba and --score need a .zarr or .nc output; a .npy output holds labels only.")

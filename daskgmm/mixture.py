@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 
 import dask
 import dask.array as da
+from dask.utils import is_dataframe_like, is_series_like
 
 from . import _engine
 from ._blocks import COVARIANCE_TYPES, merge_statistics
@@ -99,12 +100,14 @@ def spawn_seeds(random_state, n):
     return seeds
 
 
-def as_dask_array(X, *, n_features_expected=None, chunk_rows=None):
+def as_dask_array(X, *, n_features_expected=None, chunk_rows=None, known_rows=True):
     """Validate ``X`` and return a 2-D float Dask array with one column chunk.
 
     NumPy (or array-like) input is wrapped with row chunks of about
     ``TARGET_CHUNK_BYTES``; integer and boolean data become float64, float16
-    becomes float32; float32 and float64 are kept.
+    becomes float32; float32 and float64 are kept.  Row chunks of unknown
+    size (a Dask DataFrame's partitions) are measured with one compute of
+    their lengths when ``known_rows``; the per-row outputs leave them unknown.
     """
     if isinstance(X, da.Array):
         dX = X
@@ -142,7 +145,7 @@ def as_dask_array(X, *, n_features_expected=None, chunk_rows=None):
             f"X has {shape[1]} features, but GaussianMixture is expecting {n_features_expected} "
             "features as input (the number it was fitted on)."
         )
-    if any(np.isnan(c) for c in dX.chunks[0]):
+    if known_rows and any(np.isnan(c) for c in dX.chunks[0]):
         dX = dX.compute_chunk_sizes()
     if dX.numblocks[1] != 1:
         dX = dX.rechunk({1: -1})
@@ -172,6 +175,42 @@ def _is_array_api_array(X):
     """An array of another array-API library (CuPy, array_api_strict, ...):
     wrapped into a Dask array as it is, never converted to NumPy."""
     return hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray) and hasattr(X, "shape")
+
+
+def _unwrap_container(X, *, known_rows=True):
+    """A Dask DataFrame or an xarray DataArray as what the rows are read
+    from, without computing them, and the names of its features.
+
+    Returns
+    -------
+    X
+        A Dask DataFrame as its Dask array of values (the partitions' lengths
+        computed when ``known_rows``: one compute returning one number per
+        partition); a Dask-backed (or other array-API backed) DataArray as
+        its ``data``; a NumPy-backed 2-D DataArray as a pandas DataFrame
+        (``to_pandas``), so that scikit-learn reads its names; anything
+        else as it is.
+    names : pandas.DataFrame or None
+        An empty frame with the container's columns (a DataArray's: the
+        index of its second dimension), which scikit-learn's
+        ``validate_data`` reads feature names from with its own rules
+        (strings only); None where ``X`` itself carries them or has none.
+    """
+    xr = sys.modules.get("xarray")  # not imported: X is no DataArray
+    if xr is not None and isinstance(X, xr.DataArray):
+        if isinstance(X.data, np.ndarray):
+            return (X.to_pandas() if X.ndim == 2 else X.values), None
+        if X.ndim != 2:
+            return X.data, None
+        import pandas
+
+        return X.data, pandas.DataFrame(columns=X.get_index(X.dims[1]))
+    if dask.is_dask_collection(X) and (is_dataframe_like(X) or is_series_like(X)):
+        import pandas
+
+        names = pandas.DataFrame(columns=X.columns) if is_dataframe_like(X) else None
+        return X.to_dask_array(lengths=True if known_rows else None), names
+    return X, None
 
 
 def _n_samples(X):
@@ -410,23 +449,34 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.learning_offset = learning_offset
         self.missing = missing
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # NaN entries are then missing features to marginalise, not errors.
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
+
     # ------------------------------------------------------------------
     # validation
     # ------------------------------------------------------------------
 
-    def _validate_X(self, X, *, reset):
+    def _validate_X(self, X, *, reset, known_rows=True):
         """Checked rows of ``X``: a Dask array, or :class:`InMemoryRows` for
         NumPy (array-like, DataFrame) input of at most
         :data:`IN_PROCESS_MAX_BYTES`.
 
-        ``n_features_in_`` and ``feature_names_in_`` are set (``reset``) or
-        compared with the fitted ones, by scikit-learn's ``validate_data``.
-        Values are not scanned for NaN/inf here: the passes find such rows in
-        the sums they compute anyway and name them.
+        A Dask DataFrame or a Dask-backed DataArray stays lazy: its Dask
+        array of values (:func:`_unwrap_container`; the row count of a
+        DataFrame's partitions is computed only if ``known_rows``).
+        ``n_features_in_`` and ``feature_names_in_`` (a DataFrame's columns,
+        a DataArray's feature coordinate) are set (``reset``) or compared
+        with the fitted ones, by scikit-learn's ``validate_data``.  Values
+        are not scanned for NaN/inf here: the passes find such rows in the
+        sums they compute anyway and name them.
         """
+        X, names = _unwrap_container(X, known_rows=known_rows)
         if isinstance(X, da.Array) or _is_array_api_array(X):
-            dX = as_dask_array(X)
-            validate_data(self, dX, skip_check_array=True, reset=reset)
+            dX = as_dask_array(X, known_rows=known_rows)
+            validate_data(self, dX if names is None else names, skip_check_array=True, reset=reset)
             return dX
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], ensure_all_finite=False, ensure_min_samples=1, reset=reset
@@ -532,9 +582,13 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : dask.array.Array or array-like, shape (n_samples, n_features)
-            A Dask array chunked along rows, or anything scikit-learn accepts
-            (NumPy, lists, a pandas DataFrame: its column names become
-            ``feature_names_in_``).  NumPy input up to
+            A Dask array chunked along rows, a Dask DataFrame or a 2-D
+            xarray DataArray (Dask-backed ones stay lazy: a DataFrame's
+            partitions are its row chunks, their lengths computed once), or
+            anything scikit-learn accepts (NumPy, lists, a pandas
+            DataFrame).  String column names (a DataArray's: the coordinate
+            of its second dimension) become ``feature_names_in_``, checked
+            at predict as scikit-learn checks them.  NumPy input up to
             :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
         y : None
             Ignored; present for scikit-learn's API.
@@ -1169,18 +1223,26 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 stacklevel=_user_stacklevel(),
             )
 
-    def _map_rows(self, X, what):
+    def _map_rows(self, X, what, *, known_rows=False):
+        """Per-row output ``what``: a Dask array for Dask input (a Dask array,
+        DataFrame or Dask-backed DataArray: nothing computed, the row
+        chunks of a DataFrame's partitions unknown unless ``known_rows``),
+        NumPy otherwise."""
         self._check_is_fitted()
-        lazy = isinstance(X, da.Array)
-        dX = self._validate_X(X, reset=False)
+        lazy = dask.is_dask_collection(X)
+        dX = self._validate_X(X, reset=False, known_rows=known_rows)
         out = _engine.map_rows(dX, self._model(), what, marginalize=self.missing == "marginalize")
         return out.compute() if isinstance(out, da.Array) and not lazy else out
 
     def score_samples(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
         """Compute the log-likelihood of each sample.
 
-        A row holding NaN or infinity raises a ValueError naming it (for
-        Dask input, when the result is computed); with
+        Dask input (a Dask array, DataFrame or Dask-backed DataArray) is
+        not computed: the result is lazy, with the input's row chunks (a
+        DataFrame's partitions, of unknown size).  A row holding NaN or
+        infinity raises a ValueError naming it (for Dask input, when the
+        result is computed; for rows of unknown offset, a DataFrame's, by its
+        row chunk and its row in it); with
         ``missing='marginalize'`` NaN features are marginalised, and a row
         with every feature missing gives NaN.
 
@@ -1315,7 +1377,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
 
     def _score_and_count(self, X, sample_weight=None):
         """:meth:`score` and the number (total weight) of samples it averages."""
-        values = self.score_samples(X)
+        values = self._map_rows(X, "score_samples", known_rows=True)
         lazy = isinstance(values, da.Array)
         if sample_weight is None and self.missing != "marginalize":
             return float(values.mean().compute() if lazy else values.mean()), float(values.shape[0])

@@ -70,6 +70,16 @@ logger = logging.getLogger("daskgmm")
 COMPONENT_DIM = "component"
 #: Feature dimension made from a Dataset's variables when none is named.
 DATASET_FEATURE_DIM = "variable"
+#: The label of a sample left out (a missing feature).
+MISSING_LABEL = -1
+#: Attributes of each output, by its name.  The missing label is named by
+#: ``missing_label``, not CF's ``missing_value`` or ``_FillValue``, which
+#: xarray would decode on reading a written file into NaN in float labels.
+OUTPUT_ATTRS = {
+    "label": {"long_name": "Gaussian mixture component", "missing_label": MISSING_LABEL},
+    "probability": {"long_name": "probability of each Gaussian mixture component"},
+    "log_likelihood": {"long_name": "log-likelihood of the sample under the Gaussian mixture"},
+}
 
 
 @dataclass
@@ -399,7 +409,7 @@ def _unstack(values, layout, name, extra=None):
     else:
         chunks = layout.sample_chunks + (((values.shape[1],),) if extra is not None else ())
         folded = da.reshape_blockwise(values, shape, chunks=chunks)
-    return xr.DataArray(folded, dims=dims, coords=coords, name=name)
+    return xr.DataArray(folded, dims=dims, coords=coords, name=name, attrs=dict(OUTPUT_ATTRS[name]))
 
 
 MISSING_CHOICES = ("drop", "marginalize")
@@ -698,7 +708,8 @@ def predict(
     -------
     xarray.DataArray of int64, named ``"label"``
         Dimensions ``sample_dims`` with their coordinates; lazy (Dask-backed)
-        for Dask-backed input.
+        for Dask-backed input.  Attributes ``long_name`` and
+        ``missing_label`` (-1).
 
     Examples
     --------
@@ -765,7 +776,10 @@ def predict_proba(
     Returns
     -------
     xarray.DataArray named ``"probability"``
-        Dimensions ``sample_dims + ("component",)``; lazy for Dask-backed input.
+        Dimensions ``sample_dims + ("component",)``, the coordinate
+        ``component`` numbering the model's components (0 to
+        ``n_components - 1``, the labels of :func:`predict`); lazy for
+        Dask-backed input.  Attribute ``long_name``.
 
     Examples
     --------
@@ -825,7 +839,8 @@ def score_samples(
     Returns
     -------
     xarray.DataArray named ``"log_likelihood"``
-        Dimensions ``sample_dims``; lazy for Dask-backed input.
+        Dimensions ``sample_dims``; lazy for Dask-backed input.  Attribute
+        ``long_name``.
 
     Examples
     --------

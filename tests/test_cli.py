@@ -333,6 +333,22 @@ def test_predict_errors(workdir, tmp_path, capsys):
     assert np.load(tmp_path / "l.npy").shape == (2000,)
 
 
+def test_predict_of_a_table_writes_the_attributes_of_the_labelled_outputs(workdir, tmp_path):
+    pytest.importorskip("zarr")
+    xr = pytest.importorskip("xarray")
+    model = GaussianMixture(2, random_state=0).fit(two_blobs())
+    model.save(tmp_path / "m.npz")
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(workdir / "X.npy"), "--out",
+                     str(tmp_path / "out.zarr"), "--proba", "--score", "--scheduler", "threads", "-q"]) == 0
+    written = xr.open_zarr(tmp_path / "out.zarr")
+    for name in ("label", "probability", "log_likelihood"):
+        assert written[name].attrs == dxr.OUTPUT_ATTRS[name], name
+    assert written.label.attrs["missing_label"] == -1 and written.label.dtype == np.int64
+    assert written.probability.dims == ("sample", "component")
+    np.testing.assert_array_equal(written.component.values, [0, 1])
+    np.testing.assert_array_equal(written.probability.values, model.predict_proba(two_blobs()))
+
+
 def test_dataset_variables_as_features_from_the_command_line(tmp_path, capsys):
     ds = small_cube().to_dataset(dim="band")
     ds.to_netcdf(tmp_path / "bands.nc")

@@ -171,6 +171,22 @@ def test_sklearn_tags_match_sklearns():
     assert ours.target_tags.required == ref.target_tags.required
 
 
+@pytest.mark.parametrize("estimator", [daskgmm.GaussianMixture, daskgmm.BayesianGaussianMixture])
+def test_allow_nan_tag_says_whether_nan_is_accepted(estimator):
+    from sklearn.utils import get_tags
+
+    holey = IRIS.copy()
+    holey[::7, 1] = np.nan
+    assert get_tags(estimator()).input_tags.allow_nan is False
+    with pytest.raises(ValueError, match="Input X contains NaN or infinity"):
+        estimator(n_components=3, random_state=0).fit(holey)
+    marginalizing = estimator(n_components=3, random_state=0, missing="marginalize")
+    assert get_tags(marginalizing).input_tags.allow_nan is True
+    assert get_tags(clone(marginalizing)).input_tags.allow_nan is True
+    assert np.all(np.isfinite(marginalizing.fit(holey).means_))
+    assert get_tags(marginalizing.set_params(missing="error")).input_tags.allow_nan is False
+
+
 # ---------------------------------------------------------------------------
 # Parameter validation
 # ---------------------------------------------------------------------------

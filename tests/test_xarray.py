@@ -207,8 +207,10 @@ def test_outputs_are_lazy_labelled_and_match_plain_predictions(cube, fitted):
             xr.testing.assert_identical(out[name], cube[name])
         assert "band" not in out.coords and "wavelength" not in out.coords
         assert out.chunks[:3] == cube.chunks[:3]  # the cube's chunks, no rechunk
-        assert out.attrs == {}
     assert (labels.name, scores.name, proba.name) == ("label", "log_likelihood", "probability")
+    assert labels.attrs == {"long_name": "Gaussian mixture component", "missing_label": -1}
+    assert scores.attrs == {"long_name": "log-likelihood of the sample under the Gaussian mixture"}
+    assert proba.attrs == {"long_name": "probability of each Gaussian mixture component"}
     assert proba.dims == ("time", "y", "x", "component")
     np.testing.assert_array_equal(proba.component, np.arange(3))
 
@@ -307,6 +309,10 @@ def test_from_zarr_store(cube, fitted, tmp_path):
     labels.to_dataset().to_zarr(tmp_path / "labels.zarr")
     back = xr.open_zarr(tmp_path / "labels.zarr")["label"]
     np.testing.assert_array_equal(back.values, labels.values)
+    # The missing label is read back as it was written: integer labels, -1
+    # (not decoded into NaN as a CF missing_value would be), attributes kept.
+    assert back.dtype == labels.dtype == np.int64 and (back.values == -1).any()
+    assert back.attrs == labels.attrs
     xr.testing.assert_identical(back.time, cube.time.drop_vars("sensor"))
     xr.testing.assert_identical(back.lat, cube.lat.drop_vars("sensor"))
 
