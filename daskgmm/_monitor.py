@@ -58,6 +58,29 @@ def iteration_event(info):
     }
 
 
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or closed
+        return False
+
+
+def _progress_bar_class():
+    """tqdm's bar class for stderr, or None where a bar does not belong.
+
+    A console bar redraws its line with carriage returns, which a terminal
+    shows as one line but a file (a batch job's log) keeps as fragments, with
+    a rate that means nothing there; a notebook's bar is a widget.
+    """
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    if any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__) or _isatty(sys.stderr):
+        return tqdm
+    return None
+
+
 class Monitor:
     """Engine callback: logs each iteration, advances the progress bar and
     calls the user's ``callback`` with :func:`iteration_event`'s dict.
@@ -66,8 +89,10 @@ class Monitor:
     ----------
     callback : callable or None
     progress : bool
-        Show a tqdm bar (stderr); without tqdm, send the INFO summaries of
-        the ``daskgmm`` logger to stderr for the duration of the fit.
+        Show a tqdm bar on stderr when stderr is a terminal (or a notebook
+        shows the bar as a widget); otherwise, or without tqdm, send the INFO
+        summaries of the ``daskgmm`` logger to stderr, one line per
+        iteration, for the duration of the fit.
     max_iter, start_iter : int
     """
 
@@ -86,9 +111,8 @@ class Monitor:
         # Started on the first iteration, so that nothing is left open when
         # initialisation fails.
         self.progress = False
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
+        tqdm = _progress_bar_class()
+        if tqdm is None:
             self._handler = logging.StreamHandler(sys.stderr)
             self._handler.setFormatter(logging.Formatter("daskgmm: %(message)s"))
             logger.addHandler(self._handler)
@@ -112,6 +136,7 @@ class Monitor:
             sum(event["active"]),
             event["seconds"],
             event["n_chunks"],
+            extra={"iteration_event": event},  # for handlers that format it their own way (the CLI)
         )
         if self.bar is not None:
             self.bar.update(event["iteration"] - self.bar.n)

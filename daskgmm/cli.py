@@ -37,10 +37,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -280,6 +283,7 @@ def open_input(path, *, variables=None, feature_dim=None, sample_dims=None):
 
 
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous", "sync")
+DEFAULT_CONNECT_TIMEOUT = 30.0
 
 
 @contextlib.contextmanager
@@ -289,6 +293,7 @@ def compute_context(args, out=None):
     import dask
 
     scheduler = getattr(args, "scheduler", None)
+    scheduler_file = getattr(args, "scheduler_file", None)
     if scheduler in LOCAL_SCHEDULERS:
         with dask.config.set(scheduler=scheduler):
             _say(args, f"Dask scheduler: {scheduler} (no cluster)", out)
@@ -296,10 +301,23 @@ def compute_context(args, out=None):
         return
     from distributed import Client, LocalCluster
 
-    if scheduler:
-        with _quiet_abandoned_gathers(), Client(scheduler, timeout=getattr(args, "connect_timeout", 30)) as client:
-            _say(args, f"Dask scheduler: {scheduler} ({len(client.scheduler_info().get('workers', {}))} workers)", out)
-            yield client
+    if scheduler or scheduler_file:
+        timeout = getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        with _quiet_abandoned_gathers():
+            if scheduler_file:
+                address = _scheduler_file_address(scheduler_file, timeout)
+                where = f"{address} from {scheduler_file}"
+                connect = {"scheduler_file": scheduler_file}
+            else:
+                address = where = scheduler
+                connect = {"address": scheduler}
+            try:
+                client = Client(**connect, timeout=timeout)
+            except OSError as exc:
+                raise OSError(f"cannot connect to the Dask scheduler {where}: {exc}") from None
+            with client:
+                _say(args, f"Dask scheduler: {where} ({len(client.scheduler_info().get('workers', {}))} workers)", out)
+                yield client
         return
     kwargs = {
         "processes": True,
@@ -325,8 +343,56 @@ def compute_context(args, out=None):
         with _quiet_abandoned_gathers(), cluster, Client(cluster) as client:
             n_workers = len(cluster.workers)
             threads = sum(client.nthreads().values())
-            _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, dashboard {client.dashboard_link}", out)
+            _say(args, f"Dask LocalCluster: {n_workers} workers, {threads} threads, {_dashboard(client)}", out)
             yield client
+
+
+def _dashboard(client):
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:  # the link would show an error page
+        return "no dashboard (it needs bokeh: pip install bokeh)"
+    return f"dashboard {client.dashboard_link}"
+
+
+def _scheduler_file_address(path, timeout):
+    """The address in the scheduler file ``path`` (what ``dask scheduler
+    --scheduler-file``, dask-mpi and dask-jobqueue write), waiting up to
+    ``timeout`` seconds for the file to appear: a batch script may start the
+    scheduler just before this command."""
+    deadline = time.monotonic() + timeout
+    unreadable_since = None
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                raise FileNotFoundError(
+                    f"no scheduler file {path} (waited {timeout:g} s for a Dask scheduler to write it; "
+                    "--connect-timeout sets the wait)"
+                ) from None
+            time.sleep(0.1)
+            continue
+        if not stat.S_ISREG(mode):  # never open a FIFO: it would wait
+            raise ValueError(f"the scheduler file {path} is not a regular file.")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                document = json.load(handle)
+            address = document["address"]
+            if not isinstance(address, str):
+                raise TypeError
+            return address
+        except OSError as exc:
+            raise OSError(f"cannot read the scheduler file {path}: {exc.strerror or exc}") from None
+        except (ValueError, KeyError, TypeError):
+            # Read while being written, maybe: read again for a second.
+            now = time.monotonic()
+            unreadable_since = now if unreadable_since is None else unreadable_since
+            if now >= min(deadline, unreadable_since + 1.0):
+                raise ValueError(
+                    f"{path} is not a Dask scheduler file: it holds no JSON object with an 'address'."
+                ) from None
+            time.sleep(0.1)
 
 
 class _AbandonedGather(logging.Filter):
@@ -376,17 +442,38 @@ def _say(args, message, out=None):
 
 
 class Progress:
-    """EM callback: a progress bar (tqdm if installed) and one line per
-    iteration with the log-likelihood, on stderr."""
+    """EM callback of the commands: one line per iteration with the
+    log-likelihood, on ``out`` (stderr), through the ``daskgmm`` logger, and a
+    progress bar (tqdm if installed) only when ``out`` is a terminal.
+
+    While enabled (until :meth:`close`), the ``daskgmm`` logger's INFO records
+    are written to ``out``: the per-iteration record of the fit's monitor as
+    :func:`iteration_line`, others as their message.  A file or a pipe (a
+    batch job's log) gets these lines only: a bar redraws itself with
+    carriage returns, which a file keeps as fragments.
+    """
 
     def __init__(self, max_iter, *, enabled=True, out=None):
         self.enabled = enabled
         self.out = out or sys.stderr
         self.max_iter = max_iter
         self.bar = None
+        self.handler = None
+        if enabled:
+            self.handler = _LogLines(self)
+            self.handler.setLevel(logging.INFO)
+            log = logging.getLogger(PROG)
+            self._level = log.level
+            if not log.isEnabledFor(logging.INFO):
+                log.setLevel(logging.INFO)
+            log.addHandler(self.handler)
 
     def _start_bar(self, iteration):
         # Started at the first iteration: initialisation is not an EM step.
+        from ._monitor import _isatty
+
+        if not _isatty(self.out):
+            return
         try:
             from tqdm import tqdm
         except ImportError:
@@ -401,18 +488,14 @@ class Progress:
             return
         if self.bar is None:
             self._start_bar(info["iteration"])
-        runs = info["runs"]
-        best = max(runs, key=lambda run: run.lower_bound)
-        change = (
-            f"change {best.history[-1] - best.history[-2]: .2e}" if len(best.history) > 1 else f"{'':16}"
-        )
-        line = (
-            f"iteration {info['iteration']:4d}  log-likelihood {best.lower_bound: .8f}  {change}  "
-            f"({info['seconds']:.2f} s, {len(info['active'])}/{len(runs)} runs, {info['n_chunks']} chunks)"
-        )
         if self.bar is not None:
+            best = max(info["runs"], key=lambda run: run.lower_bound)
             self.bar.update(1)
             self.bar.set_postfix_str(f"log-likelihood {best.lower_bound:.6f}")
+
+    def write(self, line):
+        """Write ``line`` to ``out``, above the bar if there is one."""
+        if self.bar is not None:
             self.bar.write(line, file=self.out)
         else:
             print(line, file=self.out, flush=True)
@@ -421,6 +504,35 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.handler is not None:
+            log = logging.getLogger(PROG)
+            log.removeHandler(self.handler)
+            log.setLevel(self._level)
+            self.handler = None
+
+
+def iteration_line(event):
+    """The line of one EM iteration (an event of :func:`daskgmm._monitor.iteration_event`)."""
+    change = f"change {event['change']: .2e}" if np.isfinite(event["change"]) else f"{'':16}"
+    return (
+        f"iteration {event['iteration']:4d}  log-likelihood {event['lower_bound']: .8f}  {change}  "
+        f"({event['seconds']:.2f} s, {sum(event['active'])}/{len(event['active'])} runs, {event['n_chunks']} chunks)"
+    )
+
+
+class _LogLines(logging.Handler):
+    """Writes the ``daskgmm`` logger's records through a :class:`Progress`."""
+
+    def __init__(self, progress):
+        super().__init__()
+        self.progress = progress
+
+    def emit(self, record):
+        try:
+            event = getattr(record, "iteration_event", None)
+            self.progress.write(iteration_line(event) if event is not None else record.getMessage())
+        except Exception:
+            self.handleError(record)
 
 
 def _fit_with_progress(model, source, args, sample_weight=None):
@@ -557,8 +669,6 @@ def _staged(path, overwrite, *, directory=False, store=None):
 
 
 def cmd_fit(args):
-    from .io import save_model
-
     inputs = list(args.input)
     if args.online:
         return _cmd_fit_online(args, inputs)
@@ -599,7 +709,7 @@ def cmd_fit(args):
     layout["n_samples_skipped"] = n_skipped
     if weighted_by is not None:
         layout["sample_weight"] = weighted_by
-    save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
+    _save_model(model, out_path, args.overwrite, layout)
     state = "converged" if model.converged_ else "did NOT converge"
     print(
         f"fitted {model.n_components} components ({model.covariance_type}) with {model.n_features_in_} features "
@@ -617,6 +727,20 @@ def cmd_fit(args):
         write_figure(figure, args.plot, overwrite=args.overwrite)
         print(f"plot written to {args.plot}")
     return 0
+
+
+def _save_model(model, path, overwrite, layout):
+    """Save the fitted ``model`` with its ``input`` record; a file that
+    appeared at ``path`` during the fit is kept, and the error gives the
+    command's option."""
+    from .io import save_model
+
+    try:
+        save_model(model, path, overwrite=overwrite, extra={"input": layout})
+    except FileExistsError as exc:
+        if exc.filename != path:
+            raise
+        raise FileExistsError(errno.EEXIST, f"{path} already exists; {OVERWRITE_HINT}", path) from None
 
 
 def _model_of(args, **settings):
@@ -646,8 +770,6 @@ def _cmd_fit_online(args, inputs):
     or :func:`daskgmm.xarray.partial_fit` (labelled stores, matched to the
     first one's features by label; samples with a missing feature dropped,
     or marginalised with ``--missing marginalize``)."""
-    from .io import save_model
-
     for option, value in (
         ("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight), ("--plot", args.plot),
     ):
@@ -701,7 +823,7 @@ def _cmd_fit_online(args, inputs):
     layout = {**(first_layout if first_layout.get("labelled") else {}),
               "online": {"inputs": [os.fspath(path) for path in inputs], "mode": args.online_mode,
                          "batches": int(model.n_batch_iter_), "n_samples_skipped": skipped}}
-    save_model(model, out_path, overwrite=args.overwrite, extra={"input": layout})
+    _save_model(model, out_path, args.overwrite, layout)
     if args.online_mode == "exact":
         state = f"{'converged' if model.converged_ else 'did NOT converge'} after {model.n_iter_} passes"
     else:
@@ -1067,11 +1189,22 @@ def cmd_demo(args):
 
 def _add_cluster_options(parser, default_workers=None, default_threads=None):
     group = parser.add_argument_group("where to compute")
-    group.add_argument(
+    running = group.add_mutually_exclusive_group()
+    running.add_argument(
         "--scheduler", metavar="ADDRESS",
         help="address of a running Dask scheduler (e.g. tcp://10.0.0.1:8786), or one of "
         f"{', '.join(LOCAL_SCHEDULERS)} for Dask's local schedulers without a cluster; "
         "default: start a LocalCluster",
+    )
+    running.add_argument(
+        "--scheduler-file", metavar="PATH",
+        help="connect to the running Dask scheduler this file names (the JSON file written by "
+        "'dask scheduler --scheduler-file', dask-mpi or dask-jobqueue), waiting for it to appear",
+    )
+    group.add_argument(
+        "--connect-timeout", type=_positive_float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+        help="how long to wait for a running scheduler (--scheduler ADDRESS, --scheduler-file) to answer, "
+        "and for the scheduler file to appear (default: %(default)g)",
     )
     group.add_argument(
         "--workers", type=_positive_int, default=default_workers, metavar="N",
@@ -1082,7 +1215,7 @@ def _add_cluster_options(parser, default_workers=None, default_threads=None):
         help="threads per LocalCluster worker (default: %s)" % (default_threads or "Dask's choice"),
     )
     group.add_argument(
-        "--memory-limit", metavar="BYTES",
+        "--memory-limit", type=_memory_limit, metavar="BYTES",
         help="memory limit per LocalCluster worker, e.g. 4GB or 'auto' (default: Dask's share of the RAM)",
     )
     group.add_argument(
@@ -1106,14 +1239,53 @@ def _add_layout_options(parser):
 
 
 def _positive_int(text):
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _memory_limit(text):
+    """What LocalCluster's ``memory_limit`` accepts, checked here so that a
+    mistake names its option: a byte count (4GB, 4e9), a fraction of the
+    RAM (0.5), 0 (no limit) or 'auto'."""
+    from dask.utils import parse_bytes
+
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_bytes(text)
+        except ValueError:
+            value = float("nan")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 4GB or 4e9 bytes, a fraction of the memory such as 0.5, 0 for no limit, "
+            f"or 'auto'; got {text!r}"
+        )
+    return text
+
+
 def _non_negative_float(text):
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
@@ -1175,7 +1347,7 @@ def build_parser():
         help="write the EM state to PATH after every iteration (atomically) and resume from it "
         "if it exists; a checkpoint of other data or settings is refused",
     )
-    online = fit.add_argument_group("online EM (issue #14): inputs that arrive in pieces")
+    online = fit.add_argument_group("online EM: inputs that arrive in pieces")
     online.add_argument(
         "--online", action="store_true",
         help="fit with partial_fit over the inputs, one batch each, in order: stepwise EM (--online-mode "
@@ -1253,11 +1425,24 @@ def main(argv=None):
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, ImportError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        if isinstance(exc, ImportError) and not str(exc):
-            message = f"missing module {exc.name}"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {_error_message(exc)}", file=sys.stderr)
         return 1
+
+
+def _error_message(exc):
+    """``exc`` as one line for a user: an OSError's own text and the paths it
+    does not already name, without ``[Errno N]`` and Python's quotes."""
+    if isinstance(exc, OSError) and exc.strerror:
+        message = exc.strerror
+        paths = [os.fsdecode(name) for name in (exc.filename, exc.filename2) if name is not None]
+        unnamed = [path for path in paths if not re.search(rf"(^|\s){re.escape(path)}($|[\s;:,])", message)]
+        if unnamed:
+            message = f"{message}: {' -> '.join(unnamed)}"
+    elif isinstance(exc, ImportError) and not str(exc):
+        message = f"missing module {exc.name}"
+    else:
+        message = str(exc)
+    return " ".join(message.split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

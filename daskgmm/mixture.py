@@ -620,8 +620,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             ``lower_bounds``, ``changes``, ``active``, ``converged`` (lists
             of length ``n_init``).  An exception it raises stops the fit.
         progress : bool, default=False
-            Show a progress bar (tqdm if installed, else the INFO lines of
-            the ``daskgmm`` logger on stderr).
+            Show a progress bar (tqdm, when installed and stderr is a
+            terminal or a notebook), else the INFO lines of the ``daskgmm``
+            logger on stderr, one per iteration (a batch job's log gets no
+            carriage returns).
         **fit_params : dict
             ``callbacks``: a sequence of callables, each called after every
             iteration as ``callback`` is (the command line's progress display
@@ -1117,10 +1119,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
         if self.verbose:
-            print(
-                f"Initialization {'converged' if best.converged else 'did not converge'}. "
-                f"time lapse {time.perf_counter() - tic:.5f}s\\t lower bound {best.lower_bound:.5f}."
-            )
+            # scikit-learn's BaseMixture._print_verbose_msg_init_end.
+            converged = "converged" if best.converged else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {converged}.")
+            else:
+                print(
+                    f"Initialization {converged}. time lapse {time.perf_counter() - tic:.5f}s\t "
+                    f"lower bound {best.lower_bound:.5f}."
+                )
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "

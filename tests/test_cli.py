@@ -989,3 +989,277 @@ def test_ctrl_c_during_a_fit_on_a_local_cluster(tmp_path, whom):
     assert out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["X.npy", "ckpt.npz"]
     assert read_archive(tmp_path / "ckpt.npz", metadata_only=True)[1]["kind"] == "checkpoint"
+
+
+# --------------------------------------------------------------------------
+# Logs and progress as on a cluster (#22)
+# --------------------------------------------------------------------------
+
+
+def cli_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def test_a_log_file_gets_one_line_per_iteration_and_no_carriage_return(tmp_path):
+    """stderr a pipe, as in a batch job's log: no bar (tqdm is installed, and
+    drew one there before), one line per EM iteration."""
+    pytest.importorskip("tqdm")
+    np.save(tmp_path / "X.npy", two_blobs(600))
+    result = subprocess.run(
+        [sys.executable, "-m", "daskgmm.cli", "fit", "X.npy", "-k", "2", "--random-state", "0", "--tol", "0",
+         "--max-iter", "6", "--scheduler", "threads"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"\r" not in result.stderr
+    lines = result.stderr.decode().splitlines()
+    iterations = [line for line in lines if line.startswith("iteration ")]
+    assert [int(line.split()[1]) for line in iterations] == [1, 2, 3, 4, 5, 6]
+    assert lines == [
+        "Dask scheduler: threads (no cluster)", "initialising 2 components (kmeans) ...", *iterations,
+        "daskgmm: warning: Best performing initialization did not converge. Try different init parameters, "
+        "or increase max_iter, tol, or check for degenerate data.",
+    ]
+    model = daskgmm.load(tmp_path / "X.daskgmm.npz")
+    assert f"{model.lower_bound_: .8f}" in iterations[-1]
+    assert "change" not in iterations[0] and "change" in iterations[1]
+
+
+def test_a_terminal_gets_the_progress_bar_and_the_same_lines(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    pytest.importorskip("tqdm")
+    np.save(tmp_path / "X.npy", two_blobs(600))
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    received = []
+
+    def drain():  # a full pty buffer would block the command
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed
+                return
+            if not chunk:
+                return
+            received.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "daskgmm.cli", "fit", "X.npy", "-k", "2", "--random-state", "0", "--tol", "0",
+             "--max-iter", "6", "--scheduler", "threads"],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=slave, timeout=120,
+        )
+    finally:
+        os.close(slave)
+        reader.join(timeout=30)
+        os.close(master)
+    assert child.returncode == 0
+    err = b"".join(received).decode()
+    assert "\rEM: 100%|" in err and "| 6/6 [" in err  # tqdm's bar, redrawn in place
+    for iteration in range(1, 7):
+        assert f"iteration {iteration:4d}  log-likelihood " in err
+
+
+def test_python_m_daskgmm_runs_the_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "daskgmm", "--help"], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: daskgmm [-h] [--version] COMMAND ...")
+    result = subprocess.run([sys.executable, "-m", "daskgmm", "info", "nope.npz"], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr == "daskgmm: error: No such file: nope.npz\n"
+
+
+def test_the_all_extra_installs_what_the_dashboard_needs():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+
+    def resolve(name):
+        for requirement in extras[name]:
+            match = re.fullmatch(r"daskgmm\[(.*)\]", requirement)
+            if match:
+                for inner in match.group(1).split(","):
+                    yield from resolve(inner.strip())
+            else:
+                yield requirement
+
+    # distributed.dashboard.core.BOKEH_REQUIREMENT: the dashboard's own need.
+    assert "bokeh>=3.1.0" in set(resolve("all"))
+
+
+def test_error_lines_name_the_file_once(tmp_path, capsys):
+    missing = tmp_path / "nope.npz"
+    assert error_of(capsys, ["info", str(missing)]) == f"No such file: {missing}"
+    assert cli._error_message(PermissionError(13, "Permission denied", "a")) == "Permission denied: a"
+    assert cli._error_message(OSError(18, "Invalid cross-device link", "a", None, "b")) == "Invalid cross-device link: a -> b"
+
+
+def test_a_model_file_written_meanwhile_is_kept_with_one_error_line(workdir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "model.npz"
+    fit = cli._fit_with_progress
+
+    def fit_while_another_process_writes(*args, **kwargs):
+        seconds = fit(*args, **kwargs)
+        out.write_bytes(b"written by someone else")
+        return seconds
+
+    monkeypatch.setattr(cli, "_fit_with_progress", fit_while_another_process_writes)
+    message = error_of(capsys, ["fit", str(workdir / "X.npy"), "-k", "2", "--out", str(out), "--scheduler",
+                                "threads", "-q"])
+    assert message == f"{out} already exists; pass --overwrite to replace it."
+    assert out.read_bytes() == b"written by someone else"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_a_plot_written_meanwhile_is_kept_with_one_error_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "demo.png"
+    fit = cli._fit_with_progress
+
+    def fit_while_another_process_writes(*args, **kwargs):
+        seconds = fit(*args, **kwargs)
+        plot.write_bytes(b"written by someone else")
+        return seconds
+
+    monkeypatch.setattr(cli, "_fit_with_progress", fit_while_another_process_writes)
+    assert cli.main(["demo", "--n-samples", "600", "--scheduler", "threads", "-q", "--plot", str(plot)]) == 1
+    assert capsys.readouterr().err == f"daskgmm: error: {plot} already exists; pass --overwrite to replace it.\n"
+    assert plot.read_bytes() == b"written by someone else"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.png"]
+
+
+def test_a_bad_memory_limit_names_its_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fit", "X.npy", "-k", "2", "--memory-limit", "4 gigs"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "daskgmm fit: error: argument --memory-limit: expected a size such as 4GB or 4e9 bytes, a fraction of the "
+        "memory such as 0.5, 0 for no limit, or 'auto'; got '4 gigs'"
+    )
+    with pytest.raises(SystemExit):
+        cli.main(["fit", "X.npy", "-k", "2", "--memory-limit=-1GB"])
+    assert "argument --memory-limit: expected a size" in capsys.readouterr().err
+    parser = cli.build_parser()
+    for value in ("4GB", "4e9", "0.5", "0", "auto", "512 MiB"):
+        assert parser.parse_args(["fit", "X.npy", "-k", "2", "--memory-limit", value]).memory_limit == value
+
+
+def test_help_says_no_issue_numbers(capsys):
+    texts = []
+    for command in ([], ["fit"], ["predict"], ["info"], ["demo"]):
+        with pytest.raises(SystemExit):
+            cli.main([*command, "--help"])
+        texts.append(capsys.readouterr().out)
+    assert "online EM: inputs that arrive in pieces:" in texts[1]
+    assert not any(re.search(r"#\d", text) for text in texts), [t for t in texts if re.search(r"#\d", t)]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scheduler_file_errors_are_one_line(tmp_path, capsys):
+    np.save(tmp_path / "X.npy", two_blobs(100))
+    fit = ["fit", str(tmp_path / "X.npy"), "-k", "2", "-q"]
+    missing = tmp_path / "scheduler.json"
+    message = error_of(capsys, [*fit, "--scheduler-file", str(missing), "--connect-timeout", "0.5"])
+    assert message == (
+        f"no scheduler file {missing} (waited 0.5 s for a Dask scheduler to write it; --connect-timeout sets the wait)"
+    )
+    missing.write_text("{not json")
+    assert error_of(capsys, [*fit, "--scheduler-file", str(missing), "--connect-timeout", "0.5"]) == (
+        f"{missing} is not a Dask scheduler file: it holds no JSON object with an 'address'."
+    )
+    assert error_of(capsys, [*fit, "--scheduler-file", str(tmp_path)]) == (
+        f"the scheduler file {tmp_path} is not a regular file."
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*fit, "--scheduler-file", str(missing), "--scheduler", "tcp://127.0.0.1:8786"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "daskgmm fit: error: argument --scheduler: not allowed with argument --scheduler-file"
+    )
+    with pytest.raises(SystemExit):
+        cli.main([*fit, "--connect-timeout", "0"])
+    assert "argument --connect-timeout: must be a number > 0, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "X.daskgmm.npz").exists()
+
+
+def test_an_unreachable_scheduler_is_one_line_within_the_connect_timeout(tmp_path, capsys):
+    import time
+
+    np.save(tmp_path / "X.npy", two_blobs(100))
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    scheduler_file = tmp_path / "scheduler.json"
+    scheduler_file.write_text(json.dumps({"type": "Scheduler", "id": "Scheduler-0", "address": address}))
+    fit = ["fit", str(tmp_path / "X.npy"), "-k", "2", "-q", "--connect-timeout", "2"]
+    tic = time.perf_counter()
+    message = error_of(capsys, [*fit, "--scheduler-file", str(scheduler_file)])
+    assert time.perf_counter() - tic < 10
+    assert message == (
+        f"cannot connect to the Dask scheduler {address} from {scheduler_file}: "
+        f"Timed out trying to connect to {address} after 2 s"
+    )
+    message = error_of(capsys, [*fit, "--scheduler", address])
+    assert message == f"cannot connect to the Dask scheduler {address}: Timed out trying to connect to {address} after 2 s"
+    assert not (tmp_path / "X.daskgmm.npz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_fit_on_a_scheduler_started_from_a_scheduler_file(tmp_path):
+    """``dask scheduler --scheduler-file`` and one ``dask worker`` on the
+    loopback interface, as a batch script starts them; the command waits for
+    the file and fits there."""
+    import time
+
+    np.save(tmp_path / "X.npy", two_blobs(600))
+    scheduler_file = tmp_path / "scheduler.json"
+    dask_cli = [sys.executable, "-m", "dask"]
+    common = ["--scheduler-file", str(scheduler_file), "--no-dashboard"]
+    started = []
+    try:
+        started.append(subprocess.Popen(
+            [*dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", *common],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        started.append(subprocess.Popen(
+            [*dask_cli, "worker", "--nthreads", "1", "--host", "127.0.0.1", "--no-nanny", *common],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        tic = time.perf_counter()
+        result = run_cli("fit", "X.npy", "-k", "2", "--random-state", "0", "--scheduler-file", scheduler_file,
+                         "--connect-timeout", "30", cwd=tmp_path, timeout=60)
+        seconds = time.perf_counter() - tic
+        address = json.loads(scheduler_file.read_text())["address"]  # removed by the scheduler as it stops
+    finally:
+        for process in started:
+            process.terminate()
+        for process in started:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    check_ok(result)
+    assert address.startswith("tcp://127.0.0.1:")
+    # The worker may register after the command connects: 0 or 1 workers then.
+    assert re.search(rf"^Dask scheduler: {re.escape(address)} from {re.escape(str(scheduler_file))} \([01] workers\)$",
+                     result.stderr, re.MULTILINE), result.stderr
+    assert seconds < 40
+    model = daskgmm.load(tmp_path / "X.daskgmm.npz")
+    reference = GaussianMixture(2, random_state=0).fit(two_blobs(600))
+    np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-8, atol=1e-10)
+    assert model.n_iter_ == reference.n_iter_

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -396,6 +397,41 @@ def test_script_fit_end_to_end(tmp_path, fit_script, monkeypatch, capsys):
         fit_script.main(argv)
     assert exc.value.code == 2 and len(clusters) == 1
     assert "pass --overwrite" in capsys.readouterr().err
+
+
+def test_packaged_command_runs_without_a_checkout(tmp_path):
+    """``python -m daskgmm.deploy`` from elsewhere than the repository, its
+    default configuration shipped inside the package."""
+    import tomllib
+
+    import daskgmm
+
+    package = Path(daskgmm.__file__).parent
+    assert deploy.DEFAULT_CONFIG == package / "jobqueue.yaml" and deploy.DEFAULT_CONFIG.is_file()
+    assert CONFIG.samefile(deploy.DEFAULT_CONFIG)  # deploy/jobqueue.yaml is that file
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "jobqueue.yaml" in pyproject["tool"]["setuptools"]["package-data"]["daskgmm"]
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "daskgmm.deploy", *args], capture_output=True, text=True,
+                              env=env, timeout=60, cwd=tmp_path)
+
+    res = run("--dry-run", "--system", "slurm", "--scheduler-host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0")
+    assert res.returncode == 0, res.stderr
+    from_script = run_script("--dry-run", "--system", "slurm", "--scheduler-host", "127.0.0.1",
+                             "--dashboard-address", "127.0.0.1:0")
+    port = re.compile(r"tcp://127\.0\.0\.1:\d+")
+    assert port.sub("ADDRESS", res.stdout) == port.sub("ADDRESS", from_script.stdout)  # the same command
+    assert "#SBATCH --cpus-per-task=8\n" in res.stdout and "#SBATCH --mem=32G\n" in res.stdout
+    assert "--lifetime 55m" in res.stdout  # the shipped file's settings
+    res = run("--help")
+    assert res.returncode == 0 and res.stdout.startswith("usage: python -m daskgmm.deploy [-h]")
+    assert "daskgmm/jobqueue.yaml)" in res.stdout  # the default --config
+    res = run("--system", "slurm")
+    assert res.returncode == 2 and "--data is required" in res.stderr
 
 
 # --------------------------------------------------------------------------

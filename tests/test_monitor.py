@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 
 import numpy as np
@@ -75,11 +76,59 @@ def test_logger_reports_each_iteration(X, caplog):
     assert sum(m.startswith("iteration 3 run 1: lower bound") for m in debug) == 1
 
 
-def test_progress_bar_uses_tqdm(X, capsys):
+@pytest.fixture
+def terminal_stderr(monkeypatch):
+    """A stream on a pseudo-terminal, and a function returning what was
+    written to it.  (Set as sys.stderr in the test itself: pytest's capture
+    sets sys.stderr again after the fixtures.)"""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty has 0 columns
+    os.set_blocking(master, False)
+    stream = open(slave, "w", encoding="utf-8", closefd=True)
+    received = []
+
+    def written():
+        stream.flush()
+        while True:
+            try:
+                received.append(os.read(master, 65536))
+            except BlockingIOError:
+                return b"".join(received).decode()
+
+    yield stream, written
+    stream.close()
+    os.close(master)
+
+
+def test_progress_bar_uses_tqdm_on_a_terminal(X, terminal_stderr, monkeypatch):
     pytest.importorskip("tqdm")
+    stream, written = terminal_stderr
+    monkeypatch.setattr(sys, "stderr", stream)
     GaussianMixture(3, tol=0, max_iter=5, random_state=0).fit(X, progress=True)
-    err = capsys.readouterr().err
+    err = written()
     assert "EM" in err and "5/5" in err and "lower_bound=" in err
+
+
+def test_progress_off_a_terminal_is_one_log_line_per_iteration(X, capsys):
+    """stderr a file or a pipe (a batch job's log): no bar, whose carriage
+    returns a file keeps, even with tqdm installed."""
+    pytest.importorskip("tqdm")
+    logger = logging.getLogger("daskgmm")
+    level, handlers = logger.level, list(logger.handlers)
+    gm = GaussianMixture(3, tol=0, max_iter=5, random_state=0).fit(X, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(":")[1] for line in lines] == [f" iteration {i}" for i in range(1, 6)]
+    assert all(line.startswith("daskgmm: iteration ") for line in lines)
+    assert f"lower bound {gm.lower_bounds_[-1]:.10g}," in lines[-1]
+    assert logger.level == level and logger.handlers == handlers
 
 
 def test_progress_without_tqdm_falls_back_to_logging(X, capsys, monkeypatch):
@@ -113,3 +162,29 @@ def test_callback_exception_stops_the_fit(X):
 def test_callback_must_be_callable(X):
     with pytest.raises(ValueError, match="callback must be callable"):
         GaussianMixture(3).fit(X, callback="print")
+
+
+def mask_numbers(line):
+    return re.sub(r"-?\d+(\.\d+)?(e[+-]?\d+)?|-?inf", "N", line)
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_verbose_prints_scikit_learns_lines(capsys, verbose):
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    data, _, _ = make_blobs(n=600, d=2, k=3, seed=5)
+    settings = dict(n_components=3, tol=1e-4, random_state=0, verbose=verbose, verbose_interval=1)
+    GaussianMixture(**settings).fit(da.from_array(data, chunks=(100, -1)))
+    ours = capsys.readouterr().out.splitlines()
+    SkGaussianMixture(**settings).fit(data)
+    theirs = capsys.readouterr().out.splitlines()
+    assert "\\" not in "".join(ours)
+    # The iterations' and the end's lines, numbers aside (the first line
+    # differs: our n_init runs start together).
+    assert len(ours) > 2
+    assert [mask_numbers(line) for line in ours[1:]] == [mask_numbers(line) for line in theirs[1:]]
+    if verbose == 1:
+        assert ours[-1] == "Initialization converged."
+    else:
+        assert re.fullmatch(r"Initialization converged\. time lapse \d+\.\d{5}s\t lower bound -?\d+\.\d{5}\.", ours[-1])
+        assert re.fullmatch(r"  Iteration \d+\t time lapse \d+\.\d{5}s\t ll change -?\d+\.\d{5}", ours[-2])
