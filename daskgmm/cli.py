@@ -705,8 +705,9 @@ def cmd_fit(args):
         layout = source.layout()
         # Drawn while the data are reachable (a cluster's storage); written after the model.
         figure = fit_figure(model, source, seconds) if args.plot is not None else None
-    n_skipped = int(model.n_samples_skipped_ or 0) if source.labelled else 0
-    layout["n_samples_skipped"] = n_skipped
+    n_skipped = model.n_samples_skipped_ if source.labelled else 0
+    if n_skipped is not None:  # not counted with sample weights
+        layout["n_samples_skipped"] = int(n_skipped)
     if weighted_by is not None:
         layout["sample_weight"] = weighted_by
     _save_model(model, out_path, args.overwrite, layout)
@@ -717,7 +718,10 @@ def cmd_fit(args):
         f"({model.n_passes_} passes over the data)"
     )
     if source.labelled:
-        print(f"skipped {n_skipped} samples with a missing (NaN) feature")
+        print(
+            f"skipped {n_skipped} samples with a missing (NaN) feature" if n_skipped is not None
+            else "skipped the samples with a missing (NaN) feature (not counted with sample weights)"
+        )
     if weighted_by is not None:
         print(f"samples weighted by {args.sample_weight}")
     if not args.quiet:
@@ -1012,7 +1016,8 @@ def cmd_info(args):
                 text += f", variables={source['variables']}"
             if source.get("features"):
                 text += f", features={source['features']}"
-            text += f", {source.get('n_samples_skipped', 0)} samples skipped"
+            if "n_samples_skipped" in source:  # not counted with sample weights
+                text += f", {source['n_samples_skipped']} samples skipped"
         weighted_by = source.get("sample_weight")
         if weighted_by:
             text += f", weighted by {weighted_by.get('variable') or weighted_by.get('source')}"

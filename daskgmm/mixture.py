@@ -1115,7 +1115,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         # Rows left out for NaN/inf (the labelled-data path; None if no E-step
         # ran), or with every feature missing (set by _missing_setup).
         if skip_nonfinite:
-            self.n_samples_skipped_ = None if best.n_samples is None else int(n_samples - best.n_samples)
+            # The statistics count weight, not rows: with weights, the rows
+            # left out are not counted.
+            self.n_samples_skipped_ = (
+                None if best.n_samples is None or weights is not None else int(n_samples - best.n_samples)
+            )
         self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
         if self.verbose:
@@ -1620,7 +1624,8 @@ class GaussianMixture(_BaseMixture):
         Samples left out of the fit: with ``missing='marginalize'``, those
         with every feature missing; otherwise 0 (NaN is an error), except in
         :func:`daskgmm.xarray.fit`, which counts the masked samples it drops
-        (None if no EM pass ran).
+        (None if no EM pass ran, or with ``sample_weight``: its passes sum
+        weights, not rows).
     n_samples_incomplete_ : int
         Samples fitted with some (not all) features missing
         (``missing='marginalize'``; 0 otherwise).

@@ -522,7 +522,7 @@ def fit(
     skipped = getattr(model, "n_samples_skipped_", None)
     if skipped is not None:
         logger.info(
-            "daskgmm: skipped %d of %d samples with a missing (NaN/inf) feature", skipped, n_total
+            "skipped %d of %d samples with a missing (NaN/inf) feature", skipped, n_total
         )
     return model
 

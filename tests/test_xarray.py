@@ -115,6 +115,17 @@ def test_skipped_count_is_reported(cube, caplog):
     assert f"skipped {n_bad} of {keep.size} samples" in caplog.text
 
 
+def test_skipped_count_is_unknown_not_wrong_with_weights(cube, caplog):
+    """With sample weights the passes sum weight, not rows: the count of the
+    samples left out is None (it was the rows minus the total weight, even
+    negative), and nothing is logged as a count."""
+    weight = pixel_weights(cube) * 3.0
+    with caplog.at_level(logging.INFO, logger="daskgmm"):
+        model = dxr.fit(full_init(tol=1e-3), cube, feature_dim="band", sample_weight=weight)
+    assert model.n_samples_skipped_ is None
+    assert "samples with a missing" not in caplog.text
+
+
 def test_plain_estimator_still_refuses_nan(cube):
     rows, _ = rows_of(cube)
     with pytest.raises(ValueError, match="NaN or infinity"):
