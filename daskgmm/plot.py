@@ -12,10 +12,19 @@ from __future__ import annotations
 import itertools
 import numbers
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._blocks import COVARIANCE_TYPES
+
+if TYPE_CHECKING:  # matplotlib is imported when drawing only
+    from matplotlib.axes import Axes
+
+    from .bayesian_mixture import BayesianGaussianMixture
+    from .mixture import GaussianMixture
+    from .select import SelectionResult
 
 __all__ = ["ellipses", "selection", "convergence"]
 
@@ -216,7 +225,17 @@ def _subsample(model, X, labels, max_points, random_state):
     return np.asarray(X), None if labels is None else np.asarray(labels)
 
 
-def ellipses(model, X=None, *, features=(0, 1), ax=None, n_std=2.0, max_points=5000, labels=None, random_state=0):
+def ellipses(
+    model: GaussianMixture | BayesianGaussianMixture,
+    X: ArrayLike | None = None,
+    *,
+    features: tuple[int | str, int | str] | str = (0, 1),
+    ax: Axes | None = None,
+    n_std: float = 2.0,
+    max_points: int = 5000,
+    labels: ArrayLike | None = None,
+    random_state: int | np.random.Generator | None = 0,
+) -> Axes:
     """Draw each component's ellipse over the data, on two features or two principal axes.
 
     The ``n_std`` ellipse of each component's covariance projected on the
@@ -333,7 +352,9 @@ def ellipses(model, X=None, *, features=(0, 1), ax=None, n_std=2.0, max_points=5
 # --------------------------------------------------------------------------
 
 
-def selection(result_or_table, *, criterion=None, ax=None):
+def selection(
+    result_or_table: SelectionResult | dict[str, np.ndarray], *, criterion: str | None = None, ax: Axes | None = None
+) -> Axes:
     """Draw a model selection's criterion over the number of components.
 
     One curve per covariance type, the lowest value marked.
@@ -416,7 +437,7 @@ def selection(result_or_table, *, criterion=None, ax=None):
     return ax
 
 
-def convergence(model, *, ax=None):
+def convergence(model: GaussianMixture | BayesianGaussianMixture, *, ax: Axes | None = None) -> Axes:
     """Draw the lower bound of every EM iteration of a fitted mixture.
 
     With ``n_init > 1`` it is the history of the best run, the one the model

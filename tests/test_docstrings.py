@@ -211,6 +211,11 @@ def _type_checking_names():
         "BayesianGaussianMixture": daskgmm.BayesianGaussianMixture,
     }
     names["Self"] = getattr(typing, "Self", None) or importlib.import_module("typing_extensions").Self
+    names["SelectionResult"] = daskgmm.SelectionResult
+    try:  # daskgmm.plot's Axes, when matplotlib is installed
+        names["Axes"] = importlib.import_module("matplotlib.axes").Axes
+    except ImportError:
+        pass
     return names
 
 
