@@ -72,3 +72,5 @@ html_theme_options = {
 }
 html_sidebars = {"index": [], "install": []}
 html_show_sourcelink = False
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
