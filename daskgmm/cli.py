@@ -6,6 +6,11 @@ Fit 4 components on a NumPy file, on a LocalCluster of 2 workers::
 
     daskgmm fit X.npy --n-components 4 --workers 2
 
+Draw the fitted components over (a sample of) the data and the lower bound per
+iteration (matplotlib: ``pip install "daskgmm[plot]"``)::
+
+    daskgmm fit X.npy --n-components 4 --plot fit.png
+
 Fit a (time, y, x, band) cube from a zarr store; samples with a missing band
 (NaN) are skipped and get label -1::
 
@@ -556,10 +561,13 @@ def cmd_fit(args):
     args.input = inputs[0]
     out_path = args.out or default_model_path(args.input)
     weights_file = args.sample_weight if Path(args.sample_weight or "").suffix.lower() == ".npy" else None
-    _check_writable(
-        out_path, args.overwrite,
-        keep=[("input", args.input), ("checkpoint", args.checkpoint), ("sample weights", weights_file)],
-    )
+    inputs_kept = [("input", args.input), ("checkpoint", args.checkpoint), ("sample weights", weights_file)]
+    _check_writable(out_path, args.overwrite, keep=inputs_kept)
+    if args.plot is not None:
+        from .plot import _require_matplotlib
+
+        _require_matplotlib()  # before computing
+        _check_writable(args.plot, args.overwrite, keep=[*inputs_kept, ("model", out_path)])
     if args.checkpoint is not None:
         from .io import same_or_nested
 
@@ -579,6 +587,8 @@ def cmd_fit(args):
             _say(args, f"samples weighted by {args.sample_weight}")
         seconds = _fit_with_progress(model, source, args, sample_weight=sample_weight)
         layout = source.layout()
+        # Drawn while the data are reachable (a cluster's storage); written after the model.
+        figure = fit_figure(model, source, seconds) if args.plot is not None else None
     n_skipped = int(model.n_samples_skipped_ or 0) if source.labelled else 0
     layout["n_samples_skipped"] = n_skipped
     if weighted_by is not None:
@@ -597,6 +607,9 @@ def cmd_fit(args):
     if not args.quiet:
         print("\n".join(component_table(model.weights_, model.means_, model.covariances_, model.covariance_type)))
     print(f"saved model to {out_path}")
+    if figure is not None:
+        write_figure(figure, args.plot, overwrite=args.overwrite)
+        print(f"plot written to {args.plot}")
     return 0
 
 
@@ -629,7 +642,9 @@ def _cmd_fit_online(args, inputs):
     or marginalised with ``--missing marginalize``)."""
     from .io import save_model
 
-    for option, value in (("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight)):
+    for option, value in (
+        ("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight), ("--plot", args.plot),
+    ):
         if value is not None:
             raise ValueError(f"{option} is not supported with --online.")
     if args.online_mode == "exact" and args.max_iter < 1:
@@ -903,41 +918,78 @@ def match_components(means, true_means):
     return cols[np.argsort(rows)]
 
 
-def _ellipse(ax, mean, cov, **style):
-    from matplotlib.patches import Ellipse
+def write_figure(fig, path, *, overwrite=False):
+    """Write a matplotlib Figure with the Agg canvas (the format from the
+    suffix of ``path``, PNG if none), atomically, never replacing an
+    existing file unless ``overwrite``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    values, vectors = np.linalg.eigh(cov)
-    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
-    width, height = 2 * 2.0 * np.sqrt(values[::-1])  # 2 standard deviations
-    ax.add_patch(Ellipse(mean, width, height, angle=angle, fill=False, **style))
+    FigureCanvasAgg(fig)
+    with _staged(path, overwrite) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix[1:].lower() or "png")
+    return path
 
 
-def demo_plot(path, X, labels, model, order, *, overwrite=False):
+def _plot_rows(model, source):
+    """The (n_samples, n_features) rows the model was fitted on: the plain
+    input, or the labelled input's samples (its features chosen as the fit
+    chose them: a Dataset's variables are the model's feature names)."""
+    if not source.labelled:
+        return source.X
+    from .xarray import _import_xarray, stack_samples
+
+    variables = source.variables
+    if isinstance(source.data, _import_xarray().Dataset):
+        variables = [str(name) for name in model.feature_names_in_]
+    return stack_samples(source.data, source.feature_dim, source.sample_dims, variables=variables)[0]
+
+
+def fit_figure(model, source, seconds):
+    """``daskgmm fit --plot``: the components' 2-sigma ellipses over a
+    sample of the data (its two features, or the first two principal axes
+    of the mixture beyond two features) and the lower bound per iteration."""
+    from matplotlib.figure import Figure
+
+    from . import plot
+
+    n_features = model.n_features_in_
+    fig = Figure(figsize=(13, 5.5) if n_features > 1 else (6.5, 5.5), dpi=100, layout="constrained")
+    fig.suptitle(
+        f"daskgmm fit {Path(source.path).name}: {model.n_components} components ({model.covariance_type}), "
+        f"{n_features} features, {seconds:.1f} s"
+    )
+    if n_features > 1:
+        left, right = fig.subplots(1, 2)
+        plot.ellipses(model, _plot_rows(model, source), features=(0, 1) if n_features == 2 else "pca", ax=left)
+        left.set_title("components (2σ) over a sample of the data")
+    else:
+        right = fig.subplots()
+    plot.convergence(model, ax=right)
+    right.set_title("lower bound per EM iteration")
+    return fig
+
+
+def demo_plot(path, X, model, order, *, overwrite=False):
     """Scatter of a sample of X coloured by fitted label, with the fitted
     (solid) and true (dashed) 2-sigma ellipses; written with the Agg canvas
     (the format from the suffix of ``path``, PNG if none), never replacing an
     existing file unless ``overwrite``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rng = np.random.default_rng(1)
-    show = rng.choice(X.shape[0], size=min(5000, X.shape[0]), replace=False)
+    from . import plot
+
     fig = Figure(figsize=(7, 6), dpi=100)
-    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.scatter(X[show, 0], X[show, 1], c=labels[show], s=3, cmap="tab10", vmin=0, vmax=9, alpha=0.5)
+    plot.ellipses(model, X, ax=ax, n_std=2.0, random_state=1)
     for true_j, fitted_j in enumerate(order):
-        _ellipse(ax, DEMO_MEANS[true_j], DEMO_COVARIANCES[true_j], color="black", linestyle="--", linewidth=1.2)
-        _ellipse(ax, model.means_[fitted_j], model.covariances_[fitted_j], color="C3", linewidth=2)
-    ax.plot(*model.means_.T, "x", color="C3", markersize=10, label="fitted means")
-    ax.plot(*DEMO_MEANS.T, "+", color="black", markersize=10, label="true means")
-    ax.plot([], [], color="C3", linewidth=2, label="fitted 2σ")
-    ax.plot([], [], color="black", linestyle="--", linewidth=1.2, label="true 2σ")
+        plot._add_ellipse(
+            ax, DEMO_MEANS[true_j], DEMO_COVARIANCES[true_j], 2.0, edgecolor="black", linestyle="--", linewidth=1.2,
+            label="true 2σ" if true_j == 0 else None,
+        )
+    ax.plot(*DEMO_MEANS.T, "+", color="black", markersize=12, markeredgewidth=2, label="true means")
     ax.set_title(f"daskgmm demo: {X.shape[0]} samples, {model.n_components} components (2σ ellipses)")
-    ax.legend(loc="upper right")
-    with _staged(path, overwrite) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix[1:].lower() or "png")
-    return path
+    ax.legend(loc="upper right", fontsize="small")
+    return write_figure(fig, path, overwrite=overwrite)
 
 
 def cmd_demo(args):
@@ -959,7 +1011,6 @@ def cmd_demo(args):
         dX = da.from_array(X, chunks=(-(-args.n_samples // n_chunks), -1))
         source = Input("demo", "memory", X=dX)
         seconds = _fit_with_progress(model, source, args)
-        labels = np.asarray(model.predict(dX).compute()) if args.plot else None
     order = match_components(model.means_, DEMO_MEANS)
     state = "converged" if model.converged_ else "did NOT converge"
     print(
@@ -988,9 +1039,9 @@ def cmd_demo(args):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("note: matplotlib is not installed, no plot written (pip install matplotlib)")
+            print('note: matplotlib is not installed, no plot written (pip install "daskgmm[plot]")')
         else:
-            demo_plot(args.plot, X, labels, model, order, overwrite=args.overwrite)
+            demo_plot(args.plot, X, model, order, overwrite=args.overwrite)
             print(f"plot written to {args.plot}")
     return 0
 
@@ -1086,7 +1137,13 @@ def build_parser():
     fit.add_argument("--init-params", choices=INIT_PARAMS, default="kmeans", help="default: kmeans")
     fit.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for a reproducible fit")
     fit.add_argument("-o", "--out", metavar="MODEL_PATH", help="where to save the model (default: INPUT stem + .daskgmm.npz)")
-    fit.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    fit.add_argument("--overwrite", action="store_true", help="replace an existing model file (and --plot file)")
+    fit.add_argument(
+        "--plot", metavar="PATH", default=None,
+        help="also write a picture (PNG, or the format of PATH's suffix): the components' 2-sigma ellipses over a "
+        "sample of the data (two features, or the first two principal axes beyond two) and the lower bound per "
+        'iteration; needs matplotlib (pip install "daskgmm[plot]")',
+    )
     fit.add_argument(
         "--sample-weight", metavar="SPEC", default=None,
         help="weight of each sample: a .npy file of one weight per row (plain input), or the name of a "

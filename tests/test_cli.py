@@ -549,6 +549,59 @@ def test_demo_refuses_to_overwrite_an_existing_plot(tmp_path, capsys):
     assert leftovers(tmp_path) == []
 
 
+def test_fit_writes_a_plot_after_the_model(workdir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out, picture = tmp_path / "m.npz", tmp_path / "fit.png"
+    assert cli.main(fit_args(workdir / "X.npy", out, "--plot", picture)) == 0
+    printed = capsys.readouterr().out
+    assert printed.index("saved model to") < printed.index(f"plot written to {picture}")
+    content = picture.read_bytes()
+    assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 10_000
+    assert daskgmm.load(out).n_components == 2
+    assert leftovers(tmp_path) == []
+
+
+def test_fit_plot_shows_the_components_over_the_data_and_the_convergence(workdir):
+    pytest.importorskip("matplotlib")
+    from matplotlib.patches import Ellipse
+
+    source = cli.open_input(workdir / "X.npy")
+    model = GaussianMixture(2, random_state=0).fit(source.X)
+    fig = cli.fit_figure(model, source, 1.0)
+    left, right = fig.axes
+    ellipses = [patch for patch in left.patches if isinstance(patch, Ellipse)]
+    np.testing.assert_allclose([e.center for e in ellipses], model.means_)  # two features: as they are
+    assert len(left.collections[0].get_offsets()) == 2000  # every row (under 5000)
+    np.testing.assert_array_equal(right.get_lines()[0].get_ydata(), model.lower_bounds_)
+
+    # Labelled input, 3 bands: the principal axes; the masked samples are not drawn.
+    source = cli.open_input(workdir / "cube.zarr", variables=["reflectance"], feature_dim="band")
+    model = dxr.fit(GaussianMixture(3, random_state=0), source.data, "band")
+    left, right = cli.fit_figure(model, source, 1.0).axes
+    assert left.get_xlabel().startswith("PC1 (")
+    assert len([p for p in left.patches if isinstance(p, Ellipse)]) == 3
+    n_complete = int(np.isfinite(small_cube()).all("band").sum())
+    assert len(left.collections[0].get_offsets()) == n_complete
+
+
+def test_fit_plot_refusals_come_before_computing(workdir, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    out, picture = tmp_path / "m.npz", tmp_path / "fit.png"
+    picture.write_bytes(b"my own picture")
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--plot", picture))
+    assert message == f"{picture} already exists; pass --overwrite to replace it."
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--plot", out))
+    assert message == f"the output {out} would replace or lie inside the model {out}; write it to another path."
+    message = error_of(capsys, ["fit", str(workdir / "X.npy"), str(workdir / "X.npy"), "-k", "2", "--online",
+                                "--plot", str(tmp_path / "p.png")])
+    assert message == "--plot is not supported with --online."
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    message = error_of(capsys, fit_args(workdir / "X.npy", out, "--plot", tmp_path / "new.png"))
+    assert message == 'daskgmm.plot needs matplotlib: pip install "daskgmm[plot]"'
+    assert not out.exists() and picture.read_bytes() == b"my own picture"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.png"]
+
+
 @pytest.mark.parametrize("option", ["--workers", "--threads-per-worker"])
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_workers_and_threads_must_be_positive(capsys, option, value):
