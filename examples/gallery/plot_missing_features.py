@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import daskgmm
+import daskgmm.plot
 
 # %%
 # A known mixture in four dimensions. Features 2 and 3 go missing with
@@ -60,15 +61,12 @@ labels = marginalized.predict(X).compute()
 print(f"labelled {np.count_nonzero(labels >= 0)} of {len(labels)} samples")
 
 # %%
-# Features 0 and 2 where both are observed, coloured by label, with the
-# true and the two fitted models' means.
-both = ~np.isnan(holes[:, [0, 2]]).any(axis=1)
-fig, ax = plt.subplots(figsize=(6, 5))
-ax.scatter(holes[both, 0], holes[both, 2], c=labels[both], s=2, cmap="tab10", vmin=0, vmax=9, alpha=0.3)
+# Features 0 and 2 with :func:`daskgmm.plot.ellipses`: the marginalised
+# model's components over the samples (a sample missing feature 2 is not
+# drawn), and the true means and those of the fit on complete samples only.
+ax = daskgmm.plot.ellipses(marginalized, X, features=(0, 2))
 ax.plot(true_means[:, 0], true_means[:, 2], "k+", markersize=18, mew=2, label="true means")
-ax.plot(marginalized.means_[:, 0], marginalized.means_[:, 2], "rx", markersize=10, mew=2, label="missing='marginalize'")
-ax.plot(dropped.means_[:, 0], dropped.means_[:, 2], "bo", mfc="none", markersize=10, mew=2, label="complete samples only")
-ax.set(xlabel="feature 0", ylabel="feature 2", title="features 2 and 3 lost where feature 0 is large")
-ax.legend(loc="upper right")
-fig.tight_layout()
+ax.plot(dropped.means_[:, 0], dropped.means_[:, 2], "bo", mfc="none", markersize=12, mew=2, label="complete samples only")
+ax.legend(loc="upper right", fontsize="small")
+ax.set_title("features 2 and 3 lost where feature 0 is large")
 plt.show()

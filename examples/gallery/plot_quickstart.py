@@ -11,9 +11,9 @@ the same code runs on its cluster.
 import dask.array as da
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Ellipse
 
 import daskgmm
+import daskgmm.plot
 
 # %%
 # Data: 30,000 draws of a three-component mixture in two dimensions, as a
@@ -42,16 +42,9 @@ print(labels)
 print("rows per component:", np.bincount(labels.compute(), minlength=3))
 
 # %%
-# Each component's ellipse at two standard deviations over the data, points
+# :func:`daskgmm.plot.ellipses` draws each component's ellipse at two standard
+# deviations over a sample of the rows (read once from the Dask array),
 # coloured by their predicted component.
-fig, ax = plt.subplots(figsize=(6, 5))
-ax.scatter(points[:, 0], points[:, 1], c=labels.compute(), s=2, cmap="tab10", vmin=0, vmax=9, alpha=0.3)
-for k in range(gmm.n_components):
-    values, vectors = np.linalg.eigh(gmm.covariances_[k])
-    angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
-    width, height = 2 * 2.0 * np.sqrt(values[::-1])
-    ax.add_patch(Ellipse(gmm.means_[k], width, height, angle=angle, fill=False, color=f"C{k}", lw=2))
-ax.plot(gmm.means_[:, 0], gmm.means_[:, 1], "kx", markersize=10)
-ax.set(xlabel="feature 0", ylabel="feature 1", title="GaussianMixture(n_components=3)")
-fig.tight_layout()
+ax = daskgmm.plot.ellipses(gmm, X, features=(0, 1))
+ax.set_title("GaussianMixture(n_components=3)")
 plt.show()

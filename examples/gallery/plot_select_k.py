@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import daskgmm
+import daskgmm.plot
 
 # %%
 # Data: four components in three dimensions, 20,000 rows in four chunks.
@@ -35,13 +36,8 @@ best, table = result
 print(f"best: n_components={best.n_components}, covariance_type={best.covariance_type!r}")
 
 # %%
-# BIC over K for each covariance type; the best candidate is marked.
-fig, ax = plt.subplots(figsize=(6, 4))
-for covariance_type in ("full", "diag"):
-    rows = table["covariance_type"] == covariance_type
-    ax.plot(table["n_components"][rows], table["bic"][rows], "o-", label=covariance_type)
-ax.plot(best.n_components, table["bic"].min(), "k*", markersize=15, label="best")
-ax.set(xlabel="number of components K", ylabel="BIC (lower is better)", title="select_n_components")
-ax.legend()
-fig.tight_layout()
+# :func:`daskgmm.plot.selection` draws the criterion over K, one curve per
+# covariance type, and marks the lowest.
+ax = daskgmm.plot.selection(result)
+ax.set_title("select_n_components")
 plt.show()
