@@ -9,6 +9,7 @@ daskgmm.plot``.  Each function draws on the given Axes (a new figure from
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import warnings
 
@@ -319,6 +320,8 @@ def ellipses(model, X=None, *, features=(0, 1), ax=None, n_std=2.0, max_points=5
     )
     ax.set_xlabel(axis_labels[0])
     ax.set_ylabel(axis_labels[1])
+    if isinstance(features, str):  # principal axes share the data's unit: circles stay round
+        ax.set_aspect("equal", adjustable="datalim")
     ax.autoscale_view()
     if n_components <= LEGEND_MAX_COMPONENTS:
         ax.legend(loc="best", fontsize="small", title=f"{n_std:g}σ ellipses")
@@ -394,10 +397,11 @@ def selection(result_or_table, *, criterion=None, ax=None):
     from matplotlib.ticker import MaxNLocator
 
     ax = _axes(ax)
-    for kind in dict.fromkeys(kinds.tolist()):
+    # A marker of its own per type: curves that coincide stay told apart.
+    for kind, marker in zip(dict.fromkeys(kinds.tolist()), itertools.cycle("osD^v<>ph")):
         rows = np.flatnonzero(kinds == kind)
         rows = rows[np.argsort(ks[rows], kind="stable")]
-        ax.plot(ks[rows], values[rows], marker="o", label=kind)
+        ax.plot(ks[rows], values[rows], marker=marker, fillstyle="none", markeredgewidth=1.5, label=kind)
     finite = np.isfinite(values)
     if finite.any():
         best = int(np.flatnonzero(finite)[np.argmin(values[finite])])  # the first on ties, as select does
@@ -465,6 +469,7 @@ def convergence(model, *, ax=None):
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", useOffset=False)  # the values themselves, not their difference to an offset
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("lower bound")
     ax.legend(loc="lower right", fontsize="small")

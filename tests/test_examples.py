@@ -72,6 +72,48 @@ def test_notebook_is_valid_and_its_code_compiles():
     assert "daskgmm.GaussianMixture" in source and "dxr.fit" in source
 
 
+def test_notebook_map_shows_labels_as_classes_and_no_data():
+    """The notebook's labelled-data cell and its map cell, run as written
+    (on Dask's local scheduler): one qualitative colour per component, the
+    skipped samples (label -1) masked and shown as "no data"."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.collections import QuadMesh
+
+    import daskgmm
+
+    code = ["".join(cell["source"]) for cell in json.loads((EXAMPLES / "quickstart.ipynb").read_text())["cells"]
+            if cell["cell_type"] == "code"]
+    (fit_cell,) = [source for source in code if "dxr.fit(" in source]
+    (map_cell,) = [source for source in code if "no data (-1)" in source]
+    namespace = {"np": np, "daskgmm": daskgmm, "plt": plt, "rng": np.random.default_rng(0)}
+    try:
+        exec(compile(fit_cell, "fit cell", "exec"), namespace)
+        exec(compile(map_cell, "map cell", "exec"), namespace)
+        k = namespace["model"].n_components
+        labels = namespace["cube_labels"].isel(time=0).values
+        assert (labels == -1).any() and set(np.unique(labels)) == {-1, *range(k)}
+        mesh = namespace["mesh"]
+        assert isinstance(mesh, QuadMesh) and mesh.axes.figure is plt.gcf()
+        cmap = mesh.get_cmap()
+        assert isinstance(cmap, matplotlib.colors.ListedColormap) and cmap.N == k
+        np.testing.assert_allclose(cmap.colors, matplotlib.colormaps["tab10"].colors[:k])
+        assert mesh.norm(np.arange(k)).tolist() == [(j + 0.5) / k for j in range(k)]  # one colour per label
+        values = np.ma.masked_invalid(mesh.get_array()).reshape(labels.shape)
+        np.testing.assert_array_equal(np.ma.getmaskarray(values), labels == -1)  # -1 masked, no class
+        np.testing.assert_array_equal(values.compressed(), labels[labels >= 0])
+        assert matplotlib.colors.to_hex(cmap.get_bad()) == matplotlib.colors.to_hex("lightgrey")
+        legend = mesh.axes.get_legend()
+        assert [text.get_text() for text in legend.get_texts()] == ["no data (-1)"]
+        colorbar = mesh.colorbar
+        assert colorbar.get_ticks().tolist() == list(range(k)) and colorbar.ax.get_ylabel() == "component"
+    finally:
+        plt.close("all")
+
+
 def test_example_scripts_compile():
     for path in EXAMPLES.glob("*.py"):
         ast.parse(path.read_text(), filename=str(path))
