@@ -5,8 +5,10 @@ daskgmm mixture shares (:class:`daskgmm.mixture._BaseMixture`)."""
 from __future__ import annotations
 
 import numbers
+from typing import Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -31,31 +33,73 @@ class BayesianGaussianMixture(_BaseMixture):
 
     Parameters
     ----------
-    n_components, covariance_type, tol, reg_covar, max_iter, n_init,
-    init_params, random_state, warm_start, verbose, verbose_interval
-        As :class:`daskgmm.GaussianMixture`.  ``tol`` applies to the change
-        of the total lower bound (scikit-learn's rule for this class).
-    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}
-    weight_concentration_prior : float, default=1 / n_components
-    mean_precision_prior : float, default=1
-    mean_prior : array-like (n_features,), default=the data's mean
-    degrees_of_freedom_prior : float, default=n_features
-    covariance_prior : float or array-like, default=the data's covariance
-        (sample covariance, unbiased; its diagonal for 'diag', their mean
-        for 'spherical').  The data-dependent defaults come from the
-        statistics of the initialisation's last pass when it covers every row
-        ('kmeans', 'random'), else from one pass of their own; centred
-        either way, so data far from the origin keep full precision.
-    split_every, persist, partial_fit_mode, learning_decay, learning_offset, missing
-        As :class:`daskgmm.GaussianMixture`.  With ``missing='marginalize'``
+    n_components : int, default=1
+        Number of mixture components: an upper bound, the fit may leave
+        some with weight near 0.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        As in :class:`daskgmm.GaussianMixture`.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the total lower bound
+        (scikit-learn's rule for this class).
+    reg_covar : float, default=1e-6
+        As in :class:`daskgmm.GaussianMixture`.
+    max_iter : int, default=100
+        As in :class:`daskgmm.GaussianMixture`.
+    n_init : int, default=1
+        As in :class:`daskgmm.GaussianMixture`.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        As in :class:`daskgmm.GaussianMixture`.
+    weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, default='dirichlet_process'
+        Prior on the weights: a Dirichlet process (stick-breaking, truncated
+        at ``n_components``) or a Dirichlet distribution.
+    weight_concentration_prior : float, optional
+        Concentration of the weights' prior (``gamma``); lower values leave
+        more components with weight near 0.  Default ``1 / n_components``.
+    mean_precision_prior : float, optional
+        Precision of the means' prior (``beta``): larger values keep the
+        means nearer ``mean_prior``.  Default 1.
+    mean_prior : array-like of shape (n_features,), optional
+        Mean of the means' prior.  Default: the data's mean.
+    degrees_of_freedom_prior : float, optional
+        Degrees of freedom of the precisions' Wishart prior (above
+        ``n_features - 1``).  Default ``n_features``.
+    covariance_prior : float or array-like, optional
+        Covariance of the precisions' prior: (n_features, n_features) for
+        'full' and 'tied', (n_features,) for 'diag', a float for
+        'spherical'.  Default: the data's covariance (sample covariance,
+        unbiased; its diagonal for 'diag', their mean for 'spherical').
+        The data-dependent defaults come from the statistics of the
+        initialisation's last pass when it covers every row ('kmeans',
+        'random'), else from one pass of their own; centred either way, so
+        data far from the origin keep full precision.
+    random_state : int, RandomState or None, default=None
+        As in :class:`daskgmm.GaussianMixture`.
+    warm_start : bool, default=False
+        As in :class:`daskgmm.GaussianMixture`.
+    verbose : int, default=0
+        As in :class:`daskgmm.GaussianMixture`.
+    verbose_interval : int, default=10
+        As in :class:`daskgmm.GaussianMixture`.
+    split_every : int, default=8
+        As in :class:`daskgmm.GaussianMixture`.
+    persist : {'auto', True, False}, default='auto'
+        As in :class:`daskgmm.GaussianMixture`.
+    partial_fit_mode : {'stepwise', 'exact'}, default='stepwise'
+        As in :class:`daskgmm.GaussianMixture`.  In stepwise
+        :meth:`partial_fit`, the posterior update takes the running
+        per-sample statistics times ``n_samples_seen_`` (see
+        :meth:`partial_fit` for what ``lower_bound_`` then means).
+    learning_decay : float in (0.5, 1], default=0.6
+        As in :class:`daskgmm.GaussianMixture`.
+    learning_offset : float >= 0, default=2.0
+        As in :class:`daskgmm.GaussianMixture`.
+    missing : {'error', 'marginalize'}, default='error'
+        As in :class:`daskgmm.GaussianMixture`.  With ``missing='marginalize'``
         the E-step is the mean-field update with the missing values in the
         variational distribution (their Gaussian given the observed ones),
         ``lower_bound_`` includes their entropy, and the data-dependent
         priors come from the rows with each missing entry replaced by its
-        feature's observed mean.  In stepwise
-        :meth:`partial_fit`, the posterior update takes the running
-        per-sample statistics times ``n_samples_seen_`` (see
-        :meth:`partial_fit` for what ``lower_bound_`` then means).
+        feature's observed mean.
 
     Attributes
     ----------
@@ -71,6 +115,21 @@ class BayesianGaussianMixture(_BaseMixture):
     weight_concentration_prior_, mean_precision_prior_, mean_prior_,
     degrees_of_freedom_prior_, covariance_prior_
         The priors used (given, or computed from the data).
+
+    Examples
+    --------
+    Four components allowed, two needed: the fit leaves two with weight
+    near 0.
+
+    >>> import numpy as np
+    >>> from daskgmm import BayesianGaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+    >>> bgmm = BayesianGaussianMixture(n_components=4, random_state=0).fit(X)
+    >>> print(np.round(bgmm.weights_, 2))
+    [0.5 0.5 0.  0. ]
+    >>> print(np.bincount(bgmm.predict(X), minlength=4))
+    [100 100   0   0]
     """
 
     _parameter_constraints: dict = {
@@ -96,30 +155,30 @@ class BayesianGaussianMixture(_BaseMixture):
     def __init__(
         self,
         *,
-        n_components=1,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weight_concentration_prior_type="dirichlet_process",
-        weight_concentration_prior=None,
-        mean_precision_prior=None,
-        mean_prior=None,
-        degrees_of_freedom_prior=None,
-        covariance_prior=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        split_every=DEFAULT_SPLIT_EVERY,
-        persist="auto",
-        partial_fit_mode="stepwise",
-        learning_decay=0.6,
-        learning_offset=2.0,
-        missing="error",
-    ):
+        n_components: int = 1,
+        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
+        weight_concentration_prior_type: Literal["dirichlet_process", "dirichlet_distribution"] = "dirichlet_process",
+        weight_concentration_prior: float | None = None,
+        mean_precision_prior: float | None = None,
+        mean_prior: ArrayLike | None = None,
+        degrees_of_freedom_prior: float | None = None,
+        covariance_prior: float | ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        split_every: int = DEFAULT_SPLIT_EVERY,
+        persist: bool | Literal["auto"] = "auto",
+        partial_fit_mode: Literal["stepwise", "exact"] = "stepwise",
+        learning_decay: float = 0.6,
+        learning_offset: float = 2.0,
+        missing: Literal["error", "marginalize"] = "error",
+    ) -> None:
         super().__init__(
             n_components=n_components,
             tol=tol,

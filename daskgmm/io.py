@@ -71,7 +71,13 @@ import socket
 import stat
 import zipfile
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # io is imported by the estimators' modules: no import back at run time
+    from .bayesian_mixture import BayesianGaussianMixture
+    from .mixture import GaussianMixture
 
 FORMAT = "daskgmm-model"
 FORMAT_VERSION = 1
@@ -801,15 +807,49 @@ def _model_params(path, meta, covariance_type, n_components):
     return model
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> GaussianMixture | BayesianGaussianMixture:
     """Load a model saved with :meth:`GaussianMixture.save`; runs no code from the file.
+
+    Every field is checked (see :mod:`daskgmm.io`); the arrays come back in
+    the dtype they were saved in, bit for bit.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :meth:`daskgmm.GaussianMixture.save` or
+        :meth:`daskgmm.BayesianGaussianMixture.save` (or the command line's
+        ``daskgmm fit``).
+
+    Returns
+    -------
+    GaussianMixture or BayesianGaussianMixture
+        The fitted model, with the settings it was saved with (those JSON
+        cannot hold, a RandomState or an array such as ``means_init``, take
+        their defaults) and, when the file holds one, its stream of
+        :meth:`~daskgmm.GaussianMixture.partial_fit` where it was.
 
     Raises
     ------
     FileNotFoundError
+        No file at ``path``.
     ValueError
         The file is not a daskgmm model, or a field of it is missing or
         invalid (the message names the field).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> import daskgmm
+    >>> X = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2]])
+    >>> gmm = daskgmm.GaussianMixture(2, random_state=0).fit(X)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = gmm.save(os.path.join(folder, "model.npz"))
+    ...     model = daskgmm.load(path)
+    >>> type(model).__name__, model.n_components
+    ('GaussianMixture', 2)
+    >>> print(model.predict(X))
+    [1 1 1 0 0 0]
     """
     from ._blocks import COVARIANCE_TYPES
     from ._covariance import covariance_shape, precisions_from_cholesky

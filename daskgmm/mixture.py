@@ -22,8 +22,11 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 import dask
 import dask.array as da
@@ -43,6 +46,9 @@ from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 logger = logging.getLogger("daskgmm")
 
@@ -257,11 +263,29 @@ def _check_sample_weight(sample_weight, rows):
 
 
 class UnfinishedPassWarning(UserWarning):
-    """A model with ``partial_fit_mode='exact'`` used while a pass is in
-    progress: batches were given to ``partial_fit`` since the last
-    ``end_pass()``, whose M-step alone changes the parameters.  Until then
-    predict, score and sample use the parameters from before the pass
-    (after the first batch: the initialisation from that batch)."""
+    """A model with ``partial_fit_mode='exact'`` used while a pass is in progress.
+
+    Batches were given to ``partial_fit`` since the last ``end_pass()``,
+    whose M-step alone changes the parameters.  Until then predict, score
+    and sample use the parameters from before the pass (after the first
+    batch: the initialisation from that batch).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from daskgmm import GaussianMixture
+    >>> from daskgmm.mixture import UnfinishedPassWarning
+    >>> rng = np.random.default_rng(0)
+    >>> gmm = GaussianMixture(2, partial_fit_mode="exact", random_state=0)
+    >>> gmm = gmm.partial_fit(rng.normal(size=(50, 2)))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     labels = gmm.predict(rng.normal(size=(5, 2)))
+    >>> [w.category is UnfinishedPassWarning for w in caught]
+    [True]
+    >>> gmm = gmm.end_pass()  # the pass's M-step: no warning from here on
+    """
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -492,7 +516,17 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     @unchanged_on_error
-    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, callback=None, progress=False, **fit_params):
+    def fit(
+        self,
+        X: ArrayLike | da.Array,
+        y: None = None,
+        sample_weight: ArrayLike | da.Array | None = None,
+        *,
+        checkpoint: str | os.PathLike[str] | None = None,
+        callback: Callable[[dict[str, Any]], object] | None = None,
+        progress: bool = False,
+        **fit_params: Any,
+    ) -> Self:
         """Estimate the parameters by EM.
 
         Parameters
@@ -502,8 +536,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             (NumPy, lists, a pandas DataFrame: its column names become
             ``feature_names_in_``).  NumPy input up to
             :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
-        y : ignored
-        sample_weight : array-like (n_samples,), optional
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample (NumPy, or a Dask array chunked
             like X's rows or rechunked to them): every sum of the fit counts a
             sample with its weight, and every random draw of the
@@ -533,15 +568,44 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         progress : bool, default=False
             Show a progress bar (tqdm if installed, else the INFO lines of
             the ``daskgmm`` logger on stderr).
+        **fit_params : dict
+            ``callbacks``: a sequence of callables, each called after every
+            iteration as ``callback`` is (the command line's progress display
+            passes one); ``skip_nonfinite=True``: rows holding NaN or
+            infinity are left out of the fit instead of being an error (as
+            :func:`daskgmm.xarray.fit` does), their number in
+            ``n_samples_skipped_``.  Any other keyword is a TypeError.
 
         Returns
         -------
         self
+            The estimator, fitted.
 
         Notes
         -----
         Every iteration is logged to the ``logging`` logger ``"daskgmm"``: a
         summary at INFO, each run's figures at DEBUG.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import dask.array as da
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> gmm.converged_, gmm.n_iter_
+        (True, 2)
+        >>> print(np.round(gmm.means_, 1))
+        [[ 2.9  2.9]
+         [-3.1 -2.9]]
+
+        A Dask array chunked along rows gives the same model:
+
+        >>> dX = da.from_array(X, chunks=(50, 2))
+        >>> print(np.round(GaussianMixture(2, random_state=0).fit(dX).means_, 1))
+        [[ 2.9  2.9]
+         [-3.1 -2.9]]
         """
         self._fit(
             X, sample_weight=sample_weight, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params
@@ -549,8 +613,37 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         return self
 
     @unchanged_on_error
-    def fit_predict(self, X, y=None, sample_weight=None, **fit_params):
-        """Fit, then return the component labels of ``X`` (lazy for Dask input)."""
+    def fit_predict(
+        self, X: ArrayLike | da.Array, y: None = None, sample_weight: ArrayLike | da.Array | None = None, **fit_params: Any
+    ) -> np.ndarray | da.Array:
+        """Fit, then return the component labels of ``X``.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            As for :meth:`fit`.
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,), optional
+            As for :meth:`fit`.
+        **fit_params : dict
+            As for :meth:`fit` (``checkpoint``, ``callback``, ``progress``,
+            ``callbacks``, ``skip_nonfinite``).
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array of shape (n_samples,)
+            The label of each sample's most probable component, as
+            :meth:`predict` gives it after :meth:`fit`: lazy for Dask input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> X = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [10.2]])
+        >>> print(GaussianMixture(2, random_state=0).fit_predict(X))
+        [1 1 1 0 0 0]
+        """
         self._fit(X, sample_weight=sample_weight, **fit_params)
         return self.predict(X)
 
@@ -559,7 +652,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------
 
     @unchanged_on_error
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(
+        self, X: ArrayLike | da.Array, y: None = None, sample_weight: ArrayLike | da.Array | None = None
+    ) -> Self:
         """Update the model with one batch of samples (online EM).
 
         The first call initialises the model from this batch as :meth:`fit`
@@ -622,13 +717,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             One batch; its number of features (and names) must be the
             first batch's.  The first batch needs at least ``n_components``
             samples.
-        y : ignored
-        sample_weight : array-like (n_samples,), optional
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,), optional
             As for :meth:`fit`.
 
         Returns
         -------
         self
+            The estimator, updated.
 
         Notes
         -----
@@ -652,18 +749,33 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         stochastic variational inference takes a batch as the whole data set
         repeated): on a stationary stream, the posterior of a batch fit on
         everything seen.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> def batch():
+        ...     return np.concatenate([rng.normal(-3, 1, (50, 2)), rng.normal(3, 1, (50, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0)
+        >>> for _ in range(20):
+        ...     gmm = gmm.partial_fit(batch())
+        >>> gmm.n_batch_iter_, gmm.n_samples_seen_
+        (20, 2000.0)
+        >>> print(np.round(np.sort(gmm.means_[:, 0])))
+        [-3.  3.]
         """
         self._validate_params()
         self._partial_fit(X, sample_weight)
         return self
 
     @unchanged_on_error
-    def end_pass(self):
-        """End a pass of ``partial_fit_mode='exact'``: the M-step from the
-        statistics of every batch given to :meth:`partial_fit` since the
-        start of the pass (one EM iteration of :meth:`fit` on their
-        concatenation), and the start of the next pass.
+    def end_pass(self) -> Self:
+        """End a pass of ``partial_fit_mode='exact'`` with its M-step.
 
+        The M-step is made from the statistics of every batch given to
+        :meth:`partial_fit` since the start of the pass (one EM iteration of
+        :meth:`fit` on their concatenation), and the next pass starts.
         ``lower_bound_`` becomes the pass's lower bound (for
         :class:`GaussianMixture` the mean log-likelihood per sample with the
         parameters of the pass), ``converged_`` whether it changed by less
@@ -673,6 +785,33 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         self
+            The estimator, with the parameters of the pass's M-step.
+
+        Raises
+        ------
+        ValueError
+            No batch of an exact pass was given since the last M-step.
+
+        Examples
+        --------
+        Exact EM over data that come in pieces: each pass over the pieces,
+        then ``end_pass()``, is one iteration of :meth:`fit` on them all.
+
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> pieces = [rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))]
+        >>> gmm = GaussianMixture(2, partial_fit_mode="exact", random_state=0)
+        >>> for _ in range(20):
+        ...     for piece in pieces:
+        ...         gmm = gmm.partial_fit(piece)
+        ...     gmm = gmm.end_pass()
+        ...     if gmm.converged_:
+        ...         break
+        >>> gmm.converged_
+        True
+        >>> print(np.round(np.sort(gmm.means_[:, 0])))
+        [-3.  3.]
         """
         state = getattr(self, "_online_state", None)
         if state is None or state.mode != "exact" or state.statistics is None:
@@ -1030,25 +1169,141 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         out = _engine.map_rows(dX, self._model(), what, marginalize=self.missing == "marginalize")
         return out.compute() if isinstance(out, da.Array) and not lazy else out
 
-    def score_samples(self, X):
-        """Log-likelihood of each sample, (n_samples,); lazy for Dask input.
+    def score_samples(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
+        """Compute the log-likelihood of each sample.
 
         A row holding NaN or infinity raises a ValueError naming it (for
-        Dask input, when the result is computed)."""
+        Dask input, when the result is computed); with
+        ``missing='marginalize'`` NaN features are marginalised, and a row
+        with every feature missing gives NaN.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array of shape (n_samples,)
+            ``log p(x)`` of each sample under the mixture; lazy, with ``X``'s
+            row chunks, for Dask input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> print(np.round(gmm.score_samples([[-3.0, -3.0], [3.0, 3.0]]), 2))
+        [-2.44 -2.59]
+        """
         return self._map_rows(X, "score_samples")
 
-    def predict(self, X):
-        """Component labels, (n_samples,); lazy for Dask input."""
+    def predict(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
+        """Predict the component of each sample.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array of shape (n_samples,)
+            The label (0 to ``n_components - 1``) of each sample's most
+            probable component (-1 for a row with every feature missing under
+            ``missing='marginalize'``); lazy, with ``X``'s row chunks, for
+            Dask input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> print(gmm.predict([[-3.0, -3.0], [3.0, 3.0]]))
+        [1 0]
+
+        Dask input gives a lazy result:
+
+        >>> import dask.array as da
+        >>> labels = gmm.predict(da.from_array(X, chunks=(50, 2)))
+        >>> type(labels).__name__, labels.chunks
+        ('Array', ((50, 50, 50, 50),))
+        >>> print(np.bincount(labels.compute()))
+        [100 100]
+        """
         return self._map_rows(X, "predict")
 
-    def predict_proba(self, X):
-        """Responsibilities, (n_samples, n_components); lazy for Dask input."""
+    def predict_proba(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
+        """Predict the posterior probability of each component for each sample.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+
+        Returns
+        -------
+        numpy.ndarray or dask.array.Array of shape (n_samples, n_components)
+            The responsibilities: each row sums to 1 (NaN for a row with
+            every feature missing under ``missing='marginalize'``); lazy,
+            with ``X``'s row chunks, for Dask input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> print(np.round(gmm.predict_proba([[-3.0, -3.0], [0.0, 0.0], [3.0, 3.0]]), 2))
+        [[0.   1.  ]
+         [0.52 0.48]
+         [1.   0.  ]]
+        """
         return self._map_rows(X, "predict_proba")
 
-    def score(self, X, y=None, sample_weight=None):
-        """Mean per-sample log-likelihood of ``X`` (a float), weighted by
-        ``sample_weight`` when given.  With ``missing='marginalize'``, of the
-        observed features, over the samples with at least one."""
+    def score(
+        self, X: ArrayLike | da.Array, y: None = None, sample_weight: ArrayLike | da.Array | None = None
+    ) -> float:
+        """Compute the mean per-sample log-likelihood of ``X``.
+
+        Weighted by ``sample_weight`` when given.  With
+        ``missing='marginalize'``, of the observed features, over the samples
+        with at least one.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+        y : None
+            Ignored; present for scikit-learn's API.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample, as for :meth:`fit`.
+
+        Returns
+        -------
+        float
+            The (weighted) mean of :meth:`score_samples`, computed at once
+            for Dask input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> round(gmm.score(X), 3)
+        -3.505
+        """
         return self._score_and_count(X, sample_weight)[0]
 
     def _score_and_count(self, X, sample_weight=None):
@@ -1076,24 +1331,88 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             raise ValueError("Every sample of X has every feature missing (NaN): there is nothing to score.")
         return float(total / count), float(count) * weight_scale
 
-    def save(self, path, *, overwrite=False):
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).
 
         Refuses to replace an existing file unless ``overwrite=True``, and
         never replaces a directory, FIFO, socket or device; through a
-        symbolic link to a file, that file gets the model.
+        symbolic link to a file, that file gets the model.  The file is
+        written to a temporary name and moved into place when complete.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (an ``.npz`` archive, whatever its name).
+        overwrite : bool, default=False
+            Replace an existing file.
+
+        Returns
+        -------
+        str
+            ``path``, as a string.
+
+        Raises
+        ------
+        FileExistsError
+            ``path`` exists and ``overwrite`` is False (or it is a FIFO,
+            socket, device or dangling link).
+        IsADirectoryError
+            ``path`` is a directory.
+
+        See Also
+        --------
+        daskgmm.load : Load the model back.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> import os, tempfile
+        >>> import daskgmm
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = gmm.save(os.path.join(folder, "model.npz"))
+        ...     loaded = daskgmm.load(path)
+        >>> bool(np.array_equal(loaded.means_, gmm.means_))
+        True
         """
         from .io import save_model
 
         return save_model(self, path, overwrite=overwrite)
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n_samples`` from the fitted mixture (NumPy; scikit-learn's draws).
+
+        The draws come from ``random_state`` as scikit-learn's
+        ``GaussianMixture.sample`` makes them, so a fixed seed gives the same
+        samples each call.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples to draw (at least 1).
 
         Returns
         -------
-        X : (n_samples, n_features)
-        y : (n_samples,) component labels
+        X : numpy.ndarray of shape (n_samples, n_features)
+            The samples, grouped by component.
+        y : numpy.ndarray of shape (n_samples,)
+            The component each sample was drawn from.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> samples, components = gmm.sample(6)
+        >>> samples.shape
+        (6, 2)
+        >>> print(components)
+        [0 0 0 1 1 1]
         """
         self._check_is_fitted()
         if n_samples < 1:
@@ -1131,12 +1450,17 @@ class GaussianMixture(_BaseMixture):
     Parameters
     ----------
     n_components : int, default=1
+        Number of mixture components.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        Form of the covariances: one full matrix per component, one full
+        matrix shared by all, one diagonal per component, or one variance per
+        component.
     tol : float, default=1e-3
         Convergence threshold on the change of the per-sample lower bound.
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     max_iter : int, default=100
+        Maximum number of EM iterations (passes over the data) per run.
     n_init : int, default=1
         Restarts; they are fitted concurrently, sharing passes over the data.
         The run with the highest lower bound is kept.
@@ -1148,8 +1472,14 @@ class GaussianMixture(_BaseMixture):
         Random draws are keyed by global row index: for a fixed seed the
         result does not depend on chunking or on the number of workers.
     warm_start : bool, default=False
+        If True, a :meth:`fit` of a fitted model starts from its parameters
+        (one run, no initialisation).
     verbose : int, default=0
+        1 prints scikit-learn's progress lines (the start, every
+        ``verbose_interval``-th iteration, the end), 2 adds each printed
+        iteration's time and change of the lower bound.
     verbose_interval : int, default=10
+        Iterations between two printed lines.
     split_every : int, default=8
         Fan-in of the tree reduction of chunk statistics.
     persist : {'auto', True, False}, default='auto'
@@ -1243,32 +1573,51 @@ class GaussianMixture(_BaseMixture):
     * ``n_components=1`` gives the sample mean and the biased sample
       covariance (divided by N) plus ``reg_covar``, after one iteration.
     * One feature (``D = 1``) needs a 2-D ``X`` of shape (n, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import dask.array as da
+    >>> from daskgmm import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = da.from_array(
+    ...     np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))]), chunks=(50, 2)
+    ... )
+    >>> gmm = GaussianMixture(n_components=2, covariance_type="diag", random_state=0).fit(X)
+    >>> print(np.round(gmm.weights_, 2))
+    [0.5 0.5]
+    >>> print(np.round(gmm.means_, 1))
+    [[ 2.9  2.9]
+     [-3.1 -2.9]]
+    >>> labels = gmm.predict(X)  # lazy, with X's row chunks
+    >>> print(np.bincount(labels.compute()))
+    [100 100]
     """
 
     def __init__(
         self,
-        n_components=1,
+        n_components: int = 1,
         *,
-        covariance_type="full",
-        tol=1e-3,
-        reg_covar=1e-6,
-        max_iter=100,
-        n_init=1,
-        init_params="kmeans",
-        weights_init=None,
-        means_init=None,
-        precisions_init=None,
-        random_state=None,
-        warm_start=False,
-        verbose=0,
-        verbose_interval=10,
-        split_every=DEFAULT_SPLIT_EVERY,
-        persist="auto",
-        partial_fit_mode="stepwise",
-        learning_decay=0.6,
-        learning_offset=2.0,
-        missing="error",
-    ):
+        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: int | np.random.RandomState | None = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        split_every: int = DEFAULT_SPLIT_EVERY,
+        persist: bool | Literal["auto"] = "auto",
+        partial_fit_mode: Literal["stepwise", "exact"] = "stepwise",
+        learning_decay: float = 0.6,
+        learning_offset: float = 2.0,
+        missing: Literal["error", "marginalize"] = "error",
+    ) -> None:
         super().__init__(
             n_components=n_components,
             tol=tol,
@@ -1424,15 +1773,67 @@ class GaussianMixture(_BaseMixture):
     def _n_parameters(self):
         return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
-    def bic(self, X, sample_weight=None):
-        """Bayesian information criterion of the fitted model on ``X`` (lower
-        is better); with ``sample_weight`` the sample count is the sum of the
-        weights (the criterion of the repeated rows)."""
+    def bic(self, X: ArrayLike | da.Array, sample_weight: ArrayLike | da.Array | None = None) -> float:
+        """Compute the Bayesian information criterion of the model on ``X``.
+
+        Lower is better.  With ``sample_weight`` the sample count is the sum
+        of the weights (the criterion of the repeated rows).
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample, as for :meth:`fit`.
+
+        Returns
+        -------
+        float
+            ``-2 * log_likelihood + n_parameters * log(n_samples)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> round(float(gmm.bic(X)), 1)
+        1460.4
+        """
         mean, n = self._score_and_count(X, sample_weight)
         return -2 * mean * n + self._n_parameters() * np.log(n)
 
-    def aic(self, X, sample_weight=None):
-        """Akaike information criterion of the fitted model on ``X`` (lower is better)."""
+    def aic(self, X: ArrayLike | da.Array, sample_weight: ArrayLike | da.Array | None = None) -> float:
+        """Compute the Akaike information criterion of the model on ``X``.
+
+        Lower is better.  With ``sample_weight`` the sample count is the sum
+        of the weights, as for :meth:`bic`.
+
+        Parameters
+        ----------
+        X : dask.array.Array or array-like, shape (n_samples, n_features)
+            A Dask array chunked along rows, or anything scikit-learn accepts,
+            with the features the model was fitted on.
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample, as for :meth:`fit`.
+
+        Returns
+        -------
+        float
+            ``-2 * log_likelihood + 2 * n_parameters``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from daskgmm import GaussianMixture
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-3, 1, (100, 2)), rng.normal(3, 1, (100, 2))])
+        >>> gmm = GaussianMixture(2, random_state=0).fit(X)
+        >>> round(float(gmm.aic(X)), 1)
+        1424.1
+        """
         mean, n = self._score_and_count(X, sample_weight)
         return -2 * mean * n + 2 * self._n_parameters()
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+import dask.array as da
 
 from . import _engine
 from ._covariance import check_covariance_type
@@ -42,9 +47,11 @@ TABLE_COLUMNS = (
 class SelectionResult:
     """What :func:`select_n_components` found.
 
-    Unpacks as ``best, table = select_n_components(...)``.
+    Unpacks as ``best, table = select_n_components(...)``; printing it shows
+    the table (:meth:`to_text`).  Made by :func:`select_n_components`: each
+    parameter is kept as the attribute of the same name.
 
-    Attributes
+    Parameters
     ----------
     best_ : GaussianMixture
         The fitted candidate with the lowest criterion (the first such in
@@ -60,10 +67,26 @@ class SelectionResult:
     models_ : dict
         Every fitted candidate, keyed by ``(n_components, covariance_type)``.
     criterion : {'bic', 'aic'}
+        The criterion ``best_`` was chosen by.
     n_passes_ : int
         Passes over the data for the whole selection.
-    passes_ : dict
+    passes_ : dict, optional
         The same split into ``init``, ``em`` and ``score`` (always 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import daskgmm
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-5, 1, (300, 2)), rng.normal(5, 1, (300, 2))])
+    >>> result = daskgmm.select_n_components(X, range(1, 4), random_state=0)
+    >>> best, table = result
+    >>> best is result.best_, best.n_components
+    (True, 2)
+    >>> sorted(result.models_)
+    [(1, 'full'), (2, 'full'), (3, 'full')]
+    >>> result.n_passes_, result.passes_
+    (16, {'init': 10, 'em': 5, 'score': 1})
     """
 
     best_: GaussianMixture
@@ -73,11 +96,33 @@ class SelectionResult:
     n_passes_: int
     passes_: dict = field(default_factory=dict)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.best_, self.table))
 
-    def to_text(self):
-        """The table as aligned text, the best row marked with ``*``."""
+    def to_text(self) -> str:
+        """Format the table as aligned text, the best row marked with ``*``.
+
+        Returns
+        -------
+        str
+            One line per candidate (its number of components, covariance
+            type, BIC, AIC, log-likelihood, score, number of free
+            parameters, EM iterations and convergence), then the choice and
+            the passes over the data it took.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import daskgmm
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-5, 1, (300, 2)), rng.normal(5, 1, (300, 2))])
+        >>> print(daskgmm.select_n_components(X, range(1, 4), random_state=0).to_text())
+            K covariance            BIC            AIC        log-lik      score params iter  conv
+            1 full              5759.02        5737.04       -2863.52    -4.7725      5    2  True
+        *   2 full               4250.1        4201.73       -2089.86    -3.4831     11    2  True
+            3 full              4291.27        4216.52       -2091.26    -3.4854     17    5  True
+        best by BIC: n_components=2, covariance_type='full'; 16 passes over the data (10 init, 5 EM, 1 scoring)
+        """
         t = self.table
         best = (self.best_.n_components, self.best_.covariance_type)
         lines = [
@@ -137,26 +182,26 @@ def _check_types(covariance_types):
 
 @_engine.fit_session()
 def select_n_components(
-    X,
-    n_components_range,
+    X: ArrayLike | da.Array,
+    n_components_range: Iterable[int],
     *,
-    criterion="bic",
-    covariance_types=("full",),
-    n_init=1,
-    init_params="kmeans",
-    random_state=None,
-    tol=1e-3,
-    reg_covar=1e-6,
-    max_iter=100,
-    split_every=DEFAULT_SPLIT_EVERY,
-    persist="auto",
-    sample_weight=None,
-    missing="error",
-):
-    """Fit a mixture for every number of components and covariance type, in
-    shared passes over the data, and pick the best by BIC or AIC.
+    criterion: Literal["bic", "aic"] = "bic",
+    covariance_types: Sequence[Literal["full", "tied", "diag", "spherical"]] = ("full",),
+    n_init: int = 1,
+    init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
+    random_state: int | np.random.RandomState | None = None,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+    persist: bool | Literal["auto"] = "auto",
+    sample_weight: ArrayLike | da.Array | None = None,
+    missing: Literal["error", "marginalize"] = "error",
+) -> SelectionResult:
+    """Fit a mixture per number of components and covariance type; pick the best.
 
-    Every candidate is the model ``GaussianMixture(K, covariance_type=...,
+    The candidates are fitted in shared passes over the data and compared
+    by BIC or AIC.  Every candidate is the model ``GaussianMixture(K, covariance_type=...,
     n_init=n_init, init_params=init_params, random_state=random_state, tol=tol,
     reg_covar=reg_covar, max_iter=max_iter)`` would fit on its own (the same
     starts, the same EM iterations, to floating-point rounding), but all of
@@ -176,17 +221,31 @@ def select_n_components(
     Parameters
     ----------
     X : dask.array.Array or array-like, shape (n_samples, n_features)
+        The data: a Dask array chunked along rows, or anything
+        :meth:`GaussianMixture.fit` accepts.
     n_components_range : iterable of int
         Numbers of components to try, e.g. ``range(1, 13)``.
     criterion : {'bic', 'aic'}, default='bic'
         Lower is better.
     covariance_types : sequence of {'full', 'tied', 'diag', 'spherical'}, default=('full',)
+        Covariance types to try, each with every number of components.
     n_init : int, default=1
         Restarts per candidate (the best lower bound is kept, as in
         :class:`GaussianMixture`).
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-    random_state : int, RandomState or None
-    tol, reg_covar, max_iter, split_every, persist
+        As in :class:`GaussianMixture`.
+    random_state : int, RandomState or None, default=None
+        As in :class:`GaussianMixture` (every candidate gets the starts it
+        would get on its own with this ``random_state``).
+    tol : float, default=1e-3
+        As in :class:`GaussianMixture`.
+    reg_covar : float, default=1e-6
+        As in :class:`GaussianMixture`.
+    max_iter : int, default=100
+        As in :class:`GaussianMixture`.
+    split_every : int, default=8
+        As in :class:`GaussianMixture`.
+    persist : {'auto', True, False}, default='auto'
         As in :class:`GaussianMixture`.
     sample_weight : array-like (n_samples,), optional
         Non-negative weight of each sample (NumPy, or a Dask array chunked

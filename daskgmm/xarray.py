@@ -23,8 +23,8 @@ some of the sample dimensions (a per-pixel weight map over ``(y, x)``, a
 per-date weight over ``time``), or the name of a Dataset variable, aligned
 with the data by coordinate and broadcast over the other sample dimensions.
 
-Example
--------
+Examples
+--------
 >>> import numpy as np, xarray as xr
 >>> from daskgmm import GaussianMixture
 >>> from daskgmm import xarray as dxr
@@ -47,15 +47,22 @@ Example
 from __future__ import annotations
 
 import logging
+import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 import dask.array as da
 
 from . import _engine
-from .mixture import as_dask_array, unchanged_on_error
+from .bayesian_mixture import BayesianGaussianMixture
+from .mixture import GaussianMixture, as_dask_array, unchanged_on_error
+
+if TYPE_CHECKING:  # xarray is imported when first used
+    import xarray as xr
 
 logger = logging.getLogger("daskgmm")
 
@@ -84,12 +91,16 @@ def _import_xarray():
     return xarray
 
 
-def as_feature_array(data, feature_dim=None, variables=None):
-    """The data as one DataArray with a feature dimension.
+def as_feature_array(
+    data: xr.DataArray | xr.Dataset, feature_dim: str | None = None, variables: str | Sequence[str] | None = None
+) -> tuple[xr.DataArray, str]:
+    """Return the data as one DataArray with a feature dimension.
 
     Parameters
     ----------
     data : xarray.DataArray or xarray.Dataset
+        The labelled data: a DataArray with a feature dimension, or a
+        Dataset whose variables are the features.
     feature_dim : str, optional
         For a DataArray, the dimension holding the features (required).  For
         a Dataset, the name of the new dimension its variables are stacked
@@ -101,8 +112,27 @@ def as_feature_array(data, feature_dim=None, variables=None):
     Returns
     -------
     array : xarray.DataArray
+        The data: a DataArray as it is, a Dataset's variables stacked along
+        a new first dimension ``feature_dim`` labelled by their names.
     feature_dim : str
         The name of its feature dimension.
+
+    Raises
+    ------
+    ValueError
+        Data that is neither a DataArray nor a Dataset, a DataArray without
+        the dimension ``feature_dim`` (or given ``variables``), a Dataset
+        without the variables asked for, or a variable that already has a
+        dimension named ``feature_dim``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import xarray as dxr
+    >>> ds = xr.Dataset({"red": (("y", "x"), np.zeros((3, 4))), "nir": (("y", "x"), np.ones((3, 4)))})
+    >>> array, feature_dim = dxr.as_feature_array(ds)
+    >>> array.dims, feature_dim, [str(name) for name in array["variable"].values]
+    (('variable', 'y', 'x'), 'variable', ['red', 'nir'])
     """
     xr = _import_xarray()
     if isinstance(data, xr.Dataset):
@@ -160,17 +190,28 @@ def _sample_dims(array, feature_dim, sample_dims):
     return dims
 
 
-def stack_samples(data, feature_dim=None, sample_dims=None, *, variables=None):
-    """Rows of samples from a labelled array, and how to fold results back.
+def stack_samples(
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+) -> tuple[np.ndarray | da.Array, _Layout]:
+    """Stack a labelled array's samples into rows; say how to fold results back.
 
     Parameters
     ----------
     data : xarray.DataArray or xarray.Dataset
-    feature_dim, variables : see :func:`as_feature_array`
+        The labelled data, as for :func:`as_feature_array`.
+    feature_dim : str, optional
+        The feature dimension, as for :func:`as_feature_array`.
     sample_dims : str or sequence of str, optional
         The dimensions that index samples (default: every dimension but
         ``feature_dim``).  Together with ``feature_dim`` they must be all of
         the data's dimensions.
+    variables : sequence of str, optional
+        Dataset only: the variables to use as features, as for
+        :func:`as_feature_array`.
 
     Returns
     -------
@@ -178,6 +219,24 @@ def stack_samples(data, feature_dim=None, sample_dims=None, *, variables=None):
         Dask-backed data is reshaped block by block (rows grouped by chunk);
         NumPy-backed data in C order of ``sample_dims``.
     layout : _Layout
+        The sample dimensions, their sizes, chunks and coordinates: what
+        :func:`stack_sample_weight` and the per-sample outputs use to map
+        rows back onto the sample dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> X, layout = dxr.stack_samples(cube, feature_dim="band")
+    >>> X.shape, X.chunks
+    ((40, 2), ((20, 20), (2,)))
+    >>> layout.sample_dims
+    ('y', 'x')
     """
     array, feature_dim = as_feature_array(data, feature_dim, variables)
     dims = _sample_dims(array, feature_dim, sample_dims)
@@ -228,8 +287,8 @@ def _weight_source(data, sample_weight, variables):
     )
 
 
-def stack_sample_weight(weight, layout):
-    """Sample weights in the rows of :func:`stack_samples`.
+def stack_sample_weight(weight: xr.DataArray, layout: _Layout) -> np.ndarray | da.Array:
+    """Put sample weights in the rows of :func:`stack_samples`.
 
     Parameters
     ----------
@@ -253,6 +312,25 @@ def stack_sample_weight(weight, layout):
     ValueError
         On a dimension that is not a sample dimension, a missing label, or
         NaN weights.
+
+    Examples
+    --------
+    A weight per row ``y`` of a ``(y, x)`` grid, broadcast over ``x``:
+
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> X, layout = dxr.stack_samples(cube, feature_dim="band")
+    >>> weight = xr.DataArray(np.arange(10.0), dims="y", coords={"y": np.arange(10)})
+    >>> rows = dxr.stack_sample_weight(weight, layout)
+    >>> rows.shape, rows.chunks
+    ((40,), ((20, 20),))
+    >>> print(rows[:8].compute())
+    [0. 0. 0. 0. 1. 1. 1. 1.]
     """
     dims, shape = layout.sample_dims, layout.sample_shape
     name = f"sample_weight {weight.name!r}" if weight.name is not None else "sample_weight"
@@ -339,14 +417,24 @@ def _missing_choice(model, missing):
 
 @unchanged_on_error
 def fit(
-    model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, callbacks=(),
-    checkpoint=None, missing=None,
-):
+    model: GaussianMixture | BayesianGaussianMixture,
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+    sample_weight: xr.DataArray | str | None = None,
+    callbacks: Sequence[Callable[[dict[str, Any]], object]] = (),
+    checkpoint: str | os.PathLike[str] | None = None,
+    missing: Literal["drop", "marginalize"] | None = None,
+) -> GaussianMixture | BayesianGaussianMixture:
     """Fit ``model`` on a labelled array, skipping samples with missing values.
 
     Parameters
     ----------
-    model : daskgmm.GaussianMixture
+    model : GaussianMixture or BayesianGaussianMixture
+        The estimator to fit (in place; it is also returned).  An exception
+        leaves it as it was.
     data : xarray.DataArray or xarray.Dataset
         Dask-backed (lazily opened from zarr or netCDF, say) or in memory.
     feature_dim : str, optional
@@ -381,9 +469,27 @@ def fit(
 
     Returns
     -------
-    model
-        Fitted; ``model.n_samples_skipped_`` is the number of samples left out
-        (a feature NaN or infinite; with 'marginalize', every feature NaN).
+    GaussianMixture or BayesianGaussianMixture
+        ``model``, fitted; ``model.n_samples_skipped_`` is the number of
+        samples left out (a feature NaN or infinite; with 'marginalize',
+        every feature NaN), and the feature coordinate's labels, if any, are
+        its ``feature_names_in_``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import GaussianMixture, xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> cube[0, 0, 1] = np.nan  # a missing value: that sample is left out
+    >>> gmm = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+    >>> gmm.n_samples_skipped_, list(gmm.feature_names_in_)
+    (1, ['red', 'nir'])
+    >>> print(np.round(np.sort(gmm.means_[:, 0])))
+    [-3.  3.]
     """
     missing = _missing_choice(model, missing)
     weight = None
@@ -413,22 +519,62 @@ def fit(
 
 @unchanged_on_error
 def partial_fit(
-    model, data, feature_dim=None, sample_dims=None, *, variables=None, sample_weight=None, missing=None,
-):
-    """One batch of online EM (:meth:`daskgmm.GaussianMixture.partial_fit`)
-    on a labelled array: a scene, a time step, a store of a series.
+    model: GaussianMixture | BayesianGaussianMixture,
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+    sample_weight: xr.DataArray | str | None = None,
+    missing: Literal["drop", "marginalize"] | None = None,
+) -> GaussianMixture | BayesianGaussianMixture:
+    """Update ``model`` with one batch of online EM on a labelled array.
 
-    Parameters are those of :func:`fit`.  Samples with a missing feature are
-    left out ('drop') or marginalised ('marginalize') as in :func:`fit`.  The
-    first batch fixes the features (their labels become
+    The batch is a scene, a time step, a store of a series: see
+    :meth:`daskgmm.GaussianMixture.partial_fit`.  Samples with a missing
+    feature are left out ('drop') or marginalised ('marginalize') as in
+    :func:`fit`.  The first batch fixes the features (their labels become
     ``feature_names_in_``); later batches are matched to them by label,
     whatever their order, as :func:`predict` does.
 
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        The estimator to update (in place; it is also returned).  An
+        exception leaves it as it was.
+    data : xarray.DataArray or xarray.Dataset
+        One batch, Dask-backed or in memory.
+    feature_dim : str, optional
+        As in :func:`fit`.
+    sample_dims : str or sequence of str, optional
+        As in :func:`fit`.
+    variables : sequence of str, optional
+        As in :func:`fit`.
+    sample_weight : xarray.DataArray or str, optional
+        As in :func:`fit`.
+    missing : {'drop', 'marginalize'}, optional
+        As in :func:`fit`.
+
     Returns
     -------
-    model
-        Updated; ``model.n_samples_skipped_`` counts this batch's samples
-        left out (None for weighted 'drop' batches).
+    GaussianMixture or BayesianGaussianMixture
+        ``model``, updated; ``model.n_samples_skipped_`` counts this batch's
+        samples left out (None for weighted 'drop' batches).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import GaussianMixture, xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> gmm = GaussianMixture(2, random_state=0)
+    >>> for batch in (cube.isel(y=slice(0, 10, 2)), cube.isel(y=slice(1, 10, 2))):
+    ...     gmm = dxr.partial_fit(gmm, batch, feature_dim="band")
+    >>> gmm.n_batch_iter_, gmm.n_samples_seen_, list(gmm.feature_names_in_)
+    (2, 40.0, ['red', 'nir'])
     """
     missing = _missing_choice(model, missing)
     fitted = hasattr(model, "means_")
@@ -513,39 +659,190 @@ def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=Non
     return _unstack(values, layout, name, extra)
 
 
-def predict(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
-    """Most probable component of every sample, -1 where a feature is missing
-    (with ``missing='marginalize'``: where every feature is).
+def predict(
+    model: GaussianMixture | BayesianGaussianMixture,
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+    missing: Literal["drop", "marginalize"] | None = None,
+) -> xr.DataArray:
+    """Predict the most probable component of every sample of a labelled array.
 
-    Parameters are those of :func:`fit`.
+    A sample with a missing feature gets -1 (with
+    ``missing='marginalize'``: a sample with every feature missing).
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        A fitted model.  Its ``feature_names_in_`` (set by :func:`fit`), if
+        any, are taken from the data's feature coordinate by label: the
+        order does not matter, extra features are left out, a missing one
+        is a ValueError naming it.
+    data : xarray.DataArray or xarray.Dataset
+        Dask-backed or in memory.
+    feature_dim : str, optional
+        As in :func:`fit`.
+    sample_dims : str or sequence of str, optional
+        As in :func:`fit`; the output's dimensions, in this order.
+    variables : sequence of str, optional
+        As in :func:`fit`.
+    missing : {'drop', 'marginalize'}, optional
+        As in :func:`fit`: with 'drop' (the default unless the model's
+        ``missing`` is 'marginalize') a sample with a NaN or infinite
+        feature gets the missing value; with 'marginalize' only a sample
+        with every feature NaN does.
 
     Returns
     -------
     xarray.DataArray of int64, named ``"label"``
         Dimensions ``sample_dims`` with their coordinates; lazy (Dask-backed)
         for Dask-backed input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import GaussianMixture, xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> gmm = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+    >>> labels = dxr.predict(gmm, cube, feature_dim="band")
+    >>> labels.dims, labels.name
+    (('y', 'x'), 'label')
+    >>> print(labels[::3].values)  # lazy: computed here
+    [[1 1 1 1]
+     [1 1 1 1]
+     [0 0 0 0]
+     [0 0 0 0]]
+
+    Features are taken by label, whatever their order:
+
+    >>> bool((dxr.predict(gmm, cube.isel(band=[1, 0]), "band") == labels).all())
+    True
     """
     return _map(model, data, "predict", feature_dim, sample_dims, variables, "label", missing=missing)
 
 
-def predict_proba(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
-    """Responsibilities of every component, NaN where a feature is missing.
+def predict_proba(
+    model: GaussianMixture | BayesianGaussianMixture,
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+    missing: Literal["drop", "marginalize"] | None = None,
+) -> xr.DataArray:
+    """Predict the probability of every component for every sample of a labelled array.
+
+    The probabilities are NaN where a feature is missing (with
+    ``missing='marginalize'``: where every feature is).
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        A fitted model.  Its ``feature_names_in_`` (set by :func:`fit`), if
+        any, are taken from the data's feature coordinate by label: the
+        order does not matter, extra features are left out, a missing one
+        is a ValueError naming it.
+    data : xarray.DataArray or xarray.Dataset
+        Dask-backed or in memory.
+    feature_dim : str, optional
+        As in :func:`fit`.
+    sample_dims : str or sequence of str, optional
+        As in :func:`fit`; the output's dimensions, in this order.
+    variables : sequence of str, optional
+        As in :func:`fit`.
+    missing : {'drop', 'marginalize'}, optional
+        As in :func:`fit`: with 'drop' (the default unless the model's
+        ``missing`` is 'marginalize') a sample with a NaN or infinite
+        feature gets the missing value; with 'marginalize' only a sample
+        with every feature NaN does.
 
     Returns
     -------
     xarray.DataArray named ``"probability"``
         Dimensions ``sample_dims + ("component",)``; lazy for Dask-backed input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import GaussianMixture, xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> gmm = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+    >>> proba = dxr.predict_proba(gmm, cube, "band")
+    >>> proba.dims, proba.shape
+    (('y', 'x', 'component'), (10, 4, 2))
+    >>> print(np.round(proba[-1, -1].values, 2))
+    [1. 0.]
     """
     return _map(model, data, "predict_proba", feature_dim, sample_dims, variables, "probability", COMPONENT_DIM, missing=missing)
 
 
-def score_samples(model, data, feature_dim=None, sample_dims=None, *, variables=None, missing=None):
-    """Log-likelihood of every sample, NaN where a feature is missing.
+def score_samples(
+    model: GaussianMixture | BayesianGaussianMixture,
+    data: xr.DataArray | xr.Dataset,
+    feature_dim: str | None = None,
+    sample_dims: str | Sequence[str] | None = None,
+    *,
+    variables: str | Sequence[str] | None = None,
+    missing: Literal["drop", "marginalize"] | None = None,
+) -> xr.DataArray:
+    """Compute the log-likelihood of every sample of a labelled array.
+
+    The log-likelihood is NaN where a feature is missing; with
+    ``missing='marginalize'`` it is that of the observed features, NaN only
+    where every feature is missing.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        A fitted model.  Its ``feature_names_in_`` (set by :func:`fit`), if
+        any, are taken from the data's feature coordinate by label: the
+        order does not matter, extra features are left out, a missing one
+        is a ValueError naming it.
+    data : xarray.DataArray or xarray.Dataset
+        Dask-backed or in memory.
+    feature_dim : str, optional
+        As in :func:`fit`.
+    sample_dims : str or sequence of str, optional
+        As in :func:`fit`; the output's dimensions, in this order.
+    variables : sequence of str, optional
+        As in :func:`fit`.
+    missing : {'drop', 'marginalize'}, optional
+        As in :func:`fit`: with 'drop' (the default unless the model's
+        ``missing`` is 'marginalize') a sample with a NaN or infinite
+        feature gets the missing value; with 'marginalize' only a sample
+        with every feature NaN does.
 
     Returns
     -------
     xarray.DataArray named ``"log_likelihood"``
         Dimensions ``sample_dims``; lazy for Dask-backed input.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from daskgmm import GaussianMixture, xarray as dxr
+    >>> rng = np.random.default_rng(0)
+    >>> cube = xr.DataArray(
+    ...     np.concatenate([rng.normal(-3, 1, (5, 4, 2)), rng.normal(3, 1, (5, 4, 2))]),
+    ...     dims=("y", "x", "band"), coords={"y": np.arange(10), "x": np.arange(4), "band": ["red", "nir"]},
+    ... ).chunk({"y": 5})
+    >>> gmm = dxr.fit(GaussianMixture(2, random_state=0), cube, feature_dim="band")
+    >>> cube[0, 0, 1] = np.nan
+    >>> log_likelihood = dxr.score_samples(gmm, cube, "band")
+    >>> log_likelihood.dims, log_likelihood.name
+    (('y', 'x'), 'log_likelihood')
+    >>> int(log_likelihood.isnull().sum())
+    1
     """
     return _map(model, data, "score_samples", feature_dim, sample_dims, variables, "log_likelihood", missing=missing)
 
