@@ -17,29 +17,21 @@ import daskgmm.plot
 
 # %%
 # Data: 30,000 draws of a three-component mixture in two dimensions, as a
-# Dask array of six row chunks.
+# Dask array of six row chunks. The fit has scikit-learn's parameters and
+# fitted attributes, and makes one pass over the chunks per EM iteration;
+# ``predict`` returns a lazy Dask array with ``X``'s row chunks.
 rng = np.random.default_rng(0)
 means = np.array([[0.0, 0.0], [5.0, 3.0], [-3.0, 4.0]])
 covariances = np.array([[[1.0, 0.6], [0.6, 1.0]], [[0.5, 0.0], [0.0, 2.0]], [[1.5, -0.8], [-0.8, 1.0]]])
 component = rng.choice(3, size=30_000, p=[0.5, 0.3, 0.2])
-points = np.stack([rng.multivariate_normal(means[k], covariances[k]) for k in component])
-X = da.from_array(points, chunks=(5_000, 2))
-X
+points = [rng.multivariate_normal(means[k], covariances[k]) for k in component]
+X = da.from_array(np.array(points), chunks=5_000)
 
-# %%
-# Fit: scikit-learn's parameters and fitted attributes; one pass over the
-# chunks per EM iteration.
-gmm = daskgmm.GaussianMixture(n_components=3, covariance_type="full", random_state=0)
-gmm.fit(X)
-print(f"converged={gmm.converged_} after {gmm.n_iter_} iterations, {gmm.n_passes_} passes over the data")
-print("weights", np.round(gmm.weights_, 3))
-print("means", np.round(gmm.means_, 2))
-
-# %%
-# Outputs are lazy Dask arrays with ``X``'s row chunks.
+gmm = daskgmm.GaussianMixture(n_components=3, covariance_type="full", random_state=0).fit(X)
+print(f"converged={gmm.converged_} after {gmm.n_iter_} iterations, {gmm.n_passes_} passes")
+print("weights", np.round(gmm.weights_, 3), "means", np.round(gmm.means_, 2).tolist())
 labels = gmm.predict(X)
 print(labels)
-print("rows per component:", np.bincount(labels.compute(), minlength=3))
 
 # %%
 # :func:`daskgmm.plot.ellipses` draws each component's ellipse at two standard
