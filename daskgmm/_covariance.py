@@ -1,26 +1,38 @@
-"""What differs by covariance type: the M-step from merged statistics, the
-Cholesky factor of the precision, its log-determinant, shapes and parameter
-counts.  Runs on the client on K x D x D objects (NumPy/SciPy).
+"""Covariance models: everything that differs by ``covariance_type``, in one
+registry.  Runs on the client on K x D x D objects (NumPy/SciPy).
+
+A covariance model is one object of :data:`REGISTRY`, looked up once by
+:func:`covariance_model`; no code outside this module and the block math
+(``_blocks*``) names a covariance type.  Each model knows its shapes, its
+M-step from merged statistics, its precision Cholesky factor and
+log-determinant, its free parameters, the checks of user-given and saved
+precisions, how to sample it, and which of the block math's accumulators
+(``block_kind``) computes its statistics.  A constrained model is a special
+case of the model it constrains (scipy's ``stats/_covariance.py`` classes;
+gmmx's tied covariances): it inherits the math and overrides its shapes and
+its M-step.
 
 Conventions follow scikit-learn's ``sklearn.mixture.GaussianMixture`` so that
 fitted attributes are interchangeable:
 
-==========  ======================  =========================================
-type        covariances_ shape      precisions_cholesky_
-==========  ======================  =========================================
-full        (K, D, D)               (K, D, D) upper triangular, P P^T = Sigma^-1
-tied        (D, D)                  (D, D)
-diag        (K, D)                  (K, D)  1 / sqrt(variance)
-spherical   (K,)                    (K,)
-==========  ======================  =========================================
+==============  ==================  ============================================
+type            covariances_        precisions_cholesky_
+==============  ==================  ============================================
+full            (K, D, D)           (K, D, D) upper triangular, P P^T = Sigma^-1
+tied            (D, D)              (D, D)
+diag            (K, D)              (K, D)  1 / sqrt(variance)
+spherical       (K,)                (K,)
+==============  ==================  ============================================
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy import linalg
 
-from ._blocks import COVARIANCE_TYPES, Model, Stats
+from ._blocks import Model, Stats
 
 ILL_DEFINED_MESSAGE = (
     "Fitting the mixture model failed because some components have ill-defined "
@@ -28,75 +40,8 @@ ILL_DEFINED_MESSAGE = (
     "Try to decrease the number of components, increase reg_covar, or scale the input data."
 )
 
-
-def covariance_shape(covariance_type, n_components, n_features):
-    """Shape of ``covariances_`` (and of ``precisions_``) for this type."""
-    return {
-        "full": (n_components, n_features, n_features),
-        "tied": (n_features, n_features),
-        "diag": (n_components, n_features),
-        "spherical": (n_components,),
-    }[covariance_type]
-
-
-def check_covariance_type(covariance_type):
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"Invalid value for 'covariance_type': {covariance_type!r}. "
-            f"Use one of {', '.join(map(repr, COVARIANCE_TYPES))}."
-        )
-
-
-def covariances_from_stats(stats: Stats, reg_covar: float):
-    """Closed-form M-step: weights, means and covariances from merged stats.
-
-    ``nk`` gets scikit-learn's ``10 * eps`` so an empty component keeps finite
-    parameters (mean 0, covariance ``reg_covar * I``, weight ~0) instead of NaN.
-
-    Returns
-    -------
-    weights : (K,)
-    means : (K, D)
-    covariances : see module table
-    """
-    nk_raw = np.asarray(stats.nk, dtype=np.float64)
-    dtype = np.asarray(stats.means).dtype
-    eps = 10 * np.finfo(dtype).eps
-    nk = nk_raw + eps
-    means = np.asarray(stats.means, dtype=np.float64) * (nk_raw / nk)[:, None]
-    scatter = np.asarray(stats.scatter, dtype=np.float64)
-    kind = stats.covariance_type
-    d = means.shape[1]
-    if kind == "full":
-        covariances = scatter / nk[:, None, None]
-        covariances = covariances + reg_covar * np.eye(d)[None, :, :]
-        # Symmetrise: the scatter is symmetric up to rounding of the merges.
-        covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-    elif kind == "tied":
-        covariances = scatter / nk.sum() + reg_covar * np.eye(d)
-        covariances = 0.5 * (covariances + covariances.T)
-    elif kind == "diag":
-        covariances = scatter / nk[:, None] + reg_covar
-    else:
-        covariances = (scatter / nk[:, None]).mean(axis=1) + reg_covar
-    weights = nk / nk.sum()
-    return weights, means, covariances
-
-
-def precisions_cholesky_from_covariances(covariances, covariance_type):
-    """Upper-triangular ``P`` with ``P P^T = Sigma^-1`` by a Cholesky factor and a
-    triangular solve (never an explicit inverse)."""
-    if covariance_type == "full":
-        out = np.empty_like(covariances)
-        d = covariances.shape[-1]
-        for k, cov in enumerate(covariances):
-            out[k] = _chol_precision(cov, d)
-        return out
-    if covariance_type == "tied":
-        return _chol_precision(covariances, covariances.shape[-1])
-    if np.any(np.less_equal(covariances, 0.0)) or not np.all(np.isfinite(covariances)):
-        raise ValueError(ILL_DEFINED_MESSAGE)
-    return 1.0 / np.sqrt(covariances)
+# The estimators' ``covariance_type`` as type checkers see it.
+CovarianceType = Literal["full", "tied", "diag", "spherical"]
 
 
 def _chol_precision(cov, d):
@@ -107,76 +52,681 @@ def _chol_precision(cov, d):
     return linalg.solve_triangular(cov_chol, np.eye(d), lower=True).T
 
 
-def precisions_cholesky_from_precisions(precisions, covariance_type):
-    """Upper-triangular factor ``P`` with ``P P^T`` the user-given precisions
-    (``precisions_init``): scikit-learn's convention, the one every M-step
-    gives.  With ``J`` the exchange matrix, ``J Lambda J = L L^T`` (lower
-    Cholesky) makes ``P = J L J`` (scikit-learn's
-    ``_compute_precision_cholesky_from_precisions``)."""
-    if covariance_type == "full":
-        return np.stack([_upper_factor(p) for p in precisions])
-    if covariance_type == "tied":
-        return _upper_factor(precisions)
-    return np.sqrt(precisions)
-
-
 def _upper_factor(precision):
+    """Upper-triangular ``P`` with ``P P^T = precision``.  With ``J`` the
+    exchange matrix, ``J Lambda J = L L^T`` (lower Cholesky) makes
+    ``P = J L J`` (scikit-learn's ``_compute_precision_cholesky_from_precisions``)."""
     flipped = precision[::-1, ::-1]
     return np.ascontiguousarray(linalg.cholesky(flipped, lower=True)[::-1, ::-1])
 
 
-def precisions_from_cholesky(precisions_cholesky, covariance_type):
-    if covariance_type == "full":
+def _deviations(model, stats):
+    """``nk``, ``m_k - mu_k``, the scatter and the model's precision factors,
+    in float64."""
+    nk = np.asarray(stats.nk, dtype=np.float64)
+    means = np.asarray(stats.means, dtype=np.float64)
+    scatter = np.asarray(stats.scatter, dtype=np.float64)
+    mu = np.asarray(model.means, dtype=np.float64)
+    prec = np.asarray(model.precisions_cholesky, dtype=np.float64)
+    return nk, means - mu, scatter, prec
+
+
+class CovarianceModel:
+    """One covariance type.  Subclasses set :attr:`name` and
+    :attr:`block_kind` and fill the hooks below.
+
+    Attributes
+    ----------
+    name : str
+        The ``covariance_type`` that selects it.
+    block_kind : str
+        The covariance type of the block math (``_blocks.Model`` and
+        ``_blocks.Stats``) that evaluates it and accumulates its statistics.
+    stackable : bool
+        Whether several models of this block kind can be evaluated stacked on
+        one block (``_blocks.stack_models``).
+    bayesian : bool
+        Whether :class:`daskgmm.BayesianGaussianMixture` supports it.
+    """
+
+    name: str
+    block_kind: str
+    stackable = True
+    bayesian = True
+
+    def __repr__(self):
+        return f"<covariance model {self.name!r}>"
+
+    # -- shapes ---------------------------------------------------------------
+
+    def covariances_shape(self, n_components, n_features):
+        """Shape of ``covariances_``, ``precisions_`` and ``precisions_cholesky_``."""
+        raise NotImplementedError
+
+    def scatter_shape(self, n_components, n_features):
+        """Shape of the centred scatter of its :class:`daskgmm._blocks.Stats`."""
+        raise NotImplementedError
+
+    # -- M-step ---------------------------------------------------------------
+
+    def covariances(self, scatter, nk, reg_covar):
+        """Covariances from the merged centred scatter and the counts ``nk``
+        (with scikit-learn's ``10 eps`` added), ``reg_covar`` on the diagonal."""
+        raise NotImplementedError
+
+    def m_step(self, stats: Stats, reg_covar: float):
+        """Closed-form M-step: weights, means and covariances from merged stats.
+
+        ``nk`` gets scikit-learn's ``10 * eps`` so an empty component keeps
+        finite parameters (mean 0, covariance ``reg_covar * I``, weight ~0)
+        instead of NaN.
+
+        Returns
+        -------
+        weights : (K,)
+        means : (K, D)
+        covariances : see the module's table
+        """
+        if stats.covariance_type != self.block_kind:
+            raise ValueError(f"{self.name!r} needs {self.block_kind!r} statistics, got {stats.covariance_type!r}.")
+        nk_raw = np.asarray(stats.nk, dtype=np.float64)
+        dtype = np.asarray(stats.means).dtype
+        eps = 10 * np.finfo(dtype).eps
+        nk = nk_raw + eps
+        means = np.asarray(stats.means, dtype=np.float64) * (nk_raw / nk)[:, None]
+        covariances = self.covariances(np.asarray(stats.scatter, dtype=np.float64), nk, reg_covar)
+        weights = nk / nk.sum()
+        return weights, means, covariances
+
+    # -- precisions -----------------------------------------------------------
+
+    def precisions_cholesky(self, covariances):
+        """Upper-triangular ``P`` with ``P P^T = Sigma^-1`` by a Cholesky
+        factor and a triangular solve (never an explicit inverse); ValueError
+        when a covariance is not positive definite."""
+        raise NotImplementedError
+
+    def precisions_cholesky_from_precisions(self, precisions):
+        """Factor ``P`` with ``P P^T`` the user-given precisions
+        (``precisions_init``), the one every M-step gives."""
+        raise NotImplementedError
+
+    def precisions(self, precisions_cholesky):
+        """``P P^T``."""
+        raise NotImplementedError
+
+    def covariances_from_precisions_cholesky(self, precisions_cholesky):
+        """Covariances implied by a precision factor (for ``precisions_init``)."""
+        raise NotImplementedError
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        """log det of the precision's Cholesky factor, per component (or one
+        for a model whose components share it)."""
+        raise NotImplementedError
+
+    def n_covariance_parameters(self, n_components, n_features):
+        """Number of free covariance parameters."""
+        raise NotImplementedError
+
+    def n_parameters(self, n_components, n_features):
+        """Number of free parameters of the mixture (for BIC/AIC)."""
+        cov = self.n_covariance_parameters(n_components, n_features)
+        return int(cov + n_components * n_features + n_components - 1)
+
+    # -- the block math -------------------------------------------------------
+
+    def block_precisions(self, precisions_cholesky, log_det, n_components):
+        """``precisions_cholesky`` and ``log_det`` as the block math's
+        ``block_kind`` model holds them."""
+        return precisions_cholesky, log_det
+
+    def block_model(self, log_weights, means, precisions_cholesky):
+        """Block-level :class:`Model` with these log-weights (K,)."""
+        means = np.asarray(means)
+        precisions_cholesky = np.asarray(precisions_cholesky)
+        log_det = np.asarray(self.log_det_cholesky(precisions_cholesky, means.shape[1]))
+        precisions_cholesky, log_det = self.block_precisions(precisions_cholesky, log_det, means.shape[0])
+        return Model(self.block_kind, log_weights, means, precisions_cholesky, log_det)
+
+    def make_model(self, weights, means, precisions_cholesky):
+        """Block-level :class:`Model` from client-side parameters."""
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        return self.block_model(log_weights, means, precisions_cholesky)
+
+    def expected_mahalanobis(self, model, stats):
+        """``sum_ik r_ik ||(x_i - mu_k) P_k||^2`` from a pass's merged
+        statistics and the :class:`Model` its E-step evaluated (both of this
+        block kind).  With ``delta_k = m_k - mu_k`` it is
+        ``tr(P_k^T (S_k + N_k delta_k delta_k^T) P_k)``, ``S_k`` the centred
+        scatter."""
+        raise NotImplementedError
+
+    def pooled_scatter(self, scatter):
+        """``sum_k S_k`` of the centred scatter of statistics of this block
+        kind: (D, D) where they hold matrices, the diagonal (D,) where they
+        hold only that."""
+        return scatter.sum(axis=0)
+
+    # -- checks ---------------------------------------------------------------
+
+    def check_precisions(self, precisions):
+        """ValueError unless the user-given ``precisions`` (of the right
+        shape) are positive definite (scikit-learn's wording)."""
+        raise NotImplementedError
+
+    def check_saved(self, covariances, precisions_cholesky, eps, fail):
+        """Check saved covariances and precision factors (float64 arrays of
+        the right shapes, rounded once to a dtype of machine epsilon ``eps``);
+        ``fail(field, message)`` raises the error naming the field
+        ('covariances' or 'precisions_cholesky')."""
+        raise NotImplementedError
+
+    # -- summaries of the fitted covariances ----------------------------------
+
+    def variances(self, covariances, n_components, n_features):
+        """Variance along each feature, per component: (K, D)."""
+        raise NotImplementedError
+
+    def traces(self, covariances, n_components, n_features):
+        """Trace of each component's covariance: (K,)."""
+        raise NotImplementedError
+
+    def within(self, weights, covariances, n_features):
+        """``sum_k w_k Sigma_k``, (D, D)."""
+        raise NotImplementedError
+
+    def projected(self, covariances, axes, n_components):
+        """``axes.T @ Sigma_k @ axes`` for every component, (K, 2, 2); ``axes`` is (D, 2)."""
+        raise NotImplementedError
+
+    def sample(self, rng, means, covariances, counts):
+        """``counts[k]`` samples of each component, stacked in component order."""
+        raise NotImplementedError
+
+    # -- the variational family (BayesianGaussianMixture) ---------------------
+
+    def covariance_prior_shape(self, n_features):
+        """Shape of ``covariance_prior_``."""
+        raise NotImplementedError
+
+    def check_covariance_prior(self, prior, n_features):
+        """ValueError unless a user-given ``covariance_prior`` has the right
+        shape and is positive (definite)."""
+        raise NotImplementedError
+
+    def given_covariance_prior(self, prior):
+        """A user-given ``covariance_prior`` as the fitted attribute holds it."""
+        return np.asarray(prior, dtype=np.float64)
+
+    def default_covariance_prior(self, covariance):
+        """``covariance_prior_`` from the data's covariance ((D, D) or its
+        diagonal (D,))."""
+        raise NotImplementedError
+
+    def check_saved_covariance_prior(self, prior, fail):
+        """Check a loaded ``covariance_prior_``; ``fail(message)`` raises."""
+        raise NotImplementedError
+
+    def degrees_of_freedom_shape(self, n_components):
+        """Shape of the posterior's ``degrees_of_freedom``."""
+        return (n_components,)
+
+    def wishart_posterior(self, priors, nk, sk, diff, mean_precision):
+        """The Wishart posterior: ``(degrees_of_freedom, covariances)`` from
+        the counts ``nk`` (K,), the covariances ``sk`` of the M-step, the
+        means' distances from the mean prior ``diff`` (K, D) and the
+        posterior ``mean_precision`` (K,); ``priors`` holds
+        ``degrees_of_freedom_prior``, ``covariance_prior`` and
+        ``mean_precision_prior`` (scikit-learn's ``_estimate_wishart_*``)."""
+        raise NotImplementedError
+
+    def total_log_wishart_norm(self, log_wishart, n_components):
+        """The Wishart normalisations summed over the components."""
+        return float(np.sum(log_wishart))
+
+
+class FullCovariance(CovarianceModel):
+    """A covariance matrix per component."""
+
+    name = "full"
+    block_kind = "full"
+
+    def covariances_shape(self, n_components, n_features):
+        return (n_components, n_features, n_features)
+
+    scatter_shape = covariances_shape
+
+    def covariances(self, scatter, nk, reg_covar):
+        d = scatter.shape[-1]
+        covariances = scatter / nk[:, None, None]
+        covariances = covariances + reg_covar * np.eye(d)[None, :, :]
+        # Symmetrise: the scatter is symmetric up to rounding of the merges.
+        return 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+
+    def precisions_cholesky(self, covariances):
+        out = np.empty_like(covariances)
+        d = covariances.shape[-1]
+        for k, cov in enumerate(covariances):
+            out[k] = _chol_precision(cov, d)
+        return out
+
+    def precisions_cholesky_from_precisions(self, precisions):
+        return np.stack([_upper_factor(p) for p in precisions])
+
+    def precisions(self, precisions_cholesky):
         return np.matmul(precisions_cholesky, np.swapaxes(precisions_cholesky, 1, 2))
-    if covariance_type == "tied":
+
+    def covariances_from_precisions_cholesky(self, precisions_cholesky):
+        eye = np.eye(precisions_cholesky.shape[-1])
+        inv = np.stack([linalg.solve_triangular(p, eye, lower=False) for p in precisions_cholesky])
+        return np.matmul(inv.swapaxes(1, 2), inv)
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
+
+    def expected_mahalanobis(self, model, stats):
+        nk, delta, scatter, prec = _deviations(model, stats)
+        spread = scatter + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        return float(np.einsum("kij,kjl,kil->", spread, prec, prec))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components * n_features * (n_features + 1) / 2.0
+
+    def check_precisions(self, precisions):
+        for mat in self._stacked(precisions):
+            if not np.allclose(mat, mat.T) or np.any(np.linalg.eigvalsh(mat) <= 0.0):
+                raise ValueError(f"'{self.name} precision' should be symmetric, positive-definite.")
+
+    def _stacked(self, matrices):
+        """The component matrices, (K, D, D)."""
+        return matrices
+
+    def check_saved(self, covariances, precisions_cholesky, eps, fail):
+        prec3, cov3 = self._stacked(precisions_cholesky), self._stacked(covariances)
+        diagonals = np.diagonal(prec3, axis1=1, axis2=2)
+        if np.any(np.tril(prec3, -1) != 0):
+            fail("precisions_cholesky", "is not upper triangular")
+        if np.any(diagonals <= 0):
+            fail("precisions_cholesky", "has a non-positive diagonal entry")
+        scale = np.sqrt(np.abs(np.einsum("kii->ki", cov3)))
+        outer = scale[:, :, None] * scale[:, None, :]
+        # Mirrored float64 entries that differ in their last digits may round to
+        # neighbours of the stored dtype: a unit in its last place apart.
+        if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > (1e-8 + 2 * eps) * outer):
+            fail("covariances", "is not symmetric")
+        if np.any(np.einsum("kii->ki", cov3) <= 0):
+            fail("covariances", "has a non-positive variance on its diagonal")
+        # The covariances P^-T P^-1 the factors imply, compared with the stored
+        # ones in the scale of the correlations (S^-1 Sigma S^-1, S the standard
+        # deviations), where the factor is Q = S P.  Rounding Sigma and P to
+        # the stored dtype moves that comparison by at most ~D eps cond(Q);
+        # float64's own error in P, computed from Sigma, grows with cond(Q)^2.
+        with np.errstate(all="ignore"):
+            implied = FULL.covariances_from_precisions_cholesky(prec3)
+            error = np.max(np.abs(cov3 - implied) / outer, axis=(1, 2))
+            condition = np.linalg.cond(scale[:, :, None] * prec3)
+            d = cov3.shape[-1]
+            tolerance = 1e-6 + 1e4 * np.finfo(np.float64).eps * condition**2 + d * eps * condition
+        if not np.all(error <= tolerance):  # NaN (an overflowing inverse) fails too
+            fail("covariances", f"is not the inverse of the precisions (error {np.max(error):.3g})")
+
+    def variances(self, covariances, n_components, n_features):
+        return np.diagonal(covariances, axis1=1, axis2=2)
+
+    def traces(self, covariances, n_components, n_features):
+        return np.trace(covariances, axis1=1, axis2=2)
+
+    def within(self, weights, covariances, n_features):
+        return np.einsum("k,kij->ij", weights, covariances)
+
+    def projected(self, covariances, axes, n_components):
+        return np.einsum("ia,kij,jb->kab", axes, covariances, axes)
+
+    def sample(self, rng, means, covariances, counts):
+        return np.vstack([rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(means, covariances, counts)])
+
+    def covariance_prior_shape(self, n_features):
+        return (n_features, n_features)
+
+    def check_covariance_prior(self, prior, n_features):
+        prior = np.asarray(prior, dtype=np.float64)
+        expected = self.covariance_prior_shape(n_features)
+        if prior.shape != expected:
+            raise ValueError(
+                f"The parameter '{self.name} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
+            )
+        if not np.allclose(prior, prior.T) or np.any(np.linalg.eigvalsh(prior) <= 0.0):
+            raise ValueError(f"'{self.name} covariance_prior' should be symmetric, positive-definite")
+
+    def default_covariance_prior(self, covariance):
+        return np.atleast_2d(covariance)
+
+    def check_saved_covariance_prior(self, prior, fail):
+        # A prior computed from data with a constant feature has a zero
+        # variance: still a valid file, so semi-definite up to rounding.
+        if np.any(np.diag(prior) < 0):
+            fail("has a negative variance on its diagonal")
+        if not np.allclose(prior, prior.T):  # the estimator's test of a given prior
+            fail("is not symmetric")
+        eigenvalues = np.linalg.eigvalsh(prior)
+        if eigenvalues[0] < -1e-8 * max(eigenvalues[-1], 0.0):
+            fail(f"is not positive semi-definite (eigenvalue {eigenvalues[0]:.3g})")
+
+    def wishart_posterior(self, priors, nk, sk, diff, mean_precision):
+        shrink = priors.mean_precision_prior / mean_precision
+        dof = priors.degrees_of_freedom_prior + nk
+        outer = diff[:, :, None] * diff[:, None, :]
+        covariances = priors.covariance_prior + nk[:, None, None] * (sk + shrink[:, None, None] * outer)
+        return dof, covariances / dof[:, None, None]
+
+
+class TiedCovariance(FullCovariance):
+    """One covariance matrix shared by all components: a full model with one
+    matrix, whose M-step pools the components' scatter."""
+
+    name = "tied"
+    block_kind = "tied"
+    stackable = False  # its components share one precision
+
+    def covariances_shape(self, n_components, n_features):
+        return (n_features, n_features)
+
+    scatter_shape = covariances_shape
+
+    def _stacked(self, matrices):
+        return matrices[None]
+
+    def covariances(self, scatter, nk, reg_covar):
+        covariances = scatter / nk.sum() + reg_covar * np.eye(scatter.shape[-1])
+        return 0.5 * (covariances + covariances.T)
+
+    def precisions_cholesky(self, covariances):
+        return _chol_precision(covariances, covariances.shape[-1])
+
+    def precisions_cholesky_from_precisions(self, precisions):
+        return _upper_factor(precisions)
+
+    def precisions(self, precisions_cholesky):
         return precisions_cholesky @ precisions_cholesky.T
-    return precisions_cholesky**2
+
+    def covariances_from_precisions_cholesky(self, precisions_cholesky):
+        # P upper: Sigma = (P P^T)^-1 = P^-T P^-1
+        inv = linalg.solve_triangular(precisions_cholesky, np.eye(precisions_cholesky.shape[-1]), lower=False)
+        return inv.T @ inv
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(np.diag(precisions_cholesky)))
+
+    def expected_mahalanobis(self, model, stats):
+        nk, delta, scatter, prec = _deviations(model, stats)
+        spread = scatter + (nk[:, None] * delta).T @ delta
+        return float(np.sum((spread @ prec) * prec))
+
+    def pooled_scatter(self, scatter):
+        return scatter  # the statistics hold the sum already
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_features * (n_features + 1) / 2.0
+
+    def variances(self, covariances, n_components, n_features):
+        return np.broadcast_to(np.diagonal(covariances), (n_components, n_features))
+
+    def traces(self, covariances, n_components, n_features):
+        return np.full((n_components,), np.trace(covariances))
+
+    def within(self, weights, covariances, n_features):
+        return np.array(covariances, dtype=np.float64)
+
+    def projected(self, covariances, axes, n_components):
+        return np.broadcast_to(axes.T @ covariances @ axes, (n_components, 2, 2))
+
+    def sample(self, rng, means, covariances, counts):
+        return np.vstack([rng.multivariate_normal(m, covariances, int(s)) for m, s in zip(means, counts)])
+
+    def degrees_of_freedom_shape(self, n_components):
+        return ()
+
+    def wishart_posterior(self, priors, nk, sk, diff, mean_precision):
+        k = nk.shape[0]
+        dof = np.asarray(priors.degrees_of_freedom_prior + nk.sum() / k)
+        covariances = (
+            priors.covariance_prior
+            + sk * nk.sum() / k
+            + priors.mean_precision_prior / k * np.dot((nk / mean_precision) * diff.T, diff)
+        )
+        return dof, covariances / dof
+
+    def total_log_wishart_norm(self, log_wishart, n_components):
+        return n_components * float(np.squeeze(log_wishart))
+
+
+class DiagCovariance(CovarianceModel):
+    """A variance per component and feature."""
+
+    name = "diag"
+    block_kind = "diag"
+
+    def covariances_shape(self, n_components, n_features):
+        return (n_components, n_features)
+
+    def scatter_shape(self, n_components, n_features):
+        return (n_components, n_features)
+
+    def covariances(self, scatter, nk, reg_covar):
+        return scatter / nk[:, None] + reg_covar
+
+    def precisions_cholesky(self, covariances):
+        if np.any(np.less_equal(covariances, 0.0)) or not np.all(np.isfinite(covariances)):
+            raise ValueError(ILL_DEFINED_MESSAGE)
+        return 1.0 / np.sqrt(covariances)
+
+    def precisions_cholesky_from_precisions(self, precisions):
+        return np.sqrt(precisions)
+
+    def precisions(self, precisions_cholesky):
+        return precisions_cholesky**2
+
+    def covariances_from_precisions_cholesky(self, precisions_cholesky):
+        return 1.0 / precisions_cholesky**2
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(precisions_cholesky), axis=1)
+
+    def expected_mahalanobis(self, model, stats):
+        nk, delta, scatter, prec = _deviations(model, stats)
+        return float(np.sum(prec**2 * (scatter + nk[:, None] * delta**2)))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components * n_features
+
+    def check_precisions(self, precisions):
+        if np.any(np.less_equal(precisions, 0.0)) or not np.all(np.isfinite(precisions)):
+            raise ValueError(f"'{self.name} precision' should be positive.")
+
+    def check_saved(self, covariances, precisions_cholesky, eps, fail):
+        if np.any(precisions_cholesky <= 0):
+            fail("precisions_cholesky", "has a non-positive value")
+        if np.any(covariances <= 0):
+            fail("covariances", "has a non-positive variance")
+        error = np.abs(covariances * precisions_cholesky**2 - 1.0).max()
+        if not error <= 1e-6 + 4 * eps:  # each of cov and prec rounded once
+            fail("covariances", f"is not 1 / precisions_cholesky**2 (error {error:.3g})")
+
+    def variances(self, covariances, n_components, n_features):
+        return covariances
+
+    def traces(self, covariances, n_components, n_features):
+        return covariances.sum(axis=1)
+
+    def within(self, weights, covariances, n_features):
+        return np.diag(weights @ covariances)
+
+    def projected(self, covariances, axes, n_components):
+        return np.einsum("ia,ki,ib->kab", axes, covariances, axes)
+
+    def sample(self, rng, means, covariances, counts):
+        n_features = means.shape[1]
+        return np.vstack(
+            [m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c) for m, c, s in zip(means, covariances, counts)]
+        )
+
+    def covariance_prior_shape(self, n_features):
+        return (n_features,)
+
+    def check_covariance_prior(self, prior, n_features):
+        prior = np.asarray(prior, dtype=np.float64)
+        expected = self.covariance_prior_shape(n_features)
+        if prior.shape != expected:
+            raise ValueError(
+                f"The parameter '{self.name} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
+            )
+        if np.any(prior <= 0) or not np.all(np.isfinite(prior)):
+            raise ValueError(f"'{self.name} covariance_prior' should be positive")
+
+    def default_covariance_prior(self, covariance):
+        return covariance if covariance.ndim == 1 else np.diag(covariance).copy()
+
+    def check_saved_covariance_prior(self, prior, fail):
+        if np.any(prior < 0):
+            fail("holds negative variances")
+
+    def wishart_posterior(self, priors, nk, sk, diff, mean_precision):
+        shrink = priors.mean_precision_prior / mean_precision
+        dof = priors.degrees_of_freedom_prior + nk
+        covariances = priors.covariance_prior + nk[:, None] * (sk + shrink[:, None] * diff**2)
+        return dof, covariances / dof[:, None]
+
+
+class SphericalCovariance(DiagCovariance):
+    """One variance per component: a diagonal model whose variances are equal
+    along the features."""
+
+    name = "spherical"
+    block_kind = "spherical"
+
+    def covariances_shape(self, n_components, n_features):
+        return (n_components,)
+
+    def covariances(self, scatter, nk, reg_covar):
+        return (scatter / nk[:, None]).mean(axis=1) + reg_covar
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return n_features * np.log(precisions_cholesky)
+
+    def expected_mahalanobis(self, model, stats):
+        nk, delta, scatter, prec = _deviations(model, stats)
+        return float(np.sum(prec**2 * np.sum(scatter + nk[:, None] * delta**2, axis=1)))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components
+
+    def variances(self, covariances, n_components, n_features):
+        return np.broadcast_to(covariances[:, None], (n_components, n_features))
+
+    def traces(self, covariances, n_components, n_features):
+        return n_features * covariances
+
+    def within(self, weights, covariances, n_features):
+        return float(weights @ covariances) * np.eye(n_features)
+
+    def projected(self, covariances, axes, n_components):
+        return covariances[:, None, None] * (axes.T @ axes)
+
+    def covariance_prior_shape(self, n_features):
+        return ()
+
+    def check_covariance_prior(self, prior, n_features):
+        return None  # a number, checked by the estimator's parameter constraints
+
+    def given_covariance_prior(self, prior):
+        return float(prior)
+
+    def default_covariance_prior(self, covariance):
+        return float(super().default_covariance_prior(covariance).mean())
+
+    def wishart_posterior(self, priors, nk, sk, diff, mean_precision):
+        shrink = priors.mean_precision_prior / mean_precision
+        dof = priors.degrees_of_freedom_prior + nk
+        covariances = priors.covariance_prior + nk * (sk + shrink * np.mean(diff**2, axis=1))
+        return dof, covariances / dof
+
+
+FULL = FullCovariance()
+TIED = TiedCovariance()
+DIAG = DiagCovariance()
+SPHERICAL = SphericalCovariance()
+
+REGISTRY = {model.name: model for model in (FULL, TIED, DIAG, SPHERICAL)}
+
+# Every covariance_type, in scikit-learn's order.
+COVARIANCE_TYPES = tuple(REGISTRY)
+DEFAULT_COVARIANCE_TYPE = FULL.name
+
+
+def covariance_model(covariance_type) -> CovarianceModel:
+    """The :class:`CovarianceModel` of ``covariance_type`` (a name of
+    :data:`REGISTRY`, or a model itself), or ValueError."""
+    if isinstance(covariance_type, CovarianceModel):
+        return covariance_type
+    try:
+        return REGISTRY[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Invalid value for 'covariance_type': {covariance_type!r}. "
+            f"Use one of {', '.join(map(repr, COVARIANCE_TYPES))}."
+        ) from None
+
+
+def check_covariance_type(covariance_type):
+    covariance_model(covariance_type)
+
+
+# Functions of a covariance type's name, for the callers that hold the name.
+
+
+def covariance_shape(covariance_type, n_components, n_features):
+    """Shape of ``covariances_`` (and of ``precisions_``) for this type."""
+    return covariance_model(covariance_type).covariances_shape(n_components, n_features)
+
+
+def covariances_from_stats(stats: Stats, reg_covar: float, covariance_type=None):
+    """Closed-form M-step (:meth:`CovarianceModel.m_step`) of
+    ``covariance_type`` (by default the statistics' own block kind)."""
+    return covariance_model(stats.covariance_type if covariance_type is None else covariance_type).m_step(
+        stats, reg_covar
+    )
+
+
+def precisions_cholesky_from_covariances(covariances, covariance_type):
+    """Upper-triangular ``P`` with ``P P^T = Sigma^-1``."""
+    return covariance_model(covariance_type).precisions_cholesky(covariances)
+
+
+def precisions_cholesky_from_precisions(precisions, covariance_type):
+    """Upper-triangular factor ``P`` with ``P P^T`` the user-given precisions."""
+    return covariance_model(covariance_type).precisions_cholesky_from_precisions(precisions)
+
+
+def precisions_from_cholesky(precisions_cholesky, covariance_type):
+    return covariance_model(covariance_type).precisions(precisions_cholesky)
 
 
 def covariances_from_precisions_cholesky(precisions_cholesky, covariance_type):
     """Covariances implied by a precision factor (for ``precisions_init``)."""
-    if covariance_type in ("full", "tied"):
-        eye = np.eye(precisions_cholesky.shape[-1])
-        if covariance_type == "full":
-            inv = np.stack([linalg.solve_triangular(p, eye, lower=False) for p in precisions_cholesky])
-            return np.matmul(inv.swapaxes(1, 2), inv)
-        # P upper: Sigma = (P P^T)^-1 = P^-T P^-1
-        inv = linalg.solve_triangular(precisions_cholesky, eye, lower=False)
-        return inv.T @ inv
-    return 1.0 / precisions_cholesky**2
+    return covariance_model(covariance_type).covariances_from_precisions_cholesky(precisions_cholesky)
 
 
 def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
-    """log det of the precision's Cholesky factor, per component (or scalar for tied)."""
-    if covariance_type == "full":
-        return np.sum(np.log(np.diagonal(precisions_cholesky, axis1=1, axis2=2)), axis=1)
-    if covariance_type == "tied":
-        return np.sum(np.log(np.diag(precisions_cholesky)))
-    if covariance_type == "diag":
-        return np.sum(np.log(precisions_cholesky), axis=1)
-    return n_features * np.log(precisions_cholesky)
+    """log det of the precision's Cholesky factor, per component (or one when shared)."""
+    return covariance_model(covariance_type).log_det_cholesky(precisions_cholesky, n_features)
 
 
 def n_parameters(covariance_type, n_components, n_features):
     """Number of free parameters (for BIC/AIC)."""
-    cov = {
-        "full": n_components * n_features * (n_features + 1) / 2.0,
-        "tied": n_features * (n_features + 1) / 2.0,
-        "diag": n_components * n_features,
-        "spherical": n_components,
-    }[covariance_type]
-    return int(cov + n_components * n_features + n_components - 1)
+    return covariance_model(covariance_type).n_parameters(n_components, n_features)
 
 
 def make_model(weights, means, precisions_cholesky, covariance_type):
     """Block-level :class:`Model` from client-side parameters."""
-    means = np.asarray(means)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(weights)
-    return Model(
-        covariance_type,
-        log_weights,
-        means,
-        np.asarray(precisions_cholesky),
-        np.asarray(log_det_cholesky(precisions_cholesky, covariance_type, means.shape[1])),
-    )
+    return covariance_model(covariance_type).make_model(weights, means, precisions_cholesky)
