@@ -65,6 +65,7 @@ import numpy as np
 
 from ._engine import Run
 from ._blocks import Stats
+from ._covariance import covariance_model
 from .io import (
     RECORD_FIELDS,
     check_array,
@@ -216,15 +217,7 @@ def data_summary(run, n_features):
     # them (any family); else the run's own parameters (a Gaussian iterate).
     moments = getattr(run, "moments", None) or (run.weights, run.means, run.covariances)
     weights, means, cov = (np.asarray(a, dtype=np.float64) for a in moments)
-    kind = run.covariance_type
-    if kind == "full":
-        traces = np.trace(cov, axis1=1, axis2=2)
-    elif kind == "tied":
-        traces = np.full(weights.shape, np.trace(cov))
-    elif kind == "diag":
-        traces = cov.sum(axis=1)
-    else:
-        traces = n_features * cov
+    traces = covariance_model(run.covariance_type).traces(cov, weights.shape[0], n_features)
     mean = weights @ means
     spread = float(weights @ (traces + np.sum((means - mean) ** 2, axis=1)))
     n_samples = np.nan if run.n_samples is None else float(run.n_samples)
@@ -302,7 +295,7 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
         # What a stream of partial_fit after the resumed fit continues from.
         fields = zip(*(run.statistics[1:] for run in runs))
         stacked = [np.stack([np.asarray(value) for value in values]) for values in fields]
-        arrays.update(statistics_arrays("runs_statistics", Stats(runs[0].covariance_type, *stacked)))
+        arrays.update(statistics_arrays("runs_statistics", Stats(runs[0].statistics.covariance_type, *stacked)))
     meta = {
         "kind": KIND,
         "checkpoint_version": CHECKPOINT_VERSION,
@@ -350,8 +343,7 @@ def _posterior_field(path, arrays, name, n_runs, n_components):
 
 def _checked_state(path, arrays, meta, fp):
     """Validate every field of a checkpoint; its runs, iteration and summary."""
-    from ._blocks import COVARIANCE_TYPES
-    from ._covariance import covariance_shape
+    from ._covariance import COVARIANCE_TYPES, covariance_shape
 
     n_runs = check_integer(path, "n_runs", meta.get("n_runs"), minimum=1, remedy=_REMEDY)
     iteration = check_integer(path, "iteration", meta.get("iteration"), minimum=0, remedy=_REMEDY)
@@ -441,7 +433,9 @@ def _checked_state(path, arrays, meta, fp):
                 converged=bool(converged[i]),
                 history=[float(v) for v in used],
                 records=records_from_array(rows),
-                statistics=None if statistics is None else Stats(kind, *(np.array(v[i]) for v in statistics[1:])),
+                statistics=None if statistics is None else Stats(
+                    statistics.covariance_type, *(np.array(v[i]) for v in statistics[1:])
+                ),
             )
         )
     return runs, iteration, summary

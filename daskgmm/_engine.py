@@ -29,6 +29,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from . import _blocks, _blocks_missing
 from ._covariance import (
+    covariance_model,
     covariances_from_stats,
     make_model,
     precisions_cholesky_from_covariances,
@@ -794,8 +795,9 @@ MAX_STACK_WIDTH = 1 << 13
 
 def stack_plan(models):
     """How to evaluate ``models`` on a block: a list of ``(indices, model,
-    groups)``.  Models of one covariance type (but 'tied') are stacked
-    (:func:`_blocks.stack_models`) so that they share the pivot-centred
+    groups)``.  Models of one block kind are stacked, unless their components
+    share a precision (:attr:`CovarianceModel.stackable`;
+    :func:`_blocks.stack_models`) so that they share the pivot-centred
     block, the matrix products and the per-slice work; ``groups`` is None for
     a model evaluated alone."""
     plan = []
@@ -803,7 +805,7 @@ def stack_plan(models):
     for i, model in enumerate(models):
         by_kind.setdefault(model.covariance_type, []).append(i)
     for kind, indices in by_kind.items():
-        if kind == "tied":
+        if not covariance_model(kind).stackable:
             plan.extend(([i], models[i], None) for i in indices)
             continue
         batch, width = [], 0
@@ -917,7 +919,7 @@ def stats_to_numpy(stats):
 def m_step(run, stats, reg_covar):
     """Closed-form M-step: new parameters of ``run`` from merged stats (and
     ``run.moments``, which they are)."""
-    weights, means, covariances = covariances_from_stats(stats, reg_covar)
+    weights, means, covariances = covariances_from_stats(stats, reg_covar, run.covariance_type)
     run.moments = (weights, means, covariances)
     run.weights, run.means, run.covariances = weights, means, covariances
     run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)

@@ -29,13 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from ._blocks import Model
-from ._covariance import (
-    covariances_from_stats,
-    log_det_cholesky,
-    make_model,
-    precisions_cholesky_from_covariances,
-)
+from ._covariance import covariance_model, covariances_from_stats, make_model
 from ._engine import Run, m_step, scale_statistics
 
 WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
@@ -50,24 +44,10 @@ def expected_weighted_log_prob(model, stats):
     ``tr(P_k^T (S_k + N_k delta_k delta_k^T) P_k)``, ``S_k`` the centred
     scatter: no pass over the samples is needed.
     """
-    kind = model.covariance_type
     nk = np.asarray(stats.nk, dtype=np.float64)
     means = np.asarray(stats.means, dtype=np.float64)
-    scatter = np.asarray(stats.scatter, dtype=np.float64)
-    mu = np.asarray(model.means, dtype=np.float64)
-    prec = np.asarray(model.precisions_cholesky, dtype=np.float64)
     d = means.shape[1]
-    delta = means - mu
-    if kind == "full":
-        spread = scatter + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        quadratic = float(np.einsum("kij,kjl,kil->", spread, prec, prec))
-    elif kind == "tied":
-        spread = scatter + (nk[:, None] * delta).T @ delta
-        quadratic = float(np.sum((spread @ prec) * prec))
-    elif kind == "diag":
-        quadratic = float(np.sum(prec**2 * (scatter + nk[:, None] * delta**2)))
-    else:
-        quadratic = float(np.sum(prec**2 * np.sum(scatter + nk[:, None] * delta**2, axis=1)))
+    quadratic = covariance_model(model.covariance_type).expected_mahalanobis(model, stats)
     log_det = np.asarray(model.log_det, dtype=np.float64)
     constant = np.asarray(model.log_weights, dtype=np.float64) + log_det - 0.5 * d * math.log(2 * math.pi)
     return float(nk @ constant) - 0.5 * quadratic
@@ -143,15 +123,14 @@ class BayesianFamily:
         return stats if self.weight_scale == 1.0 else scale_statistics(stats, self.weight_scale)
 
     def _m_step(self, run, stats, reg_covar):
-        kind = run.covariance_type
+        kind = covariance_model(run.covariance_type)
         nk_raw = np.asarray(self._real(stats).nk, dtype=np.float64)
         # scikit-learn's _estimate_gaussian_parameters: nk + 10 eps, the
         # weighted means and covariances (reg_covar added), these from the
         # statistics as given (weights of order 1: no count near 10 eps).
-        run.moments = covariances_from_stats(stats, reg_covar)
+        run.moments = covariances_from_stats(stats, reg_covar, kind)
         _, xk, sk = run.moments
         nk = nk_raw + 10 * np.finfo(np.asarray(stats.means).dtype).eps
-        k = nk.shape[0]
         if self.weight_concentration_prior_type == "dirichlet_process":
             tail = np.hstack((np.cumsum(nk[::-1])[-2::-1], 0.0))
             concentration = np.stack([1.0 + nk, self.weight_concentration_prior + tail])
@@ -160,31 +139,10 @@ class BayesianFamily:
         mean_precision = self.mean_precision_prior + nk
         means = (self.mean_precision_prior * self.mean_prior + nk[:, None] * xk) / mean_precision[:, None]
         diff = xk - self.mean_prior
-        shrink = self.mean_precision_prior / mean_precision
-        if kind == "full":
-            dof = self.degrees_of_freedom_prior + nk
-            outer = diff[:, :, None] * diff[:, None, :]
-            covariances = self.covariance_prior + nk[:, None, None] * (sk + shrink[:, None, None] * outer)
-            covariances = covariances / dof[:, None, None]
-        elif kind == "tied":
-            dof = np.asarray(self.degrees_of_freedom_prior + nk.sum() / k)
-            covariances = (
-                self.covariance_prior
-                + sk * nk.sum() / k
-                + self.mean_precision_prior / k * np.dot((nk / mean_precision) * diff.T, diff)
-            )
-            covariances = covariances / dof
-        elif kind == "diag":
-            dof = self.degrees_of_freedom_prior + nk
-            covariances = self.covariance_prior + nk[:, None] * (sk + shrink[:, None] * diff**2)
-            covariances = covariances / dof[:, None]
-        else:
-            dof = self.degrees_of_freedom_prior + nk
-            covariances = self.covariance_prior + nk * (sk + shrink * np.mean(diff**2, axis=1))
-            covariances = covariances / dof
+        dof, covariances = kind.wishart_posterior(self, nk, sk, diff, mean_precision)
         run.means = means
         run.covariances = covariances
-        run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, kind)
+        run.precisions_cholesky = kind.precisions_cholesky(covariances)
         run.posterior = {"weight_concentration": concentration, "mean_precision": mean_precision, "degrees_of_freedom": dof}
         run.weights = self.expected_weights(concentration)
 
@@ -216,29 +174,21 @@ class BayesianFamily:
         log_lambda = d * math.log(2.0) + np.sum(digamma(0.5 * (dof - np.arange(d)[:, None])), axis=0)
         shift = -0.5 * d * np.log(dof) + 0.5 * (log_lambda - d / post["mean_precision"])
         log_weights = self.expected_log_weights(post["weight_concentration"]) + shift
-        prec = np.asarray(run.precisions_cholesky)
-        return Model(
-            run.covariance_type,
-            log_weights,
-            np.asarray(run.means),
-            prec,
-            np.asarray(log_det_cholesky(prec, run.covariance_type, d)),
-        )
+        return covariance_model(run.covariance_type).block_model(log_weights, run.means, run.precisions_cholesky)
 
     # -- lower bound ----------------------------------------------------------
 
     def lower_bound(self, run, stats, model):
         """scikit-learn's ``_compute_lower_bound`` with ``-sum r log r`` from
         the pass's statistics (``model``: the parameters of its E-step)."""
-        kind = run.covariance_type
+        kind = covariance_model(run.covariance_type)
         post = run.posterior
         d = run.means.shape[1]
         k = run.means.shape[0]
         entropy = float(stats.log_likelihood) - expected_weighted_log_prob(model, stats)
         dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
-        log_det = log_det_cholesky(run.precisions_cholesky, kind, d) - 0.5 * d * np.log(dof)
-        log_wishart = _log_wishart_norm(dof, log_det, d)
-        log_wishart = k * float(np.squeeze(log_wishart)) if kind == "tied" else float(np.sum(log_wishart))
+        log_det = kind.log_det_cholesky(run.precisions_cholesky, d) - 0.5 * d * np.log(dof)
+        log_wishart = kind.total_log_wishart_norm(_log_wishart_norm(dof, log_det, d), k)
         concentration = post["weight_concentration"]
         if self.weight_concentration_prior_type == "dirichlet_process":
             log_norm_weight = -float(np.sum(betaln(concentration[0], concentration[1])))

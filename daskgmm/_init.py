@@ -77,13 +77,14 @@ import functools
 import logging
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.exceptions import ConvergenceWarning
 
 from ._blocks import Stats
+from ._covariance import covariance_model
 from ._blocks_init import (
     _final_chunk,
     _given_resp_chunk,
@@ -145,13 +146,8 @@ def _stats_from_rows(rows, covariance_type):
     'random_from_data' / 'k-means++' start: each component owns one row)."""
     rows = np.asarray(rows, dtype=np.float64)
     k, d = rows.shape
-    scatter = {
-        "full": np.zeros((k, d, d)),
-        "tied": np.zeros((d, d)),
-        "diag": np.zeros((k, d)),
-        "spherical": np.zeros((k, d)),
-    }[covariance_type]
-    return Stats(covariance_type, float(k), 0.0, np.ones(k), rows, scatter)
+    kind = covariance_model(covariance_type)
+    return Stats(kind.block_kind, float(k), 0.0, np.ones(k), rows, np.zeros(kind.scatter_shape(k, d)))
 
 
 def run_from_stats(stats, spec, reg_covar, dtype=None):
@@ -233,8 +229,12 @@ def random_statistics(X, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, s
     """scikit-learn's 'random': responsibilities uniform on [0, 1), normalised
     per row, keyed by row index; their statistics per spec, from one pass."""
     chunk_fn = _chunk_fn(_random_chunk, skip_nonfinite)
+    # The block math accumulates each covariance model's statistics by its block kind.
+    block_specs = tuple(
+        replace(spec, covariance_type=covariance_model(spec.covariance_type).block_kind) for spec in specs
+    )
     stats = tree_reduce(
-        X, chunk_fn, merge_stat_columns, tuple(specs), split_every=split_every, name="daskgmm-init-random",
+        X, chunk_fn, merge_stat_columns, block_specs, split_every=split_every, name="daskgmm-init-random",
         weights=sample_weight,
     )
     _count(counter)
@@ -253,8 +253,8 @@ def init_from_resp(X, resp, spec, reg_covar, split_every=DEFAULT_SPLIT_EVERY, co
     if resp.shape != (X.shape[0], spec.n_components):
         raise ValueError(f"resp should have shape ({X.shape[0]}, {spec.n_components}), got {resp.shape}.")
     (stats,) = tree_reduce(
-        X, _given_resp_chunk, merge_stat_columns, (resp, spec.covariance_type), split_every=split_every,
-        name="daskgmm-init-resp", weights=sample_weight,
+        X, _given_resp_chunk, merge_stat_columns, (resp, covariance_model(spec.covariance_type).block_kind),
+        split_every=split_every, name="daskgmm-init-resp", weights=sample_weight,
     )
     _count(counter)
     return run_from_stats(stats_to_numpy(stats), spec, reg_covar)
@@ -286,7 +286,6 @@ def moments_from_stats(stats):
     hold only that.  Each term is centred, so data far from the origin keep
     their precision.
     """
-    kind = stats.covariance_type
     nk = np.asarray(stats.nk, dtype=np.float64)
     means = np.asarray(stats.means, dtype=np.float64)
     scatter = np.asarray(stats.scatter, dtype=np.float64)
@@ -294,10 +293,10 @@ def moments_from_stats(stats):
     mean = nk @ means / n
     offsets = means - mean
     weighted = nk[:, None] * offsets
-    if kind in ("full", "tied"):
-        within = scatter if kind == "tied" else scatter.sum(axis=0)
+    within = covariance_model(stats.covariance_type).pooled_scatter(scatter)
+    if within.ndim == 2:
         return n, mean, within + weighted.T @ offsets
-    return n, mean, scatter.sum(axis=0) + np.sum(weighted * offsets, axis=0)
+    return n, mean, within + np.sum(weighted * offsets, axis=0)
 
 
 # --------------------------------------------------------------------------
@@ -608,8 +607,11 @@ def kmeans_statistics(
     def set_index(spec):
         return set_of[(spec.pool_key, spec.seed, spec.n_components)]
 
+    def block_kind(spec):
+        return covariance_model(spec.covariance_type).block_kind
+
     for spec in specs:
-        key = (set_index(spec), spec.covariance_type)
+        key = (set_index(spec), block_kind(spec))
         if key not in request_of:
             request_of[key] = len(requests)
             requests.append(key)
@@ -621,7 +623,7 @@ def kmeans_statistics(
     stats, centers = [], []
     for spec in specs:
         s = set_index(spec)
-        stats.append(stats_to_numpy(final[request_of[(s, spec.covariance_type)]]))
+        stats.append(stats_to_numpy(final[request_of[(s, block_kind(spec))]]))
         centers.append(sets[s])
     return stats, centers
 

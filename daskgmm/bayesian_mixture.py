@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, covariance_model
 from ._engine import DEFAULT_SPLIT_EVERY, Run
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
@@ -134,6 +135,7 @@ class BayesianGaussianMixture(_BaseMixture):
 
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
@@ -156,7 +158,7 @@ class BayesianGaussianMixture(_BaseMixture):
         self,
         *,
         n_components: int = 1,
-        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        covariance_type: CovarianceType = DEFAULT_COVARIANCE_TYPE,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
         max_iter: int = 100,
@@ -209,7 +211,13 @@ class BayesianGaussianMixture(_BaseMixture):
 
     def _check_settings(self, n_features, n_components=None):
         """The given priors' shapes and values (scikit-learn's checks and wording)."""
-        d, kind = n_features, self.covariance_type
+        d, kind = n_features, covariance_model(self.covariance_type)
+        if not kind.bayesian:
+            supported = [name for name in COVARIANCE_TYPES if covariance_model(name).bayesian]
+            raise ValueError(
+                f"BayesianGaussianMixture does not support covariance_type={kind.name!r}: its Gauss-Wishart "
+                f"prior is defined for {', '.join(map(repr, supported))}. Use one of those, or GaussianMixture."
+            )
         if self.mean_prior is not None:
             mean_prior = np.asarray(self.mean_prior, dtype=np.float64)
             if mean_prior.shape != (d,):
@@ -221,18 +229,8 @@ class BayesianGaussianMixture(_BaseMixture):
                 f"The parameter 'degrees_of_freedom_prior' should be greater than {d - 1}, "
                 f"but got {self.degrees_of_freedom_prior:.3f}."
             )
-        if self.covariance_prior is not None and kind != "spherical":
-            prior = np.asarray(self.covariance_prior, dtype=np.float64)
-            expected = (d, d) if kind in ("full", "tied") else (d,)
-            if prior.shape != expected:
-                raise ValueError(
-                    f"The parameter '{kind} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
-                )
-            if kind == "diag":
-                if np.any(prior <= 0) or not np.all(np.isfinite(prior)):
-                    raise ValueError(f"'{kind} covariance_prior' should be positive")
-            elif not np.allclose(prior, prior.T) or np.any(np.linalg.eigvalsh(prior) <= 0.0):
-                raise ValueError(f"'{kind} covariance_prior' should be symmetric, positive-definite")
+        if self.covariance_prior is not None:
+            kind.check_covariance_prior(self.covariance_prior, d)
         return None
 
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
@@ -256,7 +254,7 @@ class BayesianGaussianMixture(_BaseMixture):
         centred scatter, (D, D) or its diagonal (D,): :func:`data_moments`
         or :func:`moments_from_stats`, of the weights divided by
         ``weight_scale``); the family they define."""
-        d, kind = n_features, self.covariance_type
+        d, kind = n_features, covariance_model(self.covariance_type)
         mean = covariance = None
         if moments is not None:
             n, mean, scatter = moments
@@ -271,13 +269,9 @@ class BayesianGaussianMixture(_BaseMixture):
             float(d) if self.degrees_of_freedom_prior is None else float(self.degrees_of_freedom_prior)
         )
         if self.covariance_prior is not None:
-            prior = self.covariance_prior
-            self.covariance_prior_ = float(prior) if kind == "spherical" else np.asarray(prior, dtype=np.float64)
-        elif kind in ("full", "tied"):
-            self.covariance_prior_ = np.atleast_2d(covariance)
+            self.covariance_prior_ = kind.given_covariance_prior(self.covariance_prior)
         else:
-            variances = covariance if covariance.ndim == 1 else np.diag(covariance).copy()
-            self.covariance_prior_ = variances if kind == "diag" else float(variances.mean())
+            self.covariance_prior_ = kind.default_covariance_prior(covariance)
         return self._family(weight_scale)
 
     def _family(self, weight_scale=1.0):

@@ -576,16 +576,9 @@ def _fmt_vector(values, digits=4):
 
 def component_stds(covariances, covariance_type, n_components, n_features):
     """Standard deviation along each feature, (K, D), for any covariance type."""
-    cov = np.asarray(covariances)
-    if covariance_type == "full":
-        var = np.diagonal(cov, axis1=1, axis2=2)
-    elif covariance_type == "tied":
-        var = np.broadcast_to(np.diagonal(cov), (n_components, n_features))
-    elif covariance_type == "diag":
-        var = cov
-    else:
-        var = np.broadcast_to(cov[:, None], (n_components, n_features))
-    return np.sqrt(var)
+    from ._covariance import covariance_model
+
+    return np.sqrt(covariance_model(covariance_type).variances(np.asarray(covariances), n_components, n_features))
 
 
 def component_table(weights, means, covariances, covariance_type, order=None):
@@ -1136,6 +1129,7 @@ def demo_plot(path, X, model, order, *, overwrite=False):
 def cmd_demo(args):
     import dask.array as da
 
+    from ._covariance import FULL
     from .mixture import GaussianMixture
 
     if args.n_samples < 100:
@@ -1145,7 +1139,7 @@ def cmd_demo(args):
     print(f"daskgmm demo: a {len(DEMO_WEIGHTS)}-component 2-D Gaussian mixture, {args.n_samples} samples (seed {args.random_state})")
     X, _ = demo_data(args.n_samples, seed=args.random_state)
     model = GaussianMixture(
-        len(DEMO_WEIGHTS), covariance_type="full", tol=args.tol, max_iter=args.max_iter, random_state=args.random_state
+        len(DEMO_WEIGHTS), covariance_type=FULL.name, tol=args.tol, max_iter=args.max_iter, random_state=args.random_state
     )
     with compute_context(args, out=sys.stdout):
         n_chunks = max(1, min(args.chunks, args.n_samples // 50))
@@ -1158,8 +1152,8 @@ def cmd_demo(args):
         f"fit: {state} after {model.n_iter_} iterations in {seconds:.2f} s "
         f"({model.n_passes_} passes over {dX.numblocks[0]} chunks), lower bound {model.lower_bound_:.6f}"
     )
-    true_stds = component_stds(DEMO_COVARIANCES, "full", 3, 2)
-    fitted_stds = component_stds(model.covariances_, "full", 3, 2)
+    true_stds = component_stds(DEMO_COVARIANCES, FULL, 3, 2)
+    fitted_stds = component_stds(model.covariances_, FULL, 3, 2)
     def pair(values):
         return "[" + ", ".join(f"{v:6.3f}" for v in values) + "]"
 
@@ -1298,7 +1292,7 @@ def _non_negative_float(text):
 
 def build_parser():
     from . import __version__
-    from ._blocks import COVARIANCE_TYPES
+    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE
     from ._init import INIT_PARAMS
 
     parser = argparse.ArgumentParser(
@@ -1320,7 +1314,10 @@ def build_parser():
         "plain inputs, streamed in that order",
     )
     fit.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K", help="number of components")
-    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full", help="default: full")
+    fit.add_argument(
+        "--covariance-type", choices=COVARIANCE_TYPES, default=DEFAULT_COVARIANCE_TYPE,
+        help=f"default: {DEFAULT_COVARIANCE_TYPE}",
+    )
     fit.add_argument("--max-iter", type=int, default=100, metavar="N", help="EM iterations at most (default: 100)")
     fit.add_argument("--tol", type=_non_negative_float, default=1e-3, help="convergence threshold on the lower bound (default: 1e-3)")
     fit.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, help="added to covariance diagonals (default: 1e-6)")

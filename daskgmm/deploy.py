@@ -532,6 +532,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     argparse.ArgumentParser
         Parser for the command's options.
     """
+    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE
+
     p = argparse.ArgumentParser(
         prog=prog,
         description=(
@@ -606,8 +608,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--n-components", "-k", type=int, default=1, help="number of mixture components K")
     m.add_argument(
-        "--covariance-type", choices=["full", "tied", "diag", "spherical"],
-        default="full", help="covariance parametrisation",
+        "--covariance-type", choices=COVARIANCE_TYPES,
+        default=DEFAULT_COVARIANCE_TYPE, help="covariance parametrisation",
     )
     m.add_argument("--max-iter", type=int, default=100, help="maximum EM iterations")
     m.add_argument("--tol", type=float, default=1e-3, help="convergence threshold on the lower bound")

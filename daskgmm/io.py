@@ -525,7 +525,7 @@ def check_parameters(
     float64): covariances and precisions_cholesky were each rounded to it
     after the factor was computed in float64, so their agreement is checked
     to that precision, never tighter."""
-    from ._covariance import covariances_from_precisions_cholesky
+    from ._covariance import covariance_model
 
     names = dict(zip(ARRAY_NAMES, ARRAY_NAMES), **(fields or {}))
     kwargs = {} if remedy is None else {"remedy": remedy}
@@ -539,47 +539,11 @@ def check_parameters(
     total = float(weights.sum())
     if abs(total - 1.0) > 1e-6:
         raise invalid(where, names["weights"], f"sums to {total:.10g}, not 1", **kwargs)
-    prec, cov = precisions_cholesky, covariances
-    if covariance_type in ("full", "tied"):
-        prec3, cov3 = (prec[None], cov[None]) if covariance_type == "tied" else (prec, cov)
-        diagonals = np.diagonal(prec3, axis1=1, axis2=2)
-        if np.any(np.tril(prec3, -1) != 0):
-            raise invalid(where, names["precisions_cholesky"], "is not upper triangular", **kwargs)
-        if np.any(diagonals <= 0):
-            raise invalid(where, names["precisions_cholesky"], "has a non-positive diagonal entry", **kwargs)
-        scale = np.sqrt(np.abs(np.einsum("kii->ki", cov3)))
-        outer = scale[:, :, None] * scale[:, None, :]
-        # Mirrored float64 entries that differ in their last digits may round to
-        # neighbours of the stored dtype: a unit in its last place apart.
-        if np.any(np.abs(cov3 - np.swapaxes(cov3, 1, 2)) > (1e-8 + 2 * eps) * outer):
-            raise invalid(where, names["covariances"], "is not symmetric", **kwargs)
-        if np.any(np.einsum("kii->ki", cov3) <= 0):
-            raise invalid(where, names["covariances"], "has a non-positive variance on its diagonal", **kwargs)
-        # The covariances P^-T P^-1 the factors imply, compared with the stored
-        # ones in the scale of the correlations (S^-1 Sigma S^-1, S the standard
-        # deviations), where the factor is Q = S P.  Rounding Sigma and P to
-        # the stored dtype moves that comparison by at most ~D eps cond(Q);
-        # float64's own error in P, computed from Sigma, grows with cond(Q)^2.
-        with np.errstate(all="ignore"):
-            implied = covariances_from_precisions_cholesky(prec3, "full")
-            error = np.max(np.abs(cov3 - implied) / outer, axis=(1, 2))
-            condition = np.linalg.cond(scale[:, :, None] * prec3)
-            d = cov3.shape[-1]
-            tolerance = 1e-6 + 1e4 * np.finfo(np.float64).eps * condition**2 + d * eps * condition
-        if not np.all(error <= tolerance):  # NaN (an overflowing inverse) fails too
-            raise invalid(
-                where, names["covariances"], f"is not the inverse of the precisions (error {np.max(error):.3g})", **kwargs
-            )
-    else:
-        if np.any(prec <= 0):
-            raise invalid(where, names["precisions_cholesky"], "has a non-positive value", **kwargs)
-        if np.any(cov <= 0):
-            raise invalid(where, names["covariances"], "has a non-positive variance", **kwargs)
-        error = np.abs(cov * prec**2 - 1.0).max()
-        if not error <= 1e-6 + 4 * eps:  # each of cov and prec rounded once
-            raise invalid(
-                where, names["covariances"], f"is not 1 / precisions_cholesky**2 (error {error:.3g})", **kwargs
-            )
+
+    def fail(name, message):
+        raise invalid(where, names[name], message, **kwargs)
+
+    covariance_model(covariance_type).check_saved(covariances, precisions_cholesky, eps, fail)
 
 
 # The fields of merged statistics (daskgmm._blocks.Stats) as saved arrays,
@@ -601,12 +565,14 @@ def check_statistics(where, prefix, arrays, covariance_type, k, d, *, leading=()
     ``leading`` axes, finite, ``n_samples`` and ``nk`` >= 0 (``n_samples``
     > 0 with ``positive_count``).  None when no field is saved."""
     from ._blocks import Stats
+    from ._covariance import covariance_model
 
     kwargs = {} if remedy is None else {"remedy": remedy}
     names = [f"{prefix}_{name}" for name in STATISTICS_FIELDS]
     if not any(name in arrays for name in names):
         return None
-    shapes = dict(zip(names, ((), (), (k,), (k, d), _scatter_shape(covariance_type, k, d))))
+    model = covariance_model(covariance_type)
+    shapes = dict(zip(names, ((), (), (k,), (k, d), model.scatter_shape(k, d))))
     values, dtype = {}, None
     for name in names:
         if name not in arrays:
@@ -634,12 +600,7 @@ def check_statistics(where, prefix, arrays, covariance_type, k, d, *, leading=()
         raise invalid(where, names[2], f"holds negative values ({nk.min():.6g})", **kwargs)
     if not leading:  # numbers, as the merges and scalings of a pass give them
         values = {name: value[()] if value.ndim == 0 else value for name, value in values.items()}
-    return Stats(covariance_type, *(values[name] for name in names))
-
-
-def _scatter_shape(covariance_type, k, d):
-    """Shape of the centred scatter of :class:`daskgmm._blocks.Stats`."""
-    return {"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d))
+    return Stats(model.block_kind, *(values[name] for name in names))
 
 
 # The fields of one iteration's record (``history_``; a run's ``records``).
@@ -911,8 +872,7 @@ def load(path: str | os.PathLike[str]) -> GaussianMixture | BayesianGaussianMixt
     >>> print(model.predict(X))
     [1 1 1 0 0 0]
     """
-    from ._blocks import COVARIANCE_TYPES
-    from ._covariance import covariance_shape, precisions_from_cholesky
+    from ._covariance import COVARIANCE_TYPES, covariance_shape, precisions_from_cholesky
 
     arrays, meta = read_archive(path)
     kind = meta.get("kind", "model")
@@ -1009,14 +969,17 @@ def _scalar_if_one(array, shape):
 def _load_posterior(path, model, arrays, meta, k, d):
     """The posterior and priors of a saved BayesianGaussianMixture, each
     field checked (shape, finite, positive where it must be)."""
+    from ._covariance import covariance_model
     from ._engine import Run
 
-    kind = model.covariance_type
+    kind = covariance_model(model.covariance_type)
+    if not kind.bayesian:
+        raise invalid(path, "covariance_type", f"is {kind.name!r}, which BayesianGaussianMixture does not support")
     process = model.weight_concentration_prior_type == "dirichlet_process"
     shapes = {
         "weight_concentration": (2, k) if process else (k,),
         "mean_precision": (k,),
-        "degrees_of_freedom": () if kind == "tied" else (k,),
+        "degrees_of_freedom": kind.degrees_of_freedom_shape(k),
     }
     posterior = {}
     for name, shape in shapes.items():
@@ -1044,7 +1007,7 @@ def _load_posterior(path, model, arrays, meta, k, d):
             path, "priors.degrees_of_freedom_prior",
             f"is {model.degrees_of_freedom_prior_!r}, not above n_features - 1 = {d - 1}",
         )
-    prior_shapes = {"mean_prior": (d,), "covariance_prior": {"full": (d, d), "tied": (d, d), "diag": (d,), "spherical": ()}[kind]}
+    prior_shapes = {"mean_prior": (d,), "covariance_prior": kind.covariance_prior_shape(d)}
     for name, shape in prior_shapes.items():
         if name not in arrays:
             raise ValueError(f"{path} is not a complete BayesianGaussianMixture: missing {name}.")
@@ -1052,10 +1015,15 @@ def _load_posterior(path, model, arrays, meta, k, d):
         if not np.all(np.isfinite(value)):
             raise invalid(path, name, "holds NaN or infinite values")
         setattr(model, name + "_", value)
-    _check_covariance_prior(path, kind, model.covariance_prior_)
-    if kind == "spherical":
-        model.covariance_prior_ = float(model.covariance_prior_)
-    run = Run(kind, model.weights_, model.means_, model.covariances_, model.precisions_cholesky_, posterior=posterior)
+
+    def fail(message):
+        raise invalid(path, "covariance_prior", message)
+
+    # Its variances are not negative, and a matrix is symmetric positive
+    # semi-definite up to rounding.
+    kind.check_saved_covariance_prior(model.covariance_prior_, fail)
+    model.covariance_prior_ = kind.given_covariance_prior(model.covariance_prior_)
+    run = Run(kind.name, model.weights_, model.means_, model.covariances_, model.precisions_cholesky_, posterior=posterior)
     model._set_posterior(run)
     # The weights are the posterior's mean, computed in float64 and rounded
     # to the saved dtype: they agree to that dtype's precision.
@@ -1065,18 +1033,3 @@ def _load_posterior(path, model, arrays, meta, k, d):
         raise invalid(path, "weights", "disagree with posterior_weight_concentration")
 
 
-def _check_covariance_prior(path, kind, prior):
-    """The prior's variances are not negative, and a full or tied prior is a
-    symmetric positive semi-definite matrix up to rounding (one computed from
-    data with a constant feature has a zero variance: still a valid file)."""
-    if kind in ("diag", "spherical"):
-        if np.any(prior < 0):
-            raise invalid(path, "covariance_prior", "holds negative variances")
-        return
-    if np.any(np.diag(prior) < 0):
-        raise invalid(path, "covariance_prior", "has a negative variance on its diagonal")
-    if not np.allclose(prior, prior.T):  # the estimator's test of a given prior
-        raise invalid(path, "covariance_prior", "is not symmetric")
-    eigenvalues = np.linalg.eigvalsh(prior)
-    if eigenvalues[0] < -1e-8 * max(eigenvalues[-1], 0.0):
-        raise invalid(path, "covariance_prior", f"is not positive semi-definite (eigenvalue {eigenvalues[0]:.3g})")

@@ -33,8 +33,12 @@ import dask.array as da
 from dask.utils import is_dataframe_like, is_series_like
 
 from . import _engine
-from ._blocks import COVARIANCE_TYPES, merge_statistics
+from ._blocks import merge_statistics
 from ._covariance import (
+    COVARIANCE_TYPES,
+    DEFAULT_COVARIANCE_TYPE,
+    CovarianceType,
+    covariance_model,
     covariance_shape,
     covariances_from_precisions_cholesky,
     make_model,
@@ -1497,22 +1501,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._check_is_fitted()
         if n_samples < 1:
             raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
-        _, n_features = self.means_.shape
         rng = check_random_state(self.random_state)
         n_samples_comp = rng.multinomial(n_samples, self.weights_)
-        if self.covariance_type == "full":
-            X = np.vstack(
-                [rng.multivariate_normal(m, c, int(s)) for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)]
-            )
-        elif self.covariance_type == "tied":
-            X = np.vstack([rng.multivariate_normal(m, self.covariances_, int(s)) for m, s in zip(self.means_, n_samples_comp)])
-        else:
-            X = np.vstack(
-                [
-                    m + rng.standard_normal(size=(s, n_features)) * np.sqrt(c)
-                    for m, c, s in zip(self.means_, self.covariances_, n_samples_comp)
-                ]
-            )
+        X = covariance_model(self.covariance_type).sample(rng, self.means_, self.covariances_, n_samples_comp)
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(n_samples_comp)])
         return X, y
 
@@ -1679,7 +1670,7 @@ class GaussianMixture(_BaseMixture):
         self,
         n_components: int = 1,
         *,
-        covariance_type: Literal["full", "tied", "diag", "spherical"] = "full",
+        covariance_type: CovarianceType = DEFAULT_COVARIANCE_TYPE,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
         max_iter: int = 100,
@@ -1729,6 +1720,7 @@ class GaussianMixture(_BaseMixture):
     # scikit-learn's own constraints for the parameters we share, plus ours.
     _parameter_constraints: dict = {
         **_SklearnGaussianMixture._parameter_constraints,
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
@@ -1768,7 +1760,7 @@ class GaussianMixture(_BaseMixture):
                 raise ValueError(
                     f"The parameter '{kind} precision' should have the shape of {expected}, but got {precisions.shape}."
                 )
-            _check_positive_precisions(precisions, kind)
+            covariance_model(kind).check_precisions(precisions)
         return weights, means, precisions
 
     # -- hooks of _BaseMixture ------------------------------------------------
@@ -1933,18 +1925,6 @@ def _best_run(runs, dtype=np.float64):
         if run.lower_bound > best.lower_bound + margin:
             best = run
     return best
-
-
-def _check_positive_precisions(precisions, kind):
-    name = f"'{kind} precision'"
-    if kind in ("diag", "spherical"):
-        if np.any(np.less_equal(precisions, 0.0)) or not np.all(np.isfinite(precisions)):
-            raise ValueError(f"{name} should be positive.")
-        return
-    mats = precisions[None] if kind == "tied" else precisions
-    for mat in mats:
-        if not np.allclose(mat, mat.T) or np.any(np.linalg.eigvalsh(mat) <= 0.0):
-            raise ValueError(f"{name} should be symmetric, positive-definite.")
 
 
 class _VerbosePrinter:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._blocks import COVARIANCE_TYPES
+from ._covariance import covariance_model
 
 if TYPE_CHECKING:  # matplotlib is imported when drawing only
     from matplotlib.axes import Axes
@@ -72,17 +72,6 @@ def _component_colors(n):
 # --------------------------------------------------------------------------
 
 
-def _within_covariance(weights, covariances, covariance_type, n_features):
-    """sum_k w_k Sigma_k, (D, D), for any covariance type."""
-    if covariance_type == "full":
-        return np.einsum("k,kij->ij", weights, covariances)
-    if covariance_type == "tied":
-        return np.array(covariances, dtype=np.float64)
-    if covariance_type == "diag":
-        return np.diag(weights @ covariances)
-    return float(weights @ covariances) * np.eye(n_features)
-
-
 def _total_covariance(weights, means, covariances, covariance_type):
     """The covariance of the whole mixture, (D, D): the weighted mean of the
     components' covariances plus the weighted scatter of their means."""
@@ -91,7 +80,7 @@ def _total_covariance(weights, means, covariances, covariance_type):
     means = np.asarray(means, dtype=np.float64)
     centred = means - weights @ means
     between = np.einsum("k,ki,kj->ij", weights, centred, centred)
-    within = _within_covariance(weights, np.asarray(covariances, dtype=np.float64), covariance_type, means.shape[1])
+    within = covariance_model(covariance_type).within(weights, np.asarray(covariances, dtype=np.float64), means.shape[1])
     return within + between
 
 
@@ -100,15 +89,7 @@ def _projected_covariances(covariances, covariance_type, axes, n_components):
     covariances as a model stores them for ``covariance_type``; ``axes``
     is (D, 2)."""
     covariances = np.asarray(covariances, dtype=np.float64)
-    if covariance_type == "full":
-        return np.einsum("ia,kij,jb->kab", axes, covariances, axes)
-    if covariance_type == "tied":
-        return np.broadcast_to(axes.T @ covariances @ axes, (n_components, 2, 2))
-    if covariance_type == "diag":
-        return np.einsum("ia,ki,ib->kab", axes, covariances, axes)
-    if covariance_type == "spherical":
-        return covariances[:, None, None] * (axes.T @ axes)
-    raise ValueError(f"covariance_type {covariance_type!r} is not one of {COVARIANCE_TYPES}.")
+    return covariance_model(covariance_type).projected(covariances, axes, n_components)
 
 
 def _feature_index(model, feature, n_features):

@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 import dask.array as da
 
 from . import _engine
-from ._covariance import check_covariance_type
+from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, check_covariance_type
 from ._engine import DEFAULT_SPLIT_EVERY
 from ._init import PassCounter, Spec, initialize
 from .mixture import (
@@ -174,7 +174,7 @@ def _check_types(covariance_types):
         covariance_types = (covariance_types,)
     types = list(dict.fromkeys(covariance_types))
     if not types:
-        raise ValueError("covariance_types is empty: give at least one of 'full', 'tied', 'diag', 'spherical'.")
+        raise ValueError(f"covariance_types is empty: give at least one of {', '.join(map(repr, COVARIANCE_TYPES))}.")
     for kind in types:
         check_covariance_type(kind)
     return types
@@ -186,7 +186,7 @@ def select_n_components(
     n_components_range: Iterable[int],
     *,
     criterion: Literal["bic", "aic"] = "bic",
-    covariance_types: Sequence[Literal["full", "tied", "diag", "spherical"]] = ("full",),
+    covariance_types: Sequence[CovarianceType] = (DEFAULT_COVARIANCE_TYPE,),
     n_init: int = 1,
     init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
     random_state: int | np.random.RandomState | None = None,

@@ -1,9 +1,10 @@
 """The package's shape (issue #21): no import cycle in daskgmm/, and no
 covariance-type name outside the covariance registry and the block math.
 
-Both read the source with :mod:`ast` (nothing is imported).  They fail on
-the code as it is and are marked ``xfail(strict=True)``: the marker must go
-when the refactor lands (strict: an unexpected pass fails the suite)."""
+Both read the source with :mod:`ast` (nothing is imported).  The import
+test fails on the code as it is and is marked ``xfail(strict=True)``: the
+marker must go when the refactor lands (strict: an unexpected pass fails the
+suite)."""
 
 from __future__ import annotations
 
@@ -228,13 +229,6 @@ def test_no_import_cycle():
     assert not cycles, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue #21: 79 covariance-type literals in 11 modules today (12 of them in Literal[...] "
-    "annotations): io 14, bayesian_mixture 13, mixture 10, _families 7, _init 7, cli 7, plot 7, deploy 5, "
-    "select 5, _checkpoint 3, _engine 1; remove this marker when the registry holds them all",
-)
 def test_no_covariance_type_literal_outside_registry():
     found = covariance_type_literals()
     assert not found, (
