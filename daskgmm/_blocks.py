@@ -61,6 +61,7 @@ Numerical notes
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import NamedTuple
 
@@ -770,6 +771,54 @@ def _offset_ratios(xp, model, pivot, limit):
     return [float(v) for v in ratios]
 
 
+class _Slice(NamedTuple):
+    """One slice of a block's rows, in the layouts that the E-step and the
+    accumulators read (:func:`_centred_slice`).
+
+    Attributes
+    ----------
+    rows : (n, D) the raw rows (skipped ones zeroed)
+    centred : (n, D) ``x - c``, ``c`` the block's pivot (for 'full' and
+        'tied' a view of ``centred_t``)
+    centred_t : (D, n) its transpose ('full', 'tied'; else None)
+    squared : (n, D) ``(x - c)^2`` ('diag', 'spherical'; else None)
+    augmented : (D + 1, n) ``[x - c, 1]^T`` ('full'; else None), whose first
+        D rows are ``centred_t``
+    """
+
+    rows: object
+    centred: object
+    centred_t: object
+    squared: object
+    augmented: object
+
+
+class _Accumulator(abc.ABC):
+    """Sufficient statistics of one block, summed slice by slice.
+
+    One class per strategy (:class:`_DiagonalSums`, :class:`_FullSums`,
+    :class:`_PivotSums`), chosen by :func:`_accumulator` from the covariance
+    type and the shapes; each sums about the block's pivot ``c`` (given when
+    it is made) while the pivot formula keeps its precision, and moves a
+    component, or one feature of it, to a pivot of its own where it would
+    not.
+    """
+
+    @abc.abstractmethod
+    def add(self, part, resp):
+        """Add one slice: ``part`` (:class:`_Slice`) and its responsibilities
+        (K, n), zero on skipped rows and times the rows' weights."""
+
+    @abc.abstractmethod
+    def total(self):
+        """Sum of every first-order sum: a NaN/inf in the rows shows here
+        (the finiteness check of rows that no E-step has seen)."""
+
+    @abc.abstractmethod
+    def stats(self, n_samples, log_likelihood):
+        """:class:`Stats` of the block (absolute means)."""
+
+
 class _OwnPivotSums:
     """Sums of the components that a block sums about pivots of their own
     (:func:`_sums_about_own_pivots`), accumulated over its slices.
@@ -833,7 +882,7 @@ class _OwnPivotSums:
         return self.pivots + sums / _safe(self.xp, nk)[:, None]
 
 
-class _FullSums:
+class _FullSums(_Accumulator):
     """Sums of a 'full' block on the weighted-rows path (``K <= (D + 1) / 2``,
     :func:`_uses_pairs`), accumulated over its slices.
 
@@ -867,8 +916,8 @@ class _FullSums:
     pairwise update, as blocks are.
     """
 
-    def __init__(self, xp, k, d, dtype, device, limit):
-        self.xp, self.limit, self.device, self.dtype = xp, limit, device, dtype
+    def __init__(self, xp, k, d, dtype, device, pivot, limit):
+        self.xp, self.limit, self.device, self.dtype, self.pivot = xp, limit, device, dtype, pivot
         self.k, self.d = k, d
         self.state = np.zeros(k, dtype=np.int8)  # 0 on the pivot, 1 shifted, 2 exact
         self.checking = np.zeros(k, dtype=bool)  # shifted, its bound not checked yet
@@ -911,7 +960,7 @@ class _FullSums:
         self.n = xp.where(mask, xp.zeros_like(self.n), self.n)
         self.sums = _pick(xp, mask, tuple(xp.zeros_like(a) for a in self.sums), self.sums)
 
-    def _product(self, resp, centred_t, comps, pivot):
+    def _product(self, resp, centred_t, comps):
         """First-order sums (J, D) and moments (J, D, D) of the components
         ``comps`` (responsibilities ``resp`` (J, n)) in their states."""
         xp = self.xp
@@ -922,24 +971,22 @@ class _FullSums:
         shifted = [i for i, j in enumerate(comps) if self.state[j] == 1]
         if shifted:
             # r (x - p) = r (x - c) - r (p - c): a rounding of r |x - c| either way
-            offsets = self.pivots - pivot
+            offsets = self.pivots - self.pivot
             for i in shifted:
                 weighted[i, ...] -= offsets[comps[i], :, None] * resp[i, None, :]
                 first[i, :] = xp.sum(weighted[i, ...], axis=1)
         moment = xp.matmul(xp.reshape(weighted, (len(comps) * d, n)), centred)
         return first, xp.reshape(moment, (len(comps), d, d))
 
-    def add(self, rows, augmented, resp, pivot):
-        """Add one slice: raw rows (n, D), ``augmented`` ([x - c, 1]^T,
-        (D + 1, n)), responsibilities (K, n), the block pivot ``c`` (D,)."""
+    def add(self, part, resp):
         xp = self.xp
         k, d = self.k, self.d
         comps = [j for j in range(k) if self.state[j] < 2]
-        centred_t = augmented[:d, :]
+        centred_t = part.augmented[:d, :]
         if comps:
             r = resp if len(comps) == k else xp.take(resp, self._index(comps), axis=0)
             nk = xp.sum(r, axis=1)
-            product = self._product(r, centred_t, comps, pivot)
+            product = self._product(r, centred_t, comps)
             if len(comps) < k:
                 nk, product = _expand(xp, nk, comps, k), tuple(_expand(xp, a, comps, k) for a in product)
             total_n, total = self.n + nk, tuple(a + b for a, b in zip(self.sums, product))
@@ -950,56 +997,56 @@ class _FullSums:
                 diagonal = _moment_diagonal(xp, total[1], "full", d, None)
                 fresh = to_numpy(_cancelling(xp, total_n, total[0], diagonal, self.limit, "full")) & on_pivot
                 if fresh.any():
-                    self._shift(fresh, total_n, total, pivot)
-                    product, total = self._redo(product, resp, centred_t, fresh, pivot), None
+                    self._shift(fresh, total_n, total)
+                    product, total = self._redo(product, resp, centred_t, fresh), None
             if self.checking.any():
-                nk, product = self._check(nk, product, resp, centred_t, pivot)
+                nk, product = self._check(nk, product, resp, centred_t)
                 total = None
             self.n = self.n + nk if total is None else total_n
             self.sums = tuple(a + b for a, b in zip(self.sums, product)) if total is None else total
         if (self.state == 2).any():
-            self.exact.add(rows, resp)
+            self.exact.add(part.rows, resp)
 
-    def _shift(self, fresh, nk, sums, pivot):
+    def _shift(self, fresh, nk, sums):
         """Shift the components ``fresh`` to their weighted means (``nk``,
         ``sums`` on the pivot, the running sums)."""
         xp = self.xp
-        means = sums[0] / _safe(xp, nk)[:, None] + pivot
+        means = sums[0] / _safe(xp, nk)[:, None] + self.pivot
         self._leave_pivot(fresh)
         self.pivots = xp.where(self._mask(fresh)[:, None], means, self.pivots)
         self.state[fresh] = 1
         self.checking |= fresh
 
-    def _redo(self, product, resp, centred_t, which, pivot):
+    def _redo(self, product, resp, centred_t, which):
         """``product`` with the rows of the components ``which`` formed again."""
         xp = self.xp
         comps = [int(j) for j in np.flatnonzero(which)]
-        again = self._product(xp.take(resp, self._index(comps), axis=0), centred_t, comps, pivot)
+        again = self._product(xp.take(resp, self._index(comps), axis=0), centred_t, comps)
         return _pick(xp, self._mask(which), tuple(_expand(xp, a, comps, self.k) for a in again), product)
 
-    def _bound(self, nk, product, pivot):
+    def _bound(self, nk, product):
         """Per component (host bools): whether the shifted sums exceed the
         bound, and whether its pivot is far from its rows."""
         xp = self.xp
-        second = self._about_own(product, pivot)
+        second = self._about_own(product)
         q_p = xp.linalg.diagonal(second)
         safe = _safe(xp, nk)[:, None]
         sums = product[0]
         spread = q_p - sums * sums / safe
-        shift = (self.pivots - pivot) + sums / safe
+        shift = (self.pivots - self.pivot) + sums / safe
         q_c = spread + nk[:, None] * shift * shift
         limit2 = self.limit * self.limit
         beyond = to_numpy(xp.any(q_p * q_c > limit2 * spread * spread, axis=1) & (nk > 0))
         far_pivot = to_numpy(xp.any(q_p > 2 * spread, axis=1))
         return beyond, far_pivot
 
-    def _about_own(self, product, pivot):
+    def _about_own(self, product):
         """``sum r (x - p)(x - p)^T = M - s (p - c)^T``, symmetrised, (K, D, D)."""
         xp = self.xp
-        second = product[1] - product[0][:, :, None] * (self.pivots - pivot)[:, None, :]
+        second = product[1] - product[0][:, :, None] * (self.pivots - self.pivot)[:, None, :]
         return (second + xp.permute_dims(second, (0, 2, 1))) / 2
 
-    def _check(self, nk, product, resp, centred_t, pivot):
+    def _check(self, nk, product, resp, centred_t):
         """The bound of the shifted components not yet checked, on their first
         slice with rows: a model's mean far from the rows moves to the
         slice's weighted mean (formed again, checked again); beyond the bound,
@@ -1008,13 +1055,13 @@ class _FullSums:
         todo = self.checking & counted
         if not todo.any():
             return nk, product
-        beyond, far_pivot = self._bound(nk, product, pivot)
+        beyond, far_pivot = self._bound(nk, product)
         moving = todo & beyond & self.model_pivot & far_pivot
         if moving.any():
             self.pivots = self.xp.where(self._mask(moving)[:, None],
                                         product[0] / _safe(self.xp, nk)[:, None] + self.pivots, self.pivots)
-            product = self._redo(product, resp, centred_t, moving, pivot)
-            beyond = np.where(moving, self._bound(nk, product, pivot)[0], beyond)
+            product = self._redo(product, resp, centred_t, moving)
+            beyond = np.where(moving, self._bound(nk, product)[0], beyond)
         self.checking &= ~todo
         self.model_pivot &= ~todo
         exact = todo & beyond
@@ -1028,16 +1075,14 @@ class _FullSums:
         return nk, product
 
     def total(self):
-        """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
         xp = self.xp
         total = xp.sum(self.sums[0])
         if self.exact.sums is not None:
             total = total + xp.sum(self.exact.sums[1])
         return total
 
-    def stats(self, n_samples, log_likelihood, pivot):
-        """:class:`Stats` of the block (absolute means)."""
-        xp = self.xp
+    def stats(self, n_samples, log_likelihood):
+        xp, pivot = self.xp, self.pivot
         n, sums = self.n, self.sums
         if self.frozen is not None:
             mask = self._mask(self.state == 0)
@@ -1054,7 +1099,7 @@ class _FullSums:
             mask = self._mask(self.state == 1)
             n_s = xp.where(mask, self.n, xp.zeros_like(self.n))
             shifted = _pick(xp, mask, self.sums, tuple(xp.zeros_like(a) for a in self.sums))
-            others.append(_centred_about_own_pivots(xp, "full", n_s, shifted[0], self._about_own(shifted, pivot),
+            others.append(_centred_about_own_pivots(xp, "full", n_s, shifted[0], self._about_own(shifted),
                                                     self.pivots, pivot))
         if self.exact.sums is not None:
             others.append(self.exact.stats(pivot))
@@ -1072,7 +1117,7 @@ class _FullSums:
         return merged._replace(means=means)
 
 
-class _DiagonalSums:
+class _DiagonalSums(_Accumulator):
     """Per-feature sums of a 'diag' or 'spherical' block (whose scatter is
     the diagonal, (K, D)), accumulated over its slices.
 
@@ -1097,8 +1142,9 @@ class _DiagonalSums:
     with the pairwise update (:func:`merge_statistics`), as the blocks are.
     """
 
-    def __init__(self, xp, k, d, dtype, device, limit):
+    def __init__(self, xp, kind, k, d, dtype, device, pivot, limit):
         self.xp, self.limit, self.device, self.dtype = xp, limit, device, dtype
+        self.kind, self.pivot = kind, pivot
         zeros = lambda: xp.zeros((k, d), dtype=dtype, device=device)  # noqa: E731
         self.nk = xp.zeros((k,), dtype=dtype, device=device)
         self.about_pivot = None  # [sum r (x - c), sum r (x - c)^2], (K, D) each, every slice
@@ -1110,10 +1156,9 @@ class _DiagonalSums:
         self.many = np.zeros(k, dtype=bool)  # components summed over every feature (COLUMN_COST)
         self.unsummed = xp.zeros((), dtype=dtype, device=device)  # sum of x - c over slices without pivot sums
 
-    def add(self, rows, centred, squared, resp, pivot):
-        """Add one slice: raw rows (n, D), ``x - c`` and ``(x - c)^2`` (n, D),
-        responsibilities (K, n), the block pivot ``c`` (D,)."""
+    def add(self, part, resp):
         xp = self.xp
+        rows, centred, squared = part.rows, part.centred, part.squared
         nk = xp.sum(resp, axis=1)
         if self.own.all():  # no pivot sums left to form (well-separated clusters)
             self.nk = self.nk + nk
@@ -1144,7 +1189,7 @@ class _DiagonalSums:
                 before = [xp.broadcast_to(self.nk[:, None], sums.shape)] + (
                     self.about_pivot or [xp.zeros_like(sums)] * 2)
                 self.frozen = [xp.where(mask, a, f) for a, f in zip(before, self.frozen)]
-                self.pivots = xp.where(mask, pivot + shift, self.pivots)
+                self.pivots = xp.where(mask, self.pivot + shift, self.pivots)
                 self.own = self.own | fresh
                 self._rebuild()
         self.nk = total_nk
@@ -1272,12 +1317,10 @@ class _DiagonalSums:
         return _indices(self.xp, values, self.device)
 
     def total(self):
-        """Sum of every first-order sum (a NaN/inf in the rows shows here)."""
         return self.xp.sum(self.about_pivot[0]) + self.unsummed
 
-    def stats(self, n_samples, log_likelihood, pivot, kind):
-        """:class:`Stats` of the block (absolute means)."""
-        xp = self.xp
+    def stats(self, n_samples, log_likelihood):
+        xp, pivot = self.xp, self.pivot
         nk = self.nk
         n_a = xp.broadcast_to(nk[:, None], self.pivots.shape)
         sums_a, second_a = self.about_pivot
@@ -1298,7 +1341,7 @@ class _DiagonalSums:
         else:
             means = means_a + pivot
         means = xp.where(nk[:, None] > 0, means, xp.zeros_like(means))
-        return Stats(kind, n_samples, log_likelihood, nk, means, scatter)
+        return Stats(self.kind, n_samples, log_likelihood, nk, means, scatter)
 
 
 def _indices(xp, values, device):
@@ -1386,12 +1429,12 @@ def block_statistics(
     # cancel).
     by_feature = kind in ("diag", "spherical")
     if by_feature:  # per feature: see _DiagonalSums
-        sums = _DiagonalSums(xp, k, d, X.dtype, device, limit)
+        sums = _DiagonalSums(xp, kind, k, d, X.dtype, device, pivot, limit)
     own = _OwnPivotSums(xp, k, d, X.dtype, device, limit, kind)
     pairs = _pair_indices(xp, d, device) if _uses_pairs(kind, k, d) else None
     by_product = kind == "full" and pairs is None  # see _FullSums
     if by_product:
-        full = _FullSums(xp, k, d, X.dtype, device, limit)
+        full = _FullSums(xp, k, d, X.dtype, device, pivot, limit)
     # Components whose log-density about the pivot would cancel are
     # evaluated from the raw rows.
     exact = _cancelling_components(xp, model, pivot, limit) if resp is None else []
@@ -1446,11 +1489,12 @@ def block_statistics(
             r = xp.where(keep[None, start:stop], r, xp.zeros_like(r))
         if weights is not None:
             r = r * weights[None, start:stop]
+        part = _Slice(Xz[start:stop, :], centred, centred_t, squared, augmented)
         if by_feature:
-            sums.add(Xz[start:stop, :], centred, squared, r, pivot)
+            sums.add(part, r)
             continue
         if by_product:
-            full.add(Xz[start:stop, :], augmented, r, pivot)
+            full.add(part, r)
             continue
         if all(own.chosen):  # no pivot sums left to do
             own.add(Xz[start:stop, :], r)
@@ -1508,11 +1552,11 @@ def block_statistics(
     if by_feature:
         if resp is not None and keep is None:
             check_finite(xp, sums.total(), X, row_offset)
-        return sums.stats(n_used, log_likelihood, pivot, kind)
+        return sums.stats(n_used, log_likelihood)
     if by_product:
         if resp is not None and keep is None:
             check_finite(xp, full.total(), X, row_offset)
-        return full.stats(n_used, log_likelihood, pivot)
+        return full.stats(n_used, log_likelihood)
     if moment is None:  # every slice summed about the components' own pivots
         moment = xp.zeros({"full": (k, d, d), "tied": (d, d)}.get(kind, (k, d)), dtype=X.dtype, device=device)
     elif pairs is not None:
