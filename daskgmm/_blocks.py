@@ -679,25 +679,9 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
         r = resp if len(sparse) == k else xp.take(resp, index, axis=0)  # (S, n)
         r_used = used if len(sparse) == k else xp.take(used, index, axis=0)
         if sum(int(counts[j]) for j in sparse) > DENSE_FRACTION * n:
-            # At most one component has more than half a row's weight.
-            first = 2 * r > xp.sum(r, axis=0)[None, :]
-            one_hot = xp.astype(first, dtype)
-            main = one_hot * r
-            label = xp.astype(xp.matmul(xp.arange(len(sparse), dtype=dtype, device=device), one_hot), xp.int64)
-            dev = rows - xp.take(own, label, axis=0)  # (n, D)
-            part_sums = xp.matmul(main, dev)
-            if kind == "full" and _uses_pairs(kind, len(sparse), d):  # as on the pivot path
-                dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
-                pairs = _pair_indices(xp, d, device)
-                products = xp.take(dev_t, pairs[0], axis=0) * xp.take(dev_t, pairs[1], axis=0)
-                part_second = xp.matmul(main, xp.permute_dims(products, (1, 0)))  # (S, pairs)
-                part_second = xp.reshape(xp.take(part_second, pairs[2], axis=1), (len(sparse), d, d))
-            else:
-                dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
-                part_second = _second_moment_about_pivot(xp, dev, dev_t, main, kind)
-                if kind == "tied":
-                    shared = shared + part_second
-            part_nk = xp.sum(main, axis=1)
+            first, part_nk, part_sums, part_second = _sums_on_main_components(xp, rows, r, own, kind)
+            if kind == "tied":
+                shared = shared + part_second
             for i, j in enumerate(sparse):
                 nk[j], sums[j] = nk[j] + part_nk[i], sums[j] + part_sums[i, :]
                 if kind != "tied":
@@ -716,6 +700,32 @@ def _sums_about_own_pivots(xp, rows, resp, chosen, pivots, kind):
                 if begin < stop:
                     add(j, weights[begin:stop], dev[begin:stop, :])
     return xp.stack(nk), xp.stack(sums), shared if kind == "tied" else xp.stack(second)
+
+
+def _sums_on_main_components(xp, rows, resp, pivots, kind):
+    """One pass over a slice (raw rows (n, D)) of components (responsibilities
+    (S, n), pivots (S, D)) whose rows are most of it: each row about the
+    pivot of its main component, the one with more than half its weight (at
+    most one has), the sums matrix products as on the pivot path.  Returns
+    which entries those are (S, n) bools, and their ``n_k`` (S,),
+    ``sum r (x - p_k)`` (S, D) and moment ((S, D, D) 'full', (D, D) 'tied')."""
+    s, d = pivots.shape
+    dtype, device = rows.dtype, array_device(rows)
+    first = 2 * resp > xp.sum(resp, axis=0)[None, :]
+    one_hot = xp.astype(first, dtype)
+    main = one_hot * resp
+    label = xp.astype(xp.matmul(xp.arange(s, dtype=dtype, device=device), one_hot), xp.int64)
+    dev = rows - xp.take(pivots, label, axis=0)  # (n, D)
+    part_sums = xp.matmul(main, dev)
+    dev_t = _contiguous(xp, xp.permute_dims(dev, (1, 0)))
+    if kind == "full" and _uses_pairs(kind, s, d):
+        pairs = _pair_indices(xp, d, device)
+        products = xp.take(dev_t, pairs[0], axis=0) * xp.take(dev_t, pairs[1], axis=0)
+        second = xp.matmul(main, xp.permute_dims(products, (1, 0)))  # (S, pairs)
+        second = xp.reshape(xp.take(second, pairs[2], axis=1), (s, d, d))
+    else:
+        second = _second_moment_about_pivot(xp, dev, dev_t, main, kind)
+    return first, xp.sum(main, axis=1), part_sums, second
 
 
 def _centred_about_own_pivots(xp, kind, nk, sums, second, pivots, pivot):
