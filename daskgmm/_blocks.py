@@ -522,7 +522,7 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
 def _second_moment_about_pivot(xp, centred, centred_t, resp, kind):
     """Raw second moment of pivot-centred rows (no cancellation issue: rows are
     centred near the data) for 'full' (K, D, D) and 'tied' (D, D); diag and
-    spherical take theirs from ``(x - c)^2`` in :func:`block_statistics`.
+    spherical take theirs from ``(x - c)^2`` in :class:`_DiagonalSums`.
     ``centred`` is (n, D), ``centred_t`` its transpose (D, n), ``resp`` (K, n)."""
     if kind == "full":
         # One GEMM for all components: (K*D, n) @ (n, D) -> (K, D, D); used
