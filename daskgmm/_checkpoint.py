@@ -1,6 +1,6 @@
 """Checkpoint and resume of a fit: the EM state written after every iteration.
 
-A checkpoint is an archive of :mod:`daskgmm.io` (``kind`` "checkpoint"),
+A checkpoint is an archive of :mod:`daskgmm._archive` (``kind`` "checkpoint"),
 written atomically (temporary file + rename) so a crash at any moment leaves
 either the previous checkpoint or the new one, never a half-written file.
 
@@ -39,7 +39,7 @@ plus the iteration number and a *fingerprint* of the fit:
   holds no summary and is checked by shape and dtype only.
 
 Every field of a checkpoint is validated on load (ValueError naming it), as
-for saved models (:func:`daskgmm.io.check_parameters`).
+for saved models (:func:`daskgmm._archive.check_parameters`).
 
 One checkpoint path serves one fit at a time.  Each writer signs the file
 (``writer``: host, process, a random id); before every write it checks that
@@ -65,7 +65,7 @@ import numpy as np
 
 from ._engine import Run
 from ._blocks import Stats
-from .io import (
+from ._archive import (
     RECORD_FIELDS,
     check_array,
     check_integer,
@@ -277,7 +277,7 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
 
     ``writer`` (a JSON dict) signs the file; ``overwrite=False`` claims a new
     path (FileExistsError if it exists)."""
-    from . import __version__
+    from ._version import __version__
 
     history, n_history = _padded([list(run.history) for run in runs], 1)
     records, n_records = _padded([records_array(run.records) for run in runs], len(RECORD_FIELDS))
