@@ -29,9 +29,9 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   fit starts from them); the metadata's ``stream`` entry (``mode``,
   ``n_batch_iter``, ``n_samples_seen``, ``batch_offset``, ``n_chunks``,
   ``weight_scale``: the power of two an exact pass's statistics count the
-  sample weights divided by, 1 when absent; null without a stream) and ``stream_statistics_<field>``, the running
-  statistics of a stepwise stream or the merged statistics of an
-  unfinished exact pass.  ``<field>`` is each of ``n_samples``,
+  sample weights divided by, 1 when absent; null without a stream) and
+  ``stream_statistics_<field>``, the running statistics of a stepwise
+  stream or the merged statistics of an unfinished exact pass.  ``<field>`` is each of ``n_samples``,
   ``log_likelihood``, ``nk``, ``means``, ``scatter``, in the statistics'
   own dtype.  A file without them loads as a model without a stream.
 
@@ -57,14 +57,12 @@ from __future__ import annotations
 import os
 
 from . import _state
-from ._archive import (  # noqa: F401 - the file layer, imported from here by users and tests
+from ._archive import (  # noqa: F401 - the file layer, imported from here by the command line and tests
     FORMAT,
     FORMAT_VERSION,
-    METADATA,
     RECORD_FIELDS,
     _host_tag,
     check_integer,
-    check_number,
     check_regular_file,
     check_replaceable,
     discard,
