@@ -13,9 +13,10 @@ from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianM
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, covariance_model
-from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._engine import DEFAULT_SPLIT_EVERY
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
+from ._state import BAYESIAN_GAUSSIAN_MIXTURE, POSTERIOR
 from .mixture import MISSING_PARAMETER_CONSTRAINTS, ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
 
 
@@ -135,7 +136,8 @@ class BayesianGaussianMixture(_BaseMixture):
 
     _parameter_constraints: dict = {
         **_SklearnBayesianGaussianMixture._parameter_constraints,
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        # The covariance models its Gauss-Wishart prior is defined for.
+        "covariance_type": [StrOptions({name for name in COVARIANCE_TYPES if covariance_model(name).bayesian})],
         "split_every": [Interval(numbers.Integral, 2, None, closed="left")],
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
@@ -152,7 +154,9 @@ class BayesianGaussianMixture(_BaseMixture):
         "degrees_of_freedom_prior",
         "covariance_prior",
     )
-    _posterior_names = BayesianFamily.posterior_names
+    _state_declaration = BAYESIAN_GAUSSIAN_MIXTURE
+    # The posterior a run of its family carries, as the state declares it.
+    _posterior_names = tuple(field.key for field in BAYESIAN_GAUSSIAN_MIXTURE.of_kind(POSTERIOR))
 
     def __init__(
         self,
@@ -211,13 +215,7 @@ class BayesianGaussianMixture(_BaseMixture):
 
     def _check_settings(self, n_features, n_components=None):
         """The given priors' shapes and values (scikit-learn's checks and wording)."""
-        d, kind = n_features, covariance_model(self.covariance_type)
-        if not kind.bayesian:
-            supported = [name for name in COVARIANCE_TYPES if covariance_model(name).bayesian]
-            raise ValueError(
-                f"BayesianGaussianMixture does not support covariance_type={kind.name!r}: its Gauss-Wishart "
-                f"prior is defined for {', '.join(map(repr, supported))}. Use one of those, or GaussianMixture."
-            )
+        d, kind = n_features, self.covariance_type
         if self.mean_prior is not None:
             mean_prior = np.asarray(self.mean_prior, dtype=np.float64)
             if mean_prior.shape != (d,):
@@ -230,7 +228,7 @@ class BayesianGaussianMixture(_BaseMixture):
                 f"but got {self.degrees_of_freedom_prior:.3f}."
             )
         if self.covariance_prior is not None:
-            kind.check_covariance_prior(self.covariance_prior, d)
+            covariance_model(kind).check_covariance_prior(self.covariance_prior, d)
         return None
 
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
@@ -254,7 +252,7 @@ class BayesianGaussianMixture(_BaseMixture):
         centred scatter, (D, D) or its diagonal (D,): :func:`data_moments`
         or :func:`moments_from_stats`, of the weights divided by
         ``weight_scale``); the family they define."""
-        d, kind = n_features, covariance_model(self.covariance_type)
+        d, kind = n_features, self.covariance_type
         mean = covariance = None
         if moments is not None:
             n, mean, scatter = moments
@@ -269,9 +267,9 @@ class BayesianGaussianMixture(_BaseMixture):
             float(d) if self.degrees_of_freedom_prior is None else float(self.degrees_of_freedom_prior)
         )
         if self.covariance_prior is not None:
-            self.covariance_prior_ = kind.given_covariance_prior(self.covariance_prior)
+            self.covariance_prior_ = covariance_model(kind).given_covariance_prior(self.covariance_prior)
         else:
-            self.covariance_prior_ = kind.default_covariance_prior(covariance)
+            self.covariance_prior_ = covariance_model(kind).default_covariance_prior(covariance)
         return self._family(weight_scale)
 
     def _family(self, weight_scale=1.0):
@@ -311,35 +309,6 @@ class BayesianGaussianMixture(_BaseMixture):
         for spec in specs:
             spec.family = family
         return [run_from_stats(s, spec, self.reg_covar) for s, spec in zip(stats, specs)]
-
-    def _run_from_attributes(self):
-        concentration = self.weight_concentration_
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            concentration = np.stack([np.asarray(concentration[0]), np.asarray(concentration[1])])
-        run = Run(
-            self.covariance_type,
-            np.asarray(self.weights_, dtype=np.float64),
-            np.asarray(self.means_, dtype=np.float64),
-            np.asarray(self.covariances_, dtype=np.float64),
-            np.asarray(self.precisions_cholesky_, dtype=np.float64),
-        )
-        run.posterior = {
-            "weight_concentration": np.asarray(concentration, dtype=np.float64),
-            "mean_precision": np.asarray(self.mean_precision_, dtype=np.float64),
-            "degrees_of_freedom": np.asarray(self.degrees_of_freedom_, dtype=np.float64),
-        }
-        return run
-
-    def _set_posterior(self, run):
-        post = run.posterior
-        concentration = np.asarray(post["weight_concentration"], dtype=np.float64)
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            self.weight_concentration_ = (concentration[0].copy(), concentration[1].copy())
-        else:
-            self.weight_concentration_ = concentration.copy()
-        self.mean_precision_ = np.asarray(post["mean_precision"], dtype=np.float64).copy()
-        dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
-        self.degrees_of_freedom_ = float(dof) if dof.ndim == 0 else dof.copy()
 
     def _model(self):
         return self._family().model(self._run_from_attributes())

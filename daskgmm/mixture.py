@@ -51,6 +51,7 @@ from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
+from ._state import GAUSSIAN_MIXTURE, PARAMETER, run_fields, save_model, set_posterior
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -407,13 +408,15 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     """What every daskgmm mixture shares, as scikit-learn's ``BaseMixture``:
     input validation, the fit (restarts, warm start, checkpoints, monitoring,
     one EM core: :func:`daskgmm._engine.run_em`) and the lazy per-row
-    outputs.  A subclass supplies its family (:mod:`daskgmm._families`) and
-    these hooks: ``_check_settings``, ``_make_family``, ``_initial_runs``,
-    ``_run_from_attributes``, ``_set_posterior``, ``_model``.  A fit that
-    initialises calls ``_initial_runs`` with no family: the subclass then
-    sets the family's data-dependent settings (the variational priors) from
-    the initialisation's own passes where it can, and ``_family()`` gives
-    the family the EM loop uses."""
+    outputs.  A subclass supplies its family (:mod:`daskgmm._families`), the
+    declaration of its fitted state (``_state_declaration``,
+    :mod:`daskgmm._state`: what save, load, checkpoints and warm starts
+    exchange) and these hooks: ``_check_settings``, ``_make_family``,
+    ``_initial_runs``, ``_model``.  A fit that initialises calls
+    ``_initial_runs`` with no family: the subclass then sets the family's
+    data-dependent settings (the variational priors) from the
+    initialisation's own passes where it can, and ``_family()`` gives the
+    family the EM loop uses."""
 
     def __init__(
         self,
@@ -1149,9 +1152,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         """Fitted attributes from an EM run, in the data's float dtype (as
         scikit-learn: float32 data gives float32 parameters)."""
         dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
-        self._set_gaussian_parameters(
-            tuple(np.asarray(a, dtype=dtype) for a in (run.weights, run.means, run.covariances, run.precisions_cholesky))
-        )
+        parameters = self._state_declaration.of_kind(PARAMETER)
+        self._set_gaussian_parameters(tuple(np.asarray(getattr(run, field.key), dtype=dtype) for field in parameters))
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
         self.lower_bound_ = run.lower_bound
@@ -1214,6 +1216,14 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         (run,) = initialize(dX, self.init_params, [spec], self.reg_covar, split_every=self.split_every)
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
+
+    def _run_from_attributes(self):
+        """The fitted parameters (and posterior) as an EM run, in float64."""
+        parameters, posterior = run_fields(self)
+        return Run(self.covariance_type, **parameters, posterior=posterior)
+
+    def _set_posterior(self, run):
+        set_posterior(self, run.posterior)
 
     def _set_gaussian_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
@@ -1462,8 +1472,6 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         >>> bool(np.array_equal(loaded.means_, gmm.means_))
         True
         """
-        from .io import save_model
-
         return save_model(self, path, overwrite=overwrite)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -1766,6 +1774,7 @@ class GaussianMixture(_BaseMixture):
     # -- hooks of _BaseMixture ------------------------------------------------
 
     _family_name = "gaussian"
+    _state_declaration = GAUSSIAN_MIXTURE
 
     def _check_settings(self, n_features, n_components=None):
         return self._check_initial_parameters(n_features, n_components)
@@ -1776,18 +1785,6 @@ class GaussianMixture(_BaseMixture):
     def _family(self, weight_scale=1.0):
         # Maximum likelihood depends on no scale of the weights.
         return GAUSSIAN
-
-    def _run_from_attributes(self):
-        return Run(
-            self.covariance_type,
-            np.asarray(self.weights_, dtype=np.float64),
-            np.asarray(self.means_, dtype=np.float64),
-            np.asarray(self.covariances_, dtype=np.float64),
-            np.asarray(self.precisions_cholesky_, dtype=np.float64),
-        )
-
-    def _set_posterior(self, run):
-        pass
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
