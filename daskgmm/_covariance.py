@@ -22,7 +22,16 @@ full            (K, D, D)           (K, D, D) upper triangular, P P^T = Sigma^-1
 tied            (D, D)              (D, D)
 diag            (K, D)              (K, D)  1 / sqrt(variance)
 spherical       (K,)                (K,)
+tied-diag       (D,)                (D,)    one diagonal shared by all components
+tied-spherical  (1,)                (1,)    one variance shared by all components
 ==============  ==================  ============================================
+
+The two shared diagonal types are scikit-learn's proposed ones
+(scikit-learn/scikit-learn#33692, whose example prints a tied-spherical
+covariance as a one-element array).  Their statistics are those of 'diag'
+and 'spherical' (per component, of a model whose components all hold the
+shared precisions), pooled over the components by the M-step;
+:class:`daskgmm.BayesianGaussianMixture` does not support them.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ ILL_DEFINED_MESSAGE = (
 )
 
 # The estimators' ``covariance_type`` as type checkers see it.
-CovarianceType = Literal["full", "tied", "diag", "spherical"]
+CovarianceType = Literal["full", "tied", "diag", "spherical", "tied-diag", "tied-spherical"]
 
 
 def _chol_precision(cov, d):
@@ -652,14 +661,95 @@ class SphericalCovariance(DiagCovariance):
         return dof, covariances / dof
 
 
+class TiedDiagCovariance(DiagCovariance):
+    """One diagonal covariance shared by all components: a diagonal model with
+    one row, whose M-step pools the components' scatter diagonals.  Its
+    statistics are the diagonal model's (per component), of a model whose
+    components all hold the shared precisions."""
+
+    name = "tied-diag"
+    block_kind = "diag"
+    bayesian = False
+
+    def covariances_shape(self, n_components, n_features):
+        return (n_features,)
+
+    def covariances(self, scatter, nk, reg_covar):
+        return self.pooled_scatter(scatter) / nk.sum() + reg_covar
+
+    def log_det_cholesky(self, precisions_cholesky, n_features):
+        return np.sum(np.log(precisions_cholesky))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_features
+
+    def block_precisions(self, precisions_cholesky, log_det, n_components):
+        return np.tile(precisions_cholesky, (n_components, 1)), np.full((n_components,), log_det)
+
+    def variances(self, covariances, n_components, n_features):
+        return np.broadcast_to(covariances, (n_components, n_features))
+
+    def traces(self, covariances, n_components, n_features):
+        return np.full((n_components,), covariances.sum())
+
+    def within(self, weights, covariances, n_features):
+        return np.diag(np.asarray(covariances, dtype=np.float64))
+
+    def projected(self, covariances, axes, n_components):
+        return np.broadcast_to(np.einsum("ia,i,ib->ab", axes, covariances, axes), (n_components, 2, 2))
+
+    def sample(self, rng, means, covariances, counts):
+        return super().sample(rng, means, np.broadcast_to(covariances, means.shape), counts)
+
+
+class TiedSphericalCovariance(SphericalCovariance):
+    """One variance shared by all components and features: a spherical model
+    with one variance (a (1,) array), whose M-step pools the components'
+    scatter.  Its statistics are the spherical model's (per component and
+    feature), of a model whose components all hold the shared precision."""
+
+    name = "tied-spherical"
+    block_kind = "spherical"
+    bayesian = False
+
+    def covariances_shape(self, n_components, n_features):
+        return (1,)
+
+    def covariances(self, scatter, nk, reg_covar):
+        return np.atleast_1d((self.pooled_scatter(scatter) / nk.sum()).mean() + reg_covar)
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return 1
+
+    def block_precisions(self, precisions_cholesky, log_det, n_components):
+        return np.full((n_components,), precisions_cholesky[0]), np.full((n_components,), log_det[0])
+
+    def variances(self, covariances, n_components, n_features):
+        return np.broadcast_to(covariances[0], (n_components, n_features))
+
+    def traces(self, covariances, n_components, n_features):
+        return np.full((n_components,), n_features * covariances[0])
+
+    def within(self, weights, covariances, n_features):
+        return float(covariances[0]) * np.eye(n_features)
+
+    def projected(self, covariances, axes, n_components):
+        return np.broadcast_to(covariances[0] * (axes.T @ axes), (n_components, 2, 2))
+
+    def sample(self, rng, means, covariances, counts):
+        return super().sample(rng, means, np.full(means.shape[0], covariances[0]), counts)
+
+
 FULL = FullCovariance()
 TIED = TiedCovariance()
 DIAG = DiagCovariance()
 SPHERICAL = SphericalCovariance()
+TIED_DIAG = TiedDiagCovariance()
+TIED_SPHERICAL = TiedSphericalCovariance()
 
-REGISTRY = {model.name: model for model in (FULL, TIED, DIAG, SPHERICAL)}
+REGISTRY = {model.name: model for model in (FULL, TIED, DIAG, SPHERICAL, TIED_DIAG, TIED_SPHERICAL)}
 
-# Every covariance_type, in scikit-learn's order.
+# Every covariance_type: scikit-learn's, then the shared diagonal ones.
 COVARIANCE_TYPES = tuple(REGISTRY)
 DEFAULT_COVARIANCE_TYPE = FULL.name
 
