@@ -39,7 +39,8 @@ class BayesianGaussianMixture(_BaseMixture):
         Number of mixture components: an upper bound, the fit may leave
         some with weight near 0.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        As in :class:`daskgmm.GaussianMixture`.
+        As in :class:`daskgmm.GaussianMixture`; its Gauss-Wishart prior has
+        no form for the shared diagonal types.
     tol : float, default=1e-3
         Convergence threshold on the change of the total lower bound
         (scikit-learn's rule for this class).

@@ -1530,10 +1530,12 @@ class GaussianMixture(_BaseMixture):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'}, default='full'
         Form of the covariances: one full matrix per component, one full
-        matrix shared by all, one diagonal per component, or one variance per
-        component.
+        matrix shared by all, one diagonal per component, one variance per
+        component, one diagonal shared by all (``covariances_`` of shape
+        (n_features,)), or one variance shared by all (shape (1,)); the last
+        two are scikit-learn's proposed types (scikit-learn#33692).
     tol : float, default=1e-3
         Convergence threshold on the change of the per-sample lower bound.
     reg_covar : float, default=1e-6

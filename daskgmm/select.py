@@ -227,7 +227,7 @@ def select_n_components(
         Numbers of components to try, e.g. ``range(1, 13)``.
     criterion : {'bic', 'aic'}, default='bic'
         Lower is better.
-    covariance_types : sequence of {'full', 'tied', 'diag', 'spherical'}, default=('full',)
+    covariance_types : sequence of {'full', 'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'}, default=('full',)
         Covariance types to try, each with every number of components.
     n_init : int, default=1
         Restarts per candidate (the best lower bound is kept, as in
