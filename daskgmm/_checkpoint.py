@@ -63,8 +63,8 @@ import uuid
 
 import numpy as np
 
-from ._engine import Run
 from ._blocks import Stats
+from ._families import Run
 from .io import (
     RECORD_FIELDS,
     check_array,
@@ -497,7 +497,8 @@ def _mismatch(path, current, saved):
 def verify_data(path, fp, runs, summary):
     """One E-step and M-step over ``fp.data`` from the first saved run: the
     summary of the result must match ``summary``, or ValueError."""
-    from ._engine import em_pass, m_step
+    from ._engine import em_pass
+    from ._families import m_step
 
     probe = copy.deepcopy(runs[0])
     kwargs = {} if fp.split_every is None else {"split_every": fp.split_every}

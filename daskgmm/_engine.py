@@ -28,11 +28,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from . import _blocks, _blocks_missing
-from ._covariance import (
-    covariances_from_stats,
-    make_model,
-    precisions_cholesky_from_covariances,
-)
+from ._stats import merge_stat_columns, real_statistics, scale_statistics, stats_to_numpy
 
 logger = logging.getLogger("daskgmm")
 
@@ -747,46 +743,6 @@ def imputed_rows(X, fill, weights=None):
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Run:
-    """State of one EM run (a restart, or one candidate model)."""
-
-    covariance_type: str
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-    precisions_cholesky: np.ndarray
-    lower_bound: float = -np.inf
-    n_iter: int = 0
-    converged: bool = False
-    history: list = field(default_factory=list)
-    tag: object = None
-    # One dict per iteration: iteration, lower_bound, change, seconds, n_chunks
-    # (the estimator's ``history_``; saved in checkpoints).
-    records: list = field(default_factory=list)
-    # Rows the last E-step used (fewer than the data's with skip_nonfinite).
-    n_samples: float | None = None
-    # Family-specific parameters besides the Gaussian ones (the variational
-    # posterior of daskgmm._families.BayesianFamily), name -> array.
-    posterior: dict = field(default_factory=dict)
-    # (weights, means, covariances) of the maximum-likelihood M-step of the
-    # last statistics the family's M-step took, whatever the family: the
-    # data's mean and variance follow from them (checkpoints compare them
-    # with the data's).
-    moments: tuple | None = None
-    # The merged statistics of the pass whose M-step gave the parameters
-    # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
-    # of ``partial_fit`` continuing the fit starts from them.
-    statistics: _blocks.Stats | None = None
-
-    @property
-    def n_components(self):
-        return self.means.shape[0]
-
-    def model(self):
-        return make_model(self.weights, self.means, self.precisions_cholesky, self.covariance_type)
-
-
 # Widest stack of models evaluated together, in components x features: past
 # it, the row slices of :func:`_blocks.block_statistics` get too short.
 MAX_STACK_WIDTH = 1 << 13
@@ -837,12 +793,6 @@ def _em_chunk(block, payload, row_offset, sample_weight=None):
         )
         for model, groups in evaluations
     ]
-
-
-def merge_stat_columns(partials):
-    """Combine function of passes whose chunk tasks return one Stats per run:
-    merges the i-th Stats of every partial."""
-    return [_blocks.merge_many(column) for column in zip(*partials)]
 
 
 def em_pass(
@@ -907,20 +857,6 @@ def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None, marg
         X, _score_chunk, _score_combine, (tuple(models), marginalize), split_every=split_every, name="daskgmm-score",
         weights=weights,
     )
-
-
-def stats_to_numpy(stats):
-    """The same Stats with every array copied to NumPy (from any namespace)."""
-    return _blocks.Stats(stats.covariance_type, *(np.asarray(_blocks.to_numpy(v)) for v in stats[1:]))
-
-
-def m_step(run, stats, reg_covar):
-    """Closed-form M-step: new parameters of ``run`` from merged stats (and
-    ``run.moments``, which they are)."""
-    weights, means, covariances = covariances_from_stats(stats, reg_covar)
-    run.moments = (weights, means, covariances)
-    run.weights, run.means, run.covariances = weights, means, covariances
-    run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
 
 def run_em(
@@ -1078,70 +1014,11 @@ def stream_after_fit(fit_statistics, batch_weight):
     )
 
 
-def no_effective_weight_error(skip_nonfinite=False):
-    """The ValueError for rows that leave nothing to fit: no sample with a
-    positive weight and an observed feature (a fully masked scene, a batch
-    whose weights are all on empty rows).  Their statistics count zero
-    samples, and every M-step or per-sample average would divide by it."""
-    left_out = (
-        "a NaN or infinite feature (such samples are left out)" if skip_nonfinite
-        else "every feature missing (NaN)"
-    )
-    return ValueError(
-        f"X has no sample with a positive weight and an observed feature: every sample has a weight of 0 or "
-        f"{left_out}, so there is nothing to fit. Check the mask or the weights of this data."
-    )
-
-
 def step_size(n_batch_iter, decay, offset):
     """``gamma_t = (t + t0) ** -alpha``, the weight of batch ``t`` (1, 2, ...)
     in the running statistics (the first batch's is 1, whatever this says:
     there is nothing before it to keep)."""
     return 1.0 if n_batch_iter <= 1 else float((n_batch_iter + offset) ** -decay)
-
-
-def scale_statistics(stats, factor):
-    """``stats`` of rows whose weights are all multiplied by ``factor``:
-    counts, log-likelihood and scatter scale, the means do not.  Exact (one
-    multiplication per number), so a convex combination of two statistics
-    is :func:`_blocks.merge_statistics` of the two, scaled."""
-    return _blocks.Stats(
-        stats.covariance_type,
-        stats.n_samples * factor,
-        stats.log_likelihood * factor,
-        stats.nk * factor,
-        stats.means,
-        stats.scatter * factor,
-    )
-
-
-def real_statistics(stats, weight_scale):
-    """``stats`` of weights divided by ``weight_scale`` (a power of two), in
-    the real weights' units, as a stream continuing the fit counts them; None
-    where those are not representable in the statistics' dtype (a total
-    weight that overflows, or underflows below the normal numbers): the
-    stream then starts from its first batch, as after a fit without them."""
-    with np.errstate(over="ignore", under="ignore"):
-        real = scale_statistics(stats, weight_scale)
-    fields = (real.n_samples, real.log_likelihood, real.nk, real.means, real.scatter)
-    tiny = np.finfo(np.asarray(real.means).dtype).tiny
-    if not (all(np.all(np.isfinite(value)) for value in fields) and float(real.n_samples) >= tiny):
-        return None
-    return real
-
-
-def stepwise_statistics(running, batch, gamma):
-    """Stepwise EM's update ``s_t = (1 - gamma) s_{t-1} + gamma S_b / n_b``
-    (Cappé & Moulines 2009; Liang & Klein 2009) of the running per-sample
-    statistics ``running`` (None before the first batch) by the merged
-    statistics ``batch`` of one batch, in the centred form: the two are
-    scaled and merged, so no raw moments are ever subtracted."""
-    if not float(batch.n_samples) > 0:
-        raise no_effective_weight_error()
-    per_sample = scale_statistics(batch, 1.0 / float(batch.n_samples))
-    if running is None or gamma >= 1.0:
-        return per_sample
-    return _blocks.merge_statistics(scale_statistics(running, 1.0 - gamma), scale_statistics(per_sample, gamma))
 
 
 # --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""What differs between mixture families, on the client: the start from
-initial statistics, the E-step parameters, the M-step and the lower bound.
+"""What differs between mixture families, on the client: the state of one
+EM run (:class:`Run`), the start from initial statistics, the E-step
+parameters, the M-step and the lower bound.
 
 The EM core (:func:`daskgmm._engine.run_em`: passes, restarts, convergence,
 checkpoints, monitoring) is the same for every family; it asks a family for
@@ -24,21 +25,70 @@ statistics every pass merges anyway (:func:`expected_weighted_log_prob`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from ._blocks import Model
+from ._blocks import Model, Stats
 from ._covariance import (
     covariances_from_stats,
     log_det_cholesky,
     make_model,
     precisions_cholesky_from_covariances,
 )
-from ._engine import Run, m_step, scale_statistics
+from ._stats import scale_statistics
 
 WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+
+@dataclass
+class Run:
+    """State of one EM run (a restart, or one candidate model)."""
+
+    covariance_type: str
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    lower_bound: float = -np.inf
+    n_iter: int = 0
+    converged: bool = False
+    history: list = field(default_factory=list)
+    tag: object = None
+    # One dict per iteration: iteration, lower_bound, change, seconds, n_chunks
+    # (the estimator's ``history_``; saved in checkpoints).
+    records: list = field(default_factory=list)
+    # Rows the last E-step used (fewer than the data's with skip_nonfinite).
+    n_samples: float | None = None
+    # Family-specific parameters besides the Gaussian ones (the variational
+    # posterior of daskgmm._families.BayesianFamily), name -> array.
+    posterior: dict = field(default_factory=dict)
+    # (weights, means, covariances) of the maximum-likelihood M-step of the
+    # last statistics the family's M-step took, whatever the family: the
+    # data's mean and variance follow from them (checkpoints compare them
+    # with the data's).
+    moments: tuple | None = None
+    # The merged statistics of the pass whose M-step gave the parameters
+    # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
+    # of ``partial_fit`` continuing the fit starts from them.
+    statistics: Stats | None = None
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+    def model(self):
+        return make_model(self.weights, self.means, self.precisions_cholesky, self.covariance_type)
+
+
+def m_step(run, stats, reg_covar):
+    """Closed-form M-step: new parameters of ``run`` from merged stats (and
+    ``run.moments``, which they are)."""
+    weights, means, covariances = covariances_from_stats(stats, reg_covar)
+    run.moments = (weights, means, covariances)
+    run.weights, run.means, run.covariances = weights, means, covariances
+    run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
 
 def expected_weighted_log_prob(model, stats):

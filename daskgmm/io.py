@@ -1009,7 +1009,7 @@ def _scalar_if_one(array, shape):
 def _load_posterior(path, model, arrays, meta, k, d):
     """The posterior and priors of a saved BayesianGaussianMixture, each
     field checked (shape, finite, positive where it must be)."""
-    from ._engine import Run
+    from ._families import Run
 
     kind = model.covariance_type
     process = model.weight_concentration_prior_type == "dirichlet_process"

@@ -127,7 +127,7 @@ def test_sigkill_during_writes_never_leaves_a_half_written_checkpoint(tmp_path):
     child = run_child(
         f"""
         import numpy as np
-        from daskgmm._engine import Run
+        from daskgmm._families import Run
         from daskgmm._checkpoint import save_checkpoint
         k, d = 40, 40
         cov = np.broadcast_to(np.eye(d), (k, d, d)).copy()
@@ -451,7 +451,7 @@ def test_two_fresh_fits_on_one_new_checkpoint_path(tmp_path, data):
     its initialisation claims the path, the other stops with a clear error
     at its first write and leaves the file alone."""
     from daskgmm._checkpoint import CheckpointWriter, fingerprint, load_if_exists
-    from daskgmm._engine import Run
+    from daskgmm._families import Run
 
     path = tmp_path / "new.ckpt"
     X = da.from_array(data, chunks=CHUNKS)
