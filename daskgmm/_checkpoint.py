@@ -497,7 +497,7 @@ def _mismatch(path, current, saved):
 def verify_data(path, fp, runs, summary):
     """One E-step and M-step over ``fp.data`` from the first saved run: the
     summary of the result must match ``summary``, or ValueError."""
-    from ._engine import em_pass
+    from ._engine.em import em_pass
     from ._families import m_step
 
     probe = copy.deepcopy(runs[0])

@@ -806,7 +806,7 @@ def _load_stream(path, model, arrays, meta, k, d):
     """The fit's statistics and the stream state of :func:`_stream_fields`,
     each field checked; a file without them (older ones) gives a model
     without (a stream then starts afresh)."""
-    from ._engine import ONLINE_MODES, OnlineState
+    from ._engine.online import ONLINE_MODES, OnlineState
 
     kind = model.covariance_type
     model._fit_statistics = check_statistics(path, "fit_statistics", arrays, kind, k, d, positive_count=True)

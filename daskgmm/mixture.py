@@ -42,7 +42,8 @@ from ._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._engine import DEFAULT_SPLIT_EVERY, ONLINE_MODES
+from ._engine.online import ONLINE_MODES
+from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import GAUSSIAN, Run
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor

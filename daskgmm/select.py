@@ -16,7 +16,7 @@ import dask.array as da
 
 from . import _engine
 from ._covariance import check_covariance_type
-from ._engine import DEFAULT_SPLIT_EVERY
+from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._init import PassCounter, Spec, initialize
 from .mixture import (
     ConvergenceWarning,

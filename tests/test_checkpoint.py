@@ -291,8 +291,8 @@ def test_finished_checkpoint_is_not_reused_for_other_data(tmp_path, data, settin
     assert first.converged_ == (settings["tol"] > 0)
     before = path.read_bytes()
     passes = []
-    real_em_pass = _engine.em_pass
-    monkeypatch.setattr(_engine, "em_pass", lambda *a, **k: passes.append(1) or real_em_pass(*a, **k))
+    real_em_pass = _engine.em.em_pass
+    monkeypatch.setattr(_engine.em, "em_pass", lambda *a, **k: passes.append(1) or real_em_pass(*a, **k))
     again = GaussianMixture(**kw).fit(da.from_array(data, chunks=(170, -1)), checkpoint=path)
     assert passes == [1]  # the verifying pass, no EM iteration
     assert_same_parameters(again, first, atol=0)

@@ -120,8 +120,8 @@ def test_memory_budget_is_what_workers_hold_without_spilling():
 
 def test_auto_streams_data_larger_than_the_budget(monkeypatch):
     mib = 2**20
-    monkeypatch.setattr(_engine, "current_client", lambda: _FakeClient([(1000 * mib, 200 * mib)] * 2))
-    budget = _engine.memory_budget(_engine.current_client())  # 0.8 * 2 * (600 - 256) MiB = 550 MiB
+    monkeypatch.setattr(_engine.runtime, "current_client", lambda: _FakeClient([(1000 * mib, 200 * mib)] * 2))
+    budget = _engine.memory_budget(_engine.runtime.current_client())  # 0.8 * 2 * (600 - 256) MiB = 550 MiB
     small = da.zeros((int(0.9 * budget) // 8, 1), chunks=(2**20, 1))
     large = da.zeros((int(1.1 * budget) // 8, 1), chunks=(2**20, 1))
     assert _engine.should_persist(small, "auto") and not _engine.should_persist(large, "auto")
