@@ -962,8 +962,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         models = [family.model(run) for run in runs]
         # Batches without a NaN take the plain path inside the block function.
         batch_stats = _engine.em_pass(
-            dX, runs, split_every=self.split_every, models=models, weights=weights,
-            marginalize=self.missing == "marginalize" and not skip_nonfinite, skip_nonfinite=skip_nonfinite,
+            dX, family.marginalizing(self.missing == "marginalize" and not skip_nonfinite), runs,
+            split_every=self.split_every, models=models, weights=weights, skip_nonfinite=skip_nonfinite,
         )
         if not float(batch_stats[0].n_samples) > 0:
             raise _stats.no_effective_weight_error(skip_nonfinite)
@@ -1104,10 +1104,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 skip_nonfinite=skip_nonfinite,
                 callbacks=callbacks,
                 start_iter=start_iter,
-                family=family,
+                family=family.marginalizing(marginalize),
                 weights=weights,
                 weight_scale=weight_scale,
-                marginalize=marginalize,
             )
         finally:
             monitor.close()
@@ -1243,7 +1242,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._check_is_fitted()
         lazy = dask.is_dask_collection(X)
         dX = self._validate_X(X, reset=False, known_rows=known_rows)
-        out = _engine.map_rows(dX, self._model(), what, marginalize=self.missing == "marginalize")
+        family = self._family().marginalizing(self.missing == "marginalize")
+        out = _engine.map_rows(dX, family, self._model(), what)
         return out.compute() if isinstance(out, da.Array) and not lazy else out
 
     def score_samples(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:

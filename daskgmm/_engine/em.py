@@ -4,13 +4,14 @@ the log-likelihood of final models, the count of missing features) and
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
 import numpy as np
 
 from .. import _blocks, _blocks_missing
-from .._stats import merge_stat_columns, real_statistics, stats_to_numpy
+from .._stats import real_statistics, stats_to_numpy
 from .passes import DEFAULT_SPLIT_EVERY, fit_batches, tree_reduce
 
 logger = logging.getLogger("daskgmm")
@@ -66,16 +67,9 @@ def stack_plan(models):
 
 
 def _em_chunk(block, payload, row_offset, sample_weight=None):
-    evaluations, skip_nonfinite, marginalize = payload
-    if marginalize:
-        return [
-            _blocks_missing.marginal_block_statistics(
-                block, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight
-            )
-            for model, groups in evaluations
-        ]
+    family, evaluations, skip_nonfinite = payload
     return [
-        _blocks.block_statistics(
+        family.chunk_statistics(
             block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
             sample_weight=sample_weight,
         )
@@ -83,25 +77,31 @@ def _em_chunk(block, payload, row_offset, sample_weight=None):
     ]
 
 
+def _merge_columns(merge, partials):
+    """Combine function of the EM passes, whose chunk tasks return one
+    statistics per evaluation: the i-th of every partial merged by the
+    family's ``merge``."""
+    return [merge(column) for column in zip(*partials)]
+
+
 def em_pass(
-    X, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None, weights=None,
-    marginalize=False,
+    X, family, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None,
+    weights=None,
 ):
     """Merged statistics of every run in ``runs`` from one pass over ``X``
-    (weighted by ``weights``, chunked like the rows of ``X``, when given).
-    With ``marginalize``, NaN entries are missing features, marginalised
-    (:mod:`daskgmm._blocks_missing`).
+    (weighted by ``weights``, chunked like the rows of ``X``, when given):
+    each chunk's by ``family.chunk_statistics``, merged by ``family.merge``
+    (:mod:`daskgmm._families`).
 
-    One task per chunk (or per batch of chunks, see :func:`daskgmm._engine.passes.plan_batches`)
-    evaluates all the runs, stacked by covariance type (:func:`stack_plan`).
-    ``models`` are the E-step parameters of the runs (default: their
-    maximum-likelihood :meth:`Run.model`)."""
-    plan = stack_plan(models if models is not None else [run.model() for run in runs])
+    One task per chunk (or per batch of chunks, see
+    :func:`daskgmm._engine.passes.plan_batches`) evaluates all the runs,
+    stacked by covariance type (:func:`stack_plan`).  ``models`` are the
+    E-step parameters of the runs (default: ``family.model`` of each)."""
+    plan = stack_plan(models if models is not None else [family.model(run) for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
-        X, _em_chunk, merge_stat_columns, (evaluations, skip_nonfinite, marginalize), split_every=split_every,
-        name="daskgmm-em",
-        batches=batches, weights=weights,
+        X, _em_chunk, functools.partial(_merge_columns, family.merge), (family, evaluations, skip_nonfinite),
+        split_every=split_every, name="daskgmm-em", batches=batches, weights=weights,
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
@@ -113,15 +113,11 @@ def em_pass(
 
 
 def _score_chunk(block, payload, row_offset, sample_weight=None):
-    models, marginalize = payload
+    family, models = payload
     xp = _blocks.get_namespace(block)
     out = []
     for model in models:
-        if marginalize:  # rows with every feature missing count for nothing
-            log_norm, _ = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
-            log_norm = xp.where(xp.isnan(log_norm), xp.zeros_like(log_norm), log_norm)
-        else:
-            log_norm, _ = _blocks.estimate_log_resp(block, model)
+        log_norm = family.chunk_log_likelihood(block, model, row_offset=row_offset)
         total = xp.sum(log_norm if sample_weight is None else _blocks.weighted_values(xp, log_norm, sample_weight))
         _blocks.check_finite(xp, total, block, row_offset)
         out.append(float(total))
@@ -132,17 +128,18 @@ def _score_combine(partials):
     return np.sum(partials, axis=0)
 
 
-def score_pass(X, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None, marginalize=False):
+def score_pass(X, family, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
     """Total log-likelihood ``sum_i w_i log p(x_i)`` (``w_i = 1`` without
     ``weights``) of every model in ``models`` (client-side
-    :class:`_blocks.Model`), all from one pass over ``X``.
+    :class:`_blocks.Model`), all from one pass over ``X``, each row's by
+    ``family.chunk_log_likelihood``.
 
     Returns
     -------
     (len(models),) float64 array
     """
     return tree_reduce(
-        X, _score_chunk, _score_combine, (tuple(models), marginalize), split_every=split_every, name="daskgmm-score",
+        X, _score_chunk, _score_combine, (family, tuple(models)), split_every=split_every, name="daskgmm-score",
         weights=weights,
     )
 
@@ -151,6 +148,7 @@ def run_em(
     X,
     runs,
     *,
+    family,
     tol,
     max_iter,
     reg_covar,
@@ -158,17 +156,15 @@ def run_em(
     skip_nonfinite=False,
     callbacks=(),
     start_iter=0,
-    family=None,
     weights=None,
     weight_scale=1.0,
-    marginalize=False,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
 
     All still-running runs share each pass over the data: one task per chunk
     evaluates every one of them.  A run drops out when it converges.
-    ``family`` (default: maximum likelihood, :data:`daskgmm._families.GAUSSIAN`)
-    gives each run's E-step parameters, its M-step and its lower bound.
+    ``family`` (:mod:`daskgmm._families`) gives each run's E-step
+    parameters, the chunks' statistics, its M-step and its lower bound.
     ``weights`` are the sample weights divided by ``weight_scale`` (a power
     of two): ``run.n_samples`` is the real total weight.
 
@@ -182,8 +178,6 @@ def run_em(
         the merged statistics of its last pass (its parameters' M-step).
     n_passes : number of passes made.
     """
-    if family is None:
-        from .._families import GAUSSIAN as family
     n_passes = 0
     # Where the chunks live is asked once per fit, not once per pass (a
     # scheduler round trip).
@@ -195,41 +189,15 @@ def run_em(
         tic = time.perf_counter()
         models = [family.model(runs[i]) for i in active]
         stats = em_pass(
-            X, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every, batches=batches,
-            models=models, weights=weights, marginalize=marginalize,
+            X, family, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every,
+            batches=batches, models=models, weights=weights,
         )
         n_passes += 1
         for i, st, model in zip(active, stats, models):
-            run = runs[i]
-            n_samples = float(st.n_samples)
-            if n_samples == 0:
-                raise ValueError("No finite samples left to fit.")
-            run.n_samples = n_samples * weight_scale
-            previous = run.lower_bound
-            run.lower_bound = family.step(run, st, reg_covar, model)
-            run.statistics = st if weight_scale == 1.0 else real_statistics(st, weight_scale)
-            run.n_iter = iteration
-            change = run.lower_bound - previous
-            run.history.append(run.lower_bound)
-            if abs(change) < tol:
-                run.converged = True
+            _step(runs[i], st, model, family, reg_covar, tol, weight_scale, iteration)
         seconds = time.perf_counter() - tic
         for i in active:
-            run = runs[i]
-            change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
-            run.records.append(
-                {
-                    "iteration": iteration,
-                    "lower_bound": run.lower_bound,
-                    "change": change,
-                    "seconds": seconds,
-                    "n_chunks": X.numblocks[0],
-                }
-            )
-            logger.debug(
-                "iteration %d run %d: lower bound %.10g, change %.3g (%.3fs)",
-                iteration, i, run.lower_bound, change, seconds,
-            )
+            _record(runs[i], i, iteration, seconds, X.numblocks[0])
         info = {
             "iteration": iteration,
             "runs": runs,
@@ -240,3 +208,39 @@ def run_em(
         for callback in callbacks:
             callback(info)
     return runs, n_passes
+
+
+def _step(run, stats, model, family, reg_covar, tol, weight_scale, iteration):
+    """The family's M-step of ``run`` from the merged ``stats`` of its pass
+    (whose E-step evaluated ``model``); converged when its bound changed by
+    less than ``tol``."""
+    n_samples = float(stats.n_samples)
+    if n_samples == 0:
+        raise ValueError("No finite samples left to fit.")
+    run.n_samples = n_samples * weight_scale
+    previous = run.lower_bound
+    run.lower_bound = family.step(run, stats, reg_covar, model)
+    run.statistics = stats if weight_scale == 1.0 else real_statistics(stats, weight_scale)
+    run.n_iter = iteration
+    change = run.lower_bound - previous
+    run.history.append(run.lower_bound)
+    if abs(change) < tol:
+        run.converged = True
+
+
+def _record(run, index, iteration, seconds, n_chunks):
+    """The iteration's record of ``run`` (the estimator's ``history_``)."""
+    change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
+    run.records.append(
+        {
+            "iteration": iteration,
+            "lower_bound": run.lower_bound,
+            "change": change,
+            "seconds": seconds,
+            "n_chunks": n_chunks,
+        }
+    )
+    logger.debug(
+        "iteration %d run %d: lower bound %.10g, change %.3g (%.3fs)",
+        iteration, index, run.lower_bound, change, seconds,
+    )

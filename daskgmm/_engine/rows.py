@@ -34,62 +34,49 @@ def imputed_rows(X, fill, weights=None):
     return filled, init_weights
 
 
-def _log_resp_block(block, model, skip_nonfinite, what, row_offset=0, marginalize=False):
+def _log_resp_block(block, evaluation, skip_nonfinite, what, row_offset=0):
+    """Per-row output ``what`` of one chunk; ``evaluation``: (family, model)."""
+    family, model = evaluation
     with quiet_float_errors():
-        if marginalize:
-            log_norm, log_resp = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
-        else:
-            log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+        log_norm, log_resp = family.chunk_log_resp(block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite)
     xp = _blocks.get_namespace(block)
-    if marginalize:  # rows with every feature missing: NaN, label -1
-        skip_nonfinite = True
-    elif not skip_nonfinite:
-        _check_rows_finite(xp, block, log_norm, row_offset)
     if what == "score_samples":
         return log_norm
     if what == "predict_proba":
         return xp.exp(log_resp)
     labels = xp.argmax(log_resp, axis=1)
-    if skip_nonfinite:
+    if family.leaves_rows_out(skip_nonfinite):
         labels = xp.where(xp.isnan(log_norm), xp.full_like(labels, -1), labels)
     return labels
 
 
-def _log_resp_chunk(block, model, skip_nonfinite, what, chunk_index, marginalize=False):
+def _log_resp_chunk(block, evaluation, skip_nonfinite, what, chunk_index):
     """:func:`_log_resp_block` on a row chunk whose global row offset is
     unknown (a Dask DataFrame's partition): a bad row is named by its chunk
     and its row in it."""
     try:
-        return _log_resp_block(block, model, skip_nonfinite, what, 0, marginalize)
+        return _log_resp_block(block, evaluation, skip_nonfinite, what, 0)
     except ValueError as error:
         raise ValueError(f"In row chunk {chunk_index} of X (its rows numbered from 0): {error}") from None
 
 
-def _check_rows_finite(xp, block, log_norm, row_offset):
-    """A row holding NaN or infinity raises a ValueError naming it (global
-    index): it would otherwise make the block's pivot, and so every answer
-    of the block, NaN.  The rows are looked at only when some per-row result
-    is not finite, so a clean block costs one check of (n,) values.  Finite
-    rows too far out for the dtype keep their -inf (documented)."""
-    if not bool(xp.all(xp.isfinite(log_norm))) and not bool(xp.all(_blocks._finite_rows(xp, block))):
-        _blocks._raise_nonfinite(xp, block, row_offset)
-
-
-def map_rows(X, model, what, *, skip_nonfinite=False, marginalize=False):
+def map_rows(X, family, model, what, *, skip_nonfinite=False):
     """Per-row output of ``model`` over the chunks of ``X``: lazy (a Dask
     array) for a Dask ``X``, NumPy for :class:`InMemoryRows`.
 
     ``what`` is "score_samples" (n,), "predict" (n,) int labels or
-    "predict_proba" (n, K).  The model travels as one graph key; each chunk's
-    task knows its global row offset (for error messages), or, where the
-    chunk sizes are unknown (a Dask DataFrame's partitions, kept unknown so
-    that nothing is computed), its chunk index.  The output has the row
-    chunks of ``X``.
+    "predict_proba" (n, K), of each chunk by ``family.chunk_log_resp``
+    (:mod:`daskgmm._families`); rows the family leaves out (those holding
+    NaN or infinity with ``skip_nonfinite``) are NaN, label -1.  The family
+    and the model travel as one graph key; each chunk's task knows its
+    global row offset (for error messages), or, where the chunk sizes are
+    unknown (a Dask DataFrame's partitions, kept unknown so that nothing is
+    computed), its chunk index.  The output has the row chunks of ``X``.
     """
     if isinstance(X, InMemoryRows):
         with one_blas_thread_per_task(None):
             parts = [
-                _log_resp_block(block, model, skip_nonfinite, what, offset, marginalize) for block, offset in X.blocks()
+                _log_resp_block(block, (family, model), skip_nonfinite, what, offset) for block, offset in X.blocks()
             ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     k = np.asarray(model.means).shape[0]
@@ -100,12 +87,12 @@ def map_rows(X, model, what, *, skip_nonfinite=False, marginalize=False):
     token = uuid.uuid4().hex[:12]
     name = f"daskgmm-{what.replace('_', '-')}-{token}"
     model_key = f"daskgmm-model-{token}"
-    layer = {model_key: (unbox, Box(model))}
+    layer = {model_key: (unbox, Box((family, model)))}
     known = not any(math.isnan(size) for size in X.chunks[0])
     for i, offset in enumerate(row_offsets(X) if known else range(X.numblocks[0])):
         key = (name, i, 0) if ndim == 2 else (name, i)
         task = _log_resp_block if known else _log_resp_chunk
-        layer[key] = (task, (X.name, i, 0), model_key, skip_nonfinite, what, offset, marginalize)
+        layer[key] = (task, (X.name, i, 0), model_key, skip_nonfinite, what, offset)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[X])
     return da.Array(graph, name, chunks, meta=_meta(X, ndim, dtype))
 
