@@ -50,7 +50,7 @@ from ._archive import (
 )
 from ._blocks import COVARIANCE_TYPES
 from ._covariance import covariance_shape, precisions_from_cholesky
-from ._engine import ONLINE_MODES, OnlineState
+from ._engine.online import ONLINE_MODES, OnlineState
 from ._version import __version__
 
 # Kinds of state.

@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._engine import DEFAULT_SPLIT_EVERY
+from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
 from ._state import BAYESIAN_GAUSSIAN_MIXTURE, POSTERIOR
