@@ -112,7 +112,7 @@ class PhaseTimer:
             self.counts[name] = self.counts.get(name, 0) + 1
 
     def __enter__(self):
-        self._patches = [mock.patch.object(mod, "tree_reduce", self._timed) for mod in (_engine, _init)]
+        self._patches = [mock.patch.object(mod, "tree_reduce", self._timed) for mod in (_engine.em, _init)]
         for patch in self._patches:
             patch.start()
         return self

@@ -65,9 +65,9 @@ import uuid
 
 import numpy as np
 
-from ._engine import Run
 from ._blocks import Stats
 from ._covariance import covariance_model
+from ._families import GAUSSIAN, Run, m_step
 from ._archive import (
     RECORD_FIELDS,
     check_array,
@@ -492,12 +492,12 @@ def _mismatch(path, current, saved):
 def verify_data(path, fp, runs, summary):
     """One E-step and M-step over ``fp.data`` from the first saved run: the
     summary of the result must match ``summary``, or ValueError."""
-    from ._engine import em_pass, m_step
+    from ._engine.em import em_pass
 
     probe = copy.deepcopy(runs[0])
     kwargs = {} if fp.split_every is None else {"split_every": fp.split_every}
     # Weighted as the fit was: the summary's row count is the total weight.
-    (stats,) = em_pass(fp.data, [probe], skip_nonfinite=fp.skip_nonfinite, weights=fp.weights, **kwargs)
+    (stats,) = em_pass(fp.data, GAUSSIAN, [probe], skip_nonfinite=fp.skip_nonfinite, weights=fp.weights, **kwargs)
     probe.n_samples = float(stats.n_samples) * fp.weight_scale
     if probe.n_samples == 0:
         raise ValueError("No finite samples left to fit.")

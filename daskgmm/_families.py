@@ -1,9 +1,10 @@
-"""What differs between mixture families, on the client: the start from
-initial statistics, the E-step parameters, the M-step and the lower bound.
+"""What differs between mixture families: the state of one EM run
+(:class:`Run`), what a pass computes on each chunk, the start from initial
+statistics, the E-step parameters, the M-step and the lower bound.
 
 The EM core (:func:`daskgmm._engine.run_em`: passes, restarts, convergence,
-checkpoints, monitoring) is the same for every family; it asks a family for
-three things, as scikit-learn's ``BaseMixture`` asks its subclasses:
+checkpoints, monitoring) is the same for every family; it asks a family,
+as scikit-learn's ``BaseMixture`` asks its subclasses, on the client:
 
 * ``initial_run(stats, covariance_type, reg_covar)``: a :class:`Run` from the
   statistics of initial responsibilities (scikit-learn's ``_initialize``);
@@ -12,27 +13,94 @@ three things, as scikit-learn's ``BaseMixture`` asks its subclasses:
   variational family, per-component constants that fold into the weights);
 * ``step(run, stats, reg_covar, model)``: the M-step from a pass's merged
   statistics, in place, returning the lower bound that pass measured
-  (``model`` is the one its E-step used).
+  (``model`` is the one its E-step used);
 
-Everything here works on K x D x D objects (NumPy/SciPy); no sample is seen.
-Both families use the block functions unchanged: the variational E-step is a
-Gaussian E-step with shifted log-weights, and the entropy of the
-responsibilities its bound needs, ``sum_ik r_ik log r_ik``, follows from the
-statistics every pass merges anyway (:func:`expected_weighted_log_prob`).
+and, in the tasks of a pass (the family travels with each pass's payload,
+so it stays small and picklable):
+
+* ``chunk_statistics(block, model, ...)``: a chunk's E-step and statistics;
+* ``merge(stats_list)``: the merge of statistics, in every merge task;
+* ``chunk_log_likelihood(block, model, ...)``: each row's log-likelihood
+  (the scores of final models);
+* ``chunk_log_resp(block, model, ...)`` and ``leaves_rows_out(...)``: the
+  per-row outputs (``score_samples``, ``predict``, ``predict_proba``).
+
+The client side works on K x D x D objects (NumPy/SciPy) and sees no
+sample.  Both families use the block functions unchanged
+(:class:`GaussianChunks`): the variational E-step is a Gaussian E-step with
+shifted log-weights, and the entropy of the responsibilities its bound
+needs, ``sum_ik r_ik log r_ik``, follows from the statistics every pass
+merges anyway (:func:`expected_weighted_log_prob`).  ``marginalize``
+(``missing='marginalize'``) chooses the block functions that marginalise
+NaN features (:mod:`daskgmm._blocks_missing`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
 
-from ._covariance import covariance_model, covariances_from_stats, make_model
-from ._engine import Run, m_step, scale_statistics
+from . import _blocks, _blocks_missing
+from ._blocks import Stats
+from ._covariance import (
+    covariance_model,
+    covariances_from_stats,
+    make_model,
+    precisions_cholesky_from_covariances,
+)
+from ._stats import scale_statistics
 
 WEIGHT_CONCENTRATION_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
+
+
+@dataclass
+class Run:
+    """State of one EM run (a restart, or one candidate model)."""
+
+    covariance_type: str
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    lower_bound: float = -np.inf
+    n_iter: int = 0
+    converged: bool = False
+    history: list = field(default_factory=list)
+    tag: object = None
+    # One dict per iteration: iteration, lower_bound, change, seconds, n_chunks
+    # (the estimator's ``history_``; saved in checkpoints).
+    records: list = field(default_factory=list)
+    # Rows the last E-step used (fewer than the data's with skip_nonfinite).
+    n_samples: float | None = None
+    # Family-specific parameters besides the Gaussian ones (the variational
+    # posterior of daskgmm._families.BayesianFamily), name -> array.
+    posterior: dict = field(default_factory=dict)
+    # (weights, means, covariances) of the maximum-likelihood M-step of the
+    # last statistics the family's M-step took, whatever the family: the
+    # data's mean and variance follow from them (checkpoints compare them
+    # with the data's).
+    moments: tuple | None = None
+    # The merged statistics of the pass whose M-step gave the parameters
+    # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
+    # of ``partial_fit`` continuing the fit starts from them.
+    statistics: Stats | None = None
+
+    @property
+    def n_components(self):
+        return self.means.shape[0]
+
+
+def m_step(run, stats, reg_covar):
+    """Closed-form M-step: new parameters of ``run`` from merged stats (and
+    ``run.moments``, which they are)."""
+    weights, means, covariances = covariances_from_stats(stats, reg_covar, run.covariance_type)
+    run.moments = (weights, means, covariances)
+    run.weights, run.means, run.covariances = weights, means, covariances
+    run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
 
 def expected_weighted_log_prob(model, stats):
@@ -53,9 +121,85 @@ def expected_weighted_log_prob(model, stats):
     return float(nk @ constant) - 0.5 * quadratic
 
 
-class GaussianFamily:
+class GaussianChunks:
+    """The chunk side of a family whose E-step is a Gaussian one,
+    ``log pi_k + log N(x | mu_k, Sigma_k)`` with the model's log-weights:
+    the block functions of :mod:`daskgmm._blocks`, or with ``marginalize``
+    those of :mod:`daskgmm._blocks_missing` (NaN features marginalised, a
+    row with every feature missing left out).  A dataclass with a
+    ``marginalize`` field inherits it."""
+
+    marginalize: bool
+
+    def marginalizing(self, marginalize=True):
+        """This family, its NaN features marginalised when ``marginalize``."""
+        marginalize = bool(marginalize)
+        return self if marginalize == self.marginalize else dataclasses.replace(self, marginalize=marginalize)
+
+    def chunk_statistics(self, block, model, *, row_offset=0, skip_nonfinite=False, groups=None, sample_weight=None):
+        """E-step and merged statistics of one chunk (``groups``: ``model``
+        is several stacked, :func:`daskgmm._blocks.stack_models`); rows
+        holding NaN or infinity left out with ``skip_nonfinite``, else a
+        ValueError names one (NaN features are no error with
+        ``marginalize``)."""
+        if self.marginalize:
+            return _blocks_missing.marginal_block_statistics(
+                block, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight
+            )
+        return _blocks.block_statistics(
+            block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
+            sample_weight=sample_weight,
+        )
+
+    # A plain function, not a method: the merge tasks of a pass carry it, and
+    # a bound method would carry the whole family (priors included) in each.
+    merge = staticmethod(_blocks.merge_many)
+
+    def chunk_log_likelihood(self, block, model, *, row_offset=0):
+        """``log p(x_i)`` of every row of one chunk; 0 for a row with every
+        feature missing under ``marginalize`` (it counts for nothing)."""
+        if self.marginalize:
+            log_norm, _ = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
+            xp = _blocks.get_namespace(block)
+            return xp.where(xp.isnan(log_norm), xp.zeros_like(log_norm), log_norm)
+        log_norm, _ = _blocks.estimate_log_resp(block, model)
+        return log_norm
+
+    def chunk_log_resp(self, block, model, *, row_offset=0, skip_nonfinite=False):
+        """``(log p(x_i), log r_ik)`` of the rows of one chunk.  A row left
+        out (:meth:`leaves_rows_out`) has NaN; otherwise a row holding NaN
+        or infinity raises a ValueError naming it (global index
+        ``row_offset`` + its row in the chunk)."""
+        if self.marginalize:
+            return _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
+        log_norm, log_resp = _blocks.estimate_log_resp(block, model, skip_nonfinite=skip_nonfinite)
+        if not skip_nonfinite:
+            _check_rows_finite(_blocks.get_namespace(block), block, log_norm, row_offset)
+        return log_norm, log_resp
+
+    def leaves_rows_out(self, skip_nonfinite=False):
+        """Whether :meth:`chunk_log_resp` may leave rows out (their label is
+        then -1): those holding NaN or infinity with ``skip_nonfinite``,
+        those with every feature missing with ``marginalize``."""
+        return self.marginalize or bool(skip_nonfinite)
+
+
+def _check_rows_finite(xp, block, log_norm, row_offset):
+    """A row holding NaN or infinity raises a ValueError naming it (global
+    index): it would otherwise make the block's pivot, and so every answer
+    of the block, NaN.  The rows are looked at only when some per-row result
+    is not finite, so a clean block costs one check of (n,) values.  Finite
+    rows too far out for the dtype keep their -inf (documented)."""
+    if not bool(xp.all(xp.isfinite(log_norm))) and not bool(xp.all(_blocks._finite_rows(xp, block))):
+        _blocks._raise_nonfinite(xp, block, row_offset)
+
+
+@dataclass(frozen=True)
+class GaussianFamily(GaussianChunks):
     """Maximum-likelihood EM: :class:`daskgmm.GaussianMixture`.  The lower
     bound is the mean log-likelihood per sample before the M-step."""
+
+    marginalize: bool = False
 
     name = "gaussian"
     posterior_names = ()
@@ -78,7 +222,7 @@ GAUSSIAN = GaussianFamily()
 
 
 @dataclass(frozen=True, eq=False)
-class BayesianFamily:
+class BayesianFamily(GaussianChunks):
     """Variational EM with a Dirichlet (process or distribution) prior on the
     weights and Gaussian-Wishart priors on the components:
     :class:`daskgmm.BayesianGaussianMixture`, scikit-learn's formulas
@@ -94,6 +238,9 @@ class BayesianFamily:
     divided by this power of two (see ``mixture._check_sample_weight``).
     Unlike maximum likelihood, the posterior depends on the real counts (the
     prior weighs against them), so they are multiplied back, exactly.
+
+    ``marginalize``: NaN features are missing, marginalised
+    (:class:`GaussianChunks`).
     """
 
     weight_concentration_prior_type: str
@@ -103,9 +250,16 @@ class BayesianFamily:
     degrees_of_freedom_prior: float
     covariance_prior: object
     weight_scale: float = 1.0
+    marginalize: bool = False
 
     name = "bayesian"
     posterior_names = ("weight_concentration", "mean_precision", "degrees_of_freedom")
+
+    def __sizeof__(self):
+        # What Dask's sizeof sees of the payload a pass carries (it decides
+        # whether the payload rides inside the map tasks): the priors too.
+        priors = (self.mean_prior, self.covariance_prior)
+        return object.__sizeof__(self) + sum(np.asarray(prior).nbytes for prior in priors)
 
     # -- M-step -------------------------------------------------------------
 

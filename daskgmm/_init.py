@@ -101,10 +101,9 @@ from ._blocks_init import (
     _weights_chunk,
     _weights_combine,
 )
-from ._engine import (
-    DEFAULT_SPLIT_EVERY, merge_stat_columns, no_effective_weight_error, stats_to_numpy, take_rows, tree_reduce,
-)
+from ._engine.passes import DEFAULT_SPLIT_EVERY, take_rows, tree_reduce
 from ._families import GAUSSIAN
+from ._stats import merge_stat_columns, no_effective_weight_error, stats_to_numpy
 
 logger = logging.getLogger("daskgmm")
 

@@ -49,7 +49,7 @@ from ._archive import (
     write_archive,
 )
 from ._covariance import COVARIANCE_TYPES, covariance_model, covariance_shape, precisions_from_cholesky
-from ._engine import ONLINE_MODES, OnlineState
+from ._engine.online import ONLINE_MODES, OnlineState
 from ._version import __version__
 
 # Kinds of state.

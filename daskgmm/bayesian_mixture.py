@@ -13,7 +13,7 @@ from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianM
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, covariance_model
-from ._engine import DEFAULT_SPLIT_EVERY
+from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
 from ._state import BAYESIAN_GAUSSIAN_MIXTURE, POSTERIOR

@@ -335,7 +335,7 @@ def compute_context(args, out=None):
         kwargs["memory_limit"] = args.memory_limit
     import dask
 
-    from ._engine import worker_environ_config
+    from ._engine.runtime import worker_environ_config
 
     with dask.config.set(worker_environ_config()):
         with _workers_ignore_interrupts():

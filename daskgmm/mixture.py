@@ -32,7 +32,7 @@ import dask
 import dask.array as da
 from dask.utils import is_dataframe_like, is_series_like
 
-from . import _engine
+from . import _engine, _stats
 from ._blocks import merge_statistics
 from ._covariance import (
     COVARIANCE_TYPES,
@@ -46,8 +46,9 @@ from ._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
-from ._engine import DEFAULT_SPLIT_EVERY, ONLINE_MODES, Run
-from ._families import GAUSSIAN
+from ._engine.online import ONLINE_MODES
+from ._engine.passes import DEFAULT_SPLIT_EVERY
+from ._families import GAUSSIAN, Run
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
@@ -546,7 +547,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             return False, dX, weights
         n_used = dX.shape[0] - summary["n_empty_rows"]
         if not np.any(summary["counts"] > 0):
-            raise _engine.no_effective_weight_error()
+            raise _stats.no_effective_weight_error()
         if n_used < self.n_components:
             raise ValueError(
                 f"Expected at least n_components = {self.n_components} samples with an observed feature, but "
@@ -968,11 +969,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         models = [family.model(run) for run in runs]
         # Batches without a NaN take the plain path inside the block function.
         batch_stats = _engine.em_pass(
-            dX, runs, split_every=self.split_every, models=models, weights=weights,
-            marginalize=self.missing == "marginalize" and not skip_nonfinite, skip_nonfinite=skip_nonfinite,
+            dX, family.marginalizing(self.missing == "marginalize" and not skip_nonfinite), runs,
+            split_every=self.split_every, models=models, weights=weights, skip_nonfinite=skip_nonfinite,
         )
         if not float(batch_stats[0].n_samples) > 0:
-            raise _engine.no_effective_weight_error(skip_nonfinite)
+            raise _stats.no_effective_weight_error(skip_nonfinite)
         # The batch's statistics count its weights divided by weight_scale;
         # its real total weight:
         batch_weight = float(batch_stats[0].n_samples) * weight_scale
@@ -992,11 +993,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             )
             step_family = self._family(weight_scale)
             for run, stats, model in zip(runs, batch_stats, models):
-                run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
+                run.tag = _stats.stepwise_statistics(state.statistics, stats, gamma)
                 # The M-step takes the running statistics as n_samples_seen
                 # samples, counted in this batch's weight units (the family
                 # multiplies them back where the real counts matter).
-                scaled = _engine.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
+                scaled = _stats.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
                 self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
             best = _best_run(runs, dX.dtype)
             state.statistics, best.tag = best.tag, None
@@ -1010,7 +1011,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 state.statistics, state.weight_scale = stats, weight_scale
             else:
                 if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
-                    stats = _engine.scale_statistics(stats, weight_scale / state.weight_scale)
+                    stats = _stats.scale_statistics(stats, weight_scale / state.weight_scale)
                 state.statistics = merge_statistics(state.statistics, stats)
             state.n_chunks += dX.numblocks[0]
         if state.mode == "stepwise" or not fitted:
@@ -1110,10 +1111,9 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 skip_nonfinite=skip_nonfinite,
                 callbacks=callbacks,
                 start_iter=start_iter,
-                family=family,
+                family=family.marginalizing(marginalize),
                 weights=weights,
                 weight_scale=weight_scale,
-                marginalize=marginalize,
             )
         finally:
             monitor.close()
@@ -1256,7 +1256,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._check_is_fitted()
         lazy = dask.is_dask_collection(X)
         dX = self._validate_X(X, reset=False, known_rows=known_rows)
-        out = _engine.map_rows(dX, self._model(), what, marginalize=self.missing == "marginalize")
+        family = self._family().marginalizing(self.missing == "marginalize")
+        out = _engine.map_rows(dX, family, self._model(), what)
         return out.compute() if isinstance(out, da.Array) and not lazy else out
 
     def score_samples(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:

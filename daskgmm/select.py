@@ -16,7 +16,8 @@ import dask.array as da
 
 from . import _engine
 from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, check_covariance_type
-from ._engine import DEFAULT_SPLIT_EVERY
+from ._engine.passes import DEFAULT_SPLIT_EVERY
+from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, initialize
 from .mixture import (
     ConvergenceWarning,
@@ -307,14 +308,15 @@ def select_n_components(
         init_X, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=init_weights
     )
     n_init_passes = counter.passes
+    family = GAUSSIAN.marginalizing(marginalize)
     runs, n_em_passes = _engine.run_em(
-        dX, runs, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every, weights=weights,
-        weight_scale=weight_scale, marginalize=marginalize,
+        dX, runs, family=family, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
+        weights=weights, weight_scale=weight_scale,
     )
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters: one pass for all candidates.
     totals = _engine.score_pass(
-        dX, [run.model() for run in best_runs], split_every=split_every, weights=weights, marginalize=marginalize
+        dX, family, [family.model(run) for run in best_runs], split_every=split_every, weights=weights
     ) * weight_scale
     n_passes = n_init_passes + n_em_passes + 1
 

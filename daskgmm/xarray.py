@@ -663,7 +663,8 @@ def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=Non
     array = _aligned_features(model, array, feature_dim)
     X, layout = stack_samples(array, feature_dim, sample_dims)
     dX = as_dask_array(X, n_features_expected=model.n_features_in_)
-    values = _engine.map_rows(dX, model._model(), what, skip_nonfinite=True, marginalize=marginalize)
+    family = model._family().marginalizing(marginalize)
+    values = _engine.map_rows(dX, family, model._model(), what, skip_nonfinite=True)
     if layout.sample_chunks is None:
         values = values.compute()
     return _unstack(values, layout, name, extra)

@@ -127,7 +127,7 @@ def test_sigkill_during_writes_never_leaves_a_half_written_checkpoint(tmp_path):
     child = run_child(
         f"""
         import numpy as np
-        from daskgmm._engine import Run
+        from daskgmm._families import Run
         from daskgmm._checkpoint import save_checkpoint
         k, d = 40, 40
         cov = np.broadcast_to(np.eye(d), (k, d, d)).copy()
@@ -291,8 +291,8 @@ def test_finished_checkpoint_is_not_reused_for_other_data(tmp_path, data, settin
     assert first.converged_ == (settings["tol"] > 0)
     before = path.read_bytes()
     passes = []
-    real_em_pass = _engine.em_pass
-    monkeypatch.setattr(_engine, "em_pass", lambda *a, **k: passes.append(1) or real_em_pass(*a, **k))
+    real_em_pass = _engine.em.em_pass
+    monkeypatch.setattr(_engine.em, "em_pass", lambda *a, **k: passes.append(1) or real_em_pass(*a, **k))
     again = GaussianMixture(**kw).fit(da.from_array(data, chunks=(170, -1)), checkpoint=path)
     assert passes == [1]  # the verifying pass, no EM iteration
     assert_same_parameters(again, first, atol=0)
@@ -451,7 +451,7 @@ def test_two_fresh_fits_on_one_new_checkpoint_path(tmp_path, data):
     its initialisation claims the path, the other stops with a clear error
     at its first write and leaves the file alone."""
     from daskgmm._checkpoint import CheckpointWriter, fingerprint, load_if_exists
-    from daskgmm._engine import Run
+    from daskgmm._families import Run
 
     path = tmp_path / "new.ckpt"
     X = da.from_array(data, chunks=CHUNKS)

@@ -1,8 +1,10 @@
 """The distributed loop: one compute per iteration, the graph it builds."""
 
 import os
+import pickle
 import platform
 import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -11,6 +13,8 @@ import dask
 import dask.array as da
 
 from daskgmm import GaussianMixture, _engine
+from daskgmm._families import GAUSSIAN as _GAUSSIAN
+from daskgmm._families import GaussianFamily, Run
 
 from .conftest import make_blobs, mmapped_by_a_4mib_buffer as _mmapped_by_a_4mib_buffer
 
@@ -120,8 +124,8 @@ def test_memory_budget_is_what_workers_hold_without_spilling():
 
 def test_auto_streams_data_larger_than_the_budget(monkeypatch):
     mib = 2**20
-    monkeypatch.setattr(_engine, "current_client", lambda: _FakeClient([(1000 * mib, 200 * mib)] * 2))
-    budget = _engine.memory_budget(_engine.current_client())  # 0.8 * 2 * (600 - 256) MiB = 550 MiB
+    monkeypatch.setattr(_engine.runtime, "current_client", lambda: _FakeClient([(1000 * mib, 200 * mib)] * 2))
+    budget = _engine.memory_budget(_engine.runtime.current_client())  # 0.8 * 2 * (600 - 256) MiB = 550 MiB
     small = da.zeros((int(0.9 * budget) // 8, 1), chunks=(2**20, 1))
     large = da.zeros((int(1.1 * budget) // 8, 1), chunks=(2**20, 1))
     assert _engine.should_persist(small, "auto") and not _engine.should_persist(large, "auto")
@@ -317,3 +321,88 @@ def test_client_blas_runs_on_one_thread_during_a_fit():
         after = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
     assert seen and all(threads == {1} for threads in seen)
     assert after == {2}
+
+
+# --------------------------------------------------------------------------
+# The family down to the chunk
+# --------------------------------------------------------------------------
+
+_MERGED = []
+
+
+def _tracing_merge(stats_list):
+    _MERGED.append(len(stats_list))
+    return _GAUSSIAN.merge(stats_list)
+
+
+@dataclass(frozen=True)
+class _TracingFamily(GaussianFamily):
+    """The maximum-likelihood family, noting each chunk it is asked about."""
+
+    calls: list = field(default_factory=list, compare=False)
+
+    merge = staticmethod(_tracing_merge)
+
+    def chunk_statistics(self, block, model, **kwargs):
+        self.calls.append(("statistics", kwargs["row_offset"], block.shape[0]))
+        return super().chunk_statistics(block, model, **kwargs)
+
+    def chunk_log_likelihood(self, block, model, **kwargs):
+        self.calls.append(("log_likelihood", kwargs["row_offset"], block.shape[0]))
+        return super().chunk_log_likelihood(block, model, **kwargs)
+
+    def chunk_log_resp(self, block, model, **kwargs):
+        self.calls.append(("log_resp", kwargs["row_offset"], block.shape[0]))
+        return super().chunk_log_resp(block, model, **kwargs)
+
+
+def test_passes_ask_the_family_they_are_given_about_every_chunk():
+    """em_pass, score_pass and map_rows run the chunk side of the family they
+    are given (a new family plugs in there), with the answers of the
+    maximum-likelihood family when it delegates to it."""
+    X, _, _ = make_blobs(n=200, seed=0)
+    dX = da.from_array(X, chunks=(50, -1))
+    fitted = GaussianMixture(2, covariance_type="diag", random_state=0).fit(dX)
+    model = fitted._model()
+    run = Run("diag", fitted.weights_, fitted.means_, fitted.covariances_, fitted.precisions_cholesky_)
+    family = _TracingFamily()
+    offsets = [(0, 50), (50, 50), (100, 50), (150, 50)]
+    _MERGED.clear()
+    # In this process, where the family notes its calls (a cluster of an
+    # earlier test may still be the default scheduler).
+    with dask.config.set(scheduler="sync"):
+        (stats,) = _engine.em_pass(dX, family, [run], models=[model], split_every=2, batches=None)
+        (want,) = _engine.em_pass(dX, _GAUSSIAN, [run], models=[model], split_every=2, batches=None)
+        assert sorted(call[1:] for call in family.calls) == offsets
+        assert {call[0] for call in family.calls} == {"statistics"}
+        assert _MERGED and sum(_MERGED) >= 4  # the tree's merges and the client's are the family's
+        for got, expected in zip(stats[1:], want[1:]):
+            np.testing.assert_array_equal(got, expected)
+
+        family.calls.clear()
+        total = _engine.score_pass(dX, family, [model], split_every=2)
+        assert sorted(call[1:] for call in family.calls) == offsets
+        assert total.tolist() == _engine.score_pass(dX, _GAUSSIAN, [model], split_every=2).tolist()
+
+        family.calls.clear()
+        labels = _engine.map_rows(dX, family, model, "predict").compute()
+        assert sorted(call[1:] for call in family.calls) == offsets
+        np.testing.assert_array_equal(labels, fitted.predict(dX).compute())
+
+
+def test_family_marginalizing_chooses_the_missing_feature_kernels():
+    """``marginalizing`` gives the family whose chunks marginalise NaN
+    features (a row with every feature missing: NaN, label -1); without it
+    a NaN feature is an error naming the row.  The family pickles with it."""
+    X, _, _ = make_blobs(n=60, seed=1)
+    X[7, 1] = np.nan
+    X[11] = np.nan
+    dX = da.from_array(X, chunks=(20, -1))
+    fitted = GaussianMixture(2, random_state=0).fit(np.delete(X, [7, 11], axis=0))
+    model = fitted._model()
+    marginal = pickle.loads(pickle.dumps(_GAUSSIAN.marginalizing(True)))
+    assert marginal.marginalize and _GAUSSIAN.marginalizing(False) is _GAUSSIAN
+    labels = _engine.map_rows(dX, marginal, model, "predict").compute()
+    assert labels[11] == -1 and labels[7] >= 0 and (labels >= 0).sum() == 59
+    with pytest.raises(ValueError, match="row 7"):
+        _engine.map_rows(dX, _GAUSSIAN, model, "predict").compute()

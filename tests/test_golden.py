@@ -59,6 +59,7 @@ from threadpoolctl import ThreadpoolController
 from daskgmm import BayesianGaussianMixture, GaussianMixture, select_n_components
 from daskgmm import _blocks, _blocks_missing, _engine
 from daskgmm._blocks import Model
+from daskgmm._families import GAUSSIAN, Run
 from daskgmm.mixture import ConvergenceWarning
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
@@ -75,7 +76,7 @@ _BLAS = ThreadpoolController()
 @contextlib.contextmanager
 def deterministic():
     """One BLAS thread, Dask's synchronous scheduler, the floating-point
-    warnings off as the engine's passes have them (:func:`_engine._quiet_float_errors`),
+    warnings off as the engine's passes have them (:func:`_engine.passes.quiet_float_errors`),
     and the ConvergenceWarning of the deliberately short fits silenced.
     No distributed client may be open: it would group the chunks of a pass
     by worker (another order of merges)."""
@@ -553,7 +554,7 @@ def _missing_cases():
 
 
 def engine_models():
-    """Runs of every type, some stacked by :func:`_engine.stack_plan`
+    """Runs of every type, some stacked by :func:`_engine.em.stack_plan`
     ('full' K=3 with K=2, 'diag' K=3 with K=2; 'tied' alone)."""
     weights, means, covs = scenario_params("blobs")
     specs = [("full", 3), ("tied", 3), ("diag", 3), ("full", 2), ("spherical", 3), ("diag", 2), ("tied", 2)]
@@ -580,13 +581,13 @@ def engine_case(dtype, variant, weighted, what):
     if weighted:
         weights = da.from_array(scenario_weights(dX.shape[0]).astype(DTYPES[dtype]), chunks=(40,))
     models = engine_models()
-    marginalize = variant == "marginalize"
+    family = GAUSSIAN.marginalizing(variant == "marginalize")
     if what == "score":
-        return {"totals": _engine.score_pass(dX, models, split_every=3, weights=weights, marginalize=marginalize)}
-    runs = [_engine.Run(m.covariance_type, None, None, None, None) for m in models]
+        return {"totals": _engine.score_pass(dX, family, models, split_every=3, weights=weights)}
+    runs = [Run(m.covariance_type, None, None, None, None) for m in models]
     stats = _engine.em_pass(
-        dX, runs, skip_nonfinite=variant == "skip", split_every=3, batches=None, models=models, weights=weights,
-        marginalize=marginalize,
+        dX, family, runs, skip_nonfinite=variant == "skip", split_every=3, batches=None, models=models,
+        weights=weights,
     )
     return {"stats": stats}
 

@@ -11,6 +11,7 @@ import dask
 import dask.array as da
 
 from daskgmm import ConvergenceWarning, GaussianMixture, _blocks_init, _engine, _init, mixture
+from daskgmm._families import GAUSSIAN
 from daskgmm._init import INIT_PARAMS, PassCounter, Spec
 
 from .conftest import make_blobs
@@ -267,7 +268,7 @@ def individual_runs(dX, k, random_state, n_init, **em):
     runs = []
     for seed in seeds:
         (run,) = _init.initialize(dX, "kmeans", [Spec(k, "full", seed, pool=seeds[0])], 1e-6)
-        _engine.run_em(dX, [run], reg_covar=1e-6, **em)
+        _engine.run_em(dX, [run], family=GAUSSIAN, reg_covar=1e-6, **em)
         runs.append(run)
     return runs
 

@@ -1,10 +1,10 @@
 """The package's shape (issue #21): no import cycle in daskgmm/, and no
 covariance-type name outside the covariance registry and the block math.
 
-Both read the source with :mod:`ast` (nothing is imported).  The import
-test fails on the code as it is and is marked ``xfail(strict=True)``: the
-marker must go when the refactor lands (strict: an unexpected pass fails the
-suite)."""
+Both read the source with :mod:`ast` (nothing is imported).  A check that
+still fails on the code as it is is marked ``xfail(strict=True)``: the
+marker must go when the refactor lands (strict: an unexpected pass fails
+the suite)."""
 
 from __future__ import annotations
 
@@ -207,16 +207,6 @@ def _summary(found):
     return "; ".join(f"{module} ({len(items)}): {', '.join(items)}" for module, items in sorted(by_module.items()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue #21: two strongly connected sets today, 17 elementary cycles: {_engine, _families} "
-    "(_families imports Run, m_step, scale_statistics from _engine; _engine.run_em imports _families.GAUSSIAN "
-    "in a function) and {daskgmm/__init__, mixture, bayesian_mixture, select, _checkpoint, io} (mixture -> "
-    "_checkpoint -> io at module level, io -> mixture and bayesian_mixture in functions, mixture.save -> io; "
-    "_checkpoint and io import __version__ from the package __init__ in functions); remove this marker when "
-    "the refactor lands",
-)
 def test_no_import_cycle():
     graph = import_graph()
     components = _strongly_connected(graph)

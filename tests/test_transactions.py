@@ -246,12 +246,12 @@ def test_a_failing_end_pass_changes_nothing(monkeypatch):
 
 
 def test_stepwise_statistics_refuse_an_empty_batch():
-    from daskgmm import _engine
+    from daskgmm import _stats
     from daskgmm._blocks import Stats
 
     empty = Stats("diag", 0.0, 0.0, np.zeros(2), np.zeros((2, 3)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match=NO_WEIGHT):
-        _engine.stepwise_statistics(None, empty, 1.0)
+        _stats.stepwise_statistics(None, empty, 1.0)
 
 
 # --------------------------------------------------------------------------
