@@ -1061,7 +1061,10 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
-        monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
+        monitor = Monitor(
+            callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter, verbose=self.verbose,
+            verbose_interval=self.verbose_interval,
+        )
         # A fit that initialises lets the family take its data-dependent
         # settings from the initialisation's passes (family None below).
         initialising = resumed is None and not warm
@@ -1089,9 +1092,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 writer.write(runs, 0)
             callbacks.insert(0, writer)
         callbacks.append(monitor)
-        if self.verbose:
-            callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
-        tic = time.perf_counter()
+        monitor.start()
         try:
             runs, n_passes = _engine.run_em(
                 dX,
@@ -1122,16 +1123,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             )
         self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
-        if self.verbose:
-            # scikit-learn's BaseMixture._print_verbose_msg_init_end.
-            converged = "converged" if best.converged else "did not converge"
-            if self.verbose == 1:
-                print(f"Initialization {converged}.")
-            else:
-                print(
-                    f"Initialization {converged}. time lapse {time.perf_counter() - tic:.5f}s\t "
-                    f"lower bound {best.lower_bound:.5f}."
-                )
+        monitor.finished(best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -1945,30 +1937,6 @@ def _check_positive_precisions(precisions, kind):
     for mat in mats:
         if not np.allclose(mat, mat.T) or np.any(np.linalg.eigvalsh(mat) <= 0.0):
             raise ValueError(f"{name} should be symmetric, positive-definite.")
-
-
-class _VerbosePrinter:
-    """scikit-learn-style progress lines for ``verbose`` >= 1."""
-
-    def __init__(self, verbose, interval):
-        self.verbose = verbose
-        self.interval = interval
-        self.tic = time.perf_counter()
-
-    def __call__(self, info):
-        it = info["iteration"]
-        if it == 1:
-            print(f"Initialization ({len(info['runs'])} run(s) in parallel)")
-        if it % self.interval == 0:
-            now = time.perf_counter()
-            for i in info["active"]:
-                run = info["runs"][i]
-                change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
-                if self.verbose > 1:
-                    print(f"  Iteration {it}\t time lapse {now - self.tic:.5f}s\t ll change {change:.5f}")
-                else:
-                    print(f"  Iteration {it}")
-            self.tic = now
 
 
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]
