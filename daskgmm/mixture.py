@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -399,17 +400,48 @@ def _weight_total(sample_weight):
     return float(total.compute() if isinstance(total, da.Array) else total)
 
 
-class _BaseMixture(DensityMixin, BaseEstimator):
+class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     """What every daskgmm mixture shares, as scikit-learn's ``BaseMixture``:
     input validation, the fit (restarts, warm start, checkpoints, monitoring,
-    one EM core: :func:`daskgmm._engine.run_em`) and the lazy per-row
-    outputs.  A subclass supplies its family (:mod:`daskgmm._families`) and
-    these hooks: ``_check_settings``, ``_make_family``, ``_initial_runs``,
-    ``_run_from_attributes``, ``_set_posterior``, ``_model``.  A fit that
-    initialises calls ``_initial_runs`` with no family: the subclass then
-    sets the family's data-dependent settings (the variational priors) from
-    the initialisation's own passes where it can, and ``_family()`` gives
-    the family the EM loop uses."""
+    one EM core: :func:`daskgmm._engine.run_em`), online EM and the lazy
+    per-row outputs.
+
+    A subclass supplies its family (:mod:`daskgmm._families`) by
+    implementing every hook, each an abstract method here:
+
+    ``_check_settings(n_features, n_components=None)``
+        Check the subclass's own settings; returns ``checked``.
+    ``_make_family(dX, counter, ...)``
+        The family the EM loop runs, its data-dependent settings (the
+        variational priors) set from passes of its own.
+    ``_family(weight_scale=1.0)``
+        The family of the fitted settings.
+    ``_initial_runs(dX, checked, counter, family, ...)``
+        The restarts' first runs.  A fit that initialises calls it with
+        ``family`` None: the subclass then sets the family's data-dependent
+        settings from the initialisation's own passes where it can, and
+        ``_family()`` gives the family the EM loop uses.
+    ``_apply_initial_parameters(run, checked)``
+        The user-given initial parameters (``weights_init``, ...) over an
+        initialised run: scikit-learn's ``_initialize`` and
+        ``_initialize_parameters`` call it too.
+    ``_run_from_attributes()``, ``_set_posterior(run)``
+        The fitted state as an EM run, and the posterior's attributes from
+        one (:meth:`_set_run` sets the parameters).
+    ``_model()``
+        The fitted model the per-row outputs evaluate.
+    ``_get_parameters()``, ``_set_parameters(params)``
+        scikit-learn's hooks, with its signatures: code written against
+        ``sklearn.mixture`` (its own tests among it) can drive ours.
+
+    and the class attributes ``_parameter_constraints`` (scikit-learn's
+    parameter validation) and ``_family_name`` (what a checkpoint records).
+
+    daskgmm's own modules (xarray, the command line, model selection) drive
+    a mixture through the entry points at the end of this module
+    (:func:`_fit_rows`, :func:`_partial_fit_rows`, :func:`_missing_rows`,
+    :func:`_adopt_run`, :func:`_best_run`), not through its private
+    methods."""
 
     def __init__(
         self,
@@ -1172,9 +1204,6 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
 
-    def _apply_initial_parameters(self, run, checked):
-        pass
-
     def _prepared(self, X, n_components=None, sample_weight=None):
         """What scikit-learn's hooks below start from: the checked rows,
         settings and weights, and the family (its data-dependent priors
@@ -1202,6 +1231,70 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         (run,) = initialize(dX, self.init_params, [spec], self.reg_covar, split_every=self.split_every)
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
+
+    # ------------------------------------------------------------------
+    # hooks: each subclass implements every one (see the class docstring)
+    # ------------------------------------------------------------------
+
+    @abstractmethod
+    def _check_settings(self, n_features, n_components=None):
+        """Check the subclass's own settings against ``n_features`` (and
+        ``n_components``, default ``self.n_components``): a ValueError naming
+        the bad one.  Returns what :meth:`_initial_runs` and
+        :meth:`_apply_initial_parameters` take as ``checked`` (the checked
+        user-given initial parameters, or None where there are none)."""
+
+    @abstractmethod
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
+        """The family (:mod:`daskgmm._families`) the EM loop runs on ``dX``,
+        its data-dependent settings set as fitted attributes from passes of
+        its own (each counted by ``counter``); ``sample_weight`` are the
+        weights divided by ``weight_scale``."""
+
+    @abstractmethod
+    def _family(self, weight_scale=1.0):
+        """The family of the fitted settings, for statistics of the sample
+        weights divided by ``weight_scale``."""
+
+    @abstractmethod
+    def _initial_runs(
+        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+    ):
+        """The ``n_init`` restarts' first runs (``Run``), from the
+        initialisation ``init_params`` names and ``checked`` (what
+        :meth:`_check_settings` returned).  ``family`` None: a fit that
+        initialises, which sets the family's data-dependent settings here,
+        from the initialisation's own passes where it can."""
+
+    @abstractmethod
+    def _apply_initial_parameters(self, run, checked):
+        """Put the user-given initial parameters in ``checked`` (what
+        :meth:`_check_settings` returned) into ``run``, in place, over what
+        the initialisation gave."""
+
+    @abstractmethod
+    def _run_from_attributes(self):
+        """The fitted parameters (and posterior) as a ``Run`` in float64:
+        the start of a warm-started fit or of the next batch."""
+
+    @abstractmethod
+    def _set_posterior(self, run):
+        """Set the fitted attributes of ``run``'s posterior, beyond the
+        parameters :meth:`_set_run` sets."""
+
+    @abstractmethod
+    def _model(self):
+        """The fitted model the E-step and the per-row outputs evaluate."""
+
+    @abstractmethod
+    def _get_parameters(self):
+        """scikit-learn's ``BaseMixture._get_parameters``: the fitted
+        parameters, in scikit-learn's order for this estimator."""
+
+    @abstractmethod
+    def _set_parameters(self, params):
+        """scikit-learn's ``BaseMixture._set_parameters``: the inverse of
+        :meth:`_get_parameters`, with the attributes they imply."""
 
     def _set_gaussian_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
@@ -1787,7 +1880,8 @@ class GaussianMixture(_BaseMixture):
         )
 
     def _set_posterior(self, run):
-        pass
+        """Maximum likelihood has no posterior: the parameters are the whole
+        fitted state, and :meth:`_set_run` has set them."""
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
