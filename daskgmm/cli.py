@@ -478,8 +478,10 @@ def _fit_with_progress(model, source, args, sample_weight=None):
                     checkpoint=getattr(args, "checkpoint", None),
                 )
             else:
-                model._fit(
-                    source.X, sample_weight=sample_weight, callbacks=[progress],
+                from .mixture import _fit_rows
+
+                _fit_rows(
+                    model, source.X, sample_weight=sample_weight, callbacks=[progress],
                     checkpoint=getattr(args, "checkpoint", None),
                 )
     finally:

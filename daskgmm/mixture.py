@@ -2033,4 +2033,73 @@ def _check_positive_precisions(precisions, kind):
             raise ValueError(f"{name} should be symmetric, positive-definite.")
 
 
+# ----------------------------------------------------------------------
+# Entry points for daskgmm's own modules
+# ----------------------------------------------------------------------
+# xarray, the command line and model selection drive the estimators through
+# these functions (and _best_run above), not through the estimators' private
+# methods, which are free to change with the base class's hooks.
+
+
+def _fit_rows(model, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None):
+    """Fit ``model`` on the rows ``X`` as its ``fit`` does, with what the
+    labelled-data layer and the command line add.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        Fitted in place.  Unlike ``fit``, an exception may leave it changed:
+        a caller that keeps the model wraps the call in
+        :func:`unchanged_on_error`.
+    X : dask.array.Array or array-like, shape (n_samples, n_features)
+        The rows, as ``fit`` takes them.
+    sample_weight : array-like or dask.array.Array of shape (n_samples,), optional
+        As for ``fit``.
+    skip_nonfinite : bool, default=False
+        Leave out the rows holding NaN or infinity (counted in
+        ``n_samples_skipped_``) instead of refusing them.
+    callbacks : sequence of callable
+        Called after every iteration with the engine's ``info`` dict, in
+        order, before the fit's own monitor (the command line passes its
+        display, :class:`daskgmm.cli.Progress`).
+    checkpoint : str or os.PathLike, optional
+        As for ``fit``.
+
+    Returns
+    -------
+    model
+    """
+    return model._fit(
+        X, sample_weight=sample_weight, skip_nonfinite=skip_nonfinite, callbacks=callbacks, checkpoint=checkpoint
+    )
+
+
+def _partial_fit_rows(model, X, *, sample_weight=None, skip_nonfinite=False):
+    """One batch of ``model``'s ``partial_fit`` on the rows ``X`` (its
+    parameters already validated), rows holding NaN or infinity left out
+    with ``skip_nonfinite``; returns ``model``.  As with :func:`_fit_rows`,
+    the caller keeps ``model`` as it was on an exception where it needs to."""
+    return model._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite)
+
+
+def _missing_rows(model, dX, weights, counter):
+    """``model``'s first step of a fit with ``missing='marginalize'`` on
+    ``dX``, for a fit that shares its passes (model selection): one pass
+    counting the missing entries (``model``'s ``n_samples_skipped_`` and
+    ``n_samples_incomplete_`` set from it, ``counter`` advanced), and the
+    rows and weights the initialisation runs on.  Returns ``(marginalize,
+    init_X, init_weights)``; ``(False, dX, weights)`` when nothing is
+    missing or ``model.missing`` is 'error'."""
+    return model._missing_setup(dX, weights, counter)
+
+
+def _adopt_run(model, run, dtype):
+    """Make ``run`` (an EM ``Run`` of ``model``'s family and settings) ``model``'s fitted parameters and fit record, in
+    the data's float ``dtype``, as its own fit would; returns ``model``.
+    Model selection fits several models in shared passes and gives each
+    its best run this way."""
+    model._set_run(run, dtype)
+    return model
+
+
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]
