@@ -4,12 +4,11 @@ scikit-learn's ``GaussianMixture`` and ``BayesianGaussianMixture`` API and answe
 one process.
 """
 
+from ._version import __version__
 from .bayesian_mixture import BayesianGaussianMixture
 from .io import load
 from .mixture import ConvergenceWarning, GaussianMixture, NotFittedError
 from .select import SelectionResult, select_n_components
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GaussianMixture",

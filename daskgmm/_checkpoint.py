@@ -1,12 +1,14 @@
 """Checkpoint and resume of a fit: the EM state written after every iteration.
 
-A checkpoint is an archive of :mod:`daskgmm.io` (``kind`` "checkpoint"),
+A checkpoint is an archive of :mod:`daskgmm._archive` (``kind`` "checkpoint"),
 written atomically (temporary file + rename) so a crash at any moment leaves
 either the previous checkpoint or the new one, never a half-written file.
 
-It holds, for every concurrent run (``n_init`` restarts), the parameters,
-lower bound, iteration count, convergence flag and per-iteration history,
-plus the iteration number and a *fingerprint* of the fit:
+It holds, for every concurrent run (``n_init`` restarts), the parameters
+and posterior (``runs_<name>``, the fields of those kinds that
+:mod:`daskgmm._state` declares), lower bound, iteration count, convergence
+flag and per-iteration history, plus the iteration number and a
+*fingerprint* of the fit:
 
 * the data's shape and dtype, and the settings that change the answer
   (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``, ``n_init``,
@@ -39,7 +41,7 @@ plus the iteration number and a *fingerprint* of the fit:
   holds no summary and is checked by shape and dtype only.
 
 Every field of a checkpoint is validated on load (ValueError naming it), as
-for saved models (:func:`daskgmm.io.check_parameters`).
+for saved models (:func:`daskgmm._archive.check_parameters`).
 
 One checkpoint path serves one fit at a time.  Each writer signs the file
 (``writer``: host, process, a random id); before every write it checks that
@@ -65,7 +67,7 @@ import numpy as np
 
 from ._engine import Run
 from ._blocks import Stats
-from .io import (
+from ._archive import (
     RECORD_FIELDS,
     check_array,
     check_integer,
@@ -79,12 +81,15 @@ from .io import (
     statistics_arrays,
     write_archive,
 )
+from ._state import GAUSSIAN_MIXTURE, PARAMETER, Layout
+from ._version import __version__
 
 logger = logging.getLogger("daskgmm")
 
 KIND = "checkpoint"
 CHECKPOINT_VERSION = 1
-_RUN_ARRAYS = ("weights", "means", "covariances", "precisions_cholesky")
+# A run's parameters: those of every estimator's state (``runs_<name>``).
+_PARAMETERS = GAUSSIAN_MIXTURE.of_kind(PARAMETER)
 
 
 def _digest(value):
@@ -277,13 +282,11 @@ def save_checkpoint(path, runs, iteration, fp, summary=None, *, writer=None, ove
 
     ``writer`` (a JSON dict) signs the file; ``overwrite=False`` claims a new
     path (FileExistsError if it exists)."""
-    from . import __version__
-
     history, n_history = _padded([list(run.history) for run in runs], 1)
     records, n_records = _padded([records_array(run.records) for run in runs], len(RECORD_FIELDS))
     arrays = {
-        f"runs_{name}": np.stack([np.asarray(getattr(run, name), dtype=np.float64) for run in runs])
-        for name in _RUN_ARRAYS
+        f"runs_{field.name}": np.stack([np.asarray(getattr(run, field.key), dtype=np.float64) for run in runs])
+        for field in _PARAMETERS
     }
     for name in runs[0].posterior:
         arrays[f"runs_posterior_{name}"] = np.stack([np.asarray(run.posterior[name], dtype=np.float64) for run in runs])
@@ -351,7 +354,6 @@ def _posterior_field(path, arrays, name, n_runs, n_components):
 def _checked_state(path, arrays, meta, fp):
     """Validate every field of a checkpoint; its runs, iteration and summary."""
     from ._blocks import COVARIANCE_TYPES
-    from ._covariance import covariance_shape
 
     n_runs = check_integer(path, "n_runs", meta.get("n_runs"), minimum=1, remedy=_REMEDY)
     iteration = check_integer(path, "iteration", meta.get("iteration"), minimum=0, remedy=_REMEDY)
@@ -369,11 +371,9 @@ def _checked_state(path, arrays, meta, fp):
     if "shape" in fp:
         d = fp["shape"][1]
     r = n_runs
+    layout = Layout(kind, k, d)
     params = {
-        "weights": _field(path, arrays, "runs_weights", (r, k)),
-        "means": _field(path, arrays, "runs_means", (r, k, d)),
-        "covariances": _field(path, arrays, "runs_covariances", (r,) + covariance_shape(kind, k, d)),
-        "precisions_cholesky": _field(path, arrays, "runs_precisions_cholesky", (r,) + covariance_shape(kind, k, d)),
+        field.key: _field(path, arrays, f"runs_{field.name}", (r,) + field.shape(layout)) for field in _PARAMETERS
     }
     lower_bound = _field(path, arrays, "runs_lower_bound", (r,))
     n_iter = _field(path, arrays, "runs_n_iter", (r,), integers=True)
@@ -418,8 +418,8 @@ def _checked_state(path, arrays, meta, fp):
     for i in range(r):
         where = f"{path} (run {i})"
         check_parameters(
-            where, kind, *(params[name][i] for name in _RUN_ARRAYS),
-            fields={name: f"runs_{name}" for name in _RUN_ARRAYS}, remedy=_REMEDY,
+            where, kind, **{name: values[i] for name, values in params.items()},
+            fields={name: f"runs_{name}" for name in params}, remedy=_REMEDY,
         )
         used = history[i, : n_history[i]]
         if np.any(np.isnan(used)):
@@ -434,7 +434,7 @@ def _checked_state(path, arrays, meta, fp):
         runs.append(
             Run(
                 kind,
-                *(np.array(params[name][i]) for name in _RUN_ARRAYS),
+                **{name: np.array(values[i]) for name, values in params.items()},
                 posterior=posterior,
                 lower_bound=float(lower_bound[i]),
                 n_iter=int(n_iter[i]),

@@ -12,9 +12,10 @@ from numpy.typing import ArrayLike
 from sklearn.mixture import BayesianGaussianMixture as _SklearnBayesianGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._engine import DEFAULT_SPLIT_EVERY, Run
+from ._engine import DEFAULT_SPLIT_EVERY
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
+from ._state import BAYESIAN_GAUSSIAN_MIXTURE, POSTERIOR
 from .mixture import MISSING_PARAMETER_CONSTRAINTS, ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
 
 
@@ -150,7 +151,9 @@ class BayesianGaussianMixture(_BaseMixture):
         "degrees_of_freedom_prior",
         "covariance_prior",
     )
-    _posterior_names = BayesianFamily.posterior_names
+    _state_declaration = BAYESIAN_GAUSSIAN_MIXTURE
+    # The posterior a run of its family carries, as the state declares it.
+    _posterior_names = tuple(field.key for field in BAYESIAN_GAUSSIAN_MIXTURE.of_kind(POSTERIOR))
 
     def __init__(
         self,
@@ -322,35 +325,6 @@ class BayesianGaussianMixture(_BaseMixture):
         """The variational fit takes no initial parameters (as scikit-learn's
         ``BayesianGaussianMixture``: priors instead, set by the family):
         ``checked`` is None and ``run`` stays as the initialisation made it."""
-
-    def _run_from_attributes(self):
-        concentration = self.weight_concentration_
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            concentration = np.stack([np.asarray(concentration[0]), np.asarray(concentration[1])])
-        run = Run(
-            self.covariance_type,
-            np.asarray(self.weights_, dtype=np.float64),
-            np.asarray(self.means_, dtype=np.float64),
-            np.asarray(self.covariances_, dtype=np.float64),
-            np.asarray(self.precisions_cholesky_, dtype=np.float64),
-        )
-        run.posterior = {
-            "weight_concentration": np.asarray(concentration, dtype=np.float64),
-            "mean_precision": np.asarray(self.mean_precision_, dtype=np.float64),
-            "degrees_of_freedom": np.asarray(self.degrees_of_freedom_, dtype=np.float64),
-        }
-        return run
-
-    def _set_posterior(self, run):
-        post = run.posterior
-        concentration = np.asarray(post["weight_concentration"], dtype=np.float64)
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            self.weight_concentration_ = (concentration[0].copy(), concentration[1].copy())
-        else:
-            self.weight_concentration_ = concentration.copy()
-        self.mean_precision_ = np.asarray(post["mean_precision"], dtype=np.float64).copy()
-        dof = np.asarray(post["degrees_of_freedom"], dtype=np.float64)
-        self.degrees_of_freedom_ = float(dof) if dof.ndim == 0 else dof.copy()
 
     def _model(self):
         return self._family().model(self._run_from_attributes())

@@ -48,6 +48,7 @@ from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
+from ._state import GAUSSIAN_MIXTURE, PARAMETER, run_fields, save_model, set_posterior
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -425,17 +426,18 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         The user-given initial parameters (``weights_init``, ...) over an
         initialised run: scikit-learn's ``_initialize`` and
         ``_initialize_parameters`` call it too.
-    ``_run_from_attributes()``, ``_set_posterior(run)``
-        The fitted state as an EM run, and the posterior's attributes from
-        one (:meth:`_set_run` sets the parameters).
     ``_model()``
         The fitted model the per-row outputs evaluate.
     ``_get_parameters()``, ``_set_parameters(params)``
         scikit-learn's hooks, with its signatures: code written against
         ``sklearn.mixture`` (its own tests among it) can drive ours.
 
-    and the class attributes ``_parameter_constraints`` (scikit-learn's
-    parameter validation) and ``_family_name`` (what a checkpoint records).
+    and the class attributes ``_state_declaration`` (:mod:`daskgmm._state`:
+    its fitted state, which save, load, checkpoints and warm starts
+    exchange, and from which the base's ``_run_from_attributes`` and
+    ``_set_posterior`` read it, for every subclass), ``_parameter_constraints``
+    (scikit-learn's parameter validation) and ``_family_name`` (what a
+    checkpoint records).
 
     daskgmm's own modules (xarray, the command line, model selection) drive
     a mixture through the entry points at the end of this module
@@ -1169,9 +1171,8 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """Fitted attributes from an EM run, in the data's float dtype (as
         scikit-learn: float32 data gives float32 parameters)."""
         dtype = np.dtype(dtype) if np.dtype(dtype).kind == "f" else np.dtype(np.float64)
-        self._set_gaussian_parameters(
-            tuple(np.asarray(a, dtype=dtype) for a in (run.weights, run.means, run.covariances, run.precisions_cholesky))
-        )
+        parameters = self._state_declaration.of_kind(PARAMETER)
+        self._set_gaussian_parameters(tuple(np.asarray(getattr(run, field.key), dtype=dtype) for field in parameters))
         self.converged_ = run.converged
         self.n_iter_ = run.n_iter
         self.lower_bound_ = run.lower_bound
@@ -1273,16 +1274,6 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         the initialisation gave."""
 
     @abstractmethod
-    def _run_from_attributes(self):
-        """The fitted parameters (and posterior) as a ``Run`` in float64:
-        the start of a warm-started fit or of the next batch."""
-
-    @abstractmethod
-    def _set_posterior(self, run):
-        """Set the fitted attributes of ``run``'s posterior, beyond the
-        parameters :meth:`_set_run` sets."""
-
-    @abstractmethod
     def _model(self):
         """The fitted model the E-step and the per-row outputs evaluate."""
 
@@ -1295,6 +1286,20 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _set_parameters(self, params):
         """scikit-learn's ``BaseMixture._set_parameters``: the inverse of
         :meth:`_get_parameters`, with the attributes they imply."""
+
+    # Not hooks: every subclass's state is read through its declaration.
+
+    def _run_from_attributes(self):
+        """The fitted parameters (and posterior) as an EM run, in float64:
+        the start of a warm-started fit or of the next batch."""
+        parameters, posterior = run_fields(self)
+        return Run(self.covariance_type, **parameters, posterior=posterior)
+
+    def _set_posterior(self, run):
+        """The fitted attributes of ``run``'s posterior that the state
+        declares (none for maximum likelihood), beyond the parameters
+        :meth:`_set_run` sets."""
+        set_posterior(self, run.posterior)
 
     def _set_gaussian_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
@@ -1543,8 +1548,6 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         >>> bool(np.array_equal(loaded.means_, gmm.means_))
         True
         """
-        from .io import save_model
-
         return save_model(self, path, overwrite=overwrite)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -1859,6 +1862,7 @@ class GaussianMixture(_BaseMixture):
     # -- hooks of _BaseMixture ------------------------------------------------
 
     _family_name = "gaussian"
+    _state_declaration = GAUSSIAN_MIXTURE
 
     def _check_settings(self, n_features, n_components=None):
         return self._check_initial_parameters(n_features, n_components)
@@ -1869,19 +1873,6 @@ class GaussianMixture(_BaseMixture):
     def _family(self, weight_scale=1.0):
         # Maximum likelihood depends on no scale of the weights.
         return GAUSSIAN
-
-    def _run_from_attributes(self):
-        return Run(
-            self.covariance_type,
-            np.asarray(self.weights_, dtype=np.float64),
-            np.asarray(self.means_, dtype=np.float64),
-            np.asarray(self.covariances_, dtype=np.float64),
-            np.asarray(self.precisions_cholesky_, dtype=np.float64),
-        )
-
-    def _set_posterior(self, run):
-        """Maximum likelihood has no posterior: the parameters are the whole
-        fitted state, and :meth:`_set_run` has set them."""
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0

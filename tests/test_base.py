@@ -20,8 +20,8 @@ from daskgmm.mixture import _BaseMixture
 PACKAGE = Path(daskgmm.__file__).parent
 
 HOOKS = {
-    "_check_settings", "_make_family", "_family", "_initial_runs", "_apply_initial_parameters",
-    "_run_from_attributes", "_set_posterior", "_model", "_get_parameters", "_set_parameters",
+    "_check_settings", "_make_family", "_family", "_initial_runs", "_apply_initial_parameters", "_model",
+    "_get_parameters", "_set_parameters",
 }
 
 

@@ -287,3 +287,50 @@ def test_both_forms_of_the_full_second_moment_agree(monkeypatch, k, d):
     np.testing.assert_allclose(other.means, default.means, rtol=1e-12)
     want = np.stack([(resp[:, j, None] * (X - default.means[j])).T @ (X - default.means[j]) for j in range(k)])
     np.testing.assert_allclose(default.scatter, want, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind, k, d, strategy", [
+    ("full", 3, 5, "_FullSums"),  # K <= (D + 1) / 2: one product for all components
+    ("full", 4, 5, "_PivotSums"),  # K > (D + 1) / 2: the shared pair products
+    ("tied", 1, 5, "_PivotSums"),
+    ("diag", 4, 5, "_DiagonalSums"),
+    ("spherical", 2, 5, "_DiagonalSums"),
+])
+@pytest.mark.parametrize("given", [True, False])
+def test_every_slice_goes_to_the_one_accumulator_the_size_rule_picks(monkeypatch, kind, k, d, strategy, given):
+    """block_statistics adds each slice of a block to one accumulator, the
+    strategy that the covariance type and the shapes pick, whether the
+    responsibilities are given or come from a model; its statistics are the
+    two-pass ones."""
+    monkeypatch.setattr(_blocks, "SLICE_ELEMENTS", 2048)
+    used = []
+    for name in ("_FullSums", "_PivotSums", "_DiagonalSums"):
+        cls = getattr(_blocks, name)
+        monkeypatch.setattr(cls, "add", lambda self, *a, _spy=cls.add: used.append(type(self).__name__) or _spy(self, *a))
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(3000, d)) + 50.0
+    if given:
+        model, resp = _blocks.Model(kind, None, None, None, None), rng.dirichlet(np.ones(k), size=len(X))
+        stats = _blocks.block_statistics(X, model, resp=resp)
+    else:
+        weights, means, cov = _random_params(kind, k, d, rng)
+        model = make_model(weights, means + 50.0, precisions_cholesky_from_covariances(cov, kind), kind)
+        stats = _blocks.block_statistics(X, model)
+        resp = np.exp(_blocks.estimate_log_resp(X, model)[1])
+    assert len(used) == len(_blocks._row_slices(len(X), k, d, kind, 8)) > 1
+    assert set(used) == {strategy}
+    nk = resp.sum(axis=0)
+    means = resp.T @ X / nk[:, None]
+    np.testing.assert_allclose(stats.nk, nk, rtol=1e-12)
+    np.testing.assert_allclose(stats.means, means, rtol=1e-12)
+    scatter = np.stack([(resp[:, j, None] * (X - means[j])).T @ (X - means[j]) for j in range(k)])
+    # 'diag' and 'spherical': the diagonal (the M-step averages it for 'spherical').
+    want = {"full": scatter, "tied": scatter.sum(axis=0)}.get(kind, np.diagonal(scatter, axis1=1, axis2=2))
+    np.testing.assert_allclose(stats.scatter, want, rtol=1e-9)
+
+
+def test_an_unknown_covariance_type_is_refused_with_given_responsibilities():
+    """No E-step names the type then: the choice of the accumulator does."""
+    X = np.random.default_rng(22).normal(size=(50, 3))
+    with pytest.raises(ValueError, match="unknown covariance_type 'banded'"):
+        _blocks.block_statistics(X, _blocks.Model("banded", None, None, None, None), resp=np.full((50, 2), 0.5))

@@ -76,7 +76,10 @@ _BLAS = ThreadpoolController()
 def deterministic():
     """One BLAS thread, Dask's synchronous scheduler, the floating-point
     warnings off as the engine's passes have them (:func:`_engine._quiet_float_errors`),
-    and the ConvergenceWarning of the deliberately short fits silenced."""
+    and the ConvergenceWarning of the deliberately short fits silenced.
+    No distributed client may be open: it would group the chunks of a pass
+    by worker (another order of merges)."""
+    assert _engine.current_client() is None, "a distributed Client is open: golden results are the local schedulers'"
     with _BLAS.limit(limits=1, user_api="blas"), dask.config.set(scheduler="synchronous"), \
             np.errstate(invalid="ignore", over="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
