@@ -41,20 +41,21 @@ DEFAULT_SPLIT_EVERY = 8
 # Worker environment for the clusters daskgmm starts itself.  distributed
 # spawns workers with MALLOC_TRIM_THRESHOLD_=64 KiB, which also fixes glibc's
 # mmap threshold at 128 KiB: every multi-MiB temporary of a pass is then
-# mmap'ed and page-faulted in afresh, slice after slice.  Measured on one
-# worker, full covariance, one chunk: 0.34 s -> 0.12 s (250,000 x 8, K=8) and
-# 1.07 s -> 0.38 s (50,000 x 64, K=16).  Serving blocks up to 32 MiB from the
-# heap and trimming only beyond 64 MiB keeps them; large frees still return
-# to the OS.  Every fit also sets them at run time on the workers it uses
-# (:func:`tune_allocator`), so a cluster the user started is as fast.
+# mmap'ed and page-faulted in afresh, slice after slice, which costs more
+# than the chunk's arithmetic (figures: benchmarks/README.md, "allocator
+# thresholds").  Serving blocks up to 32 MiB from the heap and trimming only
+# beyond 64 MiB keeps them; large frees still return to the OS.  Every fit
+# also sets them at run time on the workers it uses (:func:`tune_allocator`),
+# so a cluster the user started is as fast.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
 
 
 def worker_environ_config():
     """``dask.config.set`` mapping that gives worker processes spawned inside
-    it :data:`WORKER_MALLOC_ENV`.  Not needed for speed any more: every fit
-    sets the same thresholds at run time on the workers it uses
-    (:func:`tune_allocator`)."""
+    it :data:`WORKER_MALLOC_ENV`, so that the workers the command line starts
+    have them from their first allocation.  Every fit also sets the same
+    thresholds at run time on the workers it uses (:func:`tune_allocator`),
+    which covers clusters started elsewhere."""
     return {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_MALLOC_ENV.items()}
 
 
@@ -71,10 +72,11 @@ def tune_allocator():
     cluster the user started (``Client()``, ``LocalCluster()``, every
     dask-jobqueue worker) has distributed's MALLOC_TRIM_THRESHOLD_=64 KiB,
     which pins the mmap threshold at 128 KiB, and each multi-MiB temporary of
-    a pass is then mmapped and page-faulted afresh (2.2x slower per iteration
-    measured, 400,000 x 8, K=8 full, 2 workers).  The settings stay for the
-    worker's lifetime: the heap keeps up to 64 MiB of freed memory per
-    process; blocks over 32 MiB are still mmapped and returned at once.
+    a pass is then mmapped and page-faulted afresh, slowing every iteration
+    (figures: benchmarks/README.md, "allocator thresholds").  The settings
+    stay for the worker's lifetime: the heap keeps up to 64 MiB of freed
+    memory per process; blocks over 32 MiB are still mmapped and returned at
+    once.
 
     Returns
     -------
@@ -125,8 +127,9 @@ def current_client():
 
 
 # What a worker process holds besides persisted data: the interpreter, the
-# NumPy/SciPy/Dask imports and one pass's temporaries (~200 MiB measured on
-# Linux).  A fresh worker reports less (nothing imported yet), so this is a floor.
+# NumPy/SciPy/Dask imports and one pass's temporaries (figures:
+# benchmarks/README.md, "worker baseline memory").  A fresh worker reports
+# less (nothing imported yet), so this is a floor.
 WORKER_BASELINE_BYTES = 256 * 2**20
 
 
@@ -224,10 +227,10 @@ class InMemoryRows:
     them would have, for fits whose passes run in this process.
 
     A pass over small data costs far more in graph building and scheduling
-    than in arithmetic (iris: ~1.5 ms of Dask per pass against ~0.2 ms of
-    block math).  The engine runs the same block functions on the same
-    chunks and merges them in the same tree (:func:`tree_reduce`), so a fit
-    gives the answers of the Dask path, to rounding, without a graph.
+    than in arithmetic (figures: benchmarks/README.md, "in-process passes").
+    The engine runs the same block functions on the same chunks and merges
+    them in the same tree (:func:`tree_reduce`), so a fit gives the answers
+    of the Dask path, to rounding, without a graph.
 
     Attributes mirror the parts of :class:`dask.array.Array` the engine
     reads: ``shape``, ``dtype``, ``nbytes``, ``chunks``, ``numblocks``.
@@ -337,13 +340,13 @@ def _quiet_float_errors():
 def plan_batches(X, client=None):
     """Group the row chunks of a persisted ``X`` by the worker holding them.
 
-    One map task per chunk costs the distributed scheduler ~1 ms, which
-    dominates a pass over many small chunks.  A map task may instead process
-    several chunks *that live on the same worker* (so no data moves) and merge
-    them locally.  Each worker gets one task per thread (more only to keep
-    at most 32 chunks per task): every extra task is one more message and
-    one more partial result to move (measured on 2 single-threaded workers:
-    a pass of 4 chunks costs 38 ms in 4 map tasks, 24 ms in 2).
+    One map task per chunk costs the distributed scheduler a fixed overhead,
+    which dominates a pass over many small chunks.  A map task may instead
+    process several chunks *that live on the same worker* (so no data moves)
+    and merge them locally.  Each worker gets one task per thread (more only
+    to keep at most 32 chunks per task): every extra task is one more message
+    and one more partial result to move (figures: benchmarks/README.md, "map
+    tasks per worker").
 
     Returns
     -------
@@ -378,8 +381,9 @@ def plan_batches(X, client=None):
 # Total bytes of payload copies that may ride inside the map tasks
 # themselves; beyond it the payload becomes one graph key fetched by each
 # worker.  Inside the tasks it saves a worker-to-worker fetch on the
-# critical path of every pass (measured: 24 ms -> 14 ms per pass on 2 local
-# workers); with a per-worker plan it still reaches each worker's threads once.
+# critical path of every pass (figures: benchmarks/README.md, "payload in
+# the tasks"); with a per-worker plan it still reaches each worker's threads
+# once.
 PAYLOAD_EMBED_BYTES = 4 * 2**20
 
 
@@ -533,9 +537,9 @@ def _compute_on(client, delayeds, session):
     within a :func:`fit_session` they are held by the session (see
     :class:`PassSession`), else released at once (as ``dask.compute`` does)."""
     tic = time.perf_counter()
-    # The graph as it is (no optimisation, no conversion of the Delayed
-    # collections): 0.3 ms of client time per pass against 0.8 ms for
-    # client.compute (2 map tasks).
+    # The graph as it is: client.compute would optimise and convert the
+    # Delayed collections again at every pass, client time each pass waits
+    # on (figures: benchmarks/README.md, "pass overhead").
     futures = client.get(delayeds[0].__dask_graph__(), [d.key for d in delayeds], sync=False)
     if session is not None:
         session.submitted()
@@ -563,13 +567,13 @@ class PassSession:
     * The placement of the chunks (:func:`plan_batches`), asked once per
       data set rather than at every pass (two scheduler round trips).
     * The timing of the messages that release each pass's partial results.
-      distributed's client sends the scheduler at most one batch of messages
-      every 10 ms, and the scheduler each worker one every 5 ms.  Released
-      right after the gather (as ``dask.compute`` does), the results of pass
-      i cost a message that holds back the graph of pass i + 1 by up to 10 ms
-      (measured on 2 local workers: 13 ms from submitting a pass to the start
-      of its tasks, 4 ms without that message).  So the results are kept
-      until the next pass has been submitted, then released
+      distributed's client sends the scheduler its messages in batches, one
+      batch per interval, and the scheduler batches those to each worker in
+      the same way.  Released right after the gather (as ``dask.compute``
+      does), the results of pass i cost a message that holds back the graph
+      of pass i + 1 by up to one such interval, a large share of a short
+      pass (figures: benchmarks/README.md, "release timing").  So the
+      results are kept until the next pass has been submitted, then released
       :data:`RELEASE_DELAY` seconds later, while its tasks run: after a pass
       of at least :data:`SLOW_PASS` seconds, and otherwise once
       :data:`MAX_HELD_PASSES` passes or :data:`MAX_HELD_BYTES` of results are
@@ -662,10 +666,10 @@ def _client_blas_limit():
     The client's own math (M-steps, Cholesky factors, k-means on the
     k-means|| candidates) is on K x D x D-sized arrays.  With OpenBLAS's
     default thread pool its idle threads spin for a while after each call,
-    on the cores the workers of a local cluster compute on: measured on 2
-    local workers, 1M x 8 rows, K=8 full, the first chunk of every pass took
-    70-80 ms instead of 35 ms.  On the local schedulers the chunk tasks run
-    with one BLAS thread each anyway (:func:`_one_blas_thread_per_task`)."""
+    on the cores the workers of a local cluster compute on, and slow the
+    first chunk of every pass (figures: benchmarks/README.md, "client BLAS
+    threads").  On the local schedulers the chunk tasks run with one BLAS
+    thread each anyway (:func:`_one_blas_thread_per_task`)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
@@ -673,8 +677,7 @@ def _client_blas_limit():
 def _blas_controller():
     """threadpoolctl's view of the BLAS libraries this process has loaded,
     found once: a new ``threadpool_limits`` rescans every shared library the
-    process has mapped (4 ms each time, measured: 117 of the 145 ms of an
-    iris fit when it ran once per pass)."""
+    process has mapped, which once per pass would dominate a small fit."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -683,8 +686,9 @@ def _blas_controller():
 def _one_blas_thread_per_task(client):
     """Without a distributed client, Dask's threads run the chunk tasks in
     this process: each task's BLAS must then use one thread, or threads x
-    BLAS threads oversubscribe the cores (measured under load: 6-23 s per
-    pass instead of 0.4 s).  Distributed workers already start with
+    BLAS threads oversubscribe the cores, which slows a pass by an order of
+    magnitude under load (figures: benchmarks/README.md, "BLAS threads per
+    task").  Distributed workers already start with
     OMP/OPENBLAS/MKL_NUM_THREADS=1.  Inside a :func:`fit_session` the limit
     is already in force."""
     if client is not None or _IN_FIT.get():
