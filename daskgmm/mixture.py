@@ -954,6 +954,23 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             }
         )
 
+    def _stepwise_update(self, state, runs, batch_stats, models, weight_scale, tic, dX):
+        """Stepwise EM's update of ``state`` by one batch: each run's M-step
+        from the running statistics with this batch's; returns the best run,
+        whose running statistics ``state`` keeps."""
+        gamma = _engine.step_size(state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset)
+        step_family = self._family(weight_scale)
+        for run, stats, model in zip(runs, batch_stats, models):
+            run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
+            # The M-step takes the running statistics as n_samples_seen
+            # samples, counted in this batch's weight units (the family
+            # multiplies them back where the real counts matter).
+            scaled = _engine.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
+            self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
+        best = _best_run(runs, dX.dtype)
+        state.statistics, best.tag = best.tag, None
+        return best
+
     @_engine.fit_session()
     def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
         """:meth:`partial_fit`; ``skip_nonfinite`` leaves rows holding NaN or
@@ -1012,34 +1029,11 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             else:
                 state = _engine.OnlineState(self.partial_fit_mode)
         state.n_samples_seen += batch_weight
+        state.n_batch_iter += 1
         if state.mode == "stepwise":
-            state.n_batch_iter += 1
-            gamma = _engine.step_size(
-                state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset
-            )
-            step_family = self._family(weight_scale)
-            for run, stats, model in zip(runs, batch_stats, models):
-                run.tag = _engine.stepwise_statistics(state.statistics, stats, gamma)
-                # The M-step takes the running statistics as n_samples_seen
-                # samples, counted in this batch's weight units (the family
-                # multiplies them back where the real counts matter).
-                scaled = _engine.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
-                self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
-            best = _best_run(runs, dX.dtype)
-            state.statistics, best.tag = best.tag, None
+            best = self._stepwise_update(state, runs, batch_stats, models, weight_scale, tic, dX)
         else:
-            state.n_batch_iter += 1
-            # No M-step before end_pass: of several restarts, the one this
-            # batch finds likeliest goes on.
-            best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
-            best, stats = runs[best_index], batch_stats[best_index]
-            if state.statistics is None:
-                state.statistics, state.weight_scale = stats, weight_scale
-            else:
-                if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
-                    stats = _engine.scale_statistics(stats, weight_scale / state.weight_scale)
-                state.statistics = merge_statistics(state.statistics, stats)
-            state.n_chunks += dX.numblocks[0]
+            best = _exact_update(state, runs, batch_stats, weight_scale, n_chunks=dX.numblocks[0])
         if state.mode == "stepwise" or not fitted:
             self._set_run(best, dX.dtype)
         self._keep_online_state(state)
@@ -1063,17 +1057,8 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     ):
         self._validate_params()
         warm = self.warm_start and hasattr(self, "converged_")
-        dX = self._validate_X(X, reset=not warm)
+        dX = self._fit_rows_checked(X, reset=not warm)
         n_samples, n_features = dX.shape
-        if n_samples < 2:
-            raise ValueError(
-                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
-            )
-        if self.n_components > n_samples:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {n_samples}."
-            )
         checked = self._check_settings(n_features)
         weights, weight_scale = _check_sample_weight(sample_weight, dX)
         resumed = summary = fingerprint = None
@@ -1084,15 +1069,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
         )
         if checkpoint is not None:
-            fingerprint = _checkpoint.fingerprint(
-                dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+            fingerprint, resumed = self._open_checkpoint(
+                checkpoint, dX, skip_nonfinite=skip_nonfinite, weights=weights, weight_scale=weight_scale,
+                marginalize=marginalize,
             )
-            if marginalize:
-                # The data summary of the iterates describes completed rows,
-                # which change from pass to pass: the observed values are
-                # checked instead, by what the counting pass found.
-                fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary, weight_scale)
-            resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
         monitor = Monitor(
@@ -1166,6 +1146,36 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 stacklevel=3,
             )
         return self
+
+    def _fit_rows_checked(self, X, *, reset):
+        """:meth:`_validate_X` for a fit: at least 2 samples, and at least
+        ``n_components``."""
+        dX = self._validate_X(X, reset=reset)
+        n_samples = dX.shape[0]
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
+            )
+        if self.n_components > n_samples:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}."
+            )
+        return dX
+
+    def _open_checkpoint(self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize):
+        """The fingerprint of this fit (data and settings) and what
+        ``checkpoint`` resumes, ``(runs, start_iter, summary)``, or None
+        when there is no such file yet."""
+        fingerprint = _checkpoint.fingerprint(
+            dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+        )
+        if marginalize:
+            # The data summary of the iterates describes completed rows,
+            # which change from pass to pass: the observed values are
+            # checked instead, by what the counting pass found.
+            fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary, weight_scale)
+        return fingerprint, _checkpoint.load_if_exists(checkpoint, fingerprint)
 
     def _set_run(self, run, dtype=np.float64):
         """Fitted attributes from an EM run, in the data's float dtype (as
@@ -2009,6 +2019,22 @@ def _best_run(runs, dtype=np.float64):
         margin = window * max(1.0, abs(best.lower_bound)) if np.isfinite(best.lower_bound) else 0.0
         if run.lower_bound > best.lower_bound + margin:
             best = run
+    return best
+
+
+def _exact_update(state, runs, batch_stats, weight_scale, *, n_chunks):
+    """An exact pass's update of ``state`` by one batch: its statistics
+    added to the pass's, no M-step (that is ``end_pass``'s); of several
+    restarts, the one this batch finds likeliest goes on and is returned."""
+    best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
+    best, stats = runs[best_index], batch_stats[best_index]
+    if state.statistics is None:
+        state.statistics, state.weight_scale = stats, weight_scale
+    else:
+        if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
+            stats = _engine.scale_statistics(stats, weight_scale / state.weight_scale)
+        state.statistics = merge_statistics(state.statistics, stats)
+    state.n_chunks += n_chunks
     return best
 
 
