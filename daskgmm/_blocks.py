@@ -163,8 +163,8 @@ class Stats(NamedTuple):
 # and everything per component and row is ``(K, n)``.  Reductions over the
 # K components (max, sum of exp) and over the D features of the Mahalanobis
 # term then run along the long contiguous row axis instead of over short
-# rows of length K or D (measured on one thread, full covariance, one chunk
-# of 250,000 x 8, K=8: 130 ms -> 44 ms in float64, 97 ms -> 21 ms in float32).
+# rows of length K or D, whose per-row overhead dominates at small K and D
+# (figures: benchmarks/README.md, "component-major layout").
 # --------------------------------------------------------------------------
 
 
@@ -219,11 +219,10 @@ def _diagonal_weighted_log_prob(xp, centred, squared, means_c, model):
     of the rows against every component's coefficients for the first term;
     for 'diag' a second for the squares; for 'spherical' (one ``p_k`` per
     component) a sum over the features and an outer product.  The GEMMs
-    write (n, K), rows times a contiguous (D, K), which BLAS runs faster than
-    the same product written (K, n) (one 8192-row slice, D=64, K=16, float32:
-    114 vs 273 us with OpenBLAS's AVX-512 kernel, 181 vs 211 us with its
-    AVX2 one); the sum is then laid out (K, n) in one copy (40 us) that also
-    adds the constants.
+    write (n, K), rows times a contiguous (D, K), which OpenBLAS's kernels
+    run faster than the same product written (K, n); the sum is then laid
+    out (K, n) in one copy, which also adds the constants (figures:
+    benchmarks/README.md, "diagonal E-step GEMM layout").
     """
     d = means_c.shape[1]
     pc = model.precisions_cholesky
@@ -348,12 +347,12 @@ def _exp_nonpositive(xp, shifted):
     responsibilities can see such a value.
 
     On float64, NumPy's ``exp`` takes a slow path for arguments below about
-    -708, which well-separated clusters produce for most entries: measured
-    14x slower per entry (one chunk of the restart benchmark: 26 ms -> 19 ms).
-    Clamping first keeps every call on the fast path.  float32 ``exp`` has no
-    such path and the clamp (``maximum`` runs as slowly as ``exp`` itself)
-    would cost 0.2 ms of a 8 ms chunk: float32 entries are plain ``exp``,
-    subnormal or zero below the smallest normal number."""
+    -708 (subnormal results), which well-separated clusters produce for most
+    entries: clamping first keeps every call on the fast path.  float32
+    ``exp`` has no such path, and the clamp (a ``maximum`` pass, as costly as
+    ``exp`` itself) would only add time: float32 entries are plain ``exp``,
+    subnormal or zero below the smallest normal number (figures:
+    benchmarks/README.md, "clamped exp")."""
     if shifted.dtype == xp.float32:
         return xp.exp(shifted)
     floor = math.log(float(xp.finfo(shifted.dtype).smallest_normal)) + 2.0
@@ -408,9 +407,9 @@ def _row_slices(n_rows, n_components, n_features, kind="full", itemsize=4):
     # Widest temporary per row: (K * D) for 'full' and 'tied', whose
     # per-component terms have D entries; max(K, D) otherwise.  'diag' and
     # 'spherical' slices hold SLICE_ELEMENTS float32 values' bytes whatever
-    # the dtype (2 MiB, the L2 cache of a core here): float64 slices of half
-    # the rows (one 50,000 x 64 chunk, K=16, 1 thread: about 0.8x the time
-    # of 8,192-row slices; the matrix products alone 3.4 vs 4.2 ms each).
+    # the dtype (about a core's L2 cache): float64 slices of half the rows,
+    # whose temporaries then stay in cache as float32 ones do (figures:
+    # benchmarks/README.md, "slice size").
     if kind in ("full", "tied"):
         width, budget = n_components * n_features, SLICE_ELEMENTS
     else:
@@ -427,8 +426,7 @@ def _pivot(xp, X):
     """The point a block is centred on before any product: the mean of
     :data:`PIVOT_SAMPLE` evenly spaced rows.  Any point among the data keeps
     the second moments free of cancellation; a sample's mean is as good as
-    the block's and saves a pass over it (one 50,000 x 64 float32 chunk: 0.8
-    of 9 ms)."""
+    the block's and saves a whole pass over the block."""
     n = X.shape[0]
     if n == 0:
         return xp.zeros((X.shape[1],), dtype=X.dtype)
@@ -621,9 +619,10 @@ DENSE_FRACTION = 0.5
 # 'diag'/'spherical' (_DiagonalSums): a component with F flagged features is
 # summed over all n rows of a slice, those columns only, while
 # F * n * COLUMN_COST <= m * D, m its rows with nonzero responsibility: a
-# column gathered and summed costs about twice a row (one 1797 x 64 digits
-# block, K=10: 2x faster than a fixed quarter of the features); else over its
-# m rows, every feature.
+# column gathered and summed costs about twice a row, so the rule weighs the
+# two layouts by the entries each reads, where a fixed share of the features
+# would misjudge sparse components (figures: benchmarks/README.md, "column
+# cost"); else over its m rows, every feature.
 COLUMN_COST = 2
 # Up to this many such pairs, each column is read in place (a strided view);
 # more, all at once (a gather and a transposed copy, then whole-array passes).
@@ -1395,10 +1394,10 @@ class _DiagonalSums(_Accumulator):
                 part.append(xp.stack(values))
         elif pairs["n_few"]:  # every row, the flagged columns only, all pairs at once
             # (P, n), contiguous: elementwise passes along n (along P, a few
-            # pairs, numpy's inner loops are 3x slower).  In place where it
+            # pairs, numpy's inner loops run too short).  In place where it
             # can be: a fresh (P, n) temporary is a fresh mapping of pages
-            # (glibc's default mmap threshold), which cost more than the
-            # arithmetic (one digits block: 1.7 ms of 2 ms).
+            # (glibc's default mmap threshold), whose page faults cost more
+            # than the arithmetic on such small blocks.
             dev = _contiguous(xp, xp.permute_dims(xp.take(rows, pairs["feature"], axis=1), (1, 0)))
             dev -= pairs["pivots"][:, None]
             weights = xp.take(resp, pairs["comp"], axis=0)  # (P, n)
@@ -1543,9 +1542,9 @@ def _centred_slice(xp, rows, pivot, kind):
     if kind == "tied":
         centred_t = _contiguous(xp, xp.permute_dims(rows - pivot, (1, 0)))  # (D, n)
         return _Slice(rows, xp.permute_dims(centred_t, (1, 0)), centred_t, None, None)
-    # x - c and (x - c)^2 row-major, each contiguous (flat elementwise
-    # passes: 2.3 -> 1.0 ms per 50,000 x 64 float32 rows against
-    # interleaving them in one (n, 2D) array); no transposition.
+    # x - c and (x - c)^2 row-major, each contiguous, so that every
+    # elementwise pass is flat (interleaving them in one (n, 2D) array makes
+    # strided ones); no transposition.
     centred = rows - pivot
     return _Slice(rows, centred, None, centred * centred, None)
 

@@ -48,8 +48,8 @@ def _nearest_slices(xp, block, center_sets, onehot=True, pivot=None):
     size are reduced together.
 
     The assignment comes as one-hot columns: an entry is 1 where it equals
-    its column's minimum, which needs no arg-min (4x the cost of the rest on
-    8 sets of 8 centres).  A row equally near two centres (duplicate centres)
+    its column's minimum, which needs no arg-min (an arg-min along the
+    transposed axis costs more than the rest of the slice's work).  A row equally near two centres (duplicate centres)
     would get two ones: slices where that happens are redone by ``argmin``,
     which takes the first, as scikit-learn does.
 
@@ -189,8 +189,8 @@ def _farthest_so_far(xp, best, d2, onehot, start, stop, k, keep):
     ``best`` from the slices before and this slice's ``d2`` and one-hot.
 
     Only rows at least as far as the k-th of ``best`` can enter, so after the
-    first slices a slice costs one comparison (measured: one 125,000 x 8
-    block, 8 sets of 8 centres, 45 -> ~35 ms per Lloyd pass)."""
+    first slices a slice costs one comparison, and a partial sort of the few
+    rows that pass it instead of all its rows."""
     dist = _to_float64(d2)
     if keep is not None:
         dist = np.where(keep[start:stop], dist, -np.inf)

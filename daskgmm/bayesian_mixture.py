@@ -311,6 +311,11 @@ class BayesianGaussianMixture(_BaseMixture):
             spec.family = family
         return [run_from_stats(s, spec, self.reg_covar) for s, spec in zip(stats, specs)]
 
+    def _apply_initial_parameters(self, run, checked):
+        """The variational fit takes no initial parameters (as scikit-learn's
+        ``BayesianGaussianMixture``: priors instead, set by the family):
+        ``checked`` is None and ``run`` stays as the initialisation made it."""
+
     def _model(self):
         return self._family().model(self._run_from_attributes())
 

@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._monitor import Monitor
+
 PROG = "daskgmm"
 NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf")
 ZARR_MARKERS = ("zarr.json", ".zgroup", ".zarray")
@@ -441,98 +443,20 @@ def _say(args, message, out=None):
         print(message, file=out or sys.stderr, flush=True)
 
 
-class Progress:
-    """EM callback of the commands: one line per iteration with the
-    log-likelihood, on ``out`` (stderr), through the ``daskgmm`` logger, and a
-    progress bar (tqdm if installed) only when ``out`` is a terminal.
+class Progress(Monitor):
+    """The commands' display: a :class:`daskgmm._monitor.Monitor` configured
+    for the command line.
 
-    While enabled (until :meth:`close`), the ``daskgmm`` logger's INFO records
-    are written to ``out``: the per-iteration record of the fit's monitor as
-    :func:`iteration_line`, others as their message.  A file or a pipe (a
-    batch job's log) gets these lines only: a bar redraws itself with
-    carriage returns, which a file keeps as fragments.
+    While enabled (until :meth:`close`), the ``daskgmm`` logger's INFO
+    records are written to ``out`` (stderr): the per-iteration record of the
+    fit's own monitor as :func:`daskgmm._monitor.iteration_line`, others as
+    their message, with a progress bar (tqdm if installed) only when ``out``
+    is a terminal.  Given to the fit as one of its ``callbacks``, it logs
+    nothing itself.
     """
 
     def __init__(self, max_iter, *, enabled=True, out=None):
-        self.enabled = enabled
-        self.out = out or sys.stderr
-        self.max_iter = max_iter
-        self.bar = None
-        self.handler = None
-        if enabled:
-            self.handler = _LogLines(self)
-            self.handler.setLevel(logging.INFO)
-            log = logging.getLogger(PROG)
-            self._level = log.level
-            if not log.isEnabledFor(logging.INFO):
-                log.setLevel(logging.INFO)
-            log.addHandler(self.handler)
-
-    def _start_bar(self, iteration):
-        # Started at the first iteration: initialisation is not an EM step.
-        from ._monitor import _isatty
-
-        if not _isatty(self.out):
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        self.bar = tqdm(
-            total=self.max_iter, initial=iteration - 1, desc="EM", unit="it", file=self.out, leave=False,
-            dynamic_ncols=True,
-        )
-
-    def __call__(self, info):
-        if not self.enabled:
-            return
-        if self.bar is None:
-            self._start_bar(info["iteration"])
-        if self.bar is not None:
-            best = max(info["runs"], key=lambda run: run.lower_bound)
-            self.bar.update(1)
-            self.bar.set_postfix_str(f"log-likelihood {best.lower_bound:.6f}")
-
-    def write(self, line):
-        """Write ``line`` to ``out``, above the bar if there is one."""
-        if self.bar is not None:
-            self.bar.write(line, file=self.out)
-        else:
-            print(line, file=self.out, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        if self.handler is not None:
-            log = logging.getLogger(PROG)
-            log.removeHandler(self.handler)
-            log.setLevel(self._level)
-            self.handler = None
-
-
-def iteration_line(event):
-    """The line of one EM iteration (an event of :func:`daskgmm._monitor.iteration_event`)."""
-    change = f"change {event['change']: .2e}" if np.isfinite(event["change"]) else f"{'':16}"
-    return (
-        f"iteration {event['iteration']:4d}  log-likelihood {event['lower_bound']: .8f}  {change}  "
-        f"({event['seconds']:.2f} s, {sum(event['active'])}/{len(event['active'])} runs, {event['n_chunks']} chunks)"
-    )
-
-
-class _LogLines(logging.Handler):
-    """Writes the ``daskgmm`` logger's records through a :class:`Progress`."""
-
-    def __init__(self, progress):
-        super().__init__()
-        self.progress = progress
-
-    def emit(self, record):
-        try:
-            event = getattr(record, "iteration_event", None)
-            self.progress.write(iteration_line(event) if event is not None else record.getMessage())
-        except Exception:
-            self.handleError(record)
+        super().__init__(max_iter=max_iter, log=False, lines_to=(out or sys.stderr) if enabled else None)
 
 
 def _fit_with_progress(model, source, args, sample_weight=None):
@@ -554,8 +478,10 @@ def _fit_with_progress(model, source, args, sample_weight=None):
                     checkpoint=getattr(args, "checkpoint", None),
                 )
             else:
-                model._fit(
-                    source.X, sample_weight=sample_weight, callbacks=[progress],
+                from .mixture import _fit_rows
+
+                _fit_rows(
+                    model, source.X, sample_weight=sample_weight, callbacks=[progress],
                     checkpoint=getattr(args, "checkpoint", None),
                 )
     finally:

@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -405,19 +406,49 @@ def _weight_total(sample_weight):
     return float(total.compute() if isinstance(total, da.Array) else total)
 
 
-class _BaseMixture(DensityMixin, BaseEstimator):
+class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     """What every daskgmm mixture shares, as scikit-learn's ``BaseMixture``:
     input validation, the fit (restarts, warm start, checkpoints, monitoring,
-    one EM core: :func:`daskgmm._engine.run_em`) and the lazy per-row
-    outputs.  A subclass supplies its family (:mod:`daskgmm._families`), the
-    declaration of its fitted state (``_state_declaration``,
-    :mod:`daskgmm._state`: what save, load, checkpoints and warm starts
-    exchange) and these hooks: ``_check_settings``, ``_make_family``,
-    ``_initial_runs``, ``_model``.  A fit that initialises calls
-    ``_initial_runs`` with no family: the subclass then sets the family's
-    data-dependent settings (the variational priors) from the
-    initialisation's own passes where it can, and ``_family()`` gives the
-    family the EM loop uses."""
+    one EM core: :func:`daskgmm._engine.run_em`), online EM and the lazy
+    per-row outputs.
+
+    A subclass supplies its family (:mod:`daskgmm._families`) by
+    implementing every hook, each an abstract method here:
+
+    ``_check_settings(n_features, n_components=None)``
+        Check the subclass's own settings; returns ``checked``.
+    ``_make_family(dX, counter, ...)``
+        The family the EM loop runs, its data-dependent settings (the
+        variational priors) set from passes of its own.
+    ``_family(weight_scale=1.0)``
+        The family of the fitted settings.
+    ``_initial_runs(dX, checked, counter, family, ...)``
+        The restarts' first runs.  A fit that initialises calls it with
+        ``family`` None: the subclass then sets the family's data-dependent
+        settings from the initialisation's own passes where it can, and
+        ``_family()`` gives the family the EM loop uses.
+    ``_apply_initial_parameters(run, checked)``
+        The user-given initial parameters (``weights_init``, ...) over an
+        initialised run: scikit-learn's ``_initialize`` and
+        ``_initialize_parameters`` call it too.
+    ``_model()``
+        The fitted model the per-row outputs evaluate.
+    ``_get_parameters()``, ``_set_parameters(params)``
+        scikit-learn's hooks, with its signatures: code written against
+        ``sklearn.mixture`` (its own tests among it) can drive ours.
+
+    and the class attributes ``_state_declaration`` (:mod:`daskgmm._state`:
+    its fitted state, which save, load, checkpoints and warm starts
+    exchange, and from which the base's ``_run_from_attributes`` and
+    ``_set_posterior`` read it, for every subclass), ``_parameter_constraints``
+    (scikit-learn's parameter validation) and ``_family_name`` (what a
+    checkpoint records).
+
+    daskgmm's own modules (xarray, the command line, model selection) drive
+    a mixture through the entry points at the end of this module
+    (:func:`_fit_rows`, :func:`_partial_fit_rows`, :func:`_missing_rows`,
+    :func:`_adopt_run`, :func:`_best_run`), not through its private
+    methods."""
 
     def __init__(
         self,
@@ -928,6 +959,23 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             }
         )
 
+    def _stepwise_update(self, state, runs, batch_stats, models, weight_scale, tic, dX):
+        """Stepwise EM's update of ``state`` by one batch: each run's M-step
+        from the running statistics with this batch's; returns the best run,
+        whose running statistics ``state`` keeps."""
+        gamma = _engine.step_size(state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset)
+        step_family = self._family(weight_scale)
+        for run, stats, model in zip(runs, batch_stats, models):
+            run.tag = _stats.stepwise_statistics(state.statistics, stats, gamma)
+            # The M-step takes the running statistics as n_samples_seen
+            # samples, counted in this batch's weight units (the family
+            # multiplies them back where the real counts matter).
+            scaled = _stats.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
+            self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
+        best = _best_run(runs, dX.dtype)
+        state.statistics, best.tag = best.tag, None
+        return best
+
     @_engine.fit_session()
     def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
         """:meth:`partial_fit`; ``skip_nonfinite`` leaves rows holding NaN or
@@ -986,34 +1034,11 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             else:
                 state = _engine.OnlineState(self.partial_fit_mode)
         state.n_samples_seen += batch_weight
+        state.n_batch_iter += 1
         if state.mode == "stepwise":
-            state.n_batch_iter += 1
-            gamma = _engine.step_size(
-                state.n_batch_iter + state.batch_offset, self.learning_decay, self.learning_offset
-            )
-            step_family = self._family(weight_scale)
-            for run, stats, model in zip(runs, batch_stats, models):
-                run.tag = _stats.stepwise_statistics(state.statistics, stats, gamma)
-                # The M-step takes the running statistics as n_samples_seen
-                # samples, counted in this batch's weight units (the family
-                # multiplies them back where the real counts matter).
-                scaled = _stats.scale_statistics(run.tag, state.n_samples_seen / weight_scale)
-                self._online_step(run, scaled, step_family, model, tic, n_chunks=dX.numblocks[0])
-            best = _best_run(runs, dX.dtype)
-            state.statistics, best.tag = best.tag, None
+            best = self._stepwise_update(state, runs, batch_stats, models, weight_scale, tic, dX)
         else:
-            state.n_batch_iter += 1
-            # No M-step before end_pass: of several restarts, the one this
-            # batch finds likeliest goes on.
-            best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
-            best, stats = runs[best_index], batch_stats[best_index]
-            if state.statistics is None:
-                state.statistics, state.weight_scale = stats, weight_scale
-            else:
-                if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
-                    stats = _stats.scale_statistics(stats, weight_scale / state.weight_scale)
-                state.statistics = merge_statistics(state.statistics, stats)
-            state.n_chunks += dX.numblocks[0]
+            best = _exact_update(state, runs, batch_stats, weight_scale, n_chunks=dX.numblocks[0])
         if state.mode == "stepwise" or not fitted:
             self._set_run(best, dX.dtype)
         self._keep_online_state(state)
@@ -1037,17 +1062,8 @@ class _BaseMixture(DensityMixin, BaseEstimator):
     ):
         self._validate_params()
         warm = self.warm_start and hasattr(self, "converged_")
-        dX = self._validate_X(X, reset=not warm)
+        dX = self._fit_rows_checked(X, reset=not warm)
         n_samples, n_features = dX.shape
-        if n_samples < 2:
-            raise ValueError(
-                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
-            )
-        if self.n_components > n_samples:
-            raise ValueError(
-                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
-                f"n_samples = {n_samples}."
-            )
         checked = self._check_settings(n_features)
         weights, weight_scale = _check_sample_weight(sample_weight, dX)
         resumed = summary = fingerprint = None
@@ -1058,18 +1074,16 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
         )
         if checkpoint is not None:
-            fingerprint = _checkpoint.fingerprint(
-                dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+            fingerprint, resumed = self._open_checkpoint(
+                checkpoint, dX, skip_nonfinite=skip_nonfinite, weights=weights, weight_scale=weight_scale,
+                marginalize=marginalize,
             )
-            if marginalize:
-                # The data summary of the iterates describes completed rows,
-                # which change from pass to pass: the observed values are
-                # checked instead, by what the counting pass found.
-                fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary, weight_scale)
-            resumed = _checkpoint.load_if_exists(checkpoint, fingerprint)
         if resumed is not None:
             runs, start_iter, summary = resumed
-        monitor = Monitor(callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter)
+        monitor = Monitor(
+            callback, progress=progress, max_iter=self.max_iter, start_iter=start_iter, verbose=self.verbose,
+            verbose_interval=self.verbose_interval,
+        )
         # A fit that initialises lets the family take its data-dependent
         # settings from the initialisation's passes (family None below).
         initialising = resumed is None and not warm
@@ -1097,9 +1111,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 writer.write(runs, 0)
             callbacks.insert(0, writer)
         callbacks.append(monitor)
-        if self.verbose:
-            callbacks.append(_VerbosePrinter(self.verbose, self.verbose_interval))
-        tic = time.perf_counter()
+        monitor.start()
         try:
             runs, n_passes = _engine.run_em(
                 dX,
@@ -1129,16 +1141,7 @@ class _BaseMixture(DensityMixin, BaseEstimator):
             )
         self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
         self.persisted_ = persisted
-        if self.verbose:
-            # scikit-learn's BaseMixture._print_verbose_msg_init_end.
-            converged = "converged" if best.converged else "did not converge"
-            if self.verbose == 1:
-                print(f"Initialization {converged}.")
-            else:
-                print(
-                    f"Initialization {converged}. time lapse {time.perf_counter() - tic:.5f}s\t "
-                    f"lower bound {best.lower_bound:.5f}."
-                )
+        monitor.finished(best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -1147,6 +1150,36 @@ class _BaseMixture(DensityMixin, BaseEstimator):
                 stacklevel=3,
             )
         return self
+
+    def _fit_rows_checked(self, X, *, reset):
+        """:meth:`_validate_X` for a fit: at least 2 samples, and at least
+        ``n_components``."""
+        dX = self._validate_X(X, reset=reset)
+        n_samples = dX.shape[0]
+        if n_samples < 2:
+            raise ValueError(
+                f"Found array with {n_samples} sample(s) (shape={tuple(dX.shape)}) while a minimum of 2 is required."
+            )
+        if self.n_components > n_samples:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {self.n_components}, "
+                f"n_samples = {n_samples}."
+            )
+        return dX
+
+    def _open_checkpoint(self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize):
+        """The fingerprint of this fit (data and settings) and what
+        ``checkpoint`` resumes, ``(runs, start_iter, summary)``, or None
+        when there is no such file yet."""
+        fingerprint = _checkpoint.fingerprint(
+            dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+        )
+        if marginalize:
+            # The data summary of the iterates describes completed rows,
+            # which change from pass to pass: the observed values are
+            # checked instead, by what the counting pass found.
+            fingerprint["observed"] = _checkpoint.observed_digest(self._missing_summary, weight_scale)
+        return fingerprint, _checkpoint.load_if_exists(checkpoint, fingerprint)
 
     def _set_run(self, run, dtype=np.float64):
         """Fitted attributes from an EM run, in the data's float dtype (as
@@ -1186,9 +1219,6 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
 
-    def _apply_initial_parameters(self, run, checked):
-        pass
-
     def _prepared(self, X, n_components=None, sample_weight=None):
         """What scikit-learn's hooks below start from: the checked rows,
         settings and weights, and the family (its data-dependent priors
@@ -1217,12 +1247,72 @@ class _BaseMixture(DensityMixin, BaseEstimator):
         self._apply_initial_parameters(run, checked)
         self._set_run(run, dX.dtype)
 
+    # ------------------------------------------------------------------
+    # hooks: each subclass implements every one (see the class docstring)
+    # ------------------------------------------------------------------
+
+    @abstractmethod
+    def _check_settings(self, n_features, n_components=None):
+        """Check the subclass's own settings against ``n_features`` (and
+        ``n_components``, default ``self.n_components``): a ValueError naming
+        the bad one.  Returns what :meth:`_initial_runs` and
+        :meth:`_apply_initial_parameters` take as ``checked`` (the checked
+        user-given initial parameters, or None where there are none)."""
+
+    @abstractmethod
+    def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
+        """The family (:mod:`daskgmm._families`) the EM loop runs on ``dX``,
+        its data-dependent settings set as fitted attributes from passes of
+        its own (each counted by ``counter``); ``sample_weight`` are the
+        weights divided by ``weight_scale``."""
+
+    @abstractmethod
+    def _family(self, weight_scale=1.0):
+        """The family of the fitted settings, for statistics of the sample
+        weights divided by ``weight_scale``."""
+
+    @abstractmethod
+    def _initial_runs(
+        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+    ):
+        """The ``n_init`` restarts' first runs (``Run``), from the
+        initialisation ``init_params`` names and ``checked`` (what
+        :meth:`_check_settings` returned).  ``family`` None: a fit that
+        initialises, which sets the family's data-dependent settings here,
+        from the initialisation's own passes where it can."""
+
+    @abstractmethod
+    def _apply_initial_parameters(self, run, checked):
+        """Put the user-given initial parameters in ``checked`` (what
+        :meth:`_check_settings` returned) into ``run``, in place, over what
+        the initialisation gave."""
+
+    @abstractmethod
+    def _model(self):
+        """The fitted model the E-step and the per-row outputs evaluate."""
+
+    @abstractmethod
+    def _get_parameters(self):
+        """scikit-learn's ``BaseMixture._get_parameters``: the fitted
+        parameters, in scikit-learn's order for this estimator."""
+
+    @abstractmethod
+    def _set_parameters(self, params):
+        """scikit-learn's ``BaseMixture._set_parameters``: the inverse of
+        :meth:`_get_parameters`, with the attributes they imply."""
+
+    # Not hooks: every subclass's state is read through its declaration.
+
     def _run_from_attributes(self):
-        """The fitted parameters (and posterior) as an EM run, in float64."""
+        """The fitted parameters (and posterior) as an EM run, in float64:
+        the start of a warm-started fit or of the next batch."""
         parameters, posterior = run_fields(self)
         return Run(self.covariance_type, **parameters, posterior=posterior)
 
     def _set_posterior(self, run):
+        """The fitted attributes of ``run``'s posterior that the state
+        declares (none for maximum likelihood), beyond the parameters
+        :meth:`_set_run` sets."""
         set_posterior(self, run.posterior)
 
     def _set_gaussian_parameters(self, params):
@@ -1927,28 +2017,89 @@ def _best_run(runs, dtype=np.float64):
     return best
 
 
-class _VerbosePrinter:
-    """scikit-learn-style progress lines for ``verbose`` >= 1."""
+def _exact_update(state, runs, batch_stats, weight_scale, *, n_chunks):
+    """An exact pass's update of ``state`` by one batch: its statistics
+    added to the pass's, no M-step (that is ``end_pass``'s); of several
+    restarts, the one this batch finds likeliest goes on and is returned."""
+    best_index = int(np.argmax([float(stats.log_likelihood) for stats in batch_stats]))
+    best, stats = runs[best_index], batch_stats[best_index]
+    if state.statistics is None:
+        state.statistics, state.weight_scale = stats, weight_scale
+    else:
+        if weight_scale != state.weight_scale:  # to the pass's units: a power of two, exact
+            stats = _stats.scale_statistics(stats, weight_scale / state.weight_scale)
+        state.statistics = merge_statistics(state.statistics, stats)
+    state.n_chunks += n_chunks
+    return best
 
-    def __init__(self, verbose, interval):
-        self.verbose = verbose
-        self.interval = interval
-        self.tic = time.perf_counter()
 
-    def __call__(self, info):
-        it = info["iteration"]
-        if it == 1:
-            print(f"Initialization ({len(info['runs'])} run(s) in parallel)")
-        if it % self.interval == 0:
-            now = time.perf_counter()
-            for i in info["active"]:
-                run = info["runs"][i]
-                change = run.history[-1] - run.history[-2] if len(run.history) > 1 else float("inf")
-                if self.verbose > 1:
-                    print(f"  Iteration {it}\t time lapse {now - self.tic:.5f}s\t ll change {change:.5f}")
-                else:
-                    print(f"  Iteration {it}")
-            self.tic = now
+# ----------------------------------------------------------------------
+# Entry points for daskgmm's own modules
+# ----------------------------------------------------------------------
+# xarray, the command line and model selection drive the estimators through
+# these functions (and _best_run above), not through the estimators' private
+# methods, which are free to change with the base class's hooks.
+
+
+def _fit_rows(model, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None):
+    """Fit ``model`` on the rows ``X`` as its ``fit`` does, with what the
+    labelled-data layer and the command line add.
+
+    Parameters
+    ----------
+    model : GaussianMixture or BayesianGaussianMixture
+        Fitted in place.  Unlike ``fit``, an exception may leave it changed:
+        a caller that keeps the model wraps the call in
+        :func:`unchanged_on_error`.
+    X : dask.array.Array or array-like, shape (n_samples, n_features)
+        The rows, as ``fit`` takes them.
+    sample_weight : array-like or dask.array.Array of shape (n_samples,), optional
+        As for ``fit``.
+    skip_nonfinite : bool, default=False
+        Leave out the rows holding NaN or infinity (counted in
+        ``n_samples_skipped_``) instead of refusing them.
+    callbacks : sequence of callable
+        Called after every iteration with the engine's ``info`` dict, in
+        order, before the fit's own monitor (the command line passes its
+        display, :class:`daskgmm.cli.Progress`).
+    checkpoint : str or os.PathLike, optional
+        As for ``fit``.
+
+    Returns
+    -------
+    model
+    """
+    return model._fit(
+        X, sample_weight=sample_weight, skip_nonfinite=skip_nonfinite, callbacks=callbacks, checkpoint=checkpoint
+    )
+
+
+def _partial_fit_rows(model, X, *, sample_weight=None, skip_nonfinite=False):
+    """One batch of ``model``'s ``partial_fit`` on the rows ``X`` (its
+    parameters already validated), rows holding NaN or infinity left out
+    with ``skip_nonfinite``; returns ``model``.  As with :func:`_fit_rows`,
+    the caller keeps ``model`` as it was on an exception where it needs to."""
+    return model._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite)
+
+
+def _missing_rows(model, dX, weights, counter):
+    """``model``'s first step of a fit with ``missing='marginalize'`` on
+    ``dX``, for a fit that shares its passes (model selection): one pass
+    counting the missing entries (``model``'s ``n_samples_skipped_`` and
+    ``n_samples_incomplete_`` set from it, ``counter`` advanced), and the
+    rows and weights the initialisation runs on.  Returns ``(marginalize,
+    init_X, init_weights)``; ``(False, dX, weights)`` when nothing is
+    missing or ``model.missing`` is 'error'."""
+    return model._missing_setup(dX, weights, counter)
+
+
+def _adopt_run(model, run, dtype):
+    """Make ``run`` (an EM ``Run`` of ``model``'s family and settings) ``model``'s fitted parameters and fit record, in
+    the data's float ``dtype``, as its own fit would; returns ``model``.
+    Model selection fits several models in shared passes and gives each
+    its best run this way."""
+    model._set_run(run, dtype)
+    return model
 
 
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]

@@ -22,8 +22,10 @@ from ._init import PassCounter, Spec, initialize
 from .mixture import (
     ConvergenceWarning,
     GaussianMixture,
+    _adopt_run,
     _best_run,
     _check_sample_weight,
+    _missing_rows,
     _weight_total,
     as_dask_array,
     spawn_seeds,
@@ -303,7 +305,7 @@ def select_n_components(
     candidates = [(k, kind) for kind in types for k in ks]
     specs = [Spec(k, kind, seed, pool=seeds[0]) for k, kind in candidates for seed in seeds]
     counter = PassCounter()
-    marginalize, init_X, init_weights = template._missing_setup(dX, weights, counter)
+    marginalize, init_X, init_weights = _missing_rows(template, dX, weights, counter)
     runs = initialize(
         init_X, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=init_weights
     )
@@ -327,7 +329,7 @@ def select_n_components(
             init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
             missing=missing,
         )
-        model._set_run(run, dX.dtype)
+        _adopt_run(model, run, dX.dtype)
         model.n_features_in_ = n_features
         model.n_samples_skipped_ = template.n_samples_skipped_
         model.n_samples_incomplete_ = template.n_samples_incomplete_

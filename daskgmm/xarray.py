@@ -59,7 +59,7 @@ import dask.array as da
 
 from . import _engine
 from .bayesian_mixture import BayesianGaussianMixture
-from .mixture import GaussianMixture, as_dask_array, unchanged_on_error
+from .mixture import GaussianMixture, _fit_rows, _partial_fit_rows, as_dask_array, unchanged_on_error
 
 if TYPE_CHECKING:  # xarray is imported when first used
     import xarray as xr
@@ -511,8 +511,8 @@ def fit(
     weights = None if weight is None else stack_sample_weight(weight, layout)
     if missing == "marginalize":
         model.set_params(missing="marginalize")
-    model._fit(
-        X, sample_weight=weights, skip_nonfinite=missing == "drop", callbacks=callbacks, checkpoint=checkpoint
+    _fit_rows(
+        model, X, sample_weight=weights, skip_nonfinite=missing == "drop", callbacks=callbacks, checkpoint=checkpoint
     )
     if labels is not None:
         # scikit-learn's attribute for the names of the features: predict
@@ -603,7 +603,7 @@ def partial_fit(
     # The features were matched by label above: the rows carry no names.
     names = model.__dict__.pop("feature_names_in_", None)
     try:
-        model._partial_fit(X, weights, skip_nonfinite=missing == "drop")
+        _partial_fit_rows(model, X, sample_weight=weights, skip_nonfinite=missing == "drop")
     finally:
         if names is not None:
             model.feature_names_in_ = names

@@ -188,3 +188,29 @@ def test_verbose_prints_scikit_learns_lines(capsys, verbose):
     else:
         assert re.fullmatch(r"Initialization converged\. time lapse \d+\.\d{5}s\t lower bound -?\d+\.\d{5}\.", ours[-1])
         assert re.fullmatch(r"  Iteration \d+\t time lapse \d+\.\d{5}s\t ll change -?\d+\.\d{5}", ours[-2])
+
+
+def test_the_command_lines_display_is_a_monitor_writing_lines_above_its_bar(X, terminal_stderr):
+    """cli.Progress is the one Monitor configured for the command line: on a
+    terminal, each iteration's line is written whole above the bar."""
+    pytest.importorskip("tqdm")
+    from daskgmm import cli
+    from daskgmm._monitor import Monitor
+    from daskgmm.mixture import _fit_rows
+
+    stream, written = terminal_stderr
+    logger = logging.getLogger("daskgmm")
+    level, handlers = logger.level, list(logger.handlers)
+    progress = cli.Progress(4, out=stream)
+    assert isinstance(progress, Monitor)
+    try:
+        gm = _fit_rows(GaussianMixture(3, tol=0, max_iter=4, random_state=0), X, callbacks=[progress])
+    finally:
+        progress.close()
+    assert logger.level == level and logger.handlers == handlers
+    err = written()
+    assert "EM" in err and "4/4" in err and "log-likelihood" in err
+    # A terminal ends lines with \r\n; the bar is cleared with \r before each line.
+    lines = [piece.rstrip("\r").split("\r")[-1] for piece in err.split("\n") if "iteration " in piece]
+    assert [line[:14] for line in lines] == [f"iteration {i:4d}" for i in range(1, 5)]
+    assert f"log-likelihood {gm.lower_bounds_[-1]: .8f}" in lines[-1]

@@ -86,10 +86,10 @@ class InMemoryRows:
     them would have, for fits whose passes run in this process.
 
     A pass over small data costs far more in graph building and scheduling
-    than in arithmetic (iris: ~1.5 ms of Dask per pass against ~0.2 ms of
-    block math).  The engine runs the same block functions on the same
-    chunks and merges them in the same tree (:func:`tree_reduce`), so a fit
-    gives the answers of the Dask path, to rounding, without a graph.
+    than in arithmetic (figures: benchmarks/README.md, "in-process passes").
+    The engine runs the same block functions on the same chunks and merges
+    them in the same tree (:func:`tree_reduce`), so a fit gives the answers
+    of the Dask path, to rounding, without a graph.
 
     Attributes mirror the parts of :class:`dask.array.Array` the engine
     reads: ``shape``, ``dtype``, ``nbytes``, ``chunks``, ``numblocks``.
@@ -199,13 +199,13 @@ def quiet_float_errors():
 def plan_batches(X, client=None):
     """Group the row chunks of a persisted ``X`` by the worker holding them.
 
-    One map task per chunk costs the distributed scheduler ~1 ms, which
-    dominates a pass over many small chunks.  A map task may instead process
-    several chunks *that live on the same worker* (so no data moves) and merge
-    them locally.  Each worker gets one task per thread (more only to keep
-    at most 32 chunks per task): every extra task is one more message and
-    one more partial result to move (measured on 2 single-threaded workers:
-    a pass of 4 chunks costs 38 ms in 4 map tasks, 24 ms in 2).
+    One map task per chunk costs the distributed scheduler a fixed overhead,
+    which dominates a pass over many small chunks.  A map task may instead
+    process several chunks *that live on the same worker* (so no data moves)
+    and merge them locally.  Each worker gets one task per thread (more only
+    to keep at most 32 chunks per task): every extra task is one more message
+    and one more partial result to move (figures: benchmarks/README.md, "map
+    tasks per worker").
 
     Returns
     -------
@@ -240,8 +240,9 @@ def plan_batches(X, client=None):
 # Total bytes of payload copies that may ride inside the map tasks
 # themselves; beyond it the payload becomes one graph key fetched by each
 # worker.  Inside the tasks it saves a worker-to-worker fetch on the
-# critical path of every pass (measured: 24 ms -> 14 ms per pass on 2 local
-# workers); with a per-worker plan it still reaches each worker's threads once.
+# critical path of every pass (figures: benchmarks/README.md, "payload in
+# the tasks"); with a per-worker plan it still reaches each worker's threads
+# once.
 PAYLOAD_EMBED_BYTES = 4 * 2**20
 
 
@@ -395,9 +396,9 @@ def _compute_on(client, delayeds, session):
     within a :func:`fit_session` they are held by the session (see
     :class:`PassSession`), else released at once (as ``dask.compute`` does)."""
     tic = time.perf_counter()
-    # The graph as it is (no optimisation, no conversion of the Delayed
-    # collections): 0.3 ms of client time per pass against 0.8 ms for
-    # client.compute (2 map tasks).
+    # The graph as it is: client.compute would optimise and convert the
+    # Delayed collections again at every pass, client time each pass waits
+    # on (figures: benchmarks/README.md, "pass overhead").
     futures = client.get(delayeds[0].__dask_graph__(), [d.key for d in delayeds], sync=False)
     if session is not None:
         session.submitted()
@@ -425,13 +426,13 @@ class PassSession:
     * The placement of the chunks (:func:`plan_batches`), asked once per
       data set rather than at every pass (two scheduler round trips).
     * The timing of the messages that release each pass's partial results.
-      distributed's client sends the scheduler at most one batch of messages
-      every 10 ms, and the scheduler each worker one every 5 ms.  Released
-      right after the gather (as ``dask.compute`` does), the results of pass
-      i cost a message that holds back the graph of pass i + 1 by up to 10 ms
-      (measured on 2 local workers: 13 ms from submitting a pass to the start
-      of its tasks, 4 ms without that message).  So the results are kept
-      until the next pass has been submitted, then released
+      distributed's client sends the scheduler its messages in batches, one
+      batch per interval, and the scheduler batches those to each worker in
+      the same way.  Released right after the gather (as ``dask.compute``
+      does), the results of pass i cost a message that holds back the graph
+      of pass i + 1 by up to one such interval, a large share of a short
+      pass (figures: benchmarks/README.md, "release timing").  So the
+      results are kept until the next pass has been submitted, then released
       :data:`RELEASE_DELAY` seconds later, while its tasks run: after a pass
       of at least :data:`SLOW_PASS` seconds, and otherwise once
       :data:`MAX_HELD_PASSES` passes or :data:`MAX_HELD_BYTES` of results are

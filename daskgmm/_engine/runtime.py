@@ -16,20 +16,21 @@ logger = logging.getLogger("daskgmm")
 # Worker environment for the clusters daskgmm starts itself.  distributed
 # spawns workers with MALLOC_TRIM_THRESHOLD_=64 KiB, which also fixes glibc's
 # mmap threshold at 128 KiB: every multi-MiB temporary of a pass is then
-# mmap'ed and page-faulted in afresh, slice after slice.  Measured on one
-# worker, full covariance, one chunk: 0.34 s -> 0.12 s (250,000 x 8, K=8) and
-# 1.07 s -> 0.38 s (50,000 x 64, K=16).  Serving blocks up to 32 MiB from the
-# heap and trimming only beyond 64 MiB keeps them; large frees still return
-# to the OS.  Every fit also sets them at run time on the workers it uses
-# (:func:`tune_allocator`), so a cluster the user started is as fast.
+# mmap'ed and page-faulted in afresh, slice after slice, which costs more
+# than the chunk's arithmetic (figures: benchmarks/README.md, "allocator
+# thresholds").  Serving blocks up to 32 MiB from the heap and trimming only
+# beyond 64 MiB keeps them; large frees still return to the OS.  Every fit
+# also sets them at run time on the workers it uses (:func:`tune_allocator`),
+# so a cluster the user started is as fast.
 WORKER_MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": 64 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
 
 
 def worker_environ_config():
     """``dask.config.set`` mapping that gives worker processes spawned inside
-    it :data:`WORKER_MALLOC_ENV`.  Not needed for speed any more: every fit
-    sets the same thresholds at run time on the workers it uses
-    (:func:`tune_allocator`)."""
+    it :data:`WORKER_MALLOC_ENV`, so that the workers the command line starts
+    have them from their first allocation.  Every fit also sets the same
+    thresholds at run time on the workers it uses (:func:`tune_allocator`),
+    which covers clusters started elsewhere."""
     return {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_MALLOC_ENV.items()}
 
 
@@ -47,10 +48,11 @@ def tune_allocator():
     (``Client()``, ``LocalCluster()``, every dask-jobqueue worker) has
     distributed's MALLOC_TRIM_THRESHOLD_=64 KiB,
     which pins the mmap threshold at 128 KiB, and each multi-MiB temporary of
-    a pass is then mmapped and page-faulted afresh (2.2x slower per iteration
-    measured, 400,000 x 8, K=8 full, 2 workers).  The settings stay for the
-    worker's lifetime: the heap keeps up to 64 MiB of freed memory per
-    process; blocks over 32 MiB are still mmapped and returned at once.
+    a pass is then mmapped and page-faulted afresh, slowing every iteration
+    (figures: benchmarks/README.md, "allocator thresholds").  The settings
+    stay for the worker's lifetime: the heap keeps up to 64 MiB of freed
+    memory per process; blocks over 32 MiB are still mmapped and returned at
+    once.
 
     Returns
     -------
@@ -96,8 +98,9 @@ def current_client():
 
 
 # What a worker process holds besides persisted data: the interpreter, the
-# NumPy/SciPy/Dask imports and one pass's temporaries (~200 MiB measured on
-# Linux).  A fresh worker reports less (nothing imported yet), so this is a floor.
+# NumPy/SciPy/Dask imports and one pass's temporaries (figures:
+# benchmarks/README.md, "worker baseline memory").  A fresh worker reports
+# less (nothing imported yet), so this is a floor.
 WORKER_BASELINE_BYTES = 256 * 2**20
 
 
@@ -171,10 +174,10 @@ def _client_blas_limit():
     The client's own math (M-steps, Cholesky factors, k-means on the
     k-means|| candidates) is on K x D x D-sized arrays.  With OpenBLAS's
     default thread pool its idle threads spin for a while after each call,
-    on the cores the workers of a local cluster compute on: measured on 2
-    local workers, 1M x 8 rows, K=8 full, the first chunk of every pass took
-    70-80 ms instead of 35 ms.  On the local schedulers the chunk tasks run
-    with one BLAS thread each anyway (:func:`one_blas_thread_per_task`)."""
+    on the cores the workers of a local cluster compute on, and slow the
+    first chunk of every pass (figures: benchmarks/README.md, "client BLAS
+    threads").  On the local schedulers the chunk tasks run with one BLAS
+    thread each anyway (:func:`one_blas_thread_per_task`)."""
     return _blas_controller().limit(limits=1, user_api="blas")
 
 
@@ -182,8 +185,7 @@ def _client_blas_limit():
 def _blas_controller():
     """threadpoolctl's view of the BLAS libraries this process has loaded,
     found once: a new ``threadpool_limits`` rescans every shared library the
-    process has mapped (4 ms each time, measured: 117 of the 145 ms of an
-    iris fit when it ran once per pass)."""
+    process has mapped, which once per pass would dominate a small fit."""
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -192,8 +194,9 @@ def _blas_controller():
 def one_blas_thread_per_task(client):
     """Without a distributed client, Dask's threads run the chunk tasks in
     this process: each task's BLAS must then use one thread, or threads x
-    BLAS threads oversubscribe the cores (measured under load: 6-23 s per
-    pass instead of 0.4 s).  Distributed workers already start with
+    BLAS threads oversubscribe the cores, which slows a pass by an order of
+    magnitude under load (figures: benchmarks/README.md, "BLAS threads per
+    task").  Distributed workers already start with
     OMP/OPENBLAS/MKL_NUM_THREADS=1.  Inside a fit (:func:`fit_blas_limit`)
     the limit is already in force."""
     if client is not None or _IN_FIT.get():
