@@ -16,7 +16,6 @@ import contextlib
 import copy
 import functools
 import logging
-import math
 import numbers
 import os
 import sys
@@ -28,10 +27,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-
-import dask
-import dask.array as da
-from dask.utils import is_dataframe_like, is_series_like
 
 from . import _engine, _stats
 from ._blocks import merge_statistics
@@ -47,6 +42,14 @@ from ._covariance import (
     precisions_cholesky_from_precisions,
     precisions_from_cholesky,
 )
+from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importable from here
+    TARGET_CHUNK_BYTES,
+    as_dask_array,
+    check_sample_weight as _check_sample_weight,
+    default_chunk_rows as _default_chunk_rows,
+    is_array_api_array as _is_array_api_array,
+    unwrap_container as _unwrap_container,
+)
 from ._engine.online import ONLINE_MODES
 from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import GAUSSIAN, Run
@@ -56,6 +59,7 @@ from . import _checkpoint
 from ._state import GAUSSIAN_MIXTURE, PARAMETER, run_fields, save_model, set_posterior
 
 if TYPE_CHECKING:
+    import dask.array as da
     from typing_extensions import Self
 
 logger = logging.getLogger("daskgmm")
@@ -65,9 +69,6 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.mixture import GaussianMixture as _SklearnGaussianMixture
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
-
-# Bytes of X per chunk when a NumPy array is wrapped into a Dask array.
-TARGET_CHUNK_BYTES = 32 * 2**20
 
 # NumPy input up to this size is fitted in this process, block by block
 # (:class:`daskgmm._engine.InMemoryRows`): the same chunks, block functions
@@ -107,119 +108,6 @@ def spawn_seeds(random_state, n):
     return seeds
 
 
-def as_dask_array(X, *, n_features_expected=None, chunk_rows=None, known_rows=True):
-    """Validate ``X`` and return a 2-D float Dask array with one column chunk.
-
-    NumPy (or array-like) input is wrapped with row chunks of about
-    ``TARGET_CHUNK_BYTES``; integer and boolean data become float64, float16
-    becomes float32; float32 and float64 are kept.  Row chunks of unknown
-    size (a Dask DataFrame's partitions) are measured with one compute of
-    their lengths when ``known_rows``; the per-row outputs leave them unknown.
-    """
-    if isinstance(X, da.Array):
-        dX = X
-    else:
-        arr = X if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray) else np.asarray(X)
-        if isinstance(arr, np.ndarray) and arr.dtype.kind in "OUSV":
-            try:
-                arr = arr.astype(np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"X must hold numbers, but it has dtype {arr.dtype} that cannot be converted to float."
-                ) from None
-        dX = None
-        if arr.ndim == 2 and arr.shape[0] > 0:
-            rows = chunk_rows or _default_chunk_rows(arr.shape[0], arr.shape[1], arr.dtype.itemsize)
-            dX = da.from_array(arr, chunks=(rows, -1))
-        X = arr
-    shape = X.shape
-    if len(shape) != 2:
-        hint = " Use X.reshape(-1, 1) if your data has a single feature." if len(shape) == 1 else ""
-        raise ValueError(
-            f"Expected a 2-D array (n_samples, n_features), got a {len(shape)}-D array with shape {shape}.{hint}"
-        )
-    dtype = np.dtype(X.dtype)
-    if dtype.kind == "c":
-        raise ValueError(f"Complex data is not supported: X has dtype {dtype}.")
-    if dtype.kind not in "biuf":
-        raise ValueError(f"X must hold numbers, but it has dtype {dtype}.")
-    if shape[0] == 0:
-        raise ValueError(f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is required.")
-    if shape[1] == 0:
-        raise ValueError(f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required.")
-    if n_features_expected is not None and shape[1] != n_features_expected:
-        raise ValueError(
-            f"X has {shape[1]} features, but GaussianMixture is expecting {n_features_expected} "
-            "features as input (the number it was fitted on)."
-        )
-    if known_rows and any(np.isnan(c) for c in dX.chunks[0]):
-        dX = dX.compute_chunk_sizes()
-    if dX.numblocks[1] != 1:
-        dX = dX.rechunk({1: -1})
-    if dtype.kind in "biu":
-        dX = dX.astype(np.float64)
-    elif dtype == np.float16:
-        dX = dX.astype(np.float32)
-    elif dtype.itemsize > 8:  # longdouble: what scikit-learn computes in
-        dX = dX.astype(np.float64)
-    return dX
-
-
-def _default_chunk_rows(n_rows, n_features, itemsize):
-    by_bytes = max(1024, TARGET_CHUNK_BYTES // max(1, n_features * itemsize))
-    client = _engine.current_client()
-    if client is not None:
-        workers = max(1, sum(client.nthreads().values()))
-    else:
-        import os
-
-        workers = os.cpu_count() or 1
-    by_parallelism = -(-n_rows // (2 * workers))
-    return int(max(1, min(n_rows, by_bytes, max(by_parallelism, 1024))))
-
-
-def _is_array_api_array(X):
-    """An array of another array-API library (CuPy, array_api_strict, ...):
-    wrapped into a Dask array as it is, never converted to NumPy."""
-    return hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray) and hasattr(X, "shape")
-
-
-def _unwrap_container(X, *, known_rows=True):
-    """A Dask DataFrame or an xarray DataArray as what the rows are read
-    from, without computing them, and the names of its features.
-
-    Returns
-    -------
-    X
-        A Dask DataFrame as its Dask array of values (the partitions' lengths
-        computed when ``known_rows``: one compute returning one number per
-        partition); a Dask-backed (or other array-API backed) DataArray as
-        its ``data``; a NumPy-backed 2-D DataArray as a pandas DataFrame
-        (``to_pandas``), so that scikit-learn reads its names; anything
-        else as it is.
-    names : pandas.DataFrame or None
-        An empty frame with the container's columns (a DataArray's: the
-        index of its second dimension), which scikit-learn's
-        ``validate_data`` reads feature names from with its own rules
-        (strings only); None where ``X`` itself carries them or has none.
-    """
-    xr = sys.modules.get("xarray")  # not imported: X is no DataArray
-    if xr is not None and isinstance(X, xr.DataArray):
-        if isinstance(X.data, np.ndarray):
-            return (X.to_pandas() if X.ndim == 2 else X.values), None
-        if X.ndim != 2:
-            return X.data, None
-        import pandas
-
-        return X.data, pandas.DataFrame(columns=X.get_index(X.dims[1]))
-    if dask.is_dask_collection(X) and (is_dataframe_like(X) or is_series_like(X)):
-        import pandas
-
-        names = pandas.DataFrame(columns=X.columns) if is_dataframe_like(X) else None
-        return X.to_dask_array(lengths=True if known_rows else None), names
-    return X, None
-
-
 def _n_samples(X):
     return X.shape[0] if hasattr(X, "shape") else len(X)
 
@@ -233,79 +121,6 @@ ONLINE_PARAMETER_CONSTRAINTS = {
 
 MISSING_OPTIONS = ("error", "marginalize")
 MISSING_PARAMETER_CONSTRAINTS = {"missing": [StrOptions(set(MISSING_OPTIONS))]}
-
-
-def _check_sample_weight(sample_weight, rows):
-    """``sample_weight`` checked against the rows it weights, and scaled by a
-    power of two so that its mean positive weight is in [1, 2).
-
-    A GaussianMixture fit does not depend on a constant scale of the
-    weights, but its sums do: weights of 1e-13 meet the ``10 * eps`` every
-    count gets, 1e-320 underflow and 1e307 overflow.  Every pass therefore
-    runs on the scaled weights; the scale (exact) brings back what depends on
-    the real weights: the Bayesian family's counts, the total weight
-    reported and the information criteria.
-
-    Returns
-    -------
-    weights : None, a float64 NumPy array (rows in this process,
-        :class:`_engine.InMemoryRows`) or a 1-D Dask array with the row
-        chunks of ``rows`` (a Dask array)
-        The weights divided by ``weight_scale``; None when every weight is 1
-        (the unweighted fit, its random draws included).
-    weight_scale : float
-        A power of two (1.0 without weights, or with weights whose mean
-        positive weight is in [1, 2)).
-
-    Raises a ValueError naming what is wrong: shape, NaN or infinity,
-    negative values, or a zero total.  Dask weights are checked with one
-    small compute over the weights alone (n values, not the data)."""
-    if sample_weight is None:
-        return None, 1.0
-    n = rows.shape[0]
-    in_process = isinstance(rows, _engine.InMemoryRows)
-    if isinstance(sample_weight, da.Array) and not in_process:
-        weights = sample_weight
-        if weights.ndim != 1 or weights.shape[0] != n:
-            raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
-        if weights.chunks[0] != rows.chunks[0]:
-            weights = weights.rechunk((rows.chunks[0],))
-        weights = weights.astype(np.float64)
-        top = da.frexp(weights.max())[1]
-        finite, low, high, top, scaled_total, n_positive = dask.compute(
-            da.isfinite(weights).all(), weights.min(), weights.max(), top, da.ldexp(weights, -top).sum(),
-            da.count_nonzero(weights > 0),
-        )
-    else:
-        if isinstance(sample_weight, da.Array):
-            sample_weight = sample_weight.compute()
-        weights = np.asarray(sample_weight, dtype=np.float64)
-        if weights.ndim == 0:  # scikit-learn's rule: one number weights every sample alike
-            weights = np.full(n, float(weights))
-        if weights.shape != (n,):
-            raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},): one weight per sample.")
-        finite, low, high = bool(np.all(np.isfinite(weights))), weights.min(), weights.max()
-        top = np.frexp(high)[1]
-        scaled_total, n_positive = np.ldexp(weights, -top).sum(), np.count_nonzero(weights > 0)
-    if not finite:
-        raise ValueError("sample_weight contains NaN or infinity: every weight must be a finite number >= 0.")
-    if low < 0:
-        raise ValueError(f"sample_weight has negative values (the smallest is {float(low)!r}): weights must be >= 0.")
-    if not high > 0:
-        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
-    if low == high == 1:
-        # Every weight 1 is no weight at all: the unweighted fit, its random
-        # draws included (weighted draws race over all rows instead).
-        return None, 1.0
-    # The mean positive weight is scaled_total / n_positive * 2^top; the
-    # weights are summed divided by 2^top (the largest in [1/2, 1)), so that
-    # the sum can neither overflow nor lose subnormal weights.
-    exponent = math.frexp(float(scaled_total) / int(n_positive))[1] - 1 + int(top)
-    if exponent:
-        weights = np.ldexp(weights, -exponent)  # exact (da.Array dispatches the ufunc)
-    if in_process or isinstance(weights, da.Array):
-        return weights, math.ldexp(1.0, exponent)
-    return da.from_array(weights, chunks=(rows.chunks[0],)), math.ldexp(1.0, exponent)
 
 
 class UnfinishedPassWarning(UserWarning):
@@ -399,11 +214,6 @@ def unchanged_on_error(function):
             return function(estimator, *args, **kwargs)
 
     return wrapper
-
-
-def _weight_total(sample_weight):
-    total = sample_weight.sum() if isinstance(sample_weight, da.Array) else np.sum(np.asarray(sample_weight, dtype=np.float64))
-    return float(total.compute() if isinstance(total, da.Array) else total)
 
 
 class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -513,7 +323,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         sums they compute anyway and name them.
         """
         X, names = _unwrap_container(X, known_rows=known_rows)
-        if isinstance(X, da.Array) or _is_array_api_array(X):
+        if _engine.is_dask_array(X) or _is_array_api_array(X):
             dX = as_dask_array(X, known_rows=known_rows)
             validate_data(self, dX if names is None else names, skip_check_array=True, reset=reset)
             return dX
@@ -1344,11 +1154,11 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         chunks of a DataFrame's partitions unknown unless ``known_rows``),
         NumPy otherwise."""
         self._check_is_fitted()
-        lazy = dask.is_dask_collection(X)
+        lazy = _engine.is_lazy(X)
         dX = self._validate_X(X, reset=False, known_rows=known_rows)
         family = self._family().marginalizing(self.missing == "marginalize")
         out = _engine.map_rows(dX, family, self._model(), what)
-        return out.compute() if isinstance(out, da.Array) and not lazy else out
+        return out if lazy else _engine.computed(out)
 
     def score_samples(self, X: ArrayLike | da.Array) -> np.ndarray | da.Array:
         """Compute the log-likelihood of each sample.
@@ -1494,27 +1304,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _score_and_count(self, X, sample_weight=None):
         """:meth:`score` and the number (total weight) of samples it averages."""
         values = self._map_rows(X, "score_samples", known_rows=True)
-        lazy = isinstance(values, da.Array)
-        if sample_weight is None and self.missing != "marginalize":
-            return float(values.mean().compute() if lazy else values.mean()), float(values.shape[0])
-        weights, weight_scale = 1.0, 1.0
-        if sample_weight is not None:
-            weights, weight_scale = _check_sample_weight(
-                sample_weight, values[:, None] if lazy else _engine.InMemoryRows(values[:, None], len(values))
-            )
-            weights = 1.0 if weights is None else weights
-        if self.missing == "marginalize":  # samples with every feature missing (NaN) count for nothing
-            observed = ~(da.isnan(values) if lazy else np.isnan(values))
-            values = (da if lazy else np).where(observed, values, 0.0)
-            weights = observed * weights
-        else:
-            weights = weights * (da.ones_like(values) if lazy else np.ones_like(values))
-        total, count = (values * weights).sum(), weights.sum()
-        if lazy:
-            total, count = dask.compute(total, count)
+        mean, count = _engine.weighted_mean(values, sample_weight, skip_nan=self.missing == "marginalize")
         if not count > 0:
             raise ValueError("Every sample of X has every feature missing (NaN): there is nothing to score.")
-        return float(total / count), float(count) * weight_scale
+        return mean, count
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> str:
         """Save the fitted model to ``path`` (see :mod:`daskgmm.io` for the format).

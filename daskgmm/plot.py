@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import _engine
 from ._covariance import covariance_model
 
 if TYPE_CHECKING:  # matplotlib is imported when drawing only
@@ -167,43 +168,10 @@ def _add_ellipse(ax, mean, covariance, n_std=2.0, **style):
 # --------------------------------------------------------------------------
 
 
-def _as_array(X):
-    import dask.array as da
-
-    if hasattr(X, "to_dask_array"):  # a Dask DataFrame: stays lazy
-        return X.to_dask_array(lengths=True)
-    data = getattr(X, "data", None)  # an xarray DataArray backed by Dask
-    if isinstance(data, da.Array):
-        return data
-    return X if isinstance(X, da.Array) else np.asarray(X)
-
-
 def _subsample(model, X, labels, max_points, random_state):
     """At most ``max_points`` rows of X (and of ``labels``) drawn at random
     without replacement, in their order, as NumPy; one compute for Dask."""
-    import dask
-    import dask.array as da
-
-    X = _as_array(X)
-    if X.ndim != 2 or X.shape[1] != np.asarray(model.means_).shape[1]:
-        raise ValueError(
-            f"X must be (n_samples, {np.asarray(model.means_).shape[1]}) like the data the model was fitted on; "
-            f"got shape {X.shape}."
-        )
-    if isinstance(X, da.Array) and np.isnan(X.shape[0]):
-        X = X.compute_chunk_sizes()
-    n_samples = int(X.shape[0])
-    if labels is not None:
-        labels = labels if isinstance(labels, da.Array) else np.asarray(labels)
-        if labels.shape != (n_samples,):
-            raise ValueError(f"labels must be (n_samples,) = ({n_samples},) like X's rows; got shape {labels.shape}.")
-    if n_samples > max_points:
-        rng = np.random.default_rng(random_state)
-        rows = np.sort(rng.choice(n_samples, size=max_points, replace=False))
-        X = X[rows]
-        labels = None if labels is None else labels[rows]
-    X, labels = dask.compute(X, labels)
-    return np.asarray(X), None if labels is None else np.asarray(labels)
+    return _engine.subsample(X, labels, np.asarray(model.means_).shape[1], max_points, random_state)
 
 
 def ellipses(

@@ -7,12 +7,10 @@ import numbers
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-
-import dask.array as da
 
 from . import _engine
 from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, check_covariance_type
@@ -24,12 +22,12 @@ from .mixture import (
     GaussianMixture,
     _adopt_run,
     _best_run,
-    _check_sample_weight,
     _missing_rows,
-    _weight_total,
-    as_dask_array,
     spawn_seeds,
 )
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 CRITERIA = ("bic", "aic")
 TABLE_COLUMNS = (
@@ -293,10 +291,10 @@ def select_n_components(
         missing=missing,
     )
     template._validate_params()
-    dX = as_dask_array(X)
+    dX = _engine.as_dask_array(X)
     n_samples, n_features = dX.shape
     ks = _check_range(n_components_range, n_samples)
-    weights, weight_scale = _check_sample_weight(sample_weight, dX)
+    weights, weight_scale = _engine.check_sample_weight(sample_weight, dX)
     dX, weights, persisted = _engine.place_data(dX, persist, weights)
 
     # Restart i of every candidate has seed i; the restarts of one K share
@@ -340,7 +338,7 @@ def select_n_components(
     n_parameters = np.array([models[c]._n_parameters() for c in candidates])
     # With weights the criteria are those of the repeated rows: n is the total weight.
     # (The samples with every feature missing count for nothing.)
-    n_effective = n_samples if weights is None else _weight_total(weights) * weight_scale
+    n_effective = n_samples if weights is None else _engine.weight_total(weights) * weight_scale
     if marginalize:
         n_effective = float(best_runs[0].n_samples)
     log_n = np.log(n_effective)

@@ -203,9 +203,11 @@ def test_docstring_examples(test):
 # checkers (``if TYPE_CHECKING:``), to avoid an import cycle or an import
 # before first use.
 def _type_checking_names():
+    import dask.array
     import xarray
 
     names = {
+        "da": dask.array,
         "xr": xarray,
         "GaussianMixture": daskgmm.GaussianMixture,
         "BayesianGaussianMixture": daskgmm.BayesianGaussianMixture,

@@ -7,6 +7,8 @@ block math of :mod:`daskgmm._blocks`) against the current parameters, a tree
 of merge tasks combines the results, and the client merges the tree's last
 level.  Only parameter-sized objects leave the workers.
 
+* :mod:`.inputs`: arrays, DataFrames, DataArrays and sample weights as the
+  passes read them, and the reductions over lazy per-row outputs;
 * :mod:`.runtime`: the allocator and BLAS settings of the processes a fit
   runs in, the memory the data may take;
 * :mod:`.passes`: data placement, the graph of one pass and its tree
@@ -18,8 +20,18 @@ level.  Only parameter-sized objects leave the workers.
 The names below are those the rest of daskgmm, its tests and benchmarks use.
 """
 
-from . import em, online, passes, rows, runtime
+from . import em, inputs, online, passes, rows, runtime
 from .em import em_pass, missing_pass, run_em, score_pass
+from .inputs import (
+    as_dask_array,
+    check_sample_weight,
+    computed,
+    is_dask_array,
+    is_lazy,
+    subsample,
+    weight_total,
+    weighted_mean,
+)
 from .online import ONLINE_MODES, OnlineState, step_size, stream_after_fit
 from .passes import (
     DEFAULT_SPLIT_EVERY,
@@ -45,9 +57,10 @@ from .runtime import (
 )
 
 __all__ = [
-    "DEFAULT_SPLIT_EVERY", "ONLINE_MODES", "PAYLOAD_EMBED_BYTES", "WORKER_MALLOC_ENV", "InMemoryRows", "OnlineState",
-    "PassSession", "count_tasks", "current_client", "em", "em_pass", "fit_session", "imputed_rows", "map_rows",
-    "memory_budget", "missing_pass", "online", "pass_graph", "passes", "place_data", "plan_batches", "rows",
-    "run_em", "runtime", "score_pass", "should_persist", "step_size", "stream_after_fit", "take_rows",
-    "tree_reduce", "tune_allocator", "worker_environ_config",
+    "DEFAULT_SPLIT_EVERY", "InMemoryRows", "ONLINE_MODES", "OnlineState", "PAYLOAD_EMBED_BYTES", "PassSession",
+    "WORKER_MALLOC_ENV", "as_dask_array", "check_sample_weight", "computed", "count_tasks", "current_client", "em",
+    "em_pass", "fit_session", "imputed_rows", "inputs", "is_dask_array", "is_lazy", "map_rows", "memory_budget",
+    "missing_pass", "online", "pass_graph", "passes", "place_data", "plan_batches", "rows", "run_em", "runtime",
+    "score_pass", "should_persist", "step_size", "stream_after_fit", "subsample", "take_rows", "tree_reduce",
+    "tune_allocator", "weight_total", "weighted_mean", "worker_environ_config",
 ]
