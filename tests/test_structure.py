@@ -1,5 +1,6 @@
-"""The package's shape (issue #21): no import cycle in daskgmm/, and no
-covariance-type name outside the covariance registry and the block math.
+"""The package's shape (issue #21): no import cycle in daskgmm/, no
+covariance-type name outside the covariance registry and the block math, and
+no Dask outside the engine, the xarray layer and the cluster starters.
 
 Both read the source with :mod:`ast` (nothing is imported).  A check that
 still fails on the code as it is is marked ``xfail(strict=True)``: the
@@ -200,6 +201,34 @@ def covariance_type_literals():
     return sorted(found)
 
 
+# Where Dask may be imported: the engine, the xarray layer (Dask-backed
+# DataArrays) and the two modules that start clusters.
+DASK_ALLOWED = ("_engine", "xarray.py", "cli.py", "deploy.py")
+DASK_PACKAGES = ("dask", "distributed", "dask_jobqueue")
+
+
+def dask_imports():
+    """``[(module path, line, imported name, 'module' or 'function')]``: the
+    imports of Dask packages in the modules outside :data:`DASK_ALLOWED`
+    (those under ``if TYPE_CHECKING:`` left out)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in DASK_ALLOWED:
+            continue
+        visitor = _Imports()
+        visitor.visit(ast.parse(path.read_text(), filename=str(path)))
+        for node, scope in visitor.found:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                names = [] if node.level else [node.module or ""]
+            for name in names:
+                if name.split(".")[0] in DASK_PACKAGES:
+                    found.append((str(relative), node.lineno, name, scope))
+    return sorted(found)
+
+
 def _summary(found):
     by_module = {}
     for module, line, value, kind in found:
@@ -225,6 +254,33 @@ def test_no_covariance_type_literal_outside_registry():
         f"{len(found)} covariance-type literal(s) outside _covariance.py and _blocks*.py "
         f"(line, 'a': in an annotation): {_summary(found)}"
     )
+
+
+def test_no_dask_outside_engine():
+    found = dask_imports()
+    assert not found, (
+        f"{len(found)} import(s) of Dask outside daskgmm/_engine/, xarray.py, cli.py and deploy.py "
+        "(module, line, name, scope): " + "; ".join(f"{m}:{line} {name} ({scope})" for m, line, name, scope in found)
+    )
+
+
+def test_dask_import_scan_sees_every_kind_of_import(tmp_path, monkeypatch):
+    """The Dask scan itself: module- and function-level imports, ``from``
+    imports and ``distributed`` are found; imports under ``if TYPE_CHECKING:``,
+    relative imports, names that merely start with "dask" and the allowed
+    modules are not."""
+    pkg = tmp_path / "daskgmm"
+    (pkg / "_engine").mkdir(parents=True)
+    (pkg / "m.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import dask.array as da\n"
+        "import dask\nimport daskgmm\nfrom . import dask_like\n\ndef f():\n    from distributed import Client\n"
+        "    from dask.utils import parse_bytes\n"
+    )
+    (pkg / "_engine" / "inputs.py").write_text("import dask.array as da\n")
+    (pkg / "xarray.py").write_text("import dask\n")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    assert dask_imports() == [
+        ("m.py", 4, "dask", "module"), ("m.py", 9, "distributed", "function"), ("m.py", 10, "dask.utils", "function")]
 
 
 def test_import_graph_sees_every_kind_of_import(tmp_path, monkeypatch):
