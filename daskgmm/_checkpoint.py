@@ -110,7 +110,7 @@ class Fingerprint(dict):
     """The JSON entries saved in a checkpoint and compared on resume, plus
     what :func:`load_if_exists` needs to verify a finished checkpoint against
     the data (attributes, never saved): ``data``, ``weights`` and
-    ``weight_scale`` (the fit's, as ``mixture._check_sample_weight`` gives
+    ``weight_scale`` (the fit's, as ``_engine.inputs.check_sample_weight`` gives
     them), ``max_iter``, ``split_every``, ``skip_nonfinite``; and, once
     loaded, ``loaded_writer`` (the signature of the file resumed from, or
     None for a fresh start)."""

@@ -235,7 +235,7 @@ class BayesianFamily(GaussianChunks):
     ``degrees_of_freedom`` ((K,), or () for 'tied').
 
     ``weight_scale``: the statistics it is given are of the sample weights
-    divided by this power of two (see ``mixture._check_sample_weight``).
+    divided by this power of two (see ``_engine.inputs.check_sample_weight``).
     Unlike maximum likelihood, the posterior depends on the real counts (the
     prior weighs against them), so they are multiplied back, exactly.
 

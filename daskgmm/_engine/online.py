@@ -27,7 +27,7 @@ class OnlineState:
     batch ``n_batch_iter`` is that of batch ``n_batch_iter + batch_offset``.
     ``weight_scale`` is the power of two the sample weights of an exact
     pass's statistics are divided by (that of its first batch; see
-    ``mixture._check_sample_weight``), so that their sums stay of order 1
+    ``_engine.inputs.check_sample_weight``), so that their sums stay of order 1
     whatever the scale of the weights; the stepwise running statistics are
     per sample and need none.
     """
