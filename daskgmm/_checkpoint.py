@@ -344,6 +344,36 @@ def _posterior_field(path, arrays, name, n_runs, n_components):
     return check_array(path, name, values, shape, remedy=_REMEDY)
 
 
+def _checked_summary(path, summary, d):
+    """The checkpoint's data summary (None if it has none), checked: the
+    mean and variance of ``d`` features, finite, the variance >= 0."""
+    if summary is None:
+        return None
+    if summary.shape not in ((d + 1,), (d + 2,)):
+        raise invalid(path, "data_summary", f"has shape {summary.shape}, expected ({d + 2},)", remedy=_REMEDY)
+    summary = check_array(path, "data_summary", summary, summary.shape, remedy=_REMEDY)
+    if not np.all(np.isfinite(summary[: d + 1])) or summary[d] < 0:
+        raise invalid(path, "data_summary", "holds NaN, infinite or negative-variance values", remedy=_REMEDY)
+    return summary
+
+
+def _checked_posteriors(path, arrays, fp, r, k):
+    """The runs' posterior arrays by name (``runs_posterior_<name>``), the
+    names those of the fingerprint's family."""
+    posteriors = {
+        name[len("runs_posterior_"):]: _posterior_field(path, arrays, name, r, k)
+        for name in sorted(arrays)
+        if name.startswith("runs_posterior_")
+    }
+    expected = set(getattr(fp, "posterior_names", ()))
+    if isinstance(fp, Fingerprint) and set(posteriors) != expected:
+        raise invalid(
+            path, "runs_posterior", f"holds {sorted(posteriors)}, expected {sorted(expected)} for this family",
+            remedy=_REMEDY,
+        )
+    return posteriors
+
+
 def _checked_state(path, arrays, meta, fp):
     """Validate every field of a checkpoint; its runs, iteration and summary."""
     from ._covariance import COVARIANCE_TYPES
@@ -387,24 +417,8 @@ def _checked_state(path, arrays, meta, fp):
             raise invalid(path, name, f"holds {counts.tolist()}, not between 0 and {limit}", remedy=_REMEDY)
     if np.any(np.isnan(lower_bound)):
         raise invalid(path, "runs_lower_bound", "holds NaN", remedy=_REMEDY)
-    summary = arrays.get("data_summary")
-    if summary is not None:
-        if summary.shape not in ((d + 1,), (d + 2,)):
-            raise invalid(path, "data_summary", f"has shape {summary.shape}, expected ({d + 2},)", remedy=_REMEDY)
-        summary = check_array(path, "data_summary", summary, summary.shape, remedy=_REMEDY)
-        if not np.all(np.isfinite(summary[: d + 1])) or summary[d] < 0:
-            raise invalid(path, "data_summary", "holds NaN, infinite or negative-variance values", remedy=_REMEDY)
-    posteriors = {
-        name[len("runs_posterior_"):]: _posterior_field(path, arrays, name, r, k)
-        for name in sorted(arrays)
-        if name.startswith("runs_posterior_")
-    }
-    expected = set(getattr(fp, "posterior_names", ()))
-    if isinstance(fp, Fingerprint) and set(posteriors) != expected:
-        raise invalid(
-            path, "runs_posterior", f"holds {sorted(posteriors)}, expected {sorted(expected)} for this family",
-            remedy=_REMEDY,
-        )
+    summary = _checked_summary(path, arrays.get("data_summary"), d)
+    posteriors = _checked_posteriors(path, arrays, fp, r, k)
     statistics = check_statistics(path, "runs_statistics", arrays, kind, k, d, leading=(r,), positive_count=True,
                                   remedy=_REMEDY)
     runs = []

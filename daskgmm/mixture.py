@@ -870,6 +870,8 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None,
         progress=False,
     ):
+        """:meth:`fit`: check, place the data, start (a checkpoint, the
+        fitted model, or an initialisation), run EM, keep the best run."""
         self._validate_params()
         warm = self.warm_start and hasattr(self, "converged_")
         dX = self._fit_rows_checked(X, reset=not warm)
@@ -913,44 +915,27 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         callbacks = list(callbacks)
         if checkpoint is not None:
             # First, so that the state is on disk before any user code runs.
-            writer = _checkpoint.CheckpointWriter(
-                checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dX.dtype, summary=summary,
-                check_data=not marginalize,
-            )
-            if resumed is None:
-                writer.write(runs, 0)
-            callbacks.insert(0, writer)
+            callbacks.insert(0, self._checkpoint_writer(
+                checkpoint, fingerprint, runs, dtype=dX.dtype, summary=summary, marginalize=marginalize,
+                resumed=resumed is not None,
+            ))
         callbacks.append(monitor)
         monitor.start()
         try:
             runs, n_passes = _engine.run_em(
-                dX,
-                runs,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                reg_covar=self.reg_covar,
-                split_every=self.split_every,
-                skip_nonfinite=skip_nonfinite,
-                callbacks=callbacks,
-                start_iter=start_iter,
-                family=family.marginalizing(marginalize),
-                weights=weights,
+                dX, runs, tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar,
+                split_every=self.split_every, skip_nonfinite=skip_nonfinite, callbacks=callbacks,
+                start_iter=start_iter, family=family.marginalizing(marginalize), weights=weights,
                 weight_scale=weight_scale,
             )
         finally:
             monitor.close()
         best = _best_run(runs, dX.dtype)
-        self._set_run(best, dX.dtype)
-        # Rows left out for NaN/inf (the labelled-data path; None if no E-step
-        # ran), or with every feature missing (set by _missing_setup).
-        if skip_nonfinite:
-            # The statistics count weight, not rows: with weights, the rows
-            # left out are not counted.
-            self.n_samples_skipped_ = (
-                None if best.n_samples is None or weights is not None else int(n_samples - best.n_samples)
-            )
-        self.n_passes_ = counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0)
-        self.persisted_ = persisted
+        self._adopt_fit(
+            best, dX.dtype, n_samples=n_samples, skip_nonfinite=skip_nonfinite, weighted=weights is not None,
+            n_passes=counter.passes + n_passes + (fingerprint.passes if fingerprint is not None else 0),
+            persisted=persisted,
+        )
         monitor.finished(best)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
@@ -960,6 +945,32 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 stacklevel=3,
             )
         return self
+
+    def _checkpoint_writer(self, checkpoint, fingerprint, runs, *, dtype, summary, marginalize, resumed):
+        """The callback that rewrites ``checkpoint`` after every iteration,
+        having written the initial state of ``runs`` unless the fit resumes
+        from it."""
+        writer = _checkpoint.CheckpointWriter(
+            checkpoint, fingerprint, reg_covar=self.reg_covar, dtype=dtype, summary=summary,
+            check_data=not marginalize,
+        )
+        if not resumed:
+            writer.write(runs, 0)
+        return writer
+
+    def _adopt_fit(self, best, dtype, *, n_samples, skip_nonfinite, weighted, n_passes, persisted):
+        """The fitted attributes of the fit's ``best`` run and its counts."""
+        self._set_run(best, dtype)
+        # Rows left out for NaN/inf (the labelled-data path; None if no E-step
+        # ran), or with every feature missing (set by _missing_setup).
+        if skip_nonfinite:
+            # The statistics count weight, not rows: with weights, the rows
+            # left out are not counted.
+            self.n_samples_skipped_ = (
+                None if best.n_samples is None or weighted else int(n_samples - best.n_samples)
+            )
+        self.n_passes_ = n_passes
+        self.persisted_ = persisted
 
     def _fit_rows_checked(self, X, *, reset):
         """:meth:`_validate_X` for a fit: at least 2 samples, and at least

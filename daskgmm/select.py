@@ -182,6 +182,25 @@ def _check_types(covariance_types):
 
 
 @_engine.fit_session()
+def _table(candidates, best_runs, totals, n_parameters, n_effective):
+    """The selection table (:data:`TABLE_COLUMNS`) of the candidates'
+    best runs, their total log-likelihoods and free parameters, ``n`` being
+    ``n_effective`` samples."""
+    n_parameters = np.array(n_parameters)
+    return {
+        "n_components": np.array([k for k, _ in candidates]),
+        "covariance_type": np.array([kind for _, kind in candidates]),
+        "bic": -2.0 * totals + n_parameters * np.log(n_effective),
+        "aic": -2.0 * totals + 2.0 * n_parameters,
+        "log_likelihood": totals,
+        "score": totals / n_effective,
+        "n_parameters": n_parameters,
+        "lower_bound": np.array([run.lower_bound for run in best_runs]),
+        "n_iter": np.array([run.n_iter for run in best_runs]),
+        "converged": np.array([run.converged for run in best_runs]),
+    }
+
+
 def select_n_components(
     X: ArrayLike | da.Array,
     n_components_range: Iterable[int],
@@ -335,25 +354,12 @@ def select_n_components(
         model.persisted_ = persisted
         models[(k, kind)] = model
 
-    n_parameters = np.array([models[c]._n_parameters() for c in candidates])
     # With weights the criteria are those of the repeated rows: n is the total weight.
     # (The samples with every feature missing count for nothing.)
     n_effective = n_samples if weights is None else _engine.weight_total(weights) * weight_scale
     if marginalize:
         n_effective = float(best_runs[0].n_samples)
-    log_n = np.log(n_effective)
-    table = {
-        "n_components": np.array([k for k, _ in candidates]),
-        "covariance_type": np.array([kind for _, kind in candidates]),
-        "bic": -2.0 * totals + n_parameters * log_n,
-        "aic": -2.0 * totals + 2.0 * n_parameters,
-        "log_likelihood": totals,
-        "score": totals / n_effective,
-        "n_parameters": n_parameters,
-        "lower_bound": np.array([run.lower_bound for run in best_runs]),
-        "n_iter": np.array([run.n_iter for run in best_runs]),
-        "converged": np.array([run.converged for run in best_runs]),
-    }
+    table = _table(candidates, best_runs, totals, [models[c]._n_parameters() for c in candidates], n_effective)
     best = int(np.argmin(table[criterion]))
     not_converged = [c for c, run in zip(candidates, best_runs) if not run.converged]
     if not_converged and max_iter > 0:
