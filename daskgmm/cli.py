@@ -1218,8 +1218,6 @@ def _non_negative_float(text):
 
 def build_parser():
     from . import __version__
-    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE
-    from ._init import INIT_PARAMS
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -1228,6 +1226,18 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    _add_fit_command(commands)
+    _add_predict_command(commands)
+    _add_info_command(commands)
+    _add_demo_command(commands)
+    return parser
+
+
+def _add_fit_command(commands):
+    """``daskgmm fit``'s options."""
+    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE
+    from ._init import INIT_PARAMS
 
     fit = commands.add_parser(
         "fit", help="fit a mixture on a .npy, zarr or netCDF input and save the model",
@@ -1293,6 +1303,9 @@ def build_parser():
     _add_cluster_options(fit)
     fit.set_defaults(handler=cmd_fit)
 
+
+def _add_predict_command(commands):
+    """``daskgmm predict``'s options."""
     predict = commands.add_parser(
         "predict", help="label every sample of an input with a saved model",
         description="Write the most probable component of every sample: a .npy of labels, or a zarr/netCDF "
@@ -1315,6 +1328,9 @@ def build_parser():
     _add_cluster_options(predict)
     predict.set_defaults(handler=cmd_predict)
 
+
+def _add_info_command(commands):
+    """``daskgmm info``'s options."""
     info = commands.add_parser(
         "info", help="show a saved model's metadata and parameters",
         description="Print a saved model's format, settings, convergence record and components.",
@@ -1323,6 +1339,9 @@ def build_parser():
     info.add_argument("--json", action="store_true", help="print the metadata document as JSON")
     info.set_defaults(handler=cmd_info)
 
+
+def _add_demo_command(commands):
+    """``daskgmm demo``'s options."""
     demo = commands.add_parser(
         "demo", help="fit built-in sample data on a LocalCluster and show what was found",
         description="Generate a 3-component 2-D Gaussian mixture (fixed seed), fit it on a LocalCluster of "
@@ -1338,7 +1357,6 @@ def build_parser():
     demo.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
     _add_cluster_options(demo, default_workers=2, default_threads=1)
     demo.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def main(argv=None):
