@@ -1906,4 +1906,21 @@ def _adopt_run(model, run, dtype):
     return model
 
 
+
+def _check_fitted(model):
+    """``model`` is fitted, or scikit-learn's NotFittedError; the
+    :class:`UnfinishedPassWarning` of a model in an exact pass, as every use
+    of its parameters gives."""
+    model._check_is_fitted()
+
+
+def _rows_output(model, dX, what, *, marginalize, skip_nonfinite=False):
+    """The per-row output ``what`` ('predict', 'predict_proba' or
+    'score_samples') of the fitted ``model`` on the rows ``dX`` (a Dask
+    array), lazy; missing features marginalised with ``marginalize``, rows
+    holding NaN or infinity given the missing value with
+    ``skip_nonfinite`` (the labelled-data layer's outputs)."""
+    family = model._family().marginalizing(marginalize)
+    return _engine.map_rows(dX, family, model._model(), what, skip_nonfinite=skip_nonfinite)
+
 __all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]

@@ -57,9 +57,10 @@ import numpy as np
 
 import dask.array as da
 
-from . import _engine
 from .bayesian_mixture import BayesianGaussianMixture
-from .mixture import GaussianMixture, _fit_rows, _partial_fit_rows, as_dask_array, unchanged_on_error
+from .mixture import (
+    GaussianMixture, _check_fitted, _fit_rows, _partial_fit_rows, _rows_output, as_dask_array, unchanged_on_error,
+)
 
 if TYPE_CHECKING:  # xarray is imported when first used
     import xarray as xr
@@ -657,14 +658,13 @@ def _aligned_features(model, array, feature_dim):
 
 
 def _map(model, data, what, feature_dim, sample_dims, variables, name, extra=None, missing=None):
-    model._check_is_fitted()
+    _check_fitted(model)
     marginalize = _missing_choice(model, missing) == "marginalize"
     array, feature_dim = as_feature_array(data, feature_dim, variables)
     array = _aligned_features(model, array, feature_dim)
     X, layout = stack_samples(array, feature_dim, sample_dims)
     dX = as_dask_array(X, n_features_expected=model.n_features_in_)
-    family = model._family().marginalizing(marginalize)
-    values = _engine.map_rows(dX, family, model._model(), what, skip_nonfinite=True)
+    values = _rows_output(model, dX, what, marginalize=marginalize, skip_nonfinite=True)
     if layout.sample_chunks is None:
         values = values.compute()
     return _unstack(values, layout, name, extra)
