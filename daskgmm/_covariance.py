@@ -262,6 +262,16 @@ class CovarianceModel:
     def check_covariance_prior(self, prior, n_features):
         """ValueError unless a user-given ``covariance_prior`` has the right
         shape and is positive (definite)."""
+        prior = np.asarray(prior, dtype=np.float64)
+        expected = self.covariance_prior_shape(n_features)
+        if prior.shape != expected:
+            raise ValueError(
+                f"The parameter '{self.name} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
+            )
+        self._check_covariance_prior_values(prior)
+
+    def _check_covariance_prior_values(self, prior):
+        """ValueError unless the prior of the right shape is positive (definite)."""
         raise NotImplementedError
 
     def given_covariance_prior(self, prior):
@@ -398,13 +408,7 @@ class FullCovariance(CovarianceModel):
     def covariance_prior_shape(self, n_features):
         return (n_features, n_features)
 
-    def check_covariance_prior(self, prior, n_features):
-        prior = np.asarray(prior, dtype=np.float64)
-        expected = self.covariance_prior_shape(n_features)
-        if prior.shape != expected:
-            raise ValueError(
-                f"The parameter '{self.name} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
-            )
+    def _check_covariance_prior_values(self, prior):
         if not np.allclose(prior, prior.T) or np.any(np.linalg.eigvalsh(prior) <= 0.0):
             raise ValueError(f"'{self.name} covariance_prior' should be symmetric, positive-definite")
 
@@ -583,13 +587,7 @@ class DiagCovariance(CovarianceModel):
     def covariance_prior_shape(self, n_features):
         return (n_features,)
 
-    def check_covariance_prior(self, prior, n_features):
-        prior = np.asarray(prior, dtype=np.float64)
-        expected = self.covariance_prior_shape(n_features)
-        if prior.shape != expected:
-            raise ValueError(
-                f"The parameter '{self.name} covariance_prior' should have the shape of {expected}, but got {prior.shape}."
-            )
+    def _check_covariance_prior_values(self, prior):
         if np.any(prior <= 0) or not np.all(np.isfinite(prior)):
             raise ValueError(f"'{self.name} covariance_prior' should be positive")
 
