@@ -21,7 +21,8 @@ so it stays small and picklable):
 * ``chunk_statistics(block, model, ...)``: a chunk's E-step and statistics;
 * ``merge(stats_list)``: the merge of statistics, in every merge task;
 * ``chunk_log_likelihood(block, model, ...)``: each row's log-likelihood
-  (the scores of final models);
+  (the scores of final models), and ``chunk_classification`` the same with
+  each row's classification entropy (their ICL);
 * ``chunk_log_resp(block, model, ...)`` and ``leaves_rows_out(...)``: the
   per-row outputs (``score_samples``, ``predict``, ``predict_proba``).
 
@@ -164,6 +165,25 @@ class GaussianChunks:
             return xp.where(xp.isnan(log_norm), xp.zeros_like(log_norm), log_norm)
         log_norm, _ = _blocks.estimate_log_resp(block, model)
         return log_norm
+
+    def chunk_classification(self, block, model, *, row_offset=0):
+        """``(log p(x_i), -max_k log r_ik, counted_i)`` of every row of one
+        chunk: the log-likelihood, the classification entropy of the row's
+        most probable component (the term ICL adds to BIC, mclust's ``icl``)
+        and 1.0 for a row that counts, from one E-step.  Under
+        ``marginalize`` a row with every feature missing counts for nothing:
+        0, 0 and 0.0.  The third is float64, the others of the block's
+        dtype."""
+        xp = _blocks.get_namespace(block)
+        if self.marginalize:
+            log_norm, log_resp = _blocks_missing.marginal_log_resp(block, model, row_offset=row_offset)
+            observed = ~xp.isnan(log_norm)
+            zeros = xp.zeros_like(log_norm)
+            log_norm = xp.where(observed, log_norm, zeros)
+            entropy = xp.where(observed, -xp.max(log_resp, axis=1), zeros)
+            return log_norm, entropy, xp.astype(observed, xp.float64)
+        log_norm, log_resp = _blocks.estimate_log_resp(block, model)
+        return log_norm, -xp.max(log_resp, axis=1), xp.astype(xp.ones_like(log_norm), xp.float64)
 
     def chunk_log_resp(self, block, model, *, row_offset=0, skip_nonfinite=False):
         """``(log p(x_i), log r_ik)`` of the rows of one chunk.  A row left

@@ -126,23 +126,47 @@ def _score_chunk(block, payload, row_offset, sample_weight=None):
     return np.array(out, dtype=np.float64)
 
 
+def _classification_chunk(block, payload, row_offset, sample_weight=None):
+    """:func:`_score_chunk` with, per model, the chunk's classification
+    entropy and counted weight: a (3, len(models)) array."""
+    family, models = payload
+    xp = _blocks.get_namespace(block)
+    out = np.empty((3, len(models)), dtype=np.float64)
+    for j, model in enumerate(models):
+        rows = family.chunk_classification(block, model, row_offset=row_offset)
+        if sample_weight is not None:
+            rows = [_blocks.weighted_values(xp, values, sample_weight) for values in rows]
+        log_likelihood, entropy, counted = (xp.sum(values) for values in rows)
+        _blocks.check_finite(xp, log_likelihood, block, row_offset)
+        out[:, j] = float(log_likelihood), float(entropy), float(counted)
+    return out
+
+
 def _score_combine(partials):
     return np.sum(partials, axis=0)
 
 
-def score_pass(X, family, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None):
+def score_pass(X, family, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=None, classification=False):
     """Total log-likelihood ``sum_i w_i log p(x_i)`` (``w_i = 1`` without
     ``weights``) of every model in ``models`` (client-side
     :class:`_blocks.Model`), all from one pass over ``X``, each row's by
     ``family.chunk_log_likelihood``.
 
+    With ``classification`` the same pass also sums, from the same E-step
+    (``family.chunk_classification``), each model's classification entropy
+    ``CE = -sum_i w_i log max_k r_ik`` (what ICL adds to BIC, halved) and the
+    weight of the rows counted (``sum_i w_i``, less the rows with every
+    feature missing under ``missing='marginalize'``).
+
     Returns
     -------
     (len(models),) float64 array
+        The log-likelihoods; with ``classification`` a (3, len(models))
+        array: log-likelihoods, classification entropies, counted weights.
     """
     return tree_reduce(
-        X, _score_chunk, _score_combine, (family, tuple(models)), split_every=split_every, name="daskgmm-score",
-        weights=weights,
+        X, _classification_chunk if classification else _score_chunk, _score_combine, (family, tuple(models)),
+        split_every=split_every, name="daskgmm-score", weights=weights,
     )
 
 
