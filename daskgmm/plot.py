@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # matplotlib is imported when drawing only
 __all__ = ["ellipses", "selection", "convergence"]
 
 PLOT_EXTRA_HINT = 'pip install "daskgmm[plot]"'
-CRITERIA = ("bic", "aic")
+CRITERIA = ("bic", "aic", "icl")
 # Components beyond this many get no legend entry of their own.
 LEGEND_MAX_COMPONENTS = 10
 NO_LABEL_COLOR = "0.6"
@@ -312,9 +312,9 @@ def selection(
     ----------
     result_or_table : daskgmm.SelectionResult or dict
         What :func:`daskgmm.select_n_components` returned, or its ``table``.
-    criterion : {'bic', 'aic'}, optional
+    criterion : {'bic', 'aic', 'icl'}, optional
         The column drawn; default the result's criterion ('bic' for a
-        table).
+        table).  'icl' needs a selection made with ``criterion='icl'``.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure if None.
 
@@ -351,7 +351,7 @@ def selection(
     if criterion is None:
         criterion = getattr(result_or_table, "criterion", "bic")
     if criterion not in CRITERIA:
-        raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic' or 'aic'.")
+        raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic', 'aic' or 'icl'.")
     missing = [key for key in ("n_components", "covariance_type", criterion) if key not in table]
     if missing:
         raise ValueError(f"the table has no column {missing[0]!r}; its columns are {list(table)}.")

@@ -1,5 +1,5 @@
 """Model selection: a range of mixtures fitted in shared passes, compared by
-BIC or AIC."""
+BIC, AIC or ICL."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from .mixture import (
 if TYPE_CHECKING:
     import dask.array as da
 
-CRITERIA = ("bic", "aic")
+CRITERIA = ("bic", "aic", "icl")
 TABLE_COLUMNS = (
     "n_components",
     "covariance_type",
@@ -64,10 +64,13 @@ class SelectionResult:
         parameters; weighted by ``sample_weight`` when given), ``score`` (its
         mean per sample, or per unit of weight, as ``GaussianMixture.score``),
         ``n_parameters``, ``lower_bound`` (as ``lower_bound_``: the mean
-        log-likelihood before the last M-step), ``n_iter``, ``converged``.
+        log-likelihood before the last M-step), ``n_iter``, ``converged``;
+        with ``criterion='icl'`` also ``icl`` (after ``aic``) and
+        ``classification_entropy`` (last; ``icl = bic + 2 *
+        classification_entropy``), each model's ``icl(X)``.
     models_ : dict
         Every fitted candidate, keyed by ``(n_components, covariance_type)``.
-    criterion : {'bic', 'aic'}
+    criterion : {'bic', 'aic', 'icl'}
         The criterion ``best_`` was chosen by.
     n_passes_ : int
         Passes over the data for the whole selection.
@@ -107,9 +110,10 @@ class SelectionResult:
         -------
         str
             One line per candidate (its number of components, covariance
-            type, BIC, AIC, log-likelihood, score, number of free
-            parameters, EM iterations and convergence), then the choice and
-            the passes over the data it took.
+            type, BIC, AIC, ICL when the table has it, log-likelihood,
+            score, number of free parameters, EM iterations and
+            convergence), then the choice and the passes over the data it
+            took.
 
         Examples
         --------
@@ -126,15 +130,18 @@ class SelectionResult:
         """
         t = self.table
         best = (self.best_.n_components, self.best_.covariance_type)
+        icl = "icl" in t
+        icl_title = f"{'ICL':>14} " if icl else ""
         lines = [
-            f"{'':1} {'K':>3} {'covariance':<10} {'BIC':>14} {'AIC':>14} {'log-lik':>14} "
+            f"{'':1} {'K':>3} {'covariance':<10} {'BIC':>14} {'AIC':>14} {icl_title}{'log-lik':>14} "
             f"{'score':>10} {'params':>6} {'iter':>4} {'conv':>5}"
         ]
         for i in range(len(t["n_components"])):
             mark = "*" if (int(t["n_components"][i]), str(t["covariance_type"][i])) == best else ""
+            icl_value = f"{t['icl'][i]:>14.6g} " if icl else ""
             lines.append(
                 f"{mark:1} {int(t['n_components'][i]):>3} {str(t['covariance_type'][i]):<10} "
-                f"{t['bic'][i]:>14.6g} {t['aic'][i]:>14.6g} {t['log_likelihood'][i]:>14.6g} "
+                f"{t['bic'][i]:>14.6g} {t['aic'][i]:>14.6g} {icl_value}{t['log_likelihood'][i]:>14.6g} "
                 f"{t['score'][i]:>10.5g} {int(t['n_parameters'][i]):>6} {int(t['n_iter'][i]):>4} "
                 f"{str(bool(t['converged'][i])):>5}"
             )
@@ -182,16 +189,20 @@ def _check_types(covariance_types):
 
 
 @_engine.fit_session()
-def _table(candidates, best_runs, totals, n_parameters, n_effective):
+def _table(candidates, best_runs, totals, n_parameters, n_effective, entropies=None):
     """The selection table (:data:`TABLE_COLUMNS`) of the candidates'
     best runs, their total log-likelihoods and free parameters, ``n`` being
-    ``n_effective`` samples."""
+    ``n_effective`` samples; with their classification ``entropies``, also
+    ``icl`` (after ``aic``) and ``classification_entropy`` (last)."""
     n_parameters = np.array(n_parameters)
-    return {
+    bic = -2.0 * totals + n_parameters * np.log(n_effective)
+    criteria = {"bic": bic, "aic": -2.0 * totals + 2.0 * n_parameters}
+    if entropies is not None:
+        criteria["icl"] = bic + 2.0 * entropies
+    table = {
         "n_components": np.array([k for k, _ in candidates]),
         "covariance_type": np.array([kind for _, kind in candidates]),
-        "bic": -2.0 * totals + n_parameters * np.log(n_effective),
-        "aic": -2.0 * totals + 2.0 * n_parameters,
+        **criteria,
         "log_likelihood": totals,
         "score": totals / n_effective,
         "n_parameters": n_parameters,
@@ -199,13 +210,16 @@ def _table(candidates, best_runs, totals, n_parameters, n_effective):
         "n_iter": np.array([run.n_iter for run in best_runs]),
         "converged": np.array([run.converged for run in best_runs]),
     }
+    if entropies is not None:
+        table["classification_entropy"] = entropies
+    return table
 
 
 def select_n_components(
     X: ArrayLike | da.Array,
     n_components_range: Iterable[int],
     *,
-    criterion: Literal["bic", "aic"] = "bic",
+    criterion: Literal["bic", "aic", "icl"] = "bic",
     covariance_types: Sequence[CovarianceType] = (DEFAULT_COVARIANCE_TYPE,),
     n_init: int = 1,
     init_params: Literal["kmeans", "k-means++", "random", "random_from_data"] = "kmeans",
@@ -221,7 +235,7 @@ def select_n_components(
     """Fit a mixture per number of components and covariance type; pick the best.
 
     The candidates are fitted in shared passes over the data and compared
-    by BIC or AIC.  Every candidate is the model ``GaussianMixture(K, covariance_type=...,
+    by BIC, AIC or ICL.  Every candidate is the model ``GaussianMixture(K, covariance_type=...,
     n_init=n_init, init_params=init_params, random_state=random_state, tol=tol,
     reg_covar=reg_covar, max_iter=max_iter)`` would fit on its own (the same
     starts, the same EM iterations, to floating-point rounding), but all of
@@ -230,7 +244,9 @@ def select_n_components(
     candidate drops out when it converges.  One more pass then computes the
     log-likelihood of every candidate's *final* parameters (EM's last pass
     gives it for the parameters before the last M-step, ``lower_bound_``),
-    so the criteria equal each model's ``bic(X)`` and ``aic(X)``.
+    so the criteria equal each model's ``bic(X)`` and ``aic(X)`` (and, with
+    ``criterion='icl'``, ``icl(X)``: the same pass sums each candidate's
+    classification entropy).
 
     With ``sample_weight`` every pass (initialisation, EM, scoring) counts
     each sample with its weight, as ``GaussianMixture.fit(X,
@@ -245,10 +261,14 @@ def select_n_components(
         :meth:`GaussianMixture.fit` accepts.
     n_components_range : iterable of int
         Numbers of components to try, e.g. ``range(1, 13)``.
-    criterion : {'bic', 'aic'}, default='bic'
-        Lower is better.
-    covariance_types : sequence of {'full', 'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'}, default=('full',)
-        Covariance types to try, each with every number of components.
+    criterion : {'bic', 'aic', 'icl'}, default='bic'
+        Lower is better.  'icl' (:meth:`GaussianMixture.icl`: BIC plus twice
+        the classification entropy, in scikit-learn's sign, minus mclust's
+        ICL) prefers fewer, well-separated clusters; the table then holds
+        ``icl`` and ``classification_entropy`` besides BIC and AIC.
+    covariance_types : sequence of str, default=('full',)
+        Covariance types to try, each with every number of components: any
+        name ``GaussianMixture``'s ``covariance_type`` accepts.
     n_init : int, default=1
         Restarts per candidate (the best lower bound is kept, as in
         :class:`GaussianMixture`).
@@ -302,7 +322,7 @@ def select_n_components(
     [1, 2, 3, 4]
     """
     if criterion not in CRITERIA:
-        raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic' or 'aic'.")
+        raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic', 'aic' or 'icl'.")
     types = _check_types(covariance_types)
     template = GaussianMixture(
         1, covariance_type=types[0], tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
@@ -333,10 +353,16 @@ def select_n_components(
         weights=weights, weight_scale=weight_scale,
     )
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
-    # The log-likelihood of the final parameters: one pass for all candidates.
-    totals = _engine.score_pass(
-        dX, family, [family.model(run) for run in best_runs], split_every=split_every, weights=weights
-    ) * weight_scale
+    # The log-likelihood of the final parameters (and, for ICL, their
+    # classification entropy): one pass for all candidates.
+    final_models = [family.model(run) for run in best_runs]
+    entropies = None
+    if criterion == "icl":
+        totals, entropies, _ = _engine.score_pass(
+            dX, family, final_models, split_every=split_every, weights=weights, classification=True
+        ) * weight_scale
+    else:
+        totals = _engine.score_pass(dX, family, final_models, split_every=split_every, weights=weights) * weight_scale
     n_passes = n_init_passes + n_em_passes + 1
 
     models = {}
@@ -359,7 +385,9 @@ def select_n_components(
     n_effective = n_samples if weights is None else _engine.weight_total(weights) * weight_scale
     if marginalize:
         n_effective = float(best_runs[0].n_samples)
-    table = _table(candidates, best_runs, totals, [models[c]._n_parameters() for c in candidates], n_effective)
+    table = _table(
+        candidates, best_runs, totals, [models[c]._n_parameters() for c in candidates], n_effective, entropies
+    )
     best = int(np.argmin(table[criterion]))
     not_converged = [c for c, run in zip(candidates, best_runs) if not run.converged]
     if not_converged and max_iter > 0:

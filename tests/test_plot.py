@@ -271,7 +271,7 @@ def test_selection_from_a_table_in_any_order(selected):
 
 
 def test_selection_errors(selected):
-    with pytest.raises(ValueError, match="Invalid value for 'criterion': 'loglik'. Use 'bic' or 'aic'."):
+    with pytest.raises(ValueError, match="Invalid value for 'criterion': 'loglik'. Use 'bic', 'aic' or 'icl'."):
         plot.selection(selected, criterion="loglik", ax=new_axes())
     table = {k: v for k, v in selected.table.items() if k != "aic"}
     with pytest.raises(ValueError, match="the table has no column 'aic'; its columns are"):

@@ -128,7 +128,7 @@ def test_unconverged_candidates_are_named_in_one_warning(three_clusters):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(criterion="loglik"), r"Invalid value for 'criterion': 'loglik'. Use 'bic' or 'aic'."),
+        (dict(criterion="loglik"), r"Invalid value for 'criterion': 'loglik'. Use 'bic', 'aic' or 'icl'."),
         (dict(n_components_range=[]), "n_components_range is empty"),
         (dict(n_components_range=[0, 1]), r"n_components_range must hold ints >= 1, got 0"),
         (dict(n_components_range=5), r"must be an iterable of ints, e.g. range\(1, 11\); got 5"),
