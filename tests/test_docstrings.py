@@ -138,7 +138,7 @@ def test_public_names_are_collected():
                 "score", "sample", "save"} <= methods
         # Defined by scikit-learn: documented there.
         assert not methods & {"get_params", "set_params", "set_fit_request", "set_score_request"}
-    assert {"daskgmm.GaussianMixture.bic", "daskgmm.GaussianMixture.aic",
+    assert {"daskgmm.GaussianMixture.bic", "daskgmm.GaussianMixture.aic", "daskgmm.GaussianMixture.icl",
             "daskgmm.SelectionResult.to_text"} <= set(PUBLIC_NAMES)
 
 

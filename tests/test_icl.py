@@ -82,6 +82,18 @@ def test_lazy_input_gives_the_numpy_answer_in_one_compute(overlapping):
     assert named.icl(frame) == pytest.approx(gmm.icl(overlapping), rel=1e-12)
 
 
+def test_icl_on_strict_array_api_chunks_matches_numpy(overlapping):
+    """The classification pass uses only the array-API standard (CuPy and
+    other GPU chunks go through the same code)."""
+    xps = pytest.importorskip("array_api_strict")
+    gmm = GaussianMixture(3, random_state=0).fit(overlapping)
+    strict = da.from_array(overlapping, chunks=(100, -1)).map_blocks(
+        xps.asarray, dtype=overlapping.dtype, meta=np.empty((0, 0), overlapping.dtype)
+    )
+    with dask.config.set(scheduler="sync"):
+        assert gmm.icl(strict) == pytest.approx(gmm.icl(overlapping), rel=1e-12)
+
+
 def test_marginalized_rows_with_every_feature_missing_count_for_nothing(overlapping):
     X = overlapping.copy()
     rng = np.random.default_rng(3)
