@@ -94,7 +94,7 @@ def test_dataframe_outputs_are_lazy_with_the_partitions_as_row_chunks(frame):
         np.testing.assert_array_equal(out.compute(), getattr(reference, what)(rows).compute(), err_msg=what)
     assert outputs["predict_proba"].chunks[1] == (3,)
     # score and the criteria count the rows: one compute of their lengths, one of the sum.
-    for method in ("score", "bic", "aic"):
+    for method in ("score", "bic", "aic", "icl"):
         with ComputeCounter(max_computes=2):
             value = getattr(model, method)(frame)
         assert value == getattr(reference, method)(rows), method

@@ -335,6 +335,7 @@ def test_incremental_with_exact_mode_warns_on_every_use(dask_X, tmp_path):
         "score": lambda: model.score(X),
         "bic": lambda: model.bic(X),
         "aic": lambda: model.aic(X),
+        "icl": lambda: model.icl(X),
         "sample": lambda: model.sample(5),
         "lazy predict": lambda: model.predict(dask_X),
     }
