@@ -237,6 +237,17 @@ def test_weighted_and_marginalized_icl_selection_equal_each_models_own(three_clu
         assert result.table["icl"][i] == pytest.approx(model.icl(X, sample_weight=weights), rel=1e-10)
 
 
+def test_icl_selection_over_every_covariance_type_of_the_registry(overlapping):
+    X = overlapping[:300]
+    result = select_n_components(X, [2], covariance_types=COVARIANCE_TYPES, criterion="icl", random_state=0)
+    assert list(result.table["covariance_type"]) == list(COVARIANCE_TYPES)
+    assert result.passes_["score"] == 1
+    for i, kind in enumerate(COVARIANCE_TYPES):
+        assert result.table["icl"][i] == pytest.approx(result.models_[(2, kind)].icl(X), rel=1e-10)
+    best = int(np.argmin(result.table["icl"]))
+    assert result.best_ is result.models_[(2, COVARIANCE_TYPES[best])]
+
+
 @pytest.mark.parametrize("criterion", ["entropy", "ICL", None])
 def test_bad_criterion_is_refused_by_name(three_clusters, criterion):
     with pytest.raises(ValueError, match=rf"Invalid value for 'criterion': {criterion!r}. Use 'bic', 'aic' or 'icl'."):
