@@ -73,8 +73,8 @@ MODEL_DTYPE, FLOAT64, OWN_DTYPE = "model", "float64", "own"
 REQUIRED = object()
 
 # Groups of entries the document holds as null when the estimator has none
-# of them: a model without a stream.
-_NULLABLE_GROUPS = ("stream",)
+# of them: a model without a stream, or without a noise component.
+_NULLABLE_GROUPS = ("stream", "noise")
 
 
 @dataclass(frozen=True)
@@ -382,6 +382,8 @@ def _weights_agree(where, estimator):
 
 
 def _noise_weight(where, name, value, layout):
+    if value is None:
+        return None
     value = check_number(where, name, value)
     if not 0 <= value < 1:
         raise invalid(where, name, f"is {value!r}, not in [0, 1)")
@@ -412,18 +414,18 @@ def _noise_box(where, name, value, layout):
 
 
 def _noise_agrees(where, estimator):
-    """A noise weight or box comes with a volume, and the weights with the
-    noise's sum to 1."""
+    """A noise weight, volume and box (where one is) come together."""
     volume = getattr(estimator, "noise_volume_", None)
-    if volume is None and (getattr(estimator, "noise_box_", None) is not None or estimator.noise_weight_ > 0):
-        raise invalid(where, "noise.volume", "is missing, but the file holds a noise weight or box")
+    weight = getattr(estimator, "noise_weight_", None)
+    if (volume is None) != (weight is None) or (volume is None and getattr(estimator, "noise_box_", None) is not None):
+        raise invalid(where, "noise", "holds a noise weight, volume or box without the others")
 
 
 def _noise_total(meta):
     """``1 - noise weight`` of a model document (1 without noise): what
     its Gaussian weights sum to.  The entry's own check comes later."""
     noise = meta.get("noise")
-    weight = noise.get("weight", 0.0) if isinstance(noise, dict) else 0.0
+    weight = noise.get("weight") if isinstance(noise, dict) else None
     return 1.0 - weight if isinstance(weight, float) and 0 <= weight < 1 else 1.0
 
 
@@ -478,13 +480,13 @@ _MIXTURE = State(
     transient=("n_passes_", "persisted_", "n_samples_skipped_", "n_samples_incomplete_", "_missing_summary"),
 )
 
-# GaussianMixture(noise=...): the noise's weight (0 without noise, whose
-# files have none), its volume and, for noise='box', its box (JSON numbers:
-# float64 round trips exactly).
+# GaussianMixture(noise=...): the noise's weight, its volume and, for
+# noise='box', its box (JSON numbers: float64 round trips exactly); a model
+# without noise has none of them (its document's "noise" is null).
 GAUSSIAN_MIXTURE = _MIXTURE.extended(
     None,
     (
-        Field("noise.weight", NOISE, "noise_weight_", check=_noise_weight, to_json=float, default=0.0),
+        Field("noise.weight", NOISE, "noise_weight_", check=_noise_weight, to_json=float, default=None),
         Field("noise.volume", NOISE, "noise_volume_", check=_noise_volume, to_json=float, default=None),
         Field(
             "noise.box", NOISE, "noise_box_", check=_noise_box, default=None,

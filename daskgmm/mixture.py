@@ -1680,10 +1680,14 @@ class GaussianMixture(_BaseMixture):
         """The noise component's fitted volume (``noise_volume_``) and box
         (``noise_box_``): for ``noise='box'`` the bounding box of the rows
         of positive weight (one pass over ``dX``), for a number that
-        volume; None without noise."""
-        self.noise_box_ = self.noise_volume_ = None
+        volume (``noise_box_`` None).  Without noise a model has none of the
+        noise's attributes (its fit is the plain one, attribute for
+        attribute)."""
+        for name in ("noise_box_", "noise_volume_"):
+            self.__dict__.pop(name, None)
         if self.noise is None:
             return
+        self.noise_box_ = None
         if not isinstance(self.noise, str):
             self.noise_volume_ = float(self.noise)
             return
@@ -1766,7 +1770,10 @@ class GaussianMixture(_BaseMixture):
 
     def _set_run(self, run, dtype=np.float64):
         super()._set_run(run, dtype)
-        self.noise_weight_ = 0.0 if run.noise_weight is None else float(run.noise_weight)
+        if run.noise_weight is None:
+            self.__dict__.pop("noise_weight_", None)
+        else:
+            self.noise_weight_ = float(run.noise_weight)
 
     def _warm_start_run(self, n_features, **kwargs):
         """The fitted model as the start of a warm fit: with ``noise`` its
