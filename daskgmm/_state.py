@@ -750,7 +750,8 @@ def read_model(path, arrays, meta, state, make_estimator):
         value = values[field.name]
         if field.kind == STREAM:  # an attribute of the estimator's OnlineState
             stream[field.attribute.split(".", 1)[1]] = value
-        elif value is not None or field.kind == STATISTICS:  # None: the fit kept no statistics
+        elif value is not None or field.kind == STATISTICS or (field.kind == NOISE and meta.get("noise") is not None):
+            # None: the fit kept no statistics; a noise given by its volume has no box.
             setattr(estimator, field.attribute, field.to_attribute(estimator, value))
     estimator.precisions_ = precisions_from_cholesky(estimator.precisions_cholesky_, layout.covariance_type)
     _restore_stream(path, estimator, meta, stream)
