@@ -1221,9 +1221,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         numpy.ndarray or dask.array.Array of shape (n_samples,)
             The label (0 to ``n_components - 1``) of each sample's most
-            probable component (-1 for a row with every feature missing under
-            ``missing='marginalize'``); lazy, with ``X``'s row chunks, for
-            Dask input.
+            probable component, ``n_components`` for the noise component of
+            a :class:`GaussianMixture` with ``noise`` (-1 for a row with
+            every feature missing under ``missing='marginalize'``); lazy,
+            with ``X``'s row chunks, for Dask input.
 
         Examples
         --------
@@ -1260,7 +1261,9 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         numpy.ndarray or dask.array.Array of shape (n_samples, n_components)
             The responsibilities: each row sums to 1 (NaN for a row with
             every feature missing under ``missing='marginalize'``); lazy,
-            with ``X``'s row chunks, for Dask input.
+            with ``X``'s row chunks, for Dask input.  A
+            :class:`GaussianMixture` with ``noise`` has ``n_components + 1``
+            columns, the noise's last.
 
         Examples
         --------
@@ -1387,7 +1390,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         X : numpy.ndarray of shape (n_samples, n_features)
             The samples, grouped by component.
         y : numpy.ndarray of shape (n_samples,)
-            The component each sample was drawn from.
+            The component each sample was drawn from; ``n_components`` for
+            the noise component of ``noise='box'`` (drawn uniformly in
+            ``noise_box_``, last).  A noise given only by its volume cannot
+            be drawn: a ValueError.
 
         Examples
         --------
@@ -1518,10 +1524,33 @@ class GaussianMixture(_BaseMixture):
         give exactly the plain fit.  The cost of a pass grows with the
         number of distinct missing patterns in a chunk (see
         :mod:`daskgmm._blocks_missing`).
+    noise : {'box'} or float, default=None
+        A noise component, as R's mclust has one (Banfield & Raftery 1993):
+        a uniform density ``1 / V`` with its own weight, for outliers and
+        background that no Gaussian component should absorb.  'box': ``V``
+        is the volume of the data's bounding box (the features' minima and
+        maxima over the samples of positive weight, one more pass at
+        initialisation); a positive float: ``V`` itself (in the units of
+        ``X``'s features multiplied together).  The density is ``1 / V``
+        everywhere, inside the box or not.  :meth:`predict` labels the
+        samples the noise explains best ``n_components``,
+        :meth:`predict_proba` has ``n_components + 1`` columns (the noise's
+        last), :meth:`score_samples` is ``log(pi_0 / V + sum_k pi_k N(x |
+        mu_k, Sigma_k))``, and :meth:`bic` / :meth:`aic` count its weight
+        as one more free parameter.  With ``missing='marginalize'`` a
+        sample's noise density is the uniform over the box's sides of its
+        observed features (so 'box' only).  Not with :meth:`partial_fit`,
+        a ``checkpoint``, or :class:`BayesianGaussianMixture`.
+    noise_weight_init : float in (0, 1), default=0.1
+        The noise component's initial weight; the initialisation's
+        Gaussian weights are scaled to the rest.
 
     Attributes
     ----------
     weights_, means_, covariances_, precisions_, precisions_cholesky_
+        With a noise component, ``weights_`` are the Gaussian components'
+        and sum to ``1 - noise_weight_`` (mclust's ``pro`` is
+        ``weights_`` followed by ``noise_weight_``).
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -1549,6 +1578,14 @@ class GaussianMixture(_BaseMixture):
         Batches given to :meth:`partial_fit` and their total weight (set by
         :meth:`partial_fit` only; a stepwise stream continuing a fit counts
         the fit's weight too).
+    noise_weight_ : float
+        The noise component's weight ``pi_0 = N_0 / N`` (set by a fit with
+        ``noise`` only, as are the two below).
+    noise_volume_ : float
+        Its hypervolume ``V``.
+    noise_box_ : numpy.ndarray of shape (2, n_features) or None
+        The box of ``noise='box'``: the features' minima (row 0) and maxima
+        (row 1); None for a volume given as a number.
 
     Notes
     -----
@@ -1589,6 +1626,16 @@ class GaussianMixture(_BaseMixture):
     >>> labels = gmm.predict(X)  # lazy, with X's row chunks
     >>> print(np.bincount(labels.compute()))
     [100 100]
+
+    With outliers, a noise component takes them (label ``n_components``):
+
+    >>> outliers = rng.uniform(-10, 10, (20, 2))
+    >>> Xn = np.concatenate([X.compute(), outliers])
+    >>> gmm = GaussianMixture(n_components=2, noise="box", random_state=0).fit(Xn)
+    >>> print(round(gmm.noise_weight_, 2), np.round(gmm.weights_, 2))
+    0.1 [0.45 0.45]
+    >>> print(np.bincount(gmm.predict(Xn)))
+    [101 101  18]
     """
 
     def __init__(
@@ -1899,7 +1946,9 @@ class GaussianMixture(_BaseMixture):
         Returns
         -------
         float
-            ``-2 * log_likelihood + n_parameters * log(n_samples)``.
+            ``-2 * log_likelihood + n_parameters * log(n_samples)``; a noise
+            component counts one parameter, its weight (mclust's
+            ``nMclustParams`` counts two: it adds the volume).
 
         Examples
         --------
