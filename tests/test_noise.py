@@ -320,3 +320,52 @@ def test_missing_features_see_the_uniform_over_the_observed_sides(data, kind):
     proba = model.predict_proba(holes)
     assert proba.shape == (len(X), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_xarray_outputs_have_the_noise_component(data):
+    import xarray as xr
+
+    from daskgmm import xarray as dxr
+
+    X, outlier = data
+    cube = xr.DataArray(X.reshape(40, 25, 2), dims=("y", "x", "band"), coords={"band": ["a", "b"]}).chunk({"y": 10})
+    model = dxr.fit(GaussianMixture(2, noise="box", random_state=0), cube, feature_dim="band")
+    assert abs(model.noise_weight_ - 0.1) < 0.02
+    proba = dxr.predict_proba(model, cube, "band")
+    assert proba.dims == ("y", "x", "component") and proba.shape == (40, 25, 3)
+    np.testing.assert_array_equal(proba["component"].values, [0, 1, 2])
+    labels = dxr.predict(model, cube, "band")
+    np.testing.assert_array_equal(labels.values.ravel(), model.predict(X))
+    assert np.any(labels.values == 2)
+
+
+def test_the_command_line_fits_and_predicts_with_noise(data, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    import xarray as xr
+
+    from daskgmm import cli
+
+    X, _ = data
+    np.save(tmp_path / "X.npy", X)
+    threads = ["--scheduler", "threads", "-q"]
+    assert cli.main(["fit", str(tmp_path / "X.npy"), "-k", "2", "--noise", "box", "--random-state", "0",
+                     "--out", str(tmp_path / "m.npz"), *threads]) == 0
+    model = daskgmm.load(tmp_path / "m.npz")
+    expected = GaussianMixture(2, noise="box", random_state=0).fit(X)
+    assert model.noise == "box" and model.noise_weight_ == pytest.approx(expected.noise_weight_, rel=1e-9)
+    np.testing.assert_array_equal(model.noise_box_, expected.noise_box_)
+    capsys.readouterr()
+    assert cli.main(["info", str(tmp_path / "m.npz")]) == 0
+    assert f"noise component: weight {model.noise_weight_:.6g}, volume {model.noise_volume_:.6g} (label 2)" in (
+        capsys.readouterr().out)
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "X.npy"), "--out",
+                     str(tmp_path / "out.zarr"), "--proba", *threads]) == 0
+    written = xr.open_zarr(tmp_path / "out.zarr")
+    np.testing.assert_array_equal(written.component.values, [0, 1, 2])
+    np.testing.assert_array_equal(written.label.values, model.predict(X))
+    assert cli.main(["fit", str(tmp_path / "X.npy"), "-k", "2", "--noise", "250.5", "--out",
+                     str(tmp_path / "v.npz"), *threads]) == 0
+    assert daskgmm.load(tmp_path / "v.npz").noise_volume_ == 250.5
+    with pytest.raises(SystemExit):
+        cli.main(["fit", str(tmp_path / "X.npy"), "-k", "2", "--noise", "-1", *threads])
+    assert "--noise: must be a number > 0, got -1" in capsys.readouterr().err
