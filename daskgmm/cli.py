@@ -928,7 +928,10 @@ def cmd_info(args):
     state = "converged" if fit.get("converged") else "did not converge"
     print(f"  fit: {state} after {fit.get('n_iter')} iterations, lower bound {fit.get('lower_bound'):.6f}")
     if getattr(model, "noise_volume_", None) is not None:
-        print(f"  noise component: weight {model.noise_weight_:.6g}, volume {model.noise_volume_:.6g} (label {model.n_components})")
+        print(
+            f"  noise component: weight {model.noise_weight_:.6g}, volume {model.noise_volume_:.6g} "
+            f"(label {model.n_components})"
+        )
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(meta.get("params", {}).items()) if v is not None)
     print(f"  parameters: {params}")
     if source:
