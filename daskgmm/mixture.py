@@ -54,7 +54,7 @@ from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importabl
 from ._engine.online import ONLINE_MODES
 from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import GAUSSIAN, GaussianFamily, Run
-from ._init import PassCounter, Spec, data_box, init_from_resp, initialize
+from ._init import COVERS_EVERY_ROW, PassCounter, Spec, data_box, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
 from ._state import GAUSSIAN_MIXTURE, PARAMETER, run_fields, save_model, set_posterior
@@ -1877,6 +1877,17 @@ class GaussianMixture(_BaseMixture):
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
         )
+        if self.noise is not None and self.init_params not in COVERS_EVERY_ROW:
+            # 'k-means++' and 'random_from_data' start each component on one
+            # row, its covariance reg_covar: next to such components the
+            # uniform would take every other row.  One E-step without the
+            # noise first assigns every row to its nearest start, as the
+            # other methods' statistics do.
+            stats = _engine.em_pass(
+                dX, GAUSSIAN, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight
+            )
+            counter.passes += 1
+            runs = [GAUSSIAN.initial_run(stat, kind, self.reg_covar) for stat in stats]
         for run in runs:
             self._apply_initial_parameters(run, checked)
         return runs

@@ -65,6 +65,15 @@ def test_the_noise_component_recovers_the_outlier_fraction(data, kind):
     assert model.noise_volume_ == pytest.approx(float(np.prod(X.max(axis=0) - X.min(axis=0))), rel=1e-15)
 
 
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_every_initialisation_finds_the_outliers(data, init_params):
+    """'k-means++' and 'random_from_data' start on single rows (covariances
+    of reg_covar), next to which the uniform would take every other row."""
+    X, _ = data
+    model = GaussianMixture(2, noise="box", init_params=init_params, random_state=0, tol=1e-6).fit(X)
+    assert abs(model.noise_weight_ - 0.1) < 0.02, init_params
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_score_samples_is_the_direct_evaluation_of_the_mixture_with_noise(data, kind):
     X, _ = data
