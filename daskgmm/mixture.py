@@ -1543,7 +1543,10 @@ class GaussianMixture(_BaseMixture):
         a ``checkpoint``, or :class:`BayesianGaussianMixture`.
     noise_weight_init : float in (0, 1), default=0.1
         The noise component's initial weight; the initialisation's
-        Gaussian weights are scaled to the rest.
+        Gaussian weights (or ``weights_init``, which sum to 1) are scaled to
+        the rest.  'k-means++' and 'random_from_data', which start each
+        component on one sample, first make one E-step without the noise
+        (one more pass).
 
     Attributes
     ----------
