@@ -472,10 +472,12 @@ def check_array(where, field, array, shape, *, kinds="fiu", remedy=None):
 
 
 def check_parameters(
-    where, covariance_type, weights, means, covariances, precisions_cholesky, *, dtype=np.float64, fields=None, remedy=None
+    where, covariance_type, weights, means, covariances, precisions_cholesky, *, dtype=np.float64, fields=None, remedy=None,
+    weights_total=1.0,
 ):
     """ValueError naming the field unless the arrays (of the right shapes) are
-    the parameters of a mixture: finite; weights >= 0 summing to 1;
+    the parameters of a mixture: finite; weights >= 0 summing to 1
+    (``weights_total``: 1 less a noise component's weight);
     precisions_cholesky upper triangular (full, tied) with a positive
     diagonal, or positive (diag, spherical); covariances symmetric with a
     positive diagonal and equal to the inverse of ``P P^T``.
@@ -494,8 +496,9 @@ def check_parameters(
     if np.any(weights < 0):
         raise invalid(where, names["weights"], f"holds negative values ({weights.min():.6g})", **kwargs)
     total = float(weights.sum())
-    if abs(total - 1.0) > 1e-6:
-        raise invalid(where, names["weights"], f"sums to {total:.10g}, not 1", **kwargs)
+    if abs(total - weights_total) > 1e-6:
+        expected = "1" if weights_total == 1.0 else f"{weights_total:.10g} (1 less the noise weight)"
+        raise invalid(where, names["weights"], f"sums to {total:.10g}, not {expected}", **kwargs)
 
     def fail(name, message):
         raise invalid(where, names[name], message, **kwargs)

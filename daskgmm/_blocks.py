@@ -113,6 +113,15 @@ class Model(NamedTuple):
     means : (K, D)
     precisions_cholesky : (K, D, D) full, (D, D) tied, (K, D) diag, (K,) spherical
     log_det : (K,) or () log-determinant of ``precisions_cholesky``
+    noise_log_density : () or None
+        mclust's noise component, a uniform density ``1 / V`` with weight
+        ``pi_0``: its ``log pi_0 - log V``, one more column of every row's
+        E-step (None: no noise component).
+    noise_log_ranges : (D,) or None
+        ``log`` of the sides of the noise's box (a box, not only a volume,
+        is known): a row missing features has the uniform's marginal over
+        its observed ones, ``noise_log_density`` plus the log-sides of the
+        features it misses (:mod:`daskgmm._blocks_missing`).
     """
 
     covariance_type: str
@@ -120,16 +129,20 @@ class Model(NamedTuple):
     means: object
     precisions_cholesky: object
     log_det: object
+    noise_log_density: object = None
+    noise_log_ranges: object = None
 
     def to(self, xp, dtype):
         """The same model with every array in namespace ``xp`` and ``dtype``."""
-        conv = lambda a: xp.asarray(np.asarray(to_numpy(a)), dtype=dtype)  # noqa: E731
+        conv = lambda a: None if a is None else xp.asarray(np.asarray(to_numpy(a)), dtype=dtype)  # noqa: E731
         return Model(
             self.covariance_type,
             conv(self.log_weights),
             conv(self.means),
             conv(self.precisions_cholesky),
             conv(self.log_det),
+            conv(self.noise_log_density),
+            conv(self.noise_log_ranges),
         )
 
 
@@ -476,6 +489,17 @@ def _mask_rows(xp, X, skip_nonfinite):
     return keep, xp.where(keep[:, None], X, xp.zeros_like(X))
 
 
+def with_noise(xp, wlp, noise):
+    """``wlp`` (K, n) with the noise component's row below it, (K + 1, n):
+    ``noise`` a scalar (the same log-density for every row) or (n,); ``wlp``
+    itself without a noise component (``noise`` None)."""
+    if noise is None:
+        return wlp
+    row = xp.zeros((1, wlp.shape[1]), dtype=wlp.dtype, device=array_device(wlp))
+    row += noise
+    return xp.concat([wlp, row], axis=0)
+
+
 def estimate_log_resp(X, model, *, skip_nonfinite=False):
     """Per-row log-likelihood and log-responsibilities of one block.
 
@@ -489,7 +513,8 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     Returns
     -------
     log_prob_norm : (n,) log p(x_i)
-    log_resp : (n, K) log r_ik
+    log_resp : (n, K) log r_ik; (n, K + 1) with a noise component
+        (``model.noise_log_density``), its column last
     """
     xp = get_namespace(X)
     model = model.to(xp, X.dtype)
@@ -503,7 +528,7 @@ def estimate_log_resp(X, model, *, skip_nonfinite=False):
     else:
         centred_t = _contiguous(xp, xp.permute_dims(Xz - pivot, (1, 0)))
         wlp = weighted_log_prob(xp, centred_t, model.means - pivot, model, exact=exact, raw=Xz)
-    log_norm, log_resp = log_normalize(xp, wlp)
+    log_norm, log_resp = log_normalize(xp, with_noise(xp, wlp, model.noise_log_density))
     log_resp = xp.permute_dims(log_resp, (1, 0))
     if keep is not None:
         nan = xp.asarray(float("nan"), dtype=X.dtype)
@@ -1570,7 +1595,13 @@ class _EStep:
         xp, groups = self.xp, self.groups
         wlp = weighted_log_prob(xp, part.centred_t, self.means_c, self.model, part.augmented,
                                 (part.centred, part.squared), self.exact, part.rows)
-        if groups is None:
+        if self.model.noise_log_density is not None:
+            # The noise's responsibility takes its share of every row; the
+            # statistics are the Gaussian components' (the noise's total is
+            # n_samples - sum_k N_k).
+            log_norm, r = _normalize(xp, with_noise(xp, wlp, self.model.noise_log_density))
+            r = r[: wlp.shape[0], :]
+        elif groups is None:
             log_norm, r = _normalize(xp, wlp)
         else:
             log_norm, r = _normalize_groups(xp, wlp, groups)
@@ -1622,7 +1653,10 @@ def block_statistics(
     X : (n, D) array
     model : Model
         Current parameters (any namespace; converted to X's namespace/dtype).
-        With ``resp`` given, only ``model.covariance_type`` is used.
+        With ``resp`` given, only ``model.covariance_type`` is used.  With
+        a noise component (``model.noise_log_density``) the E-step
+        normalises over K + 1 columns and the statistics hold the K
+        Gaussian components' (the noise's total is ``n_samples - sum nk``).
     row_offset : int
         Global index of the block's first row (for error messages).
     skip_nonfinite : bool
@@ -1704,6 +1738,8 @@ def stack_models(models):
     products and the per-slice work; the results are those of separate calls.
     """
     kinds = {model.covariance_type for model in models}
+    if any(model.noise_log_density is not None for model in models):
+        raise ValueError("stack_models cannot stack mixtures with a noise component: evaluate them alone.")
     if len(kinds) != 1 or "tied" in kinds:
         raise ValueError(f"stack_models needs one covariance type other than 'tied', got {sorted(kinds)}.")
     xp = get_namespace(*(model.means for model in models))

@@ -488,3 +488,23 @@ def _final_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight
         xp, block, zeroed, center_sets, requests, skip_nonfinite, keep=keep, row_offset=row_offset,
         sample_weight=sample_weight,
     )
+
+
+def _box_chunk(block, payload, row_offset, sample_weight=None):
+    """Per-feature minimum and maximum (2, D) float64 of the finite entries
+    of the block's rows of positive weight (a NaN entry is a missing
+    feature; a row holding infinity is the E-step's error): the bounding
+    box of mclust's noise component.  +inf / -inf where a feature has no
+    such entry."""
+    values = np.asarray(_blocks.to_numpy(block), dtype=np.float64)
+    finite = np.isfinite(values)
+    if sample_weight is not None:
+        finite &= (np.asarray(_blocks.to_numpy(sample_weight), dtype=np.float64) > 0)[:, None]
+    lower = np.min(np.where(finite, values, np.inf), axis=0, initial=np.inf)
+    upper = np.max(np.where(finite, values, -np.inf), axis=0, initial=-np.inf)
+    return np.stack([lower, upper])
+
+
+def _box_combine(parts):
+    parts = np.stack(list(parts))
+    return np.stack([parts[:, 0, :].min(axis=0), parts[:, 1, :].max(axis=0)])

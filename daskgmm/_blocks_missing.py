@@ -58,6 +58,7 @@ from ._blocks import (
     log_normalize,
     merge_many,
     weighted_values,
+    with_noise,
 )
 
 # A pattern shared by this many rows of a block is completed in slices of
@@ -423,6 +424,23 @@ def _completions(model, X, incomplete, missing):
 # --------------------------------------------------------------------------
 
 
+def _noise_of_rows(model, missing_rows):
+    """The noise component's log-density on rows missing the features
+    ``missing_rows`` (n, D) bools: the uniform over the box's sides of their
+    observed features, ``log pi_0 - sum_{observed d} log(range_d)``; None
+    without a noise component."""
+    if model.noise_log_density is None:
+        return None
+    if model.noise_log_ranges is None:
+        raise ValueError(
+            "A noise component given only by its volume has no marginal density over a row's observed features: "
+            "rows with missing features need noise='box'."
+        )
+    return model.noise_log_density + missing_rows.astype(np.asarray(model.noise_log_ranges).dtype) @ np.asarray(
+        model.noise_log_ranges
+    )
+
+
 def _split_rows(X, row_offset):
     X = np.asarray(X)
     check_no_infinity(X, row_offset)
@@ -481,7 +499,11 @@ def marginal_block_statistics(X, model, *, row_offset=0, groups=None, sample_wei
     model = model.to(np, X.dtype)
     for piece in _completions(model, X, incomplete, missing):
         wlp = piece.wlp
-        if groups is None:
+        noise = _noise_of_rows(model, missing[piece.rows])
+        if noise is not None:  # the Gaussian components' statistics only, as block_statistics
+            log_norm, r = _normalize(np, with_noise(np, wlp, noise))
+            r = r[: wlp.shape[0], :]
+        elif groups is None:
             log_norm, r = _normalize(np, wlp)
         else:
             log_norm, r = _normalize_groups(np, wlp, groups)
@@ -511,19 +533,19 @@ def marginal_log_resp(X, model, *, row_offset=0):
     Returns
     -------
     log_prob_norm : (n,)
-    log_resp : (n, K)
+    log_resp : (n, K), or (n, K + 1) with a noise component (its column last)
     """
     X, missing, complete, incomplete = _split_rows(X, row_offset)
     if len(complete) == X.shape[0]:
         return estimate_log_resp(X, model)
     model = model.to(np, X.dtype)
-    k = np.asarray(model.means).shape[0]
+    k = np.asarray(model.means).shape[0] + (model.noise_log_density is not None)
     log_norm = np.full(X.shape[0], np.nan, dtype=X.dtype)
     log_resp = np.full((X.shape[0], k), np.nan, dtype=X.dtype)
     if len(complete):
         log_norm[complete], log_resp[complete] = estimate_log_resp(X[complete], model)
     for piece in _completions(model, X, incomplete, missing):
-        norm, resp = log_normalize(np, piece.wlp)
+        norm, resp = log_normalize(np, with_noise(np, piece.wlp, _noise_of_rows(model, missing[piece.rows])))
         _check_finite_rows(norm, X, piece.rows, row_offset)
         log_norm[piece.rows] = norm
         log_resp[piece.rows] = resp.T

@@ -89,6 +89,10 @@ class Run:
     # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
     # of ``partial_fit`` continuing the fit starts from them.
     statistics: Stats | None = None
+    # The weight pi_0 of the noise component (daskgmm._families.GaussianFamily
+    # with a noise volume); None without one.  ``weights`` are then the
+    # Gaussian components', summing to 1 - pi_0.
+    noise_weight: float | None = None
 
     @property
     def n_components(self):
@@ -217,9 +221,23 @@ def _check_rows_finite(xp, block, log_norm, row_offset):
 @dataclass(frozen=True)
 class GaussianFamily(GaussianChunks):
     """Maximum-likelihood EM: :class:`daskgmm.GaussianMixture`.  The lower
-    bound is the mean log-likelihood per sample before the M-step."""
+    bound is the mean log-likelihood per sample before the M-step.
+
+    ``noise_log_volume``: mclust's noise component (Banfield & Raftery
+    1993), a uniform density ``1 / V`` with its own weight ``pi_0``
+    (``run.noise_weight``), one more column of the E-step
+    (:class:`daskgmm._blocks.Model`); None without one.  Its M-step is
+    ``pi_0 = N_0 / N`` with ``N_0 = N - sum_k N_k``, ``pi_k = N_k / N``;
+    the Gaussian components' means and covariances are those of their own
+    responsibilities, as without noise.  ``noise_log_ranges`` (a tuple, the
+    log-sides of the noise's box, summing to ``noise_log_volume``): rows
+    with missing features get the uniform's marginal over their observed
+    features; None where only the volume is known.
+    """
 
     marginalize: bool = False
+    noise_log_volume: float | None = None
+    noise_log_ranges: tuple | None = None
 
     name = "gaussian"
     posterior_names = ()
@@ -230,12 +248,31 @@ class GaussianFamily(GaussianChunks):
         return run
 
     def model(self, run):
-        return make_model(run.weights, run.means, run.precisions_cholesky, run.covariance_type)
+        model = make_model(run.weights, run.means, run.precisions_cholesky, run.covariance_type)
+        if self.noise_log_volume is None:
+            return model
+        with np.errstate(divide="ignore"):
+            noise = np.log(np.float64(run.noise_weight)) - self.noise_log_volume
+        ranges = None if self.noise_log_ranges is None else np.asarray(self.noise_log_ranges, dtype=np.float64)
+        return model._replace(noise_log_density=np.asarray(noise), noise_log_ranges=ranges)
 
     def step(self, run, stats, reg_covar, model):
         bound = float(stats.log_likelihood) / float(stats.n_samples)
         m_step(run, stats, reg_covar)
+        if self.noise_log_volume is not None:
+            noise_weights(run, stats)
         return bound
+
+
+def noise_weights(run, stats):
+    """mclust's weights with a noise component, in place: ``pi_k = N_k / N``
+    for the Gaussian components (``run.weights``, which :func:`m_step` made
+    ``N_k / sum_k N_k``) and ``pi_0 = 1 - sum_k pi_k`` for the noise
+    (``run.noise_weight``), ``N`` the rows' total weight."""
+    n_samples = float(stats.n_samples)
+    gaussian = min(float(np.sum(np.asarray(stats.nk, dtype=np.float64))) / n_samples, 1.0)
+    run.weights = run.weights * gaussian
+    run.noise_weight = max(1.0 - gaussian, 0.0)
 
 
 GAUSSIAN = GaussianFamily()

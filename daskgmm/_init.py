@@ -90,6 +90,8 @@ from ._blocks_init import (
     _given_resp_chunk,
     _lloyd_chunk,
     _lloyd_combine,
+    _box_chunk,
+    _box_combine,
     _moments_chunk,
     _oversample_chunk,
     _oversample_combine,
@@ -270,6 +272,17 @@ def data_moments(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinit
     _count(counter)
     stats = stats_to_numpy(stats)
     return float(stats.nk[0]), np.asarray(stats.means[0], dtype=np.float64), np.asarray(stats.scatter[0], dtype=np.float64)
+
+
+def data_box(X, split_every=DEFAULT_SPLIT_EVERY, counter=None, sample_weight=None):
+    """The bounding box (2, D) float64 (per-feature minimum, then maximum)
+    of the finite entries of the rows of positive weight, from one pass:
+    the volume of ``GaussianMixture(noise='box')``'s noise component."""
+    box = tree_reduce(
+        X, _box_chunk, _box_combine, None, split_every=split_every, name="daskgmm-box", weights=sample_weight,
+    )
+    _count(counter)
+    return np.asarray(box, dtype=np.float64)
 
 
 def moments_from_stats(stats):

@@ -59,6 +59,7 @@ PRIOR = "prior"  # the priors a variational fit used (float64 arrays, or numbers
 STATISTICS = "statistics"  # merged statistics of a pass (daskgmm._blocks.Stats), in their own dtype
 RECORD = "record"  # the record of the fit: convergence, lower bounds, iteration records
 STREAM = "stream"  # where a stream of partial_fit is (daskgmm._engine.OnlineState)
+NOISE = "noise"  # GaussianMixture's noise component: its weight, volume and box
 
 # The float dtypes a model's parameters can have (a fit's data dtype).
 PARAMETER_DTYPES = ("float32", "float64")
@@ -72,8 +73,8 @@ MODEL_DTYPE, FLOAT64, OWN_DTYPE = "model", "float64", "own"
 REQUIRED = object()
 
 # Groups of entries the document holds as null when the estimator has none
-# of them: a model without a stream.
-_NULLABLE_GROUPS = ("stream",)
+# of them: a model without a stream, or without a noise component.
+_NULLABLE_GROUPS = ("stream", "noise")
 
 
 @dataclass(frozen=True)
@@ -380,11 +381,59 @@ def _weights_agree(where, estimator):
         raise invalid(where, "weights", "disagree with posterior_weight_concentration")
 
 
+def _noise_weight(where, name, value, layout):
+    if value is None:
+        return None
+    value = check_number(where, name, value)
+    if not 0 <= value < 1:
+        raise invalid(where, name, f"is {value!r}, not in [0, 1)")
+    return value
+
+
+def _noise_volume(where, name, value, layout):
+    if value is None:
+        return None
+    value = check_number(where, name, value)
+    if not 0 < value < math.inf:
+        raise invalid(where, name, f"is {value!r}, not a positive finite number")
+    return value
+
+
+def _noise_box(where, name, value, layout):
+    if value is None:
+        return None
+    box = np.asarray(value, dtype=np.float64) if isinstance(value, list) and all(
+        isinstance(row, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+        for row in value
+    ) else None
+    if box is None or box.shape != (2, layout.n_features):
+        raise invalid(where, name, f"is not a list of 2 lists of {layout.n_features} numbers (lower, upper)")
+    if not np.all(np.isfinite(box)) or not np.all(box[1] > box[0]):
+        raise invalid(where, name, "is not a finite box with each upper bound above its lower one")
+    return box
+
+
+def _noise_agrees(where, estimator):
+    """A noise weight, volume and box (where one is) come together."""
+    volume = getattr(estimator, "noise_volume_", None)
+    weight = getattr(estimator, "noise_weight_", None)
+    if (volume is None) != (weight is None) or (volume is None and getattr(estimator, "noise_box_", None) is not None):
+        raise invalid(where, "noise", "holds a noise weight, volume or box without the others")
+
+
+def _noise_total(meta):
+    """``1 - noise weight`` of a model document (1 without noise): what
+    its Gaussian weights sum to.  The entry's own check comes later."""
+    noise = meta.get("noise")
+    weight = noise.get("weight") if isinstance(noise, dict) else None
+    return 1.0 - weight if isinstance(weight, float) and 0 <= weight < 1 else 1.0
+
+
 # --------------------------------------------------------------------------
 # The declarations
 # --------------------------------------------------------------------------
 
-GAUSSIAN_MIXTURE = State(
+_MIXTURE = State(
     None,
     (
         Field("weights", PARAMETER, "weights_", _components, MODEL_DTYPE),
@@ -431,7 +480,27 @@ GAUSSIAN_MIXTURE = State(
     transient=("n_passes_", "persisted_", "n_samples_skipped_", "n_samples_incomplete_", "_missing_summary"),
 )
 
-BAYESIAN_GAUSSIAN_MIXTURE = GAUSSIAN_MIXTURE.extended(
+# GaussianMixture(noise=...): the noise's weight, its volume and, for
+# noise='box', its box (JSON numbers: float64 round trips exactly); a model
+# without noise has none of them (its document's "noise" is null).
+GAUSSIAN_MIXTURE = _MIXTURE.extended(
+    None,
+    (
+        Field("noise.weight", NOISE, "noise_weight_", check=_noise_weight, to_json=float, default=None),
+        Field("noise.volume", NOISE, "noise_volume_", check=_noise_volume, to_json=float, default=None),
+        Field(
+            "noise.box", NOISE, "noise_box_", check=_noise_box, default=None,
+            pack=lambda estimator: (
+                None if getattr(estimator, "noise_box_", None) is None
+                else np.asarray(estimator.noise_box_, dtype=np.float64).tolist()
+            ),
+        ),
+    ),
+    after="fit.feature_names_in",
+    check=_noise_agrees,
+)
+
+BAYESIAN_GAUSSIAN_MIXTURE = _MIXTURE.extended(
     "BayesianGaussianMixture",
     (
         Field("posterior_weight_concentration", POSTERIOR, "weight_concentration_", _weight_concentration_shape,
@@ -507,7 +576,7 @@ def json_params(estimator):
 
 
 # The document's entries after the header, in the order files have them.
-_DOCUMENT_ORDER = ("fit", "estimator", "priors", "stream")
+_DOCUMENT_ORDER = ("fit", "estimator", "noise", "priors", "stream")
 
 
 def archive_of(estimator):
@@ -595,6 +664,8 @@ def _entry(path, meta, field):
     holder = meta.get(group)
     if holder is None and group in _NULLABLE_GROUPS:
         return None
+    if holder is None and field.default is not REQUIRED:  # a group files written before it lack
+        return field.default
     if not isinstance(holder, dict):
         required = holder is None and field.default is REQUIRED
         raise invalid(path, group, "is missing" if required else f"is {type(holder).__name__}, not a JSON object")
@@ -639,16 +710,18 @@ def _read_field(path, arrays, meta, field, layout, state):
     return value if field.check is None else field.check(path, field.name, value, layout)
 
 
-def read_parameters(path, arrays, state, layout, dtype):
+def read_parameters(path, arrays, state, layout, dtype, weights_total=1.0):
     """The parameters of a model file, each of its shape and of the file's
-    dtype, and together the parameters of a mixture, in that dtype."""
+    dtype, and together the parameters of a mixture, in that dtype (the
+    weights summing to ``weights_total``: less than 1 beside a noise
+    component)."""
     values = {}
     for field in state.of_kind(PARAMETER):
         values[field.name] = check_array(path, field.name, arrays[field.name], field.shape(layout))
         stored = arrays[field.name].dtype
         if stored.kind != "f" or stored.itemsize != dtype.itemsize:
             raise invalid(path, field.name, f"has dtype {stored}, but the file's dtype is {dtype.name!r}")
-    check_parameters(path, layout.covariance_type, **values, dtype=dtype)
+    check_parameters(path, layout.covariance_type, **values, dtype=dtype, weights_total=weights_total)
     # In the saved dtype: the arrays of the model that was saved, bit for bit.
     return {name: np.asarray(arrays[name], dtype=dtype) for name in values}
 
@@ -662,7 +735,8 @@ def read_model(path, arrays, meta, state, make_estimator):
     and set, and last the fields together (``state.check``).
     """
     layout, dtype = read_layout(path, arrays, meta, state)
-    values = read_parameters(path, arrays, state, layout, dtype)
+    noise = state.of_kind(NOISE)
+    values = read_parameters(path, arrays, state, layout, dtype, _noise_total(meta) if noise else 1.0)
     first = [field for field in state.fields if field.kind == RECORD and field.in_metadata]
     for field in first:
         values[field.name] = _read_field(path, arrays, meta, field, layout, state)
@@ -676,7 +750,8 @@ def read_model(path, arrays, meta, state, make_estimator):
         value = values[field.name]
         if field.kind == STREAM:  # an attribute of the estimator's OnlineState
             stream[field.attribute.split(".", 1)[1]] = value
-        elif value is not None or field.kind == STATISTICS:  # None: the fit kept no statistics
+        elif value is not None or field.kind == STATISTICS or (field.kind == NOISE and meta.get("noise") is not None):
+            # None: the fit kept no statistics; a noise given by its volume has no box.
             setattr(estimator, field.attribute, field.to_attribute(estimator, value))
     estimator.precisions_ = precisions_from_cholesky(estimator.precisions_cholesky_, layout.covariance_type)
     _restore_stream(path, estimator, meta, stream)

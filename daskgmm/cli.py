@@ -681,6 +681,7 @@ def _model_of(args, **settings):
         init_params=args.init_params,
         random_state=args.random_state,
         missing=getattr(args, "missing", "error"),
+        noise=getattr(args, "noise", None),
         **settings,
     )
     model._validate_params()
@@ -695,6 +696,7 @@ def _cmd_fit_online(args, inputs):
     or marginalised with ``--missing marginalize``)."""
     for option, value in (
         ("--checkpoint", args.checkpoint), ("--sample-weight", args.sample_weight), ("--plot", args.plot),
+        ("--noise", args.noise),
     ):
         if value is not None:
             raise ValueError(f"{option} is not supported with --online.")
@@ -925,6 +927,11 @@ def cmd_info(args):
     )
     state = "converged" if fit.get("converged") else "did not converge"
     print(f"  fit: {state} after {fit.get('n_iter')} iterations, lower bound {fit.get('lower_bound'):.6f}")
+    if getattr(model, "noise_volume_", None) is not None:
+        print(
+            f"  noise component: weight {model.noise_weight_:.6g}, volume {model.noise_volume_:.6g} "
+            f"(label {model.n_components})"
+        )
     params = ", ".join(f"{k}={v!r}" for k, v in sorted(meta.get("params", {}).items()) if v is not None)
     print(f"  parameters: {params}")
     if source:
@@ -1183,6 +1190,11 @@ def _positive_float(text):
     return value
 
 
+def _noise(text):
+    """``--noise``: 'box' or a positive hypervolume."""
+    return text if text == "box" else _positive_float(text)
+
+
 def _memory_limit(text):
     """What LocalCluster's ``memory_limit`` accepts, checked here so that a
     mistake names its option: a byte count (4GB, 4e9), a fraction of the
@@ -1279,6 +1291,12 @@ def _add_fit_command(commands):
         help="what a NaN feature means: 'error' (plain input; labelled input drops such samples) or "
         "'marginalize' (the sample is fitted on its observed features; only samples with every feature "
         "missing are left out); recorded in the saved model, whose predict does the same (default: error)",
+    )
+    fit.add_argument(
+        "--noise", type=_noise, default=None, metavar="box|VOLUME",
+        help="add a noise component (mclust's): a uniform density over the data's bounding box ('box') or over "
+        "a region of the given hypervolume, with a weight of its own; predict labels the samples it explains "
+        "best K, --proba writes K + 1 probabilities (default: no noise component)",
     )
     fit.add_argument(
         "--checkpoint", metavar="PATH", default=None,

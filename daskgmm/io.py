@@ -20,6 +20,10 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
   BayesianGaussianMixture adds its posterior (``posterior_<name>``) and
   priors (``mean_prior``, ``covariance_prior``), float64, and ``estimator``
   and ``priors`` (the prior numbers) to the metadata.
+* a GaussianMixture's metadata entry ``noise``: its noise component's
+  ``weight``, ``volume`` and ``box`` (``[lower, upper]``, two lists of
+  ``n_features`` numbers, or null for a volume given as a number); null
+  (or absent, in files written before it) without a noise component.
 * ``fit_history``, float64 (n_records, 5): ``history_``, one row per M-step
   of ``iteration``, ``lower_bound``, ``change``, ``seconds``, ``n_chunks``
   (absent in files written before it was kept).
@@ -38,7 +42,8 @@ A NumPy ``.npz`` archive (a zip of ``.npy`` files), read with
 Loading restores each array in the dtype it was saved in, so a loaded model
 holds bitwise the arrays of the saved one.  It checks every field: the
 metadata's types and their agreement with the arrays' shapes and dtypes, and
-the arrays' values (finite; weights non-negative and summing to 1; precision
+the arrays' values (finite; weights non-negative and summing to 1, less the
+noise component's weight where there is one; precision
 factors triangular with a positive diagonal; covariances symmetric with a
 positive diagonal and the inverses of the precisions, to the precision of
 the saved dtype).  Any failure is a ValueError naming the field.

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import numbers
 import os
 import sys
@@ -52,8 +53,8 @@ from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importabl
 )
 from ._engine.online import ONLINE_MODES
 from ._engine.passes import DEFAULT_SPLIT_EVERY
-from ._families import GAUSSIAN, Run
-from ._init import PassCounter, Spec, init_from_resp, initialize
+from ._families import GAUSSIAN, GaussianFamily, Run
+from ._init import COVERS_EVERY_ROW, PassCounter, Spec, data_box, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
 from ._state import GAUSSIAN_MIXTURE, PARAMETER, run_fields, save_model, set_posterior
@@ -1220,9 +1221,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         numpy.ndarray or dask.array.Array of shape (n_samples,)
             The label (0 to ``n_components - 1``) of each sample's most
-            probable component (-1 for a row with every feature missing under
-            ``missing='marginalize'``); lazy, with ``X``'s row chunks, for
-            Dask input.
+            probable component, ``n_components`` for the noise component of
+            a :class:`GaussianMixture` with ``noise`` (-1 for a row with
+            every feature missing under ``missing='marginalize'``); lazy,
+            with ``X``'s row chunks, for Dask input.
 
         Examples
         --------
@@ -1259,7 +1261,9 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         numpy.ndarray or dask.array.Array of shape (n_samples, n_components)
             The responsibilities: each row sums to 1 (NaN for a row with
             every feature missing under ``missing='marginalize'``); lazy,
-            with ``X``'s row chunks, for Dask input.
+            with ``X``'s row chunks, for Dask input.  A
+            :class:`GaussianMixture` with ``noise`` has ``n_components + 1``
+            columns, the noise's last.
 
         Examples
         --------
@@ -1386,7 +1390,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         X : numpy.ndarray of shape (n_samples, n_features)
             The samples, grouped by component.
         y : numpy.ndarray of shape (n_samples,)
-            The component each sample was drawn from.
+            The component each sample was drawn from; ``n_components`` for
+            the noise component of ``noise='box'`` (drawn uniformly in
+            ``noise_box_``, last).  A noise given only by its volume cannot
+            be drawn: a ValueError.
 
         Examples
         --------
@@ -1405,10 +1412,29 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if n_samples < 1:
             raise ValueError(f"Invalid value for 'n_samples': {n_samples}. The sampling requires at least one sample.")
         rng = check_random_state(self.random_state)
+        if getattr(self, "noise_volume_", None) is not None:
+            return self._sample_with_noise(rng, n_samples)
         n_samples_comp = rng.multinomial(n_samples, self.weights_)
         X = covariance_model(self.covariance_type).sample(rng, self.means_, self.covariances_, n_samples_comp)
         y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(n_samples_comp)])
         return X, y
+
+    def _sample_with_noise(self, rng, n_samples):
+        """:meth:`sample` of a mixture with a noise component: its rows
+        uniform in ``noise_box_``, labelled ``n_components``, last."""
+        if self.noise_box_ is None:
+            raise ValueError(
+                f"sample() cannot draw the noise component of a model fitted with noise={self.noise_volume_!r}: a "
+                "volume does not say the region's shape. Fit with noise='box' to sample it."
+            )
+        weights = np.append(np.asarray(self.weights_, dtype=np.float64), self.noise_weight_)
+        counts = rng.multinomial(n_samples, weights / weights.sum())
+        k = len(self.weights_)
+        X = covariance_model(self.covariance_type).sample(rng, self.means_, self.covariances_, counts[:k])
+        box = np.asarray(self.noise_box_, dtype=np.float64)
+        noise_rows = rng.uniform(box[0], box[1], size=(int(counts[k]), box.shape[1]))
+        y = np.concatenate([np.full(s, j, dtype=int) for j, s in enumerate(counts)])
+        return np.vstack([X, noise_rows]), y
 
 
 
@@ -1498,10 +1524,36 @@ class GaussianMixture(_BaseMixture):
         give exactly the plain fit.  The cost of a pass grows with the
         number of distinct missing patterns in a chunk (see
         :mod:`daskgmm._blocks_missing`).
+    noise : {'box'} or float, default=None
+        A noise component, as R's mclust has one (Banfield & Raftery 1993):
+        a uniform density ``1 / V`` with its own weight, for outliers and
+        background that no Gaussian component should absorb.  'box': ``V``
+        is the volume of the data's bounding box (the features' minima and
+        maxima over the samples of positive weight, one more pass at
+        initialisation); a positive float: ``V`` itself (in the units of
+        ``X``'s features multiplied together).  The density is ``1 / V``
+        everywhere, inside the box or not.  :meth:`predict` labels the
+        samples the noise explains best ``n_components``,
+        :meth:`predict_proba` has ``n_components + 1`` columns (the noise's
+        last), :meth:`score_samples` is ``log(pi_0 / V + sum_k pi_k N(x |
+        mu_k, Sigma_k))``, and :meth:`bic` / :meth:`aic` count its weight
+        as one more free parameter.  With ``missing='marginalize'`` a
+        sample's noise density is the uniform over the box's sides of its
+        observed features (so 'box' only).  Not with :meth:`partial_fit`,
+        a ``checkpoint``, or :class:`BayesianGaussianMixture`.
+    noise_weight_init : float in (0, 1), default=0.1
+        The noise component's initial weight; the initialisation's
+        Gaussian weights (or ``weights_init``, which sum to 1) are scaled to
+        the rest.  'k-means++' and 'random_from_data', which start each
+        component on one sample, first make one E-step without the noise
+        (one more pass).
 
     Attributes
     ----------
     weights_, means_, covariances_, precisions_, precisions_cholesky_
+        With a noise component, ``weights_`` are the Gaussian components'
+        and sum to ``1 - noise_weight_`` (mclust's ``pro`` is
+        ``weights_`` followed by ``noise_weight_``).
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -1529,6 +1581,14 @@ class GaussianMixture(_BaseMixture):
         Batches given to :meth:`partial_fit` and their total weight (set by
         :meth:`partial_fit` only; a stepwise stream continuing a fit counts
         the fit's weight too).
+    noise_weight_ : float
+        The noise component's weight ``pi_0 = N_0 / N`` (set by a fit with
+        ``noise`` only, as are the two below).
+    noise_volume_ : float
+        Its hypervolume ``V``.
+    noise_box_ : numpy.ndarray of shape (2, n_features) or None
+        The box of ``noise='box'``: the features' minima (row 0) and maxima
+        (row 1); None for a volume given as a number.
 
     Notes
     -----
@@ -1569,6 +1629,16 @@ class GaussianMixture(_BaseMixture):
     >>> labels = gmm.predict(X)  # lazy, with X's row chunks
     >>> print(np.bincount(labels.compute()))
     [100 100]
+
+    With outliers, a noise component takes them (label ``n_components``):
+
+    >>> outliers = rng.uniform(-10, 10, (20, 2))
+    >>> Xn = np.concatenate([X.compute(), outliers])
+    >>> gmm = GaussianMixture(n_components=2, noise="box", random_state=0).fit(Xn)
+    >>> print(round(gmm.noise_weight_, 2), np.round(gmm.weights_, 2))
+    0.1 [0.45 0.45]
+    >>> print(np.bincount(gmm.predict(Xn)))
+    [101 101  18]
     """
 
     def __init__(
@@ -1594,6 +1664,8 @@ class GaussianMixture(_BaseMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         missing: Literal["error", "marginalize"] = "error",
+        noise: Literal["box"] | float | None = None,
+        noise_weight_init: float = 0.1,
     ) -> None:
         super().__init__(
             n_components=n_components,
@@ -1617,6 +1689,8 @@ class GaussianMixture(_BaseMixture):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.noise = noise
+        self.noise_weight_init = noise_weight_init
 
     # ------------------------------------------------------------------
     # validation
@@ -1630,7 +1704,58 @@ class GaussianMixture(_BaseMixture):
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
         **MISSING_PARAMETER_CONSTRAINTS,
+        "noise": [None, StrOptions({"box"}), Interval(numbers.Real, 0, None, closed="neither")],
+        "noise_weight_init": [Interval(numbers.Real, 0, 1, closed="neither")],
     }
+
+    def _check_noise(self):
+        """``noise`` and ``noise_weight_init`` beyond scikit-learn's
+        constraints: a finite volume, and a box wherever rows may miss
+        features."""
+        if self.noise is None or isinstance(self.noise, str):
+            return
+        if isinstance(self.noise, bool) or not np.isfinite(self.noise):
+            raise ValueError(
+                f"The 'noise' parameter of GaussianMixture must be None, 'box' or a positive finite hypervolume; "
+                f"got {self.noise!r}."
+            )
+        if self.missing == "marginalize":
+            raise ValueError(
+                f"noise={self.noise!r} (a volume) cannot be combined with missing='marginalize': a row missing "
+                "features needs the uniform's marginal over its observed ones, which only the sides of a box give. "
+                "Use noise='box'."
+            )
+
+    def _noise_setup(self, dX, counter, sample_weight=None):
+        """The noise component's fitted volume (``noise_volume_``) and box
+        (``noise_box_``): for ``noise='box'`` the bounding box of the rows
+        of positive weight (one pass over ``dX``), for a number that
+        volume (``noise_box_`` None).  Without noise a model has none of the
+        noise's attributes (its fit is the plain one, attribute for
+        attribute)."""
+        for name in ("noise_box_", "noise_volume_"):
+            self.__dict__.pop(name, None)
+        if self.noise is None:
+            return
+        self.noise_box_ = None
+        if not isinstance(self.noise, str):
+            self.noise_volume_ = float(self.noise)
+            return
+        box = data_box(dX, split_every=self.split_every, counter=counter, sample_weight=sample_weight)
+        sides = box[1] - box[0]
+        flat = np.flatnonzero(~(sides > 0))
+        if flat.size:
+            raise ValueError(
+                f"noise='box': feature(s) {flat.tolist()[:10]} take a single value (or none) in X, so the data's "
+                "bounding box has no volume. Give noise as a positive hypervolume, or remove those features."
+            )
+        volume = float(np.prod(sides))
+        if not 0 < volume < np.inf:
+            raise ValueError(
+                f"noise='box': the volume of the data's bounding box, the product of its sides, is {volume!r} in "
+                "float64. Rescale the features, or give noise as a hypervolume."
+            )
+        self.noise_box_, self.noise_volume_ = box, volume
 
     def _check_initial_parameters(self, n_features, n_components=None):
         k, d, kind = n_components or self.n_components, n_features, self.covariance_type
@@ -1674,14 +1799,63 @@ class GaussianMixture(_BaseMixture):
     _state_declaration = GAUSSIAN_MIXTURE
 
     def _check_settings(self, n_features, n_components=None):
+        self._check_noise()
         return self._check_initial_parameters(n_features, n_components)
 
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
-        return GAUSSIAN
+        self._noise_setup(dX, counter, sample_weight)
+        return self._family(weight_scale)
 
     def _family(self, weight_scale=1.0):
-        # Maximum likelihood depends on no scale of the weights.
-        return GAUSSIAN
+        # Maximum likelihood depends on no scale of the weights; the noise
+        # component on the fitted volume (and box).
+        volume = getattr(self, "noise_volume_", None)
+        if volume is None:
+            return GAUSSIAN
+        box = getattr(self, "noise_box_", None)
+        if box is None:
+            return GaussianFamily(noise_log_volume=math.log(volume))
+        log_sides = np.log(np.asarray(box, dtype=np.float64)[1] - np.asarray(box, dtype=np.float64)[0])
+        return GaussianFamily(noise_log_volume=float(np.sum(log_sides)), noise_log_ranges=tuple(log_sides.tolist()))
+
+    def _set_run(self, run, dtype=np.float64):
+        super()._set_run(run, dtype)
+        if run.noise_weight is None:
+            self.__dict__.pop("noise_weight_", None)
+        else:
+            self.noise_weight_ = float(run.noise_weight)
+
+    def _warm_start_run(self, n_features, **kwargs):
+        """The fitted model as the start of a warm fit: with ``noise`` its
+        noise weight (``noise_weight_init`` where the fitted model had no
+        noise component); without, the Gaussian weights rescaled to 1."""
+        run = super()._warm_start_run(n_features, **kwargs)
+        fitted = float(getattr(self, "noise_weight_", 0.0))
+        if self.noise is None:
+            if fitted > 0:
+                run.weights = run.weights / run.weights.sum()
+        elif fitted > 0:
+            run.noise_weight = fitted
+        else:
+            run.weights = run.weights * (1.0 - self.noise_weight_init)
+            run.noise_weight = float(self.noise_weight_init)
+        return run
+
+    def _open_checkpoint(self, checkpoint, dX, **kwargs):
+        if self.noise is not None:
+            raise ValueError(
+                f"checkpoint= is not supported with noise={self.noise!r}: a checkpoint does not keep the noise "
+                "component. Fit without a checkpoint."
+            )
+        return super()._open_checkpoint(checkpoint, dX, **kwargs)
+
+    def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
+        if self.noise is not None:
+            raise ValueError(
+                f"partial_fit is not supported with noise={self.noise!r}: the noise component is fitted by fit "
+                "only. Set noise=None, or use fit."
+            )
+        return super()._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite)
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
@@ -1689,11 +1863,16 @@ class GaussianMixture(_BaseMixture):
         weights_init, means_init, precisions_init = checked
         kind = self.covariance_type
         seeds = spawn_seeds(self.random_state, self.n_init)
+        if family is None:
+            self._noise_setup(dX, counter, sample_weight)
         if weights_init is not None and means_init is not None and precisions_init is not None:
             # Everything given: the initialisation pass would be overwritten anyway.
             prec_chol = precisions_cholesky_from_precisions(precisions_init, kind)
             covariances = covariances_from_precisions_cholesky(prec_chol, kind)
-            return [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
+            runs = [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
+            for run in runs:
+                self._start_noise(run)
+            return runs
         # The restarts share one k-means|| candidate set (drawn with the first
         # seed) and each draws its own k-means++ seeding from it.
         specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
@@ -1701,6 +1880,17 @@ class GaussianMixture(_BaseMixture):
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
         )
+        if self.noise is not None and self.init_params not in COVERS_EVERY_ROW:
+            # 'k-means++' and 'random_from_data' start each component on one
+            # row, its covariance reg_covar: next to such components the
+            # uniform would take every other row.  One E-step without the
+            # noise first assigns every row to its nearest start, as the
+            # other methods' statistics do.
+            stats = _engine.em_pass(
+                dX, GAUSSIAN, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight
+            )
+            counter.passes += 1
+            runs = [GAUSSIAN.initial_run(stat, kind, self.reg_covar) for stat in stats]
         for run in runs:
             self._apply_initial_parameters(run, checked)
         return runs
@@ -1728,17 +1918,30 @@ class GaussianMixture(_BaseMixture):
         if precisions_init is not None:
             run.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, kind)
             run.covariances = covariances_from_precisions_cholesky(run.precisions_cholesky, kind)
+        self._start_noise(run)
+
+    def _start_noise(self, run):
+        """With ``noise``, ``run`` starts with noise weight
+        ``noise_weight_init`` and the Gaussian weights scaled to the rest."""
+        if self.noise is not None:
+            run.weights = run.weights * (1.0 - self.noise_weight_init)
+            run.noise_weight = float(self.noise_weight_init)
 
     def _model(self):
-        return make_model(
+        run = Run(
+            self.covariance_type,
             np.asarray(self.weights_, dtype=np.float64),
             np.asarray(self.means_, dtype=np.float64),
+            None,
             np.asarray(self.precisions_cholesky_, dtype=np.float64),
-            self.covariance_type,
+            noise_weight=getattr(self, "noise_weight_", None),
         )
+        return self._family().model(run)
 
     def _n_parameters(self):
-        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+        # The noise component adds one free weight (its volume is not fitted).
+        noise = getattr(self, "noise_volume_", None) is not None
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1]) + int(noise)
 
     def bic(self, X: ArrayLike | da.Array, sample_weight: ArrayLike | da.Array | None = None) -> float:
         """Compute the Bayesian information criterion of the model on ``X``.
@@ -1757,7 +1960,9 @@ class GaussianMixture(_BaseMixture):
         Returns
         -------
         float
-            ``-2 * log_likelihood + n_parameters * log(n_samples)``.
+            ``-2 * log_likelihood + n_parameters * log(n_samples)``; a noise
+            component counts one parameter, its weight (mclust's
+            ``nMclustParams`` counts two: it adds the volume).
 
         Examples
         --------

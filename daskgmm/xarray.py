@@ -682,7 +682,9 @@ def predict(
     """Predict the most probable component of every sample of a labelled array.
 
     A sample with a missing feature gets -1 (with
-    ``missing='marginalize'``: a sample with every feature missing).
+    ``missing='marginalize'``: a sample with every feature missing); one
+    that the noise component of a :class:`GaussianMixture` with ``noise``
+    explains best gets ``n_components``.
 
     Parameters
     ----------
@@ -779,8 +781,10 @@ def predict_proba(
     xarray.DataArray named ``"probability"``
         Dimensions ``sample_dims + ("component",)``, the coordinate
         ``component`` numbering the model's components (0 to
-        ``n_components - 1``, the labels of :func:`predict`); lazy for
-        Dask-backed input.  Attribute ``long_name``.
+        ``n_components - 1``, the labels of :func:`predict`; and
+        ``n_components``, the last, for the noise component of a
+        :class:`GaussianMixture` with ``noise``); lazy for Dask-backed
+        input.  Attribute ``long_name``.
 
     Examples
     --------

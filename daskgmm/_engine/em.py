@@ -44,10 +44,14 @@ def stack_plan(models):
     share a precision (:attr:`CovarianceModel.stackable`;
     :func:`_blocks.stack_models`) so that they share the pivot-centred
     block, the matrix products and the per-slice work; ``groups`` is None for
-    a model evaluated alone."""
+    a model evaluated alone.  A model with a noise component is evaluated
+    alone (its extra column would break the groups' normalisation)."""
     plan = []
     by_kind = {}
     for i, model in enumerate(models):
+        if model.noise_log_density is not None:
+            plan.append(([i], model, None))
+            continue
         by_kind.setdefault(model.covariance_type, []).append(i)
     for kind, indices in by_kind.items():
         if not covariance_model(kind).stackable:

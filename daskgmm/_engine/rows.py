@@ -65,7 +65,7 @@ def map_rows(X, family, model, what, *, skip_nonfinite=False):
     array) for a Dask ``X``, NumPy for :class:`InMemoryRows`.
 
     ``what`` is "score_samples" (n,), "predict" (n,) int labels or
-    "predict_proba" (n, K), of each chunk by ``family.chunk_log_resp``
+    "predict_proba" (n, K) (K + 1 with a noise component), of each chunk by ``family.chunk_log_resp``
     (:mod:`daskgmm._families`); rows the family leaves out (those holding
     NaN or infinity with ``skip_nonfinite``) are NaN, label -1.  The family
     and the model travel as one graph key; each chunk's task knows its
@@ -79,7 +79,8 @@ def map_rows(X, family, model, what, *, skip_nonfinite=False):
                 _log_resp_block(block, (family, model), skip_nonfinite, what, offset) for block, offset in X.blocks()
             ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-    k = np.asarray(model.means).shape[0]
+    # A noise component is one more column of predict_proba (its last).
+    k = np.asarray(model.means).shape[0] + (getattr(model, "noise_log_density", None) is not None)
     if what == "predict_proba":
         ndim, dtype, chunks = 2, X.dtype, (X.chunks[0], (k,))
     else:
