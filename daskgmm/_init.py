@@ -103,6 +103,7 @@ from ._blocks_init import (
     _weights_chunk,
     _weights_combine,
 )
+from ._engine.inputs import unlabelled_weights
 from ._engine.passes import DEFAULT_SPLIT_EVERY, take_rows, tree_reduce
 from ._families import GAUSSIAN
 from ._stats import merge_stat_columns, no_effective_weight_error, stats_to_numpy
@@ -682,8 +683,6 @@ def labelled_statistics(
     belong to.  With no unlabelled row of positive weight, the labelled
     rows' statistics alone.
     """
-    import dask.array as da
-
     n_components = specs[0].n_components
     kinds = tuple(dict.fromkeys(covariance_model(spec.covariance_type).block_kind for spec in specs))
     by_kind = dict(zip(kinds, tree_reduce(
@@ -692,9 +691,8 @@ def labelled_statistics(
     )))
     _count(counter)
     labelled = [stats_to_numpy(by_kind[covariance_model(spec.covariance_type).block_kind]) for spec in specs]
-    backend = da if isinstance(labels, da.Array) else np
-    unlabelled_weight = backend.where(labels < 0, 1.0 if sample_weight is None else sample_weight, 0.0)
-    if not bool(backend.any(unlabelled_weight > 0)):
+    unlabelled_weight, any_unlabelled = unlabelled_weights(labels, sample_weight)
+    if not any_unlabelled:
         return labelled, True
     stats, every_row = initial_statistics(
         X, init_params, specs, split_every=split_every, counter=counter, skip_nonfinite=skip_nonfinite,
@@ -716,7 +714,10 @@ def match_components(stats, labelled):
         rows, columns = linear_sum_assignment(cost)
         order[present[rows]] = columns
     order[order < 0] = np.setdiff1d(np.arange(k), order[order >= 0])
-    scatter = stats.scatter if stats.covariance_type == "tied" else np.asarray(stats.scatter)[order]
+    # A scatter summed over the components (of a block kind whose statistics
+    # do not split into components) is the same in any order.
+    stackable = covariance_model(stats.covariance_type).stackable
+    scatter = np.asarray(stats.scatter)[order] if stackable else stats.scatter
     return Stats(
         stats.covariance_type, stats.n_samples, stats.log_likelihood, np.asarray(stats.nk)[order],
         np.asarray(stats.means)[order], scatter,

@@ -293,6 +293,16 @@ def check_labels(y, rows, n_components):
     return da.from_array(labels, chunks=(rows.chunks[0],)), summary
 
 
+def unlabelled_weights(labels, sample_weight=None):
+    """The weights of the rows that ``labels`` leave unlabelled (-1): each
+    row's sample weight (1 without), 0 on a labelled row; chunked as
+    ``labels`` (NumPy or Dask).  Returns them and whether any is positive
+    (one small compute for Dask labels)."""
+    backend = da if isinstance(labels, da.Array) else np
+    weights = backend.where(labels < 0, 1.0 if sample_weight is None else sample_weight, 0.0)
+    return weights, bool(backend.any(weights > 0))
+
+
 def weight_total(sample_weight):
     """The sum of ``sample_weight`` (NumPy, array-like or Dask) as a float."""
     total = sample_weight.sum() if isinstance(sample_weight, da.Array) else np.sum(np.asarray(sample_weight, dtype=np.float64))
