@@ -537,6 +537,16 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         >>> print(np.round(GaussianMixture(2, random_state=0).fit(dX).means_, 1))
         [[ 2.9  2.9]
          [-3.1 -2.9]]
+
+        With the components of a few samples known (-1: unlabelled),
+        component 0 is the one the samples labelled 0 belong to:
+
+        >>> y = np.full(200, -1)
+        >>> y[[0, 1, 100]] = [0, 0, 1]
+        >>> gmm = GaussianMixture(2, random_state=0, partial_labels=True).fit(X, y)
+        >>> print(np.round(gmm.means_, 1))
+        [[-3.1 -2.9]
+         [ 2.9  2.9]]
         """
         self._fit(
             X, y, sample_weight=sample_weight, checkpoint=checkpoint, callback=callback, progress=progress,
