@@ -307,8 +307,6 @@ def test_missing_features_with_labels(data):
 
 
 def test_skipped_nonfinite_labelled_rows_take_no_part(data):
-    from daskgmm.mixture import _fit_rows
-
     X, y, _, _ = data
     X = X.copy()
     bad = np.flatnonzero(y >= 0)[:2]
@@ -316,12 +314,10 @@ def test_skipped_nonfinite_labelled_rows_take_no_part(data):
     start = GaussianMixture(3, random_state=0).fit(np.nan_to_num(X))
     kw = dict(partial_labels=True, weights_init=start.weights_, means_init=start.means_,
               precisions_init=start.precisions_)
-    skipped = GaussianMixture(3, **kw)
-    skipped._fit(X, y, skip_nonfinite=True)
+    skipped = GaussianMixture(3, **kw).fit(X, y, skip_nonfinite=True)
     keep = np.isfinite(X).all(1)
     _assert_same(skipped, GaussianMixture(3, **kw).fit(X[keep], y[keep]), rtol=1e-9)
     assert skipped.n_samples_skipped_ == 2
-    assert callable(_fit_rows)
 
 
 def test_restarts_with_labels_are_never_worse(data):
@@ -422,3 +418,13 @@ def test_bad_labels_are_refused_and_change_nothing(data, bad, message, as_dask):
             call(X, wrong)
         assert vars(gmm).keys() == before.keys()
         assert all(vars(gmm)[name] is value for name, value in before.items())
+
+
+def test_labels_on_a_distributed_cluster(data, local_cluster_client):
+    """Labels travel with the chunks to the workers (several chunks per map
+    task): the fit of this process."""
+    X, y, _, _ = data
+    kw = dict(random_state=0, partial_labels=True)
+    here = GaussianMixture(3, **kw).fit(X, y)
+    there = GaussianMixture(3, **kw).fit(da.from_array(X, chunks=(60, 2)), da.from_array(y, chunks=(100,)))
+    _assert_same(there, here)
