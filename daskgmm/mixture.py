@@ -1044,7 +1044,9 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             )
         return dX
 
-    def _open_checkpoint(self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize, labels_summary=None):
+    def _open_checkpoint(
+        self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize, labels_summary=None
+    ):
         """The fingerprint of this fit (data and settings) and what
         ``checkpoint`` resumes, ``(runs, start_iter, summary)``, or None
         when there is no such file yet."""

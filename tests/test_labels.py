@@ -428,3 +428,20 @@ def test_labels_on_a_distributed_cluster(data, local_cluster_client):
     here = GaussianMixture(3, **kw).fit(X, y)
     there = GaussianMixture(3, **kw).fit(da.from_array(X, chunks=(60, 2)), da.from_array(y, chunks=(100,)))
     _assert_same(there, here)
+
+
+@pytest.mark.parametrize("estimator", [GaussianMixture, BayesianGaussianMixture])
+def test_labels_with_missing_features_and_weights_are_chunking_invariant(data, estimator):
+    """The whole labelled fit (initialisation included) with missing features
+    and sample weights: NumPy in this process as Dask chunks."""
+    X, y, _, _ = data
+    rng = np.random.default_rng(8)
+    X = np.where(rng.random(X.shape) < 0.1, np.nan, X)
+    weights = rng.integers(0, 3, len(X)).astype(float)
+    kw = dict(n_components=3, random_state=0, partial_labels=True, missing="marginalize")
+    here = estimator(**kw).fit(X, y, sample_weight=weights)
+    chunked = estimator(**kw).fit(
+        da.from_array(X, chunks=(200, 2)), da.from_array(y, chunks=(300,)), sample_weight=da.from_array(weights, chunks=450)
+    )
+    _assert_same(chunked, here, rtol=1e-9)
+    assert here.n_samples_skipped_ == int(np.all(np.isnan(X), axis=1).sum())
