@@ -441,7 +441,8 @@ def test_labels_with_missing_features_and_weights_are_chunking_invariant(data, e
     kw = dict(n_components=3, random_state=0, partial_labels=True, missing="marginalize")
     here = estimator(**kw).fit(X, y, sample_weight=weights)
     chunked = estimator(**kw).fit(
-        da.from_array(X, chunks=(200, 2)), da.from_array(y, chunks=(300,)), sample_weight=da.from_array(weights, chunks=450)
+        da.from_array(X, chunks=(200, 2)), da.from_array(y, chunks=(300,)),
+        sample_weight=da.from_array(weights, chunks=450),
     )
     _assert_same(chunked, here, rtol=1e-9)
     assert here.n_samples_skipped_ == int(np.all(np.isnan(X), axis=1).sum())
