@@ -1581,9 +1581,10 @@ class _EStep:
     rows skipped (``keep``) counting 0 and the others their weights; a
     non-finite sum is an error naming the rows of ``X``."""
 
-    def __init__(self, xp, model, pivot, limit, groups, X, row_offset, keep, weights):
+    def __init__(self, xp, model, pivot, limit, groups, X, row_offset, keep, weights, labels=None):
         self.xp, self.model, self.groups = xp, model, groups
         self.X, self.row_offset, self.keep, self.weights = X, row_offset, keep, weights
+        self.labels = labels
         self.means_c = model.means - pivot
         # Components whose log-density about the pivot would cancel are
         # evaluated from the raw rows.
@@ -1595,16 +1596,15 @@ class _EStep:
         xp, groups = self.xp, self.groups
         wlp = weighted_log_prob(xp, part.centred_t, self.means_c, self.model, part.augmented,
                                 (part.centred, part.squared), self.exact, part.rows)
+        # The noise's responsibility (a last row) takes its share of every
+        # row; the statistics are the Gaussian components' (the noise's
+        # total is n_samples - sum_k N_k).
+        log_norm, r = normalize_labelled(
+            xp, with_noise(xp, wlp, self.model.noise_log_density), groups,
+            None if self.labels is None else self.labels[start:stop],
+        )
         if self.model.noise_log_density is not None:
-            # The noise's responsibility takes its share of every row; the
-            # statistics are the Gaussian components' (the noise's total is
-            # n_samples - sum_k N_k).
-            log_norm, r = _normalize(xp, with_noise(xp, wlp, self.model.noise_log_density))
             r = r[: wlp.shape[0], :]
-        elif groups is None:
-            log_norm, r = _normalize(xp, wlp)
-        else:
-            log_norm, r = _normalize_groups(xp, wlp, groups)
         if self.keep is not None:
             keep = self.keep[None, start:stop] if groups else self.keep[start:stop]
             log_norm = xp.where(keep, log_norm, xp.zeros_like(log_norm))
@@ -1614,6 +1614,43 @@ class _EStep:
             w = self.weights[None, start:stop] if groups else self.weights[start:stop]
             log_likelihood = xp.sum(weighted_values(xp, log_norm, w), axis=-1)
         return r, log_likelihood
+
+
+def normalize_labelled(xp, wlp, groups, labels=None):
+    """:func:`_normalize` of ``wlp`` (K, n) (within each group of stacked
+    mixtures, :func:`_normalize_groups`, when ``groups``; ``wlp`` is
+    overwritten), the rows labelled by ``labels`` (n,) (-1: unlabelled; else
+    the component, within each group) fixed: responsibility 1 for their
+    component and 0 for the others, and as log-likelihood the log of their
+    component's weighted density, ``log pi_y + log N(x | y)`` (the
+    complete-data term of mclust's MclustSSC).  Returns ``(log_norm, r)``,
+    (n,) or (G, n), and (K, n)."""
+    if labels is not None:
+        component = np.concatenate([np.arange(size) for size in groups]) if groups else np.arange(wlp.shape[0])
+        labels = xp.asarray(labels, device=array_device(wlp))
+        one_hot = xp.asarray(component, device=array_device(wlp))[:, None] == labels[None, :]
+        picked = _group_sums(xp, xp.where(one_hot, wlp, xp.zeros_like(wlp)), groups)
+    if groups is None:
+        log_norm, r = _normalize(xp, wlp)
+    else:
+        log_norm, r = _normalize_groups(xp, wlp, groups)
+    if labels is None:
+        return log_norm, r
+    labelled = labels >= 0
+    r = xp.where(labelled[None, :], xp.astype(one_hot, r.dtype), r)
+    log_norm = xp.where(labelled[None, :] if groups else labelled, picked, log_norm)
+    return log_norm, r
+
+
+def _group_sums(xp, a, groups):
+    """Column sums of ``a`` (K, n): (n,), or (G, n) one per group of rows."""
+    if not groups:
+        return xp.sum(a, axis=0)
+    sums, start = [], 0
+    for size in groups:
+        sums.append(xp.sum(a[start : start + size, :], axis=0))
+        start += size
+    return xp.stack(sums, axis=0)
 
 
 def _given_responsibilities(xp, resp, resp_t, start, stop, dtype):
@@ -1644,7 +1681,8 @@ def _rows_counted(xp, n, keep, weights, dtype):
 
 
 def block_statistics(
-    X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None, sample_weight=None
+    X, model, *, row_offset=0, skip_nonfinite=False, resp=None, groups=None, resp_t=None, sample_weight=None,
+    labels=None,
 ):
     """E-step and sufficient statistics of one block, fused.
 
@@ -1675,6 +1713,12 @@ def block_statistics(
         Non-negative weight of each row: every sum counts a row with its
         weight (``n_samples`` is the total weight), as that many copies of
         the row would.  A NaN/inf row is an error whatever its weight.
+    labels : (n,) int array, optional
+        Partial labels (semi-supervised EM, mclust's MclustSSC): -1 for an
+        unlabelled row, else the row's component (in each group), whose
+        responsibility is then fixed to 1 and whose log-likelihood term is
+        ``log pi_y + log N(x_i | y)`` (:func:`normalize_labelled`).  Used by
+        the E-step only (not with ``resp``).
 
     Returns
     -------
@@ -1692,7 +1736,7 @@ def block_statistics(
     pivot = _pivot(xp, Xz)
     weights = _row_weights(xp, sample_weight, keep, X)
     limit = _cancellation_limit(xp, X.dtype)
-    e_step = None if resp is not None else _EStep(xp, model, pivot, limit, groups, X, row_offset, keep, weights)
+    e_step = None if resp is not None else _EStep(xp, model, pivot, limit, groups, X, row_offset, keep, weights, labels)
     accumulator = _accumulator(xp, X, kind, k, pivot, limit, model if resp is None else None)
     log_likelihood = xp.zeros((), dtype=X.dtype)
     for start, stop in _row_slices(n, k, d, kind, xp.finfo(X.dtype).bits // 8):

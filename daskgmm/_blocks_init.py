@@ -340,6 +340,19 @@ def _given_resp_chunk(block, payload, row_offset, sample_weight=None):
     return _fixed_resp_statistics(block, [xp.asarray(rows, dtype=block.dtype)], [kind], False, row_offset)
 
 
+def _labelled_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None, labels=None):
+    """Statistics of the labelled rows' one-hot responsibilities (each row
+    weighted by its sample weight; unlabelled rows, -1, count nothing), per
+    block kind of ``payload = (n_components, kinds)``."""
+    n_components, kinds = payload
+    xp = _blocks.get_namespace(block)
+    one_hot = (np.arange(n_components)[:, None] == np.asarray(_blocks.to_numpy(labels))[None, :]).astype(np.float64)
+    if sample_weight is not None:
+        one_hot = one_hot * _to_float64(sample_weight)[None, :]
+    resp = _on_block(xp, block, one_hot)
+    return _fixed_resp_statistics(block, [resp] * len(kinds), list(kinds), skip_nonfinite, row_offset)
+
+
 def _moments_chunk(block, payload, row_offset, skip_nonfinite=False, sample_weight=None):
     xp = _blocks.get_namespace(block)
     ones = xp.ones((1, block.shape[0]), dtype=block.dtype)

@@ -51,12 +51,11 @@ from ._blocks import (
     Model,
     Stats,
     _cancelling_log_densities,
-    _normalize,
-    _normalize_groups,
     block_statistics,
     estimate_log_resp,
     log_normalize,
     merge_many,
+    normalize_labelled,
     weighted_values,
     with_noise,
 )
@@ -475,9 +474,11 @@ def _check_finite_rows(value, X, rows, row_offset):
         )
 
 
-def marginal_block_statistics(X, model, *, row_offset=0, groups=None, sample_weight=None):
+def marginal_block_statistics(X, model, *, row_offset=0, groups=None, sample_weight=None, labels=None):
     """:func:`daskgmm._blocks.block_statistics` with NaN entries marginalised
-    (see the module docstring).  Rows with every feature missing are left out.
+    (see the module docstring).  Rows with every feature missing are left out,
+    labelled or not; a labelled row's responsibilities are fixed, its
+    log-likelihood term that of its component's observed features.
 
     Parameters and result as :func:`daskgmm._blocks.block_statistics`
     (``model`` required: the E-step is always done).  The statistics are
@@ -486,27 +487,30 @@ def marginal_block_statistics(X, model, *, row_offset=0, groups=None, sample_wei
     X, missing, complete, incomplete = _split_rows(X, row_offset)
     kind = model.covariance_type
     if len(incomplete) == 0 and len(complete) == X.shape[0]:
-        return block_statistics(X, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight)
+        return block_statistics(
+            X, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight, labels=labels
+        )
     weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    labels = None if labels is None else np.asarray(labels)
     parts = []
     if len(complete):
         parts.append(
             _stats64(block_statistics(
                 X[complete], model, row_offset=row_offset, groups=groups,
                 sample_weight=None if weights is None else weights[complete],
+                labels=None if labels is None else labels[complete],
             ))
         )
     model = model.to(np, X.dtype)
     for piece in _completions(model, X, incomplete, missing):
         wlp = piece.wlp
         noise = _noise_of_rows(model, missing[piece.rows])
-        if noise is not None:  # the Gaussian components' statistics only, as block_statistics
-            log_norm, r = _normalize(np, with_noise(np, wlp, noise))
+        # The Gaussian components' statistics only, as block_statistics.
+        log_norm, r = normalize_labelled(
+            np, with_noise(np, wlp, noise), groups, None if labels is None else labels[piece.rows]
+        )
+        if noise is not None:
             r = r[: wlp.shape[0], :]
-        elif groups is None:
-            log_norm, r = _normalize(np, wlp)
-        else:
-            log_norm, r = _normalize_groups(np, wlp, groups)
         _check_finite_rows(log_norm, X, piece.rows, row_offset)
         w = None if weights is None else weights[piece.rows]
         if w is not None:

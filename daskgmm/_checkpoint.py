@@ -13,7 +13,8 @@ flag and per-iteration history, plus the iteration number and a
 * the data's shape and dtype, and the settings that change the answer
   (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``, ``n_init``,
   ``init_params``, ``random_state``, digests of ``*_init`` arrays,
-  ``skip_nonfinite``); a checkpoint whose fingerprint differs is refused
+  ``skip_nonfinite``, the partial labels' counts and index sums per label);
+  a checkpoint whose fingerprint differs is refused
   with a ValueError naming every difference.  ``max_iter`` may differ (a
   resumed fit may be given more iterations), so may the chunking,
   ``split_every`` and ``persist`` (they change nothing but rounding and
@@ -131,7 +132,7 @@ class Fingerprint(dict):
 _NOT_LOADED = object()
 
 
-def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
+def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0, labels_summary=None):
     """What must match for a checkpoint to be resumed (a JSON-able dict).
 
     Parameters
@@ -144,6 +145,10 @@ def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weigh
         The fit's weights, divided by ``weight_scale`` (a power of two), as
         the fit's passes use them.
     weight_scale : float
+    labels_summary : (n_components + 1, 2) array, optional
+        Of the fit's partial labels (:func:`daskgmm._engine.inputs.check_labels`:
+        per label, its row count and the sum of its rows' indices); None
+        without labels.
 
     Returns
     -------
@@ -171,6 +176,13 @@ def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weigh
         value = getattr(estimator, name)
         fp[name] = _digest(value) if value is not None and np.ndim(value) else value
     fp["sample_weight"] = weights_digest(sample_weight, weight_scale)
+    # A label moved to another row or component changes a count or an index
+    # sum; the same for NumPy and Dask labels (no pass over the data).
+    # (index sums to 12 significant digits: past 2**53 their rounding
+    # depends on the chunking).
+    fp["labels"] = None if labels_summary is None else _digest(
+        np.array([float(f"{v:.12g}") for v in np.ravel(labels_summary)])
+    )
     fp.data = X
     fp.weights = sample_weight
     fp.weight_scale = weight_scale
@@ -464,7 +476,7 @@ def _read(path, fp):
     if not isinstance(saved, dict):
         raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
     # Checkpoints written before the families existed are maximum-likelihood ones.
-    defaults = {"family": "gaussian", "sample_weight": None, "missing": "error", "observed": None}
+    defaults = {"family": "gaussian", "sample_weight": None, "missing": "error", "observed": None, "labels": None}
     differences = [
         f"{name} is {_describe(saved.get(name, defaults.get(name)))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp

@@ -141,19 +141,22 @@ class GaussianChunks:
         marginalize = bool(marginalize)
         return self if marginalize == self.marginalize else dataclasses.replace(self, marginalize=marginalize)
 
-    def chunk_statistics(self, block, model, *, row_offset=0, skip_nonfinite=False, groups=None, sample_weight=None):
+    def chunk_statistics(
+        self, block, model, *, row_offset=0, skip_nonfinite=False, groups=None, sample_weight=None, labels=None
+    ):
         """E-step and merged statistics of one chunk (``groups``: ``model``
         is several stacked, :func:`daskgmm._blocks.stack_models`); rows
         holding NaN or infinity left out with ``skip_nonfinite``, else a
         ValueError names one (NaN features are no error with
-        ``marginalize``)."""
+        ``marginalize``); ``labels`` (-1 unlabelled) fix the labelled rows'
+        responsibilities."""
         if self.marginalize:
             return _blocks_missing.marginal_block_statistics(
-                block, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight
+                block, model, row_offset=row_offset, groups=groups, sample_weight=sample_weight, labels=labels
             )
         return _blocks.block_statistics(
             block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
-            sample_weight=sample_weight,
+            sample_weight=sample_weight, labels=labels,
         )
 
     # A plain function, not a method: the merge tasks of a pass carry it, and

@@ -80,14 +80,16 @@ import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from sklearn.exceptions import ConvergenceWarning
 
-from ._blocks import Stats
+from ._blocks import Stats, merge_statistics
 from ._covariance import covariance_model
 from ._blocks_init import (
     _final_chunk,
     _given_resp_chunk,
+    _labelled_chunk,
     _lloyd_chunk,
     _lloyd_combine,
     _box_chunk,
@@ -103,6 +105,7 @@ from ._blocks_init import (
     _weights_chunk,
     _weights_combine,
 )
+from ._engine.inputs import unlabelled_weights
 from ._engine.passes import DEFAULT_SPLIT_EVERY, take_rows, tree_reduce
 from ._families import GAUSSIAN
 from ._stats import merge_stat_columns, no_effective_weight_error, stats_to_numpy
@@ -648,11 +651,18 @@ COVERS_EVERY_ROW = ("kmeans", "random")
 
 def initial_statistics(
     X, init_params, specs, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False, sample_weight=None,
+    labels=None,
 ):
     """Per spec, the statistics whose M-step starts it with ``init_params``
     (float64 NumPy :class:`Stats`), and whether they cover every row: then
     :func:`moments_from_stats` of any of them is the data's moments
-    (:func:`data_moments`, to rounding).  Arguments as :func:`initialize`."""
+    (:func:`data_moments`, to rounding).  Arguments as :func:`initialize`;
+    with ``labels``, :func:`labelled_statistics`."""
+    if labels is not None:
+        return labelled_statistics(
+            X, init_params, specs, labels, split_every=split_every, counter=counter, skip_nonfinite=skip_nonfinite,
+            sample_weight=sample_weight,
+        )
     skip = {"skip_nonfinite": skip_nonfinite, "sample_weight": sample_weight}
     if init_params == "kmeans":
         stats, _ = kmeans_statistics(X, specs, split_every=split_every, counter=counter, **skip)
@@ -669,16 +679,76 @@ def initial_statistics(
     return stats, init_params in COVERS_EVERY_ROW
 
 
+def labelled_statistics(
+    X, init_params, specs, labels, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False,
+    sample_weight=None,
+):
+    """:func:`initial_statistics` of a fit with partial ``labels`` (chunked
+    like the rows of ``X``; -1 unlabelled, else the row's component; every
+    spec of one number of components).
+
+    The labelled rows start with their one-hot responsibilities (one pass
+    for their statistics) and the unlabelled ones with those ``init_params``
+    gives them, run on the unlabelled rows alone (the labelled ones weighted
+    0), so that restarts differ only there.  The method's components are
+    first matched to the labels (:func:`match_components`): its order is
+    arbitrary, while component k must be the one the rows labelled k
+    belong to.  With no unlabelled row of positive weight, the labelled
+    rows' statistics alone.
+    """
+    n_components = specs[0].n_components
+    kinds = tuple(dict.fromkeys(covariance_model(spec.covariance_type).block_kind for spec in specs))
+    by_kind = dict(zip(kinds, tree_reduce(
+        X, _chunk_fn(_labelled_chunk, skip_nonfinite), merge_stat_columns, (n_components, kinds),
+        split_every=split_every, name="daskgmm-init-labelled", weights=sample_weight, rows={"labels": labels},
+    )))
+    _count(counter)
+    labelled = [stats_to_numpy(by_kind[covariance_model(spec.covariance_type).block_kind]) for spec in specs]
+    unlabelled_weight, any_unlabelled = unlabelled_weights(labels, sample_weight)
+    if not any_unlabelled:
+        return labelled, True
+    stats, every_row = initial_statistics(
+        X, init_params, specs, split_every=split_every, counter=counter, skip_nonfinite=skip_nonfinite,
+        sample_weight=unlabelled_weight,
+    )
+    return [merge_statistics(match_components(s, given), given) for s, given in zip(stats, labelled)], every_row
+
+
+def match_components(stats, labelled):
+    """``stats`` (K components) reordered so that component k is the one
+    whose mean is nearest the mean of the rows labelled k (an optimal
+    assignment of squared distances, scipy's ``linear_sum_assignment``,
+    over the labels present in ``labelled``); the rest keep their order."""
+    present = np.flatnonzero(np.asarray(labelled.nk) > 0)
+    k = len(labelled.nk)
+    order = np.full(k, -1)
+    if present.size:
+        cost = cdist(np.asarray(labelled.means)[present], np.asarray(stats.means), "sqeuclidean")
+        rows, columns = linear_sum_assignment(cost)
+        order[present[rows]] = columns
+    order[order < 0] = np.setdiff1d(np.arange(k), order[order >= 0])
+    # A scatter summed over the components (of a block kind whose statistics
+    # do not split into components) is the same in any order.
+    stackable = covariance_model(stats.covariance_type).stackable
+    scatter = np.asarray(stats.scatter)[order] if stackable else stats.scatter
+    return Stats(
+        stats.covariance_type, stats.n_samples, stats.log_likelihood, np.asarray(stats.nk)[order],
+        np.asarray(stats.means)[order], scatter,
+    )
+
+
 def initialize(
     X, init_params, specs, reg_covar, split_every=DEFAULT_SPLIT_EVERY, counter=None, skip_nonfinite=False,
-    sample_weight=None,
+    sample_weight=None, labels=None,
 ):
     """Initial :class:`Run` per spec with ``init_params``; with
     ``skip_nonfinite`` rows holding NaN/inf take no part; with
     ``sample_weight`` (chunked like the rows of ``X``) every row counts with
-    its weight, in the draws as in the sums."""
+    its weight, in the draws as in the sums; with partial ``labels``
+    (chunked alike) the labelled rows start with their labels
+    (:func:`labelled_statistics`)."""
     stats, _ = initial_statistics(
         X, init_params, specs, split_every=split_every, counter=counter, skip_nonfinite=skip_nonfinite,
-        sample_weight=sample_weight,
+        sample_weight=sample_weight, labels=labels,
     )
     return [run_from_stats(s, spec, reg_covar) for s, spec in zip(stats, specs)]

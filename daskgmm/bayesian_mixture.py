@@ -17,7 +17,13 @@ from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import BayesianFamily
 from ._init import Spec, data_moments, initial_statistics, moments_from_stats, run_from_stats
 from ._state import BAYESIAN_GAUSSIAN_MIXTURE, POSTERIOR
-from .mixture import MISSING_PARAMETER_CONSTRAINTS, ONLINE_PARAMETER_CONSTRAINTS, _BaseMixture, spawn_seeds
+from .mixture import (
+    LABELS_PARAMETER_CONSTRAINTS,
+    MISSING_PARAMETER_CONSTRAINTS,
+    ONLINE_PARAMETER_CONSTRAINTS,
+    _BaseMixture,
+    spawn_seeds,
+)
 
 
 class BayesianGaussianMixture(_BaseMixture):
@@ -103,6 +109,10 @@ class BayesianGaussianMixture(_BaseMixture):
         ``lower_bound_`` includes their entropy, and the data-dependent
         priors come from the rows with each missing entry replaced by its
         feature's observed mean.
+    partial_labels : bool, default=False
+        As in :class:`daskgmm.GaussianMixture`: the labelled samples' factors
+        of the variational distribution stay one-hot (they add no entropy
+        to ``lower_bound_``).
 
     Attributes
     ----------
@@ -143,6 +153,7 @@ class BayesianGaussianMixture(_BaseMixture):
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
         **MISSING_PARAMETER_CONSTRAINTS,
+        **LABELS_PARAMETER_CONSTRAINTS,
     }
 
     _family_name = "bayesian"
@@ -185,6 +196,7 @@ class BayesianGaussianMixture(_BaseMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         missing: Literal["error", "marginalize"] = "error",
+        partial_labels: bool = False,
     ) -> None:
         super().__init__(
             n_components=n_components,
@@ -203,6 +215,7 @@ class BayesianGaussianMixture(_BaseMixture):
             learning_decay=learning_decay,
             learning_offset=learning_offset,
             missing=missing,
+            partial_labels=partial_labels,
         )
         self.covariance_type = covariance_type
         self.weight_concentration_prior_type = weight_concentration_prior_type
@@ -287,7 +300,8 @@ class BayesianGaussianMixture(_BaseMixture):
         )
 
     def _initial_runs(
-        self, dX, checked, counter, family=None, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+        self, dX, checked, counter, family=None, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0,
+        labels=None,
     ):
         """The restarts' starts: the M-step of ``family`` on the
         initialisation's statistics.  ``family`` None: the priors are set
@@ -298,7 +312,7 @@ class BayesianGaussianMixture(_BaseMixture):
         specs = [Spec(self.n_components, self.covariance_type, seed, pool=seeds[0]) for seed in seeds]
         stats, every_row = initial_statistics(
             dX, self.init_params, specs, split_every=self.split_every, counter=counter,
-            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
+            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight, labels=labels,
         )
         if family is None:
             moments = None

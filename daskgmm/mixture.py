@@ -46,6 +46,7 @@ from ._covariance import (
 from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importable from here
     TARGET_CHUNK_BYTES,
     as_dask_array,
+    check_labels as _check_labels,
     check_sample_weight as _check_sample_weight,
     default_chunk_rows as _default_chunk_rows,
     is_array_api_array as _is_array_api_array,
@@ -122,6 +123,7 @@ ONLINE_PARAMETER_CONSTRAINTS = {
 
 MISSING_OPTIONS = ("error", "marginalize")
 MISSING_PARAMETER_CONSTRAINTS = {"missing": [StrOptions(set(MISSING_OPTIONS))]}
+LABELS_PARAMETER_CONSTRAINTS = {"partial_labels": ["boolean"]}
 
 
 class UnfinishedPassWarning(UserWarning):
@@ -279,6 +281,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         learning_decay,
         learning_offset,
         missing="error",
+        partial_labels=False,
     ):
         # The parameters every mixture shares (scikit-learn's BaseMixture
         # pattern: subclasses store their own and pass these on).
@@ -298,6 +301,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.missing = missing
+        self.partial_labels = partial_labels
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -411,6 +415,18 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         )
         return True, init_X, init_weights
 
+    def _partial_labels(self, y, dX):
+        """The partial labels of a fit: ``y`` checked against the rows ``dX``
+        when ``partial_labels`` is set (:func:`_engine.inputs.check_labels`),
+        else None (``y`` ignored, scikit-learn's rule for an unsupervised
+        estimator).  Returns ``(labels, summary)``: labels None when no row is
+        labelled, the summary what a checkpoint records of them (None
+        without)."""
+        if not self.partial_labels or y is None:
+            return None, None
+        labels, summary = _check_labels(y, dX, self.n_components)
+        return labels, None if labels is None else summary
+
     # ------------------------------------------------------------------
     # fit
     # ------------------------------------------------------------------
@@ -419,7 +435,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def fit(
         self,
         X: ArrayLike | da.Array,
-        y: None = None,
+        y: ArrayLike | da.Array | None = None,
         sample_weight: ArrayLike | da.Array | None = None,
         *,
         checkpoint: str | os.PathLike[str] | None = None,
@@ -440,8 +456,17 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             of its second dimension) become ``feature_names_in_``, checked
             at predict as scikit-learn checks them.  NumPy input up to
             :data:`IN_PROCESS_MAX_BYTES` is fitted in this process.
-        y : None
-            Ignored; present for scikit-learn's API.
+        y : array-like of int, shape (n_samples,), optional
+            Partial labels, used only with ``partial_labels=True`` (else
+            ignored, scikit-learn's rule for an unsupervised estimator, whose
+            ``Pipeline`` and ``cross_validate`` pass their ``y`` on): -1 for
+            an unlabelled sample, else the index of its component, 0 to
+            ``n_components - 1`` (NumPy, or a Dask array, rechunked to X's
+            rows).  A labelled sample's responsibilities stay one-hot
+            throughout EM (semi-supervised EM, as R mclust's ``MclustSSC``;
+            see the user guide, "Partial labels").  A wrong shape, a value
+            that is not an integer (NaN included) or one outside
+            [-1, n_components) is a ValueError naming ``y``.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample (NumPy, or a Dask array chunked
             like X's rows or rechunked to them): every sum of the fit counts a
@@ -459,7 +484,8 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             finished checkpoint, by one pass before its model is returned)
             or other settings (``n_components``, ``covariance_type``,
             ``tol``, ``reg_covar``, ``n_init``, ``init_params``,
-            ``random_state``, ``*_init``) is refused with a ValueError, and
+            ``random_state``, ``*_init``, the partial labels ``y``) is
+            refused with a ValueError, and
             so is a checkpoint another fit is writing.  ``max_iter`` may be
             raised to continue a fit.  The file is kept after the fit;
             delete it to start afresh.
@@ -512,15 +538,30 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         >>> print(np.round(GaussianMixture(2, random_state=0).fit(dX).means_, 1))
         [[ 2.9  2.9]
          [-3.1 -2.9]]
+
+        With the components of a few samples known (-1: unlabelled),
+        component 0 is the one the samples labelled 0 belong to:
+
+        >>> y = np.full(200, -1)
+        >>> y[[0, 1, 100]] = [0, 0, 1]
+        >>> gmm = GaussianMixture(2, random_state=0, partial_labels=True).fit(X, y)
+        >>> print(np.round(gmm.means_, 1))
+        [[-3.1 -2.9]
+         [ 2.9  2.9]]
         """
         self._fit(
-            X, sample_weight=sample_weight, checkpoint=checkpoint, callback=callback, progress=progress, **fit_params
+            X, y, sample_weight=sample_weight, checkpoint=checkpoint, callback=callback, progress=progress,
+            **fit_params,
         )
         return self
 
     @unchanged_on_error
     def fit_predict(
-        self, X: ArrayLike | da.Array, y: None = None, sample_weight: ArrayLike | da.Array | None = None, **fit_params: Any
+        self,
+        X: ArrayLike | da.Array,
+        y: ArrayLike | da.Array | None = None,
+        sample_weight: ArrayLike | da.Array | None = None,
+        **fit_params: Any,
     ) -> np.ndarray | da.Array:
         """Fit, then return the component labels of ``X``.
 
@@ -528,8 +569,11 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         ----------
         X : dask.array.Array or array-like, shape (n_samples, n_features)
             As for :meth:`fit`.
-        y : None
-            Ignored; present for scikit-learn's API.
+        y : array-like of int, shape (n_samples,), optional
+            Partial labels with ``partial_labels=True``, as for :meth:`fit`
+            (else ignored).  The labels returned are the fitted model's
+            most probable components, as :meth:`predict` gives them, for the
+            labelled samples too.
         sample_weight : array-like of shape (n_samples,), optional
             As for :meth:`fit`.
         **fit_params : dict
@@ -550,7 +594,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         >>> print(GaussianMixture(2, random_state=0).fit_predict(X))
         [1 1 1 0 0 0]
         """
-        self._fit(X, sample_weight=sample_weight, **fit_params)
+        self._fit(X, y, sample_weight=sample_weight, **fit_params)
         return self.predict(X)
 
     # ------------------------------------------------------------------
@@ -559,7 +603,10 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @unchanged_on_error
     def partial_fit(
-        self, X: ArrayLike | da.Array, y: None = None, sample_weight: ArrayLike | da.Array | None = None
+        self,
+        X: ArrayLike | da.Array,
+        y: ArrayLike | da.Array | None = None,
+        sample_weight: ArrayLike | da.Array | None = None,
     ) -> Self:
         """Update the model with one batch of samples (online EM).
 
@@ -623,8 +670,11 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             One batch; its number of features (and names) must be the
             first batch's.  The first batch needs at least ``n_components``
             samples.
-        y : None
-            Ignored; present for scikit-learn's API.
+        y : array-like of int, shape (n_samples,), optional
+            The batch's partial labels with ``partial_labels=True``, as for
+            :meth:`fit` (else ignored): its labelled samples keep one-hot
+            responsibilities in the batch's E-step (and, in the first
+            batch, in the initialisation).
         sample_weight : array-like of shape (n_samples,), optional
             As for :meth:`fit`.
 
@@ -672,7 +722,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         [-3.  3.]
         """
         self._validate_params()
-        self._partial_fit(X, sample_weight)
+        self._partial_fit(X, sample_weight, y=y)
         return self
 
     @unchanged_on_error
@@ -788,7 +838,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return best
 
     @_engine.fit_session()
-    def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
+    def _partial_fit(self, X, sample_weight, skip_nonfinite=False, y=None):
         """:meth:`partial_fit`; ``skip_nonfinite`` leaves rows holding NaN or
         infinity out (the labelled-data path, :func:`daskgmm.xarray.partial_fit`)."""
         tic = time.perf_counter()
@@ -802,6 +852,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         persisted = False
         if fitted:
             weights, weight_scale = _check_sample_weight(sample_weight, dX)
+            labels, _ = self._partial_labels(y, dX)
             family = self._family()
             runs = [self._continued_run(n_features)]
         else:
@@ -813,14 +864,16 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 )
             checked = self._check_settings(n_features)
             weights, weight_scale = _check_sample_weight(sample_weight, dX)
+            labels, _ = self._partial_labels(y, dX)
             # The initialisation makes several passes over this batch.
             dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
+            labels = _placed_like(labels, persisted)
             _, init_X, init_weights = (
                 (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
             )
             runs = self._initial_runs(
                 init_X, checked, counter, None, skip_nonfinite=skip_nonfinite, sample_weight=init_weights,
-                weight_scale=weight_scale,
+                weight_scale=weight_scale, labels=labels,
             )
             family = self._family()
             for run in runs:
@@ -830,6 +883,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         batch_stats = _engine.em_pass(
             dX, family.marginalizing(self.missing == "marginalize" and not skip_nonfinite), runs,
             split_every=self.split_every, models=models, weights=weights, skip_nonfinite=skip_nonfinite,
+            labels=labels,
         )
         if not float(batch_stats[0].n_samples) > 0:
             raise _stats.no_effective_weight_error(skip_nonfinite)
@@ -868,7 +922,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @_engine.fit_session()
     def _fit(
-        self, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None,
+        self, X, y=None, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None, callback=None,
         progress=False,
     ):
         """:meth:`fit`: check, place the data, start (a checkpoint, the
@@ -879,9 +933,11 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         n_samples, n_features = dX.shape
         checked = self._check_settings(n_features)
         weights, weight_scale = _check_sample_weight(sample_weight, dX)
+        labels, labels_summary = self._partial_labels(y, dX)
         resumed = summary = fingerprint = None
         start_iter = 0
         dX, weights, persisted = _engine.place_data(dX, self.persist, weights)
+        labels = _placed_like(labels, persisted)
         counter = PassCounter()
         marginalize, init_X, init_weights = (
             (False, dX, weights) if skip_nonfinite else self._missing_setup(dX, weights, counter)
@@ -889,7 +945,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         if checkpoint is not None:
             fingerprint, resumed = self._open_checkpoint(
                 checkpoint, dX, skip_nonfinite=skip_nonfinite, weights=weights, weight_scale=weight_scale,
-                marginalize=marginalize,
+                marginalize=marginalize, labels_summary=labels_summary,
             )
         if resumed is not None:
             runs, start_iter, summary = resumed
@@ -910,7 +966,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         else:
             runs = self._initial_runs(
                 init_X, checked, counter, family, skip_nonfinite=skip_nonfinite, sample_weight=init_weights,
-                weight_scale=weight_scale,
+                weight_scale=weight_scale, labels=labels,
             )
             family = self._family(weight_scale)
         callbacks = list(callbacks)
@@ -927,7 +983,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 dX, runs, tol=self.tol, max_iter=self.max_iter, reg_covar=self.reg_covar,
                 split_every=self.split_every, skip_nonfinite=skip_nonfinite, callbacks=callbacks,
                 start_iter=start_iter, family=family.marginalizing(marginalize), weights=weights,
-                weight_scale=weight_scale,
+                weight_scale=weight_scale, labels=labels,
             )
         finally:
             monitor.close()
@@ -989,12 +1045,15 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             )
         return dX
 
-    def _open_checkpoint(self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize):
+    def _open_checkpoint(
+        self, checkpoint, dX, *, skip_nonfinite, weights, weight_scale, marginalize, labels_summary=None
+    ):
         """The fingerprint of this fit (data and settings) and what
         ``checkpoint`` resumes, ``(runs, start_iter, summary)``, or None
         when there is no such file yet."""
         fingerprint = _checkpoint.fingerprint(
-            dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale
+            dX, self, skip_nonfinite=skip_nonfinite, sample_weight=weights, weight_scale=weight_scale,
+            labels_summary=labels_summary,
         )
         if marginalize:
             # The data summary of the iterates describes completed rows,
@@ -1095,11 +1154,13 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     @abstractmethod
     def _initial_runs(
-        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0,
+        labels=None,
     ):
         """The ``n_init`` restarts' first runs (``Run``), from the
         initialisation ``init_params`` names and ``checked`` (what
-        :meth:`_check_settings` returned).  ``family`` None: a fit that
+        :meth:`_check_settings` returned), the rows with partial ``labels``
+        starting from them (:func:`daskgmm._init.labelled_statistics`).  ``family`` None: a fit that
         initialises, which sets the family's data-dependent settings here,
         from the initialisation's own passes where it can."""
 
@@ -1547,6 +1608,18 @@ class GaussianMixture(_BaseMixture):
         the rest.  'k-means++' and 'random_from_data', which start each
         component on one sample, first make one E-step without the noise
         (one more pass).
+    partial_labels : bool, default=False
+        Whether the ``y`` of :meth:`fit`, :meth:`fit_predict` and
+        :meth:`partial_fit` gives partial labels (semi-supervised EM, as R
+        mclust's ``MclustSSC``): -1 for an unlabelled sample, else its
+        component, whose responsibility then stays 1 throughout EM; each
+        labelled sample counts ``log pi_y + log N(x | mu_y, Sigma_y)`` in
+        the log-likelihood (``lower_bound_``).  False: ``y`` is ignored, as
+        scikit-learn's unsupervised estimators ignore it (a ``Pipeline`` or
+        ``cross_validate`` passes its ``y`` on: true classes given to score
+        a clustering must not become labels).  :meth:`predict`,
+        :meth:`predict_proba`, :meth:`score_samples`, :meth:`score` and
+        :meth:`bic` take no labels: they evaluate the fitted mixture.
 
     Attributes
     ----------
@@ -1666,6 +1739,7 @@ class GaussianMixture(_BaseMixture):
         missing: Literal["error", "marginalize"] = "error",
         noise: Literal["box"] | float | None = None,
         noise_weight_init: float = 0.1,
+        partial_labels: bool = False,
     ) -> None:
         super().__init__(
             n_components=n_components,
@@ -1684,6 +1758,7 @@ class GaussianMixture(_BaseMixture):
             learning_decay=learning_decay,
             learning_offset=learning_offset,
             missing=missing,
+            partial_labels=partial_labels,
         )
         self.covariance_type = covariance_type
         self.weights_init = weights_init
@@ -1706,6 +1781,7 @@ class GaussianMixture(_BaseMixture):
         **MISSING_PARAMETER_CONSTRAINTS,
         "noise": [None, StrOptions({"box"}), Interval(numbers.Real, 0, None, closed="neither")],
         "noise_weight_init": [Interval(numbers.Real, 0, 1, closed="neither")],
+        **LABELS_PARAMETER_CONSTRAINTS,
     }
 
     def _check_noise(self):
@@ -1858,7 +1934,8 @@ class GaussianMixture(_BaseMixture):
         return super()._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite)
 
     def _initial_runs(
-        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
+        self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0,
+        labels=None,
     ):
         weights_init, means_init, precisions_init = checked
         kind = self.covariance_type
@@ -1878,7 +1955,7 @@ class GaussianMixture(_BaseMixture):
         specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
         runs = initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
-            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
+            skip_nonfinite=skip_nonfinite, sample_weight=sample_weight, labels=labels,
         )
         if self.noise is not None and self.init_params not in COVERS_EVERY_ROW:
             # 'k-means++' and 'random_from_data' start each component on one
@@ -2125,6 +2202,14 @@ def _exact_update(state, runs, batch_stats, weight_scale, *, n_chunks):
 # xarray, the command line and model selection drive the estimators through
 # these functions (and _best_run above), not through the estimators' private
 # methods, which are free to change with the base class's hooks.
+
+
+def _placed_like(labels, persisted):
+    """Dask ``labels`` persisted when the data they label are (the passes
+    read them at every iteration)."""
+    if persisted and _engine.is_dask_array(labels):
+        return labels.persist()
+    return labels
 
 
 def _fit_rows(model, X, *, sample_weight=None, skip_nonfinite=False, callbacks=(), checkpoint=None):

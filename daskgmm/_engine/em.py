@@ -72,12 +72,12 @@ def stack_plan(models):
     return plan
 
 
-def _em_chunk(block, payload, row_offset, sample_weight=None):
+def _em_chunk(block, payload, row_offset, sample_weight=None, labels=None):
     family, evaluations, skip_nonfinite = payload
     return [
         family.chunk_statistics(
             block, model, row_offset=row_offset, skip_nonfinite=skip_nonfinite, groups=groups,
-            sample_weight=sample_weight,
+            sample_weight=sample_weight, labels=labels,
         )
         for model, groups in evaluations
     ]
@@ -92,10 +92,12 @@ def _merge_columns(merge, partials):
 
 def em_pass(
     X, family, runs, *, skip_nonfinite=False, split_every=DEFAULT_SPLIT_EVERY, batches="auto", models=None,
-    weights=None,
+    weights=None, labels=None,
 ):
     """Merged statistics of every run in ``runs`` from one pass over ``X``
-    (weighted by ``weights``, chunked like the rows of ``X``, when given):
+    (weighted by ``weights``, chunked like the rows of ``X``, when given;
+    ``labels``, chunked alike, fix the responsibilities of the labelled rows,
+    :func:`daskgmm._blocks.block_statistics`):
     each chunk's by ``family.chunk_statistics``, merged by ``family.merge``
     (:mod:`daskgmm._families`).
 
@@ -107,7 +109,7 @@ def em_pass(
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
         X, _em_chunk, functools.partial(_merge_columns, family.merge), (family, evaluations, skip_nonfinite),
-        split_every=split_every, name="daskgmm-em", batches=batches, weights=weights,
+        split_every=split_every, name="daskgmm-em", batches=batches, weights=weights, rows={"labels": labels},
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
@@ -188,6 +190,7 @@ def run_em(
     start_iter=0,
     weights=None,
     weight_scale=1.0,
+    labels=None,
 ):
     """Iterate EM on every run in ``runs`` until each converges or ``max_iter``.
 
@@ -196,7 +199,9 @@ def run_em(
     ``family`` (:mod:`daskgmm._families`) gives each run's E-step
     parameters, the chunks' statistics, its M-step and its lower bound.
     ``weights`` are the sample weights divided by ``weight_scale`` (a power
-    of two): ``run.n_samples`` is the real total weight.
+    of two): ``run.n_samples`` is the real total weight.  ``labels``
+    (chunked like the rows, -1 where unlabelled) fix the responsibilities of
+    the labelled rows (:func:`em_pass`).
 
     Each callback is called after every pass as ``callback(info)`` with a
     dict: ``iteration``, ``runs`` (the list), ``active`` (indices evaluated),
@@ -220,7 +225,7 @@ def run_em(
         models = [family.model(runs[i]) for i in active]
         stats = em_pass(
             X, family, [runs[i] for i in active], skip_nonfinite=skip_nonfinite, split_every=split_every,
-            batches=batches, models=models, weights=weights,
+            batches=batches, models=models, weights=weights, labels=labels,
         )
         n_passes += 1
         for i, st, model in zip(active, stats, models):

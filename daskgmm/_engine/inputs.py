@@ -227,6 +227,82 @@ def check_sample_weight(sample_weight, rows):
     return da.from_array(weights, chunks=(rows.chunks[0],)), math.ldexp(1.0, exponent)
 
 
+def check_labels(y, rows, n_components):
+    """Partial labels ``y`` checked against the rows they label: one per row,
+    -1 for an unlabelled row, else its component, 0 to ``n_components - 1``.
+
+    Returns
+    -------
+    labels : None, an int64 NumPy array (rows in this process,
+        :class:`InMemoryRows`) or a 1-D Dask array with the row chunks of
+        ``rows``
+        None when no row is labelled (the unlabelled fit).
+    counts : (n_components + 1, 2) float64 array
+        Per value -1, 0, ..., n_components - 1: the number of rows with it
+        and the sum of their indices (what a checkpoint records of them).
+
+    Raises a ValueError naming ``y`` and what is wrong: shape, a type or
+    value that is not an integer (NaN included), a value outside
+    [-1, n_components).  Dask labels are checked with one small compute over
+    the labels alone."""
+    n = rows.shape[0]
+    in_process = isinstance(rows, InMemoryRows)
+    lazy = isinstance(y, da.Array) and not in_process
+    if not lazy:
+        y = np.asarray(y.compute() if isinstance(y, da.Array) else y)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"y has shape {tuple(y.shape)}, expected ({n},): one label per sample (-1 for an unlabelled one)."
+        )
+    if y.dtype.kind not in "iuf":
+        raise ValueError(
+            f"y must hold integer labels (-1 for an unlabelled sample, else its component 0 to "
+            f"{n_components - 1}), got dtype {y.dtype}."
+        )
+    backend = da if lazy else np
+    if lazy and y.chunks[0] != rows.chunks[0]:
+        y = y.rechunk((rows.chunks[0],))
+    values = y.astype(np.float64)
+    labels = backend.clip(backend.where(backend.isfinite(values), values, -1), -1, n_components).astype(np.int64)
+    index = da.arange(n, chunks=(y.chunks[0],), dtype=np.float64) if lazy else np.arange(n, dtype=np.float64)
+    checks = (
+        backend.all(backend.isfinite(values)),
+        backend.all(values == backend.floor(values)),
+        backend.min(values),
+        backend.max(values),
+        backend.bincount(labels + 1, minlength=n_components + 2),
+        backend.bincount(labels + 1, weights=index, minlength=n_components + 2),
+    )
+    finite, integral, low, high, counts, sums = dask.compute(*checks) if lazy else checks
+    if not finite:
+        raise ValueError("y contains NaN or infinity: label an unlabelled sample -1.")
+    if not integral:
+        raise ValueError(
+            "y contains values that are not integers: a label is -1 (unlabelled) or a component index."
+        )
+    if low < -1 or high >= n_components:
+        raise ValueError(
+            f"y has values outside [-1, {n_components}) (the smallest is {int(low)}, the largest {int(high)}): "
+            f"a label is -1 (unlabelled) or a component index from 0 to n_components - 1 = {n_components - 1}."
+        )
+    summary = np.stack([counts[:-1], sums[:-1]], axis=1).astype(np.float64)
+    if not summary[1:, 0].any():
+        return None, summary
+    if lazy or in_process:
+        return labels, summary
+    return da.from_array(labels, chunks=(rows.chunks[0],)), summary
+
+
+def unlabelled_weights(labels, sample_weight=None):
+    """The weights of the rows that ``labels`` leave unlabelled (-1): each
+    row's sample weight (1 without), 0 on a labelled row; chunked as
+    ``labels`` (NumPy or Dask).  Returns them and whether any is positive
+    (one small compute for Dask labels)."""
+    backend = da if isinstance(labels, da.Array) else np
+    weights = backend.where(labels < 0, 1.0 if sample_weight is None else sample_weight, 0.0)
+    return weights, bool(backend.any(weights > 0))
+
+
 def weight_total(sample_weight):
     """The sum of ``sample_weight`` (NumPy, array-like or Dask) as a float."""
     total = sample_weight.sum() if isinstance(sample_weight, da.Array) else np.sum(np.asarray(sample_weight, dtype=np.float64))

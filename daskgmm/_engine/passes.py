@@ -167,24 +167,34 @@ def unbox(box):
     return box.value
 
 
-def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets, weights=None):
-    """One map task over several chunks held by the same worker (and their
-    sample weights, given as ``sample_weight=``)."""
+def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets, side_names=None, side_values=None):
+    """One map task over several chunks held by the same worker, each given
+    its chunks of the per-row side arrays (``side_names``, a :class:`Box` of
+    names, and per name the list of chunks, ``side_values``) as keywords."""
     if isinstance(payload, Box):  # carried inside the task (pass_graph)
         payload = payload.value
-    weights = weights if weights is not None else [None] * len(blocks)
+    names, side_values = ((), ()) if side_names is None else (side_names.value, side_values)
     with quiet_float_errors():
-        parts = [_run_chunk(chunk_fn, block, payload, offset, w) for block, offset, w in zip(blocks, offsets, weights)]
+        parts = [
+            _run_chunk(chunk_fn, block, payload, offset, {name: values[b] for name, values in zip(names, side_values)})
+            for b, (block, offset) in enumerate(zip(blocks, offsets))
+        ]
         return parts[0] if len(parts) == 1 else combine_fn(parts)
 
 
-def _run_chunk(chunk_fn, block, payload, row_offset, weights):
-    """``chunk_fn`` on one chunk, given its sample ``weights`` (as
-    ``sample_weight=``) when there are any: chunk functions of unweighted
-    passes need not take them."""
-    if weights is None:
-        return chunk_fn(block, payload, row_offset)
-    return chunk_fn(block, payload, row_offset, sample_weight=weights)
+def _run_chunk(chunk_fn, block, payload, row_offset, side):
+    """``chunk_fn`` on one chunk, given its chunks of the per-row side arrays
+    (``side``: name -> chunk, e.g. ``sample_weight``) as keywords: chunk
+    functions of passes without them need not take them."""
+    return chunk_fn(block, payload, row_offset, **side)
+
+
+def _side_arrays(weights, rows):
+    """The per-row side arrays of a pass, name -> array: ``rows`` and the
+    sample ``weights`` as ``sample_weight``."""
+    side = {} if weights is None else {"sample_weight": weights}
+    side.update({name: array for name, array in (rows or {}).items() if array is not None})
+    return side
 
 
 def quiet_float_errors():
@@ -254,7 +264,7 @@ def _embeds_payload(payload, n_map_tasks):
 
 def pass_graph(
     X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches=None,
-    weights=None,
+    weights=None, rows=None,
 ):
     """The graph of one pass (see :func:`tree_reduce`): a list of Delayed,
     the partial results the client combines last.
@@ -281,12 +291,15 @@ def pass_graph(
     else:
         payload_arg = f"{name}-payload-{token}"
         layer[payload_arg] = (unbox, Box(payload))
+    side = _side_arrays(weights, rows)
+    side_names = Box(tuple(side)) if side else None
     keys = []
     for j, batch in enumerate(batches):
         key = (map_name, j)
         layer[key] = (
             _apply_batch, chunk_fn, combine_fn, [(X.name, i, 0) for i in batch], payload_arg,
-            [offsets[i] for i in batch], None if weights is None else [(weights.name, i) for i in batch],
+            [offsets[i] for i in batch], side_names,
+            [[(array.name, i) for i in batch] for array in side.values()] if side else None,
         )
         keys.append(key)
     level = 0
@@ -300,13 +313,13 @@ def pass_graph(
             new_keys.append(key)
         keys = new_keys
     layer_name = f"{name}-{token}"
-    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X] + ([weights] if weights is not None else []))
+    graph = HighLevelGraph.from_collections(layer_name, layer, dependencies=[X, *side.values()])
     return [Delayed(key, graph, layer=layer_name) for key in keys]
 
 
 def tree_reduce(
     X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches="auto",
-    weights=None,
+    weights=None, rows=None,
 ):
     """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
 
@@ -331,13 +344,18 @@ def tree_reduce(
         Sample weights, chunked like the rows of ``X`` (a Dask array; NumPy
         for :class:`InMemoryRows`): ``chunk_fn`` then gets each chunk's
         weights as ``sample_weight=``.
+    rows : dict, optional
+        More per-row side arrays, name -> 1-D array chunked as ``weights``
+        (None values left out): ``chunk_fn`` gets each chunk's part of every
+        one as a keyword of that name (the partial labels of a fit:
+        ``labels=``).
 
     Returns
     -------
     The combined partial, computed (one graph submitted).
     """
     if isinstance(X, InMemoryRows):
-        return _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, weights)
+        return _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, _side_arrays(weights, rows))
     client = _scheduling_client()
     session = _SESSION.get()
     if session is not None and session.client is not client:
@@ -345,7 +363,8 @@ def tree_reduce(
     if isinstance(batches, str):
         batches = _batches(X, client, session)
     delayeds = pass_graph(
-        X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches, weights=weights
+        X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches, weights=weights,
+        rows=rows,
     )
     if client is None:
         with one_blas_thread_per_task(client):
@@ -355,15 +374,17 @@ def tree_reduce(
     return combine_fn(list(parts))
 
 
-def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, weights=None):
+def _reduce_in_process(X, chunk_fn, combine_fn, payload, split_every, side):
     """:func:`tree_reduce` of :class:`InMemoryRows`: the map and the tree of
-    :func:`pass_graph` (one map per chunk), run here."""
+    :func:`pass_graph` (one map per chunk), run here; ``side``: the per-row
+    side arrays, name -> NumPy array."""
     if split_every < 2:
         raise ValueError(f"split_every must be at least 2, got {split_every}.")
     with one_blas_thread_per_task(None), quiet_float_errors():
         parts = [
             _run_chunk(
-                chunk_fn, block, payload, offset, None if weights is None else weights[offset : offset + block.shape[0]]
+                chunk_fn, block, payload, offset,
+                {name: array[offset : offset + block.shape[0]] for name, array in side.items()},
             )
             for block, offset in X.blocks()
         ]
