@@ -1925,13 +1925,13 @@ class GaussianMixture(_BaseMixture):
             )
         return super()._open_checkpoint(checkpoint, dX, **kwargs)
 
-    def _partial_fit(self, X, sample_weight, skip_nonfinite=False):
+    def _partial_fit(self, X, sample_weight, skip_nonfinite=False, y=None):
         if self.noise is not None:
             raise ValueError(
                 f"partial_fit is not supported with noise={self.noise!r}: the noise component is fitted by fit "
                 "only. Set noise=None, or use fit."
             )
-        return super()._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite)
+        return super()._partial_fit(X, sample_weight, skip_nonfinite=skip_nonfinite, y=y)
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0,
