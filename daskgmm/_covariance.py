@@ -852,6 +852,8 @@ class _ConstrainedDiagonal(DiagCovariance):
 
     def covariances(self, scatter, nk, reg_covar, control=None):
         regularised = scatter + nk[:, None] * reg_covar
+        if not np.all(regularised > 0):  # mclust's M-step fails too: a zero variance has no volume
+            raise ValueError(ILL_DEFINED_MESSAGE)
         return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
 
     def moments(self, stats, reg_covar, parameters):
@@ -868,6 +870,9 @@ class _ConstrainedFull(FullCovariance):
         d = scatter.shape[-1]
         regularised = scatter + nk[:, None, None] * reg_covar * np.eye(d)
         regularised = 0.5 * (regularised + np.swapaxes(regularised, 1, 2))
+        # A singular scatter has no volume (mclust's M-step fails too).
+        if not np.all(np.linalg.eigvalsh(regularised)[:, 0] > 0):
+            raise ValueError(ILL_DEFINED_MESSAGE)
         return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
 
     def moments(self, stats, reg_covar, parameters):
