@@ -1074,8 +1074,10 @@ class EVECovariance(_ConstrainedFull):
 
 class VVECovariance(_ConstrainedFull):
     """VVE: variable volume and shape, equal orientation (``lambda_k D A_k
-    D^T``), by mclust's ``msvve`` (its MM iterations on the orientation
-    weigh the components as EVE's, without their volumes)."""
+    D^T``), by mclust's ``msvve``.  Its MM iterations on the orientation
+    weigh the components as EVE's, without their volumes, so they do not
+    maximise the likelihood over the model and EM may lose a little
+    likelihood, as mclust's; kept for parity with mclust."""
 
     name = "VVE"
 
