@@ -13,8 +13,9 @@ flag and per-iteration history, plus the iteration number and a
 * the data's shape and dtype, and the settings that change the answer
   (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``, ``n_init``,
   ``init_params``, ``random_state``, digests of ``*_init`` arrays,
-  ``skip_nonfinite``, ``m_step_max_iter``, ``m_step_tol``); a checkpoint whose fingerprint differs is refused
-  with a ValueError naming every difference.  ``max_iter`` may differ (a
+  ``skip_nonfinite``, ``m_step_max_iter``, ``m_step_tol``); a checkpoint
+  whose fingerprint differs is refused with a ValueError naming every
+  difference.  ``max_iter`` may differ (a
   resumed fit may be given more iterations), so may the chunking,
   ``split_every`` and ``persist`` (they change nothing but rounding and
   speed).

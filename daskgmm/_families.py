@@ -82,9 +82,10 @@ class Run:
     # posterior of daskgmm._families.BayesianFamily), name -> array.
     posterior: dict = field(default_factory=dict)
     # (weights, means, covariances) of the maximum-likelihood M-step of the
-    # last statistics the family's M-step took, whatever the family: the
+    # last statistics the family's M-step took, whatever the family (for a
+    # constrained mclust model, that of its statistics' block kind): the
     # data's mean and variance follow from them (checkpoints compare them
-    # with the data's).
+    # with the data's; CovarianceModel.moments).
     moments: tuple | None = None
     # The merged statistics of the pass whose M-step gave the parameters
     # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream

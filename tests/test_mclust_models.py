@@ -294,7 +294,9 @@ def given_start(name, X, k=3):
 
 def assert_same_fit(a, b, rtol):
     for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
-        np.testing.assert_allclose(getattr(a, attribute), getattr(b, attribute), rtol=rtol, atol=rtol, err_msg=attribute)
+        np.testing.assert_allclose(
+            getattr(a, attribute), getattr(b, attribute), rtol=rtol, atol=rtol, err_msg=attribute
+        )
 
 
 @pytest.mark.parametrize("name", NEW)
