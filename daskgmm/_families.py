@@ -48,6 +48,8 @@ from scipy.special import betaln, digamma, gammaln
 from . import _blocks, _blocks_missing
 from ._blocks import Stats
 from ._covariance import (
+    DEFAULT_M_STEP_CONTROL,
+    MStepControl,
     covariance_model,
     covariances_from_stats,
     make_model,
@@ -81,9 +83,10 @@ class Run:
     # posterior of daskgmm._families.BayesianFamily), name -> array.
     posterior: dict = field(default_factory=dict)
     # (weights, means, covariances) of the maximum-likelihood M-step of the
-    # last statistics the family's M-step took, whatever the family: the
+    # last statistics the family's M-step took, whatever the family (for a
+    # constrained mclust model, that of its statistics' block kind): the
     # data's mean and variance follow from them (checkpoints compare them
-    # with the data's).
+    # with the data's; CovarianceModel.moments).
     moments: tuple | None = None
     # The merged statistics of the pass whose M-step gave the parameters
     # (:func:`run_em` keeps them, checkpoints save them): a stepwise stream
@@ -99,11 +102,13 @@ class Run:
         return self.means.shape[0]
 
 
-def m_step(run, stats, reg_covar):
-    """Closed-form M-step: new parameters of ``run`` from merged stats (and
-    ``run.moments``, which they are)."""
-    weights, means, covariances = covariances_from_stats(stats, reg_covar, run.covariance_type)
-    run.moments = (weights, means, covariances)
+def m_step(run, stats, reg_covar, control=None):
+    """Maximum-likelihood M-step: new parameters of ``run`` from merged
+    stats (``control``: the :class:`daskgmm._covariance.MStepControl` of
+    the models without a closed form), and ``run.moments``."""
+    kind = covariance_model(run.covariance_type)
+    weights, means, covariances = kind.m_step(stats, reg_covar, control)
+    run.moments = kind.moments(stats, reg_covar, (weights, means, covariances))
     run.weights, run.means, run.covariances = weights, means, covariances
     run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
@@ -236,18 +241,27 @@ class GaussianFamily(GaussianChunks):
     log-sides of the noise's box, summing to ``noise_log_volume``): rows
     with missing features get the uniform's marginal over their observed
     features; None where only the volume is known.
+    ``m_step_max_iter``, ``m_step_tol``: the estimator's bounds on the inner
+    iterations of the M-steps without a closed form
+    (:class:`daskgmm._covariance.MStepControl`).
     """
 
     marginalize: bool = False
     noise_log_volume: float | None = None
     noise_log_ranges: tuple | None = None
+    m_step_max_iter: int = DEFAULT_M_STEP_CONTROL.max_iter
+    m_step_tol: float = DEFAULT_M_STEP_CONTROL.tol
 
     name = "gaussian"
     posterior_names = ()
 
+    @property
+    def m_step_control(self):
+        return MStepControl(self.m_step_max_iter, self.m_step_tol)
+
     def initial_run(self, stats, covariance_type, reg_covar):
         run = Run(covariance_type, None, None, None, None)
-        m_step(run, stats, reg_covar)
+        m_step(run, stats, reg_covar, self.m_step_control)
         return run
 
     def model(self, run):
@@ -261,7 +275,7 @@ class GaussianFamily(GaussianChunks):
 
     def step(self, run, stats, reg_covar, model):
         bound = float(stats.log_likelihood) / float(stats.n_samples)
-        m_step(run, stats, reg_covar)
+        m_step(run, stats, reg_covar, self.m_step_control)
         if self.noise_log_volume is not None:
             noise_weights(run, stats)
         return bound

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import logging
 import math
@@ -34,6 +35,7 @@ from ._blocks import merge_statistics
 from ._covariance import (
     COVARIANCE_TYPES,
     DEFAULT_COVARIANCE_TYPE,
+    DEFAULT_M_STEP_CONTROL,
     CovarianceType,
     covariance_model,
     covariance_shape,
@@ -54,7 +56,7 @@ from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importabl
 )
 from ._engine.online import ONLINE_MODES
 from ._engine.passes import DEFAULT_SPLIT_EVERY
-from ._families import GAUSSIAN, GaussianFamily, Run
+from ._families import GaussianFamily, Run
 from ._init import COVERS_EVERY_ROW, PassCounter, Spec, data_box, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
@@ -1512,12 +1514,24 @@ class GaussianMixture(_BaseMixture):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'}, default='full'
-        Form of the covariances: one full matrix per component, one full
-        matrix shared by all, one diagonal per component, one variance per
-        component, one diagonal shared by all (``covariances_`` of shape
-        (n_features,)), or one variance shared by all (shape (1,)); the last
-        two are scikit-learn's proposed types (scikit-learn#33692).
+    covariance_type : str, default='full'
+        Form of the covariances: 'full' (one matrix per component), 'tied'
+        (one matrix shared by all), 'diag' (one diagonal per component),
+        'spherical' (one variance per component), 'tied-diag' (one diagonal
+        shared by all, ``covariances_`` of shape (n_features,)) or
+        'tied-spherical' (one variance shared by all, shape (1,)); the last
+        two are scikit-learn's proposed types (scikit-learn#33692).  Or one
+        of R mclust's 14 models, ``Sigma_k = lambda_k D_k A_k D_k^T``
+        (volume, orientation, shape), named by whether volume, shape and
+        orientation are Equal, Variable or the Identity: 'EII'
+        (= 'tied-spherical'), 'VII' (= 'spherical'), 'EEI' (= 'tied-diag'),
+        'VEI', 'EVI', 'VVI' (= 'diag'), 'EEE' (= 'tied'), 'VEE', 'EVE',
+        'VVE', 'EEV', 'VEV', 'EVV', 'VVV' (= 'full').  A second name gives
+        the same fit.  VEI and EVI hold (n_components, n_features) diagonals
+        as 'diag' does, the other new ones (n_components, n_features,
+        n_features) matrices as 'full'; their M-steps are mclust's, from the
+        scatter plus ``reg_covar`` on its diagonal, iterative for VEI, VEE,
+        EVE, VVE and VEV (see ``m_step_max_iter``).
     tol : float, default=1e-3
         Convergence threshold on the change of the per-sample lower bound.
     reg_covar : float, default=1e-6
@@ -1620,6 +1634,15 @@ class GaussianMixture(_BaseMixture):
         a clustering must not become labels).  :meth:`predict`,
         :meth:`predict_proba`, :meth:`score_samples`, :meth:`score` and
         :meth:`bic` take no labels: they evaluate the fitted mixture.
+    m_step_max_iter : int >= 1, default=1000
+        Most inner iterations of each M-step of the models without a closed
+        form ('VEI', 'VEE', 'EVE', 'VVE', 'VEV'); on the client, from
+        mclust's fixed start, so the fit stays a function of each pass's
+        statistics.
+    m_step_tol : float >= 0, default=1.5e-8
+        Those inner iterations stop when the relative change of mclust's
+        measure (the volumes and shapes, or its target function) is at most
+        this; mclust's default, ``sqrt(eps)``.  A checkpoint records both.
 
     Attributes
     ----------
@@ -1740,6 +1763,8 @@ class GaussianMixture(_BaseMixture):
         noise: Literal["box"] | float | None = None,
         noise_weight_init: float = 0.1,
         partial_labels: bool = False,
+        m_step_max_iter: int = DEFAULT_M_STEP_CONTROL.max_iter,
+        m_step_tol: float = DEFAULT_M_STEP_CONTROL.tol,
     ) -> None:
         super().__init__(
             n_components=n_components,
@@ -1766,6 +1791,8 @@ class GaussianMixture(_BaseMixture):
         self.precisions_init = precisions_init
         self.noise = noise
         self.noise_weight_init = noise_weight_init
+        self.m_step_max_iter = m_step_max_iter
+        self.m_step_tol = m_step_tol
 
     # ------------------------------------------------------------------
     # validation
@@ -1782,6 +1809,8 @@ class GaussianMixture(_BaseMixture):
         "noise": [None, StrOptions({"box"}), Interval(numbers.Real, 0, None, closed="neither")],
         "noise_weight_init": [Interval(numbers.Real, 0, 1, closed="neither")],
         **LABELS_PARAMETER_CONSTRAINTS,
+        "m_step_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "m_step_tol": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def _check_noise(self):
@@ -1887,12 +1916,18 @@ class GaussianMixture(_BaseMixture):
         # component on the fitted volume (and box).
         volume = getattr(self, "noise_volume_", None)
         if volume is None:
-            return GAUSSIAN
+            return self._plain_family()
         box = getattr(self, "noise_box_", None)
         if box is None:
-            return GaussianFamily(noise_log_volume=math.log(volume))
+            return dataclasses.replace(self._plain_family(), noise_log_volume=math.log(volume))
         log_sides = np.log(np.asarray(box, dtype=np.float64)[1] - np.asarray(box, dtype=np.float64)[0])
-        return GaussianFamily(noise_log_volume=float(np.sum(log_sides)), noise_log_ranges=tuple(log_sides.tolist()))
+        return dataclasses.replace(
+            self._plain_family(), noise_log_volume=float(np.sum(log_sides)), noise_log_ranges=tuple(log_sides.tolist())
+        )
+
+    def _plain_family(self):
+        """The family without the noise component: the initialisation's."""
+        return GaussianFamily(m_step_max_iter=self.m_step_max_iter, m_step_tol=self.m_step_tol)
 
     def _set_run(self, run, dtype=np.float64):
         super()._set_run(run, dtype)
@@ -1952,7 +1987,8 @@ class GaussianMixture(_BaseMixture):
             return runs
         # The restarts share one k-means|| candidate set (drawn with the first
         # seed) and each draws its own k-means++ seeding from it.
-        specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
+        family = self._plain_family()
+        specs = [Spec(self.n_components, kind, seed, pool=seeds[0], family=family) for seed in seeds]
         runs = initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight, labels=labels,
@@ -1964,10 +2000,11 @@ class GaussianMixture(_BaseMixture):
             # noise first assigns every row to its nearest start, as the
             # other methods' statistics do.
             stats = _engine.em_pass(
-                dX, GAUSSIAN, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight
+                dX, family, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight,
+                labels=labels,
             )
             counter.passes += 1
-            runs = [GAUSSIAN.initial_run(stat, kind, self.reg_covar) for stat in stats]
+            runs = [family.initial_run(stat, kind, self.reg_covar) for stat in stats]
         for run in runs:
             self._apply_initial_parameters(run, checked)
         return runs
