@@ -36,6 +36,7 @@ shared precisions), pooled over the components by the M-step;
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -50,7 +51,25 @@ ILL_DEFINED_MESSAGE = (
 )
 
 # The estimators' ``covariance_type`` as type checkers see it.
-CovarianceType = Literal["full", "tied", "diag", "spherical", "tied-diag", "tied-spherical"]
+CovarianceType = Literal[
+    "full", "tied", "diag", "spherical", "tied-diag", "tied-spherical",
+    "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV",
+]
+
+
+@dataclass(frozen=True)
+class MStepControl:
+    """The inner iterations of the M-steps without a closed form (VEI, VEE,
+    EVE, VVE, VEV): at most ``max_iter`` of them, until the relative change
+    of mclust's measure is at most ``tol`` (mclust's ``emControl`` second
+    ``itmax`` and ``tol``).  Their start is fixed, so the M-step stays a
+    function of the merged statistics."""
+
+    max_iter: int = 1000
+    tol: float = 1.5e-8
+
+
+DEFAULT_M_STEP_CONTROL = MStepControl()
 
 
 def _chol_precision(cov, d):
@@ -118,13 +137,16 @@ class CovarianceModel:
 
     # -- M-step ---------------------------------------------------------------
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         """Covariances from the merged centred scatter and the counts ``nk``
-        (with scikit-learn's ``10 eps`` added), ``reg_covar`` on the diagonal."""
+        (with scikit-learn's ``10 eps`` added), ``reg_covar`` on the diagonal;
+        ``control`` (an :class:`MStepControl`) bounds the inner iterations of
+        a model without a closed form."""
         raise NotImplementedError
 
-    def m_step(self, stats: Stats, reg_covar: float):
-        """Closed-form M-step: weights, means and covariances from merged stats.
+    def m_step(self, stats: Stats, reg_covar: float, control=None):
+        """M-step: weights, means and covariances from merged stats (closed
+        form, or the inner iterations ``control`` bounds).
 
         ``nk`` gets scikit-learn's ``10 * eps`` so an empty component keeps
         finite parameters (mean 0, covariance ``reg_covar * I``, weight ~0)
@@ -143,9 +165,17 @@ class CovarianceModel:
         eps = 10 * np.finfo(dtype).eps
         nk = nk_raw + eps
         means = np.asarray(stats.means, dtype=np.float64) * (nk_raw / nk)[:, None]
-        covariances = self.covariances(np.asarray(stats.scatter, dtype=np.float64), nk, reg_covar)
+        covariances = self.covariances(np.asarray(stats.scatter, dtype=np.float64), nk, reg_covar, control)
         weights = nk / nk.sum()
         return weights, means, covariances
+
+    def moments(self, stats: Stats, reg_covar: float, parameters):
+        """``(weights, means, covariances)`` whose law of total variance gives
+        the spread of the rows ``stats`` describe (checkpoints compare it with
+        the data's): ``parameters``, this model's M-step, when its covariance
+        keeps the trace of the scatter (``sum_k w_k tr(Sigma_k) = tr(sum_k
+        W_k) / N + D reg_covar``)."""
+        return parameters
 
     # -- precisions -----------------------------------------------------------
 
@@ -316,7 +346,7 @@ class FullCovariance(CovarianceModel):
 
     scatter_shape = covariances_shape
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         d = scatter.shape[-1]
         covariances = scatter / nk[:, None, None]
         covariances = covariances + reg_covar * np.eye(d)[None, :, :]
@@ -450,7 +480,7 @@ class TiedCovariance(FullCovariance):
     def _stacked(self, matrices):
         return matrices[None]
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         covariances = scatter / nk.sum() + reg_covar * np.eye(scatter.shape[-1])
         return 0.5 * (covariances + covariances.T)
 
@@ -526,7 +556,7 @@ class DiagCovariance(CovarianceModel):
     def scatter_shape(self, n_components, n_features):
         return (n_components, n_features)
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         return scatter / nk[:, None] + reg_covar
 
     def precisions_cholesky(self, covariances):
@@ -615,7 +645,7 @@ class SphericalCovariance(DiagCovariance):
     def covariances_shape(self, n_components, n_features):
         return (n_components,)
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         return (scatter / nk[:, None]).mean(axis=1) + reg_covar
 
     def log_det_cholesky(self, precisions_cholesky, n_features):
@@ -672,7 +702,7 @@ class TiedDiagCovariance(DiagCovariance):
     def covariances_shape(self, n_components, n_features):
         return (n_features,)
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         return self.pooled_scatter(scatter) / nk.sum() + reg_covar
 
     def log_det_cholesky(self, precisions_cholesky, n_features):
@@ -713,7 +743,7 @@ class TiedSphericalCovariance(SphericalCovariance):
     def covariances_shape(self, n_components, n_features):
         return (1,)
 
-    def covariances(self, scatter, nk, reg_covar):
+    def covariances(self, scatter, nk, reg_covar, control=None):
         return np.atleast_1d((self.pooled_scatter(scatter) / nk.sum()).mean() + reg_covar)
 
     def n_covariance_parameters(self, n_components, n_features):
@@ -738,6 +768,282 @@ class TiedSphericalCovariance(SphericalCovariance):
         return super().sample(rng, means, np.full(means.shape[0], covariances[0]), counts)
 
 
+# --------------------------------------------------------------------------
+# mclust's constrained models: Sigma_k = lambda_k D_k A_k D_k^T
+# --------------------------------------------------------------------------
+#
+# Each follows mclust 6's M-step (src/mclust.f: msvei, msevi, mseev, msvev;
+# src/mclust2.f: msvee, mseve, msvve, msevv) on the scatter W_k + N_k
+# reg_covar I, from the same deterministic start, so that its answer is a
+# function of the merged statistics only.  ``n`` is sum_k N_k (the Gaussian
+# components' total, as mclust's with a noise component).
+
+
+def _geometric_mean(values, axis=-1):
+    """``prod(values) ** (1 / p)`` along ``axis``, through logarithms (no
+    overflow of the product)."""
+    with np.errstate(divide="ignore"):
+        return np.exp(np.mean(np.log(values), axis=axis))
+
+
+def _relative_change(old, new):
+    """mclust's convergence measure of its scale and shape iterations."""
+    return float(np.max(np.abs(old - new) / (1.0 + new)))
+
+
+def _checked(covariances):
+    """The covariances, or the ill-defined ValueError when the constrained
+    M-step broke down (a singular scatter without ``reg_covar``)."""
+    if not np.all(np.isfinite(covariances)):
+        raise ValueError(ILL_DEFINED_MESSAGE)
+    return covariances
+
+
+def _rotated(orientations, shapes):
+    """``D_k diag(a_k) D_k^T`` for (K, D, D) or (D, D) orientations and
+    (K, D) or (D,) shapes, symmetric."""
+    matrices = np.matmul(orientations * shapes[..., None, :], np.swapaxes(orientations, -1, -2))
+    return 0.5 * (matrices + np.swapaxes(matrices, -1, -2))
+
+
+class _ConstrainedDiagonal(DiagCovariance):
+    """A diagonal model (``covariances_`` (K, D)) whose M-step constrains the
+    volumes or the shapes of the components."""
+
+    bayesian = False
+
+    def covariances(self, scatter, nk, reg_covar, control=None):
+        regularised = scatter + nk[:, None] * reg_covar
+        return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
+
+    def moments(self, stats, reg_covar, parameters):
+        return DIAG.m_step(stats, reg_covar)
+
+
+class _ConstrainedFull(FullCovariance):
+    """A model of one matrix per component (``covariances_`` (K, D, D))
+    whose M-step constrains some of their volumes, shapes or orientations."""
+
+    bayesian = False
+
+    def covariances(self, scatter, nk, reg_covar, control=None):
+        d = scatter.shape[-1]
+        regularised = scatter + nk[:, None, None] * reg_covar * np.eye(d)
+        regularised = 0.5 * (regularised + np.swapaxes(regularised, 1, 2))
+        return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
+
+    def moments(self, stats, reg_covar, parameters):
+        return FULL.m_step(stats, reg_covar)
+
+
+class VEICovariance(_ConstrainedDiagonal):
+    """VEI: diagonal, variable volume, equal shape (``lambda_k A``).  mclust's
+    ``msvei``: alternate the volumes and the shared shape from all ones."""
+
+    name = "VEI"
+
+    def _constrained(self, scatter, nk, control):
+        d = scatter.shape[1]
+        scale, shape = np.ones(nk.shape), np.ones(d)
+        for _ in range(control.max_iter):
+            previous_scale, previous_shape = scale, shape
+            scale = np.sum(scatter / shape, axis=1) / (d * nk)
+            shape = np.sum(scatter / scale[:, None], axis=0)
+            shape = shape / _geometric_mean(shape)
+            change = max(_relative_change(previous_scale, scale), _relative_change(previous_shape, shape))
+            if not change > control.tol:
+                break
+        return scale[:, None] * shape
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components + (n_features - 1)
+
+
+class EVICovariance(_ConstrainedDiagonal):
+    """EVI: diagonal, equal volume, variable shape (``lambda A_k``), closed
+    form (mclust's ``msevi``)."""
+
+    name = "EVI"
+
+    def _constrained(self, scatter, nk, control):
+        volumes = _geometric_mean(scatter, axis=1)
+        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None])
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return 1 + n_components * (n_features - 1)
+
+
+class EEVCovariance(_ConstrainedFull):
+    """EEV: equal volume and shape, variable orientation (``lambda D_k A
+    D_k^T``), closed form (mclust's ``mseev``): each W_k's eigenvectors,
+    the shape from the eigenvalues summed over the components in order."""
+
+    name = "EEV"
+
+    def _constrained(self, scatter, nk, control):
+        eigenvalues, orientations = np.linalg.eigh(scatter)
+        shape = eigenvalues.sum(axis=0)
+        volume = _geometric_mean(shape)
+        return (volume / nk.sum()) * _rotated(orientations, np.broadcast_to(shape / volume, eigenvalues.shape))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return 1 + (n_features - 1) + n_components * n_features * (n_features - 1) / 2.0
+
+
+class VEVCovariance(_ConstrainedFull):
+    """VEV: variable volume, equal shape, variable orientation (``lambda_k
+    D_k A D_k^T``).  mclust's ``msvev``: each W_k's eigenvectors; volumes
+    and the shared shape alternated from the EEV estimate."""
+
+    name = "VEV"
+
+    def _constrained(self, scatter, nk, control):
+        d = scatter.shape[-1]
+        eigenvalues, orientations = np.linalg.eigh(scatter)
+        shape = eigenvalues.sum(axis=0)
+        volume = _geometric_mean(shape)
+        scale, shape = volume / nk, shape / volume
+        for _ in range(control.max_iter):
+            previous_scale, previous_shape = scale, shape
+            scale = np.sum(eigenvalues / shape, axis=1) / (nk * d)
+            shape = np.sum(eigenvalues / scale[:, None], axis=0)
+            shape = shape / _geometric_mean(shape)
+            change = max(_relative_change(previous_shape, shape), _relative_change(previous_scale, scale))
+            if change < control.tol:
+                break
+        return scale[:, None, None] * _rotated(orientations, np.broadcast_to(shape, eigenvalues.shape))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components + (n_features - 1) + n_components * n_features * (n_features - 1) / 2.0
+
+
+class EVVCovariance(_ConstrainedFull):
+    """EVV: equal volume, variable shape and orientation (``lambda C_k``,
+    det C_k = 1), closed form (mclust's ``msevv``)."""
+
+    name = "EVV"
+
+    def _constrained(self, scatter, nk, control):
+        d = scatter.shape[-1]
+        sign, log_det = np.linalg.slogdet(scatter)
+        if np.any(sign <= 0):
+            raise ValueError(ILL_DEFINED_MESSAGE)
+        volumes = np.exp(log_det / d)
+        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None, None])
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return 1 - n_components + n_components * n_features * (n_features + 1) / 2.0
+
+
+class VEECovariance(_ConstrainedFull):
+    """VEE: variable volume, equal shape and orientation (``lambda_k C``,
+    det C = 1).  mclust's ``msvee``: C from sum_k W_k / lambda_k, then the
+    volumes, from all volumes one, until the likelihood's target settles."""
+
+    name = "VEE"
+
+    def _constrained(self, scatter, nk, control):
+        d = scatter.shape[-1]
+        scale = np.ones(nk.shape)
+        target = np.inf
+        for _ in range(control.max_iter):
+            shared = np.sum(scatter / scale[:, None, None], axis=0)
+            factor = _cholesky_or_fail(shared)
+            shared = shared / np.exp(2.0 * np.sum(np.log(np.diag(factor))) / d)
+            inverse = linalg.cho_solve((_cholesky_or_fail(shared), True), np.eye(d))
+            scale = np.einsum("kij,ji->k", scatter, inverse) / (d * nk)
+            previous, target = target, float(nk.sum() * d + d * np.sum(np.log(scale) * nk))
+            if not abs(target - previous) / (1.0 + abs(target)) > control.tol:
+                break
+        return scale[:, None, None] * (0.5 * (shared + shared.T))
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components + (n_features - 1) + n_features * (n_features - 1) / 2.0
+
+
+def _cholesky_or_fail(matrix):
+    try:
+        return linalg.cholesky(matrix, lower=True)
+    except (linalg.LinAlgError, ValueError):
+        raise ValueError(ILL_DEFINED_MESSAGE) from None
+
+
+def _polar(matrix):
+    """``P R^T`` of the SVD ``P B R^T`` of ``matrix``: the orthogonal matrix
+    nearest to it (unique when it is non-singular)."""
+    left, _, right_t = np.linalg.svd(matrix)
+    return left @ right_t
+
+
+def _common_orientation(scatter, volume_scaled, control):
+    """Browne & McNicholas's (2014) MM iterations, as mclust's ``mseve`` and
+    ``msvve`` run them, for the orientation D shared by all components and
+    the shapes A_k (det 1), from D = I and A_k = I; the target is
+    ``sum_k tr(W_k D A_k^-1 D^T)``.  ``volume_scaled``: the shapes of VVE,
+    ``diag(D^T W_k D) / N_k`` split into a volume and a shape per component.
+
+    Returns ``(orientation (D, D), shapes (K, D), target, volumes (K,) or None)``.
+    """
+    k, d, _ = scatter.shape
+    largest = np.linalg.eigvalsh(scatter)[:, -1]
+    orientation = np.eye(d)
+    shapes = np.ones((k, d))
+    target = np.inf
+    volumes = None
+    for _ in range(control.max_iter):
+        # MM 1: the transposed orientation from F = sum_k A_k^-1 D^T (W_k - omega_k I).
+        scaled_t = orientation.T[None, :, :] / shapes[:, :, None]
+        step = np.sum(np.matmul(scaled_t, scatter) - largest[:, None, None] * scaled_t, axis=0)
+        orientation = _polar(step).T
+        # MM 2: the orientation from F = sum_k W_k D (A_k^-1 - max(1 / a_k) I).
+        rotated = np.matmul(scatter, orientation)
+        step = np.sum(rotated / shapes[:, None, :] - np.max(1.0 / shapes, axis=1)[:, None, None] * rotated, axis=0)
+        orientation = _polar(step)
+        diagonals = np.einsum("ji,kjl,li->ki", orientation, scatter, orientation)
+        if volume_scaled is not None:
+            diagonals_per_count = diagonals / volume_scaled[:, None]
+            volumes = _geometric_mean(diagonals_per_count, axis=1)
+            shapes = diagonals_per_count / volumes[:, None]
+        else:
+            shapes = diagonals / _geometric_mean(diagonals, axis=1)[:, None]
+        if not np.all(np.isfinite(shapes)) or np.any(shapes <= 0):
+            raise ValueError(ILL_DEFINED_MESSAGE)
+        previous, target = target, float(np.sum(diagonals / shapes))
+        if not abs(target - previous) / (1.0 + abs(target)) > control.tol:
+            break
+    return orientation, shapes, target, volumes
+
+
+class EVECovariance(_ConstrainedFull):
+    """EVE: equal volume, variable shape, equal orientation (``lambda D A_k
+    D^T``), by mclust's ``mseve`` (Browne & McNicholas's MM iterations)."""
+
+    name = "EVE"
+
+    def _constrained(self, scatter, nk, control):
+        orientation, shapes, target, _ = _common_orientation(scatter, None, control)
+        volume = target / (nk.sum() * scatter.shape[-1])
+        return volume * _rotated(np.broadcast_to(orientation, scatter.shape), shapes)
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return 1 + n_components * (n_features - 1) + n_features * (n_features - 1) / 2.0
+
+
+class VVECovariance(_ConstrainedFull):
+    """VVE: variable volume and shape, equal orientation (``lambda_k D A_k
+    D^T``), by mclust's ``msvve`` (its MM iterations on the orientation
+    weigh the components as EVE's, without their volumes)."""
+
+    name = "VVE"
+
+    def _constrained(self, scatter, nk, control):
+        orientation, shapes, _, volumes = _common_orientation(scatter, nk, control)
+        return volumes[:, None, None] * _rotated(np.broadcast_to(orientation, scatter.shape), shapes)
+
+    def n_covariance_parameters(self, n_components, n_features):
+        return n_components + n_components * (n_features - 1) + n_features * (n_features - 1) / 2.0
+
+
 FULL = FullCovariance()
 TIED = TiedCovariance()
 DIAG = DiagCovariance()
@@ -745,9 +1051,28 @@ SPHERICAL = SphericalCovariance()
 TIED_DIAG = TiedDiagCovariance()
 TIED_SPHERICAL = TiedSphericalCovariance()
 
-REGISTRY = {model.name: model for model in (FULL, TIED, DIAG, SPHERICAL, TIED_DIAG, TIED_SPHERICAL)}
+VEI = VEICovariance()
+EVI = EVICovariance()
+VEE = VEECovariance()
+EVE = EVECovariance()
+VVE = VVECovariance()
+EEV = EEVCovariance()
+VEV = VEVCovariance()
+EVV = EVVCovariance()
 
-# Every covariance_type: scikit-learn's, then the shared diagonal ones.
+# mclust's 14 models, in mclust's order; the six of scikit-learn's names
+# are the same objects under those names.
+MCLUST_MODELS = {
+    "EII": TIED_SPHERICAL, "VII": SPHERICAL, "EEI": TIED_DIAG, "VEI": VEI, "EVI": EVI, "VVI": DIAG,
+    "EEE": TIED, "VEE": VEE, "EVE": EVE, "VVE": VVE, "EEV": EEV, "VEV": VEV, "EVV": EVV, "VVV": FULL,
+}
+
+REGISTRY = {
+    **{model.name: model for model in (FULL, TIED, DIAG, SPHERICAL, TIED_DIAG, TIED_SPHERICAL)},
+    **MCLUST_MODELS,
+}
+
+# Every covariance_type: scikit-learn's, the shared diagonal ones, then mclust's.
 COVARIANCE_TYPES = tuple(REGISTRY)
 DEFAULT_COVARIANCE_TYPE = FULL.name
 
@@ -778,11 +1103,12 @@ def covariance_shape(covariance_type, n_components, n_features):
     return covariance_model(covariance_type).covariances_shape(n_components, n_features)
 
 
-def covariances_from_stats(stats: Stats, reg_covar: float, covariance_type=None):
-    """Closed-form M-step (:meth:`CovarianceModel.m_step`) of
-    ``covariance_type`` (by default the statistics' own block kind)."""
+def covariances_from_stats(stats: Stats, reg_covar: float, covariance_type=None, control=None):
+    """M-step (:meth:`CovarianceModel.m_step`) of ``covariance_type`` (by
+    default the statistics' own block kind); ``control``: an
+    :class:`MStepControl`."""
     return covariance_model(stats.covariance_type if covariance_type is None else covariance_type).m_step(
-        stats, reg_covar
+        stats, reg_covar, control
     )
 
 

@@ -47,6 +47,8 @@ from scipy.special import betaln, digamma, gammaln
 from . import _blocks, _blocks_missing
 from ._blocks import Stats
 from ._covariance import (
+    DEFAULT_M_STEP_CONTROL,
+    MStepControl,
     covariance_model,
     covariances_from_stats,
     make_model,
@@ -94,11 +96,13 @@ class Run:
         return self.means.shape[0]
 
 
-def m_step(run, stats, reg_covar):
-    """Closed-form M-step: new parameters of ``run`` from merged stats (and
-    ``run.moments``, which they are)."""
-    weights, means, covariances = covariances_from_stats(stats, reg_covar, run.covariance_type)
-    run.moments = (weights, means, covariances)
+def m_step(run, stats, reg_covar, control=None):
+    """Maximum-likelihood M-step: new parameters of ``run`` from merged
+    stats (``control``: the :class:`daskgmm._covariance.MStepControl` of
+    the models without a closed form), and ``run.moments``."""
+    kind = covariance_model(run.covariance_type)
+    weights, means, covariances = kind.m_step(stats, reg_covar, control)
+    run.moments = kind.moments(stats, reg_covar, (weights, means, covariances))
     run.weights, run.means, run.covariances = weights, means, covariances
     run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)
 
@@ -197,16 +201,26 @@ def _check_rows_finite(xp, block, log_norm, row_offset):
 @dataclass(frozen=True)
 class GaussianFamily(GaussianChunks):
     """Maximum-likelihood EM: :class:`daskgmm.GaussianMixture`.  The lower
-    bound is the mean log-likelihood per sample before the M-step."""
+    bound is the mean log-likelihood per sample before the M-step.
+
+    ``m_step_max_iter``, ``m_step_tol``: the estimator's bounds on the inner
+    iterations of the M-steps without a closed form
+    (:class:`daskgmm._covariance.MStepControl`)."""
 
     marginalize: bool = False
+    m_step_max_iter: int = DEFAULT_M_STEP_CONTROL.max_iter
+    m_step_tol: float = DEFAULT_M_STEP_CONTROL.tol
 
     name = "gaussian"
     posterior_names = ()
 
+    @property
+    def m_step_control(self):
+        return MStepControl(self.m_step_max_iter, self.m_step_tol)
+
     def initial_run(self, stats, covariance_type, reg_covar):
         run = Run(covariance_type, None, None, None, None)
-        m_step(run, stats, reg_covar)
+        m_step(run, stats, reg_covar, self.m_step_control)
         return run
 
     def model(self, run):
@@ -214,7 +228,7 @@ class GaussianFamily(GaussianChunks):
 
     def step(self, run, stats, reg_covar, model):
         bound = float(stats.log_likelihood) / float(stats.n_samples)
-        m_step(run, stats, reg_covar)
+        m_step(run, stats, reg_covar, self.m_step_control)
         return bound
 
 

@@ -33,6 +33,7 @@ from ._blocks import merge_statistics
 from ._covariance import (
     COVARIANCE_TYPES,
     DEFAULT_COVARIANCE_TYPE,
+    DEFAULT_M_STEP_CONTROL,
     CovarianceType,
     covariance_model,
     covariance_shape,
@@ -52,7 +53,7 @@ from ._engine.inputs import (  # noqa: F401 - TARGET_CHUNK_BYTES stays importabl
 )
 from ._engine.online import ONLINE_MODES
 from ._engine.passes import DEFAULT_SPLIT_EVERY
-from ._families import GAUSSIAN, Run
+from ._families import GaussianFamily, Run
 from ._init import PassCounter, Spec, init_from_resp, initialize
 from ._monitor import Monitor
 from . import _checkpoint
@@ -1594,6 +1595,8 @@ class GaussianMixture(_BaseMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         missing: Literal["error", "marginalize"] = "error",
+        m_step_max_iter: int = DEFAULT_M_STEP_CONTROL.max_iter,
+        m_step_tol: float = DEFAULT_M_STEP_CONTROL.tol,
     ) -> None:
         super().__init__(
             n_components=n_components,
@@ -1617,6 +1620,8 @@ class GaussianMixture(_BaseMixture):
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
+        self.m_step_max_iter = m_step_max_iter
+        self.m_step_tol = m_step_tol
 
     # ------------------------------------------------------------------
     # validation
@@ -1630,6 +1635,8 @@ class GaussianMixture(_BaseMixture):
         "persist": [StrOptions({"auto"}), "boolean"],
         **ONLINE_PARAMETER_CONSTRAINTS,
         **MISSING_PARAMETER_CONSTRAINTS,
+        "m_step_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "m_step_tol": [Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def _check_initial_parameters(self, n_features, n_components=None):
@@ -1677,11 +1684,11 @@ class GaussianMixture(_BaseMixture):
         return self._check_initial_parameters(n_features, n_components)
 
     def _make_family(self, dX, counter, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0):
-        return GAUSSIAN
+        return self._family()
 
     def _family(self, weight_scale=1.0):
         # Maximum likelihood depends on no scale of the weights.
-        return GAUSSIAN
+        return GaussianFamily(m_step_max_iter=self.m_step_max_iter, m_step_tol=self.m_step_tol)
 
     def _initial_runs(
         self, dX, checked, counter, family, *, skip_nonfinite=False, sample_weight=None, weight_scale=1.0
@@ -1696,7 +1703,8 @@ class GaussianMixture(_BaseMixture):
             return [Run(kind, weights_init.copy(), means_init.copy(), covariances, prec_chol) for _ in seeds]
         # The restarts share one k-means|| candidate set (drawn with the first
         # seed) and each draws its own k-means++ seeding from it.
-        specs = [Spec(self.n_components, kind, seed, pool=seeds[0]) for seed in seeds]
+        family = self._family()
+        specs = [Spec(self.n_components, kind, seed, pool=seeds[0], family=family) for seed in seeds]
         runs = initialize(
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
