@@ -23,6 +23,17 @@ model's M-step.
   their kind, and in the M-step by its inner iterations (VEI VEE EVE VVE
   VEV).
 
+Measured 2026-12-08 with ``--small`` only (20,000 x 32, K=8; the 2-core VM
+shared with other agents' test runs, load 3.6-4.9), s/iter and ratio to
+VVV: VVV 0.059; EII 0.51, VII 0.21, EEI 0.20, VEI 0.45, EVI 0.87, VVI 0.81,
+EEE 1.66, VEE 1.82, EEV 1.19, VEV 0.93, EVV 0.85; EVE 20.9 and VVE 17.9,
+whose client-side M-step took 1.10 and 1.30 s against VVV's 0.02 ms: at
+D=32 their orientation MM iterations, started from the identity, ran into
+the default ``m_step_max_iter=1000`` in every M-step (about 1.3 ms each)
+without meeting ``m_step_tol``.  The other M-steps took under 1 ms.  At
+this load the cheap models' ratios are noise (EII 0.51 against VII 0.21
+for the same pass).  The full size is to be run on a quiet machine.
+
 Run::
 
     python benchmarks/bench_mclust_models.py            # 200,000 x 32, K=8
