@@ -13,7 +13,7 @@ flag and per-iteration history, plus the iteration number and a
 * the data's shape and dtype, and the settings that change the answer
   (``n_components``, ``covariance_type``, ``tol``, ``reg_covar``, ``n_init``,
   ``init_params``, ``random_state``, digests of ``*_init`` arrays,
-  ``skip_nonfinite``); a checkpoint whose fingerprint differs is refused
+  ``skip_nonfinite``, ``m_step_max_iter``, ``m_step_tol``); a checkpoint whose fingerprint differs is refused
   with a ValueError naming every difference.  ``max_iter`` may differ (a
   resumed fit may be given more iterations), so may the chunking,
   ``split_every`` and ``persist`` (they change nothing but rounding and
@@ -66,7 +66,7 @@ import uuid
 import numpy as np
 
 from ._blocks import Stats
-from ._covariance import covariance_model
+from ._covariance import DEFAULT_M_STEP_CONTROL, MStepControl, covariance_model
 from ._families import GAUSSIAN, Run, m_step
 from ._archive import (
     RECORD_FIELDS,
@@ -166,6 +166,8 @@ def fingerprint(X, estimator, *, skip_nonfinite=False, sample_weight=None, weigh
         "family": getattr(estimator, "_family_name", "gaussian"),
         "missing": getattr(estimator, "missing", "error"),
         "observed": None,
+        "m_step_max_iter": int(getattr(estimator, "m_step_max_iter", DEFAULT_M_STEP_CONTROL.max_iter)),
+        "m_step_tol": float(getattr(estimator, "m_step_tol", DEFAULT_M_STEP_CONTROL.tol)),
     })
     for name in getattr(estimator, "_prior_params", ()):
         value = getattr(estimator, name)
@@ -464,7 +466,11 @@ def _read(path, fp):
     if not isinstance(saved, dict):
         raise invalid(path, "fingerprint", f"is {type(saved).__name__}, not a JSON object", remedy=_REMEDY)
     # Checkpoints written before the families existed are maximum-likelihood ones.
-    defaults = {"family": "gaussian", "sample_weight": None, "missing": "error", "observed": None}
+    # Those before the M-step's inner iterations had settings used mclust's defaults.
+    defaults = {
+        "family": "gaussian", "sample_weight": None, "missing": "error", "observed": None,
+        "m_step_max_iter": DEFAULT_M_STEP_CONTROL.max_iter, "m_step_tol": DEFAULT_M_STEP_CONTROL.tol,
+    }
     differences = [
         f"{name} is {_describe(saved.get(name, defaults.get(name)))} in the checkpoint but {_describe(fp[name])} now"
         for name in fp
@@ -515,7 +521,7 @@ def verify_data(path, fp, runs, summary):
     probe.n_samples = float(stats.n_samples) * fp.weight_scale
     if probe.n_samples == 0:
         raise ValueError("No finite samples left to fit.")
-    m_step(probe, stats, fp["reg_covar"])
+    m_step(probe, stats, fp["reg_covar"], MStepControl(fp["m_step_max_iter"], fp["m_step_tol"]))
     current = data_summary(probe, probe.means.shape[1])
     if not summaries_match(summary, current, fp["reg_covar"], np.dtype(fp["dtype"]), weighted=fp.weights is not None):
         raise _mismatch(path, current, summary)

@@ -32,6 +32,44 @@ covariance as a one-element array).  Their statistics are those of 'diag'
 and 'spherical' (per component, of a model whose components all hold the
 shared precisions), pooled over the components by the M-step;
 :class:`daskgmm.BayesianGaussianMixture` does not support them.
+
+mclust's models (Celeux & Govaert 1995) write each covariance as
+``Sigma_k = lambda_k D_k A_k D_k^T``: a volume ``lambda_k`` (``det(Sigma_k)
+= lambda_k^D``), an orientation ``D_k`` (eigenvectors) and a shape ``A_k``
+(diagonal, determinant 1).  A model's name says, for volume, shape and
+orientation in that order, whether it is Equal for all components, Variable,
+or the Identity.  Six are the types above under a second name (the same
+registry object, the same fit); the other eight are new:
+
+=====  ======================  ============  ==============  ==============
+model  Sigma_k                 covariances_  same as         M-step
+=====  ======================  ============  ==============  ==============
+EII    lambda I                (1,)          tied-spherical  closed form
+VII    lambda_k I              (K,)          spherical       closed form
+EEI    lambda A                (D,)          tied-diag       closed form
+VEI    lambda_k A              (K, D)                        iterative
+EVI    lambda A_k              (K, D)                        closed form
+VVI    lambda_k A_k            (K, D)        diag            closed form
+EEE    lambda D A D^T          (D, D)        tied            closed form
+VEE    lambda_k D A D^T        (K, D, D)                     iterative
+EVE    lambda D A_k D^T        (K, D, D)                     iterative (MM)
+VVE    lambda_k D A_k D^T      (K, D, D)                     iterative (MM)
+EEV    lambda D_k A D_k^T      (K, D, D)                     closed form
+VEV    lambda_k D_k A D_k^T    (K, D, D)                     iterative
+EVV    lambda D_k A_k D_k^T    (K, D, D)                     closed form
+VVV    lambda_k D_k A_k D_k^T  (K, D, D)     full            closed form
+=====  ======================  ============  ==============  ==============
+
+The eight new models hold their covariances as 'diag' (VEI, EVI) or 'full'
+(the others) do, and their statistics are those of that block kind: their
+M-step is mclust's (its Fortran ``ms*`` routines) on the merged counts
+``N_k`` and centred scatter ``W_k``, with ``reg_covar`` added as ``W_k + N_k
+reg_covar I`` before the constraint (so the fitted covariances satisfy it
+exactly).  The iterative ones run on the client from mclust's fixed start,
+bounded by an :class:`MStepControl`; EVE and VVE by Browne & McNicholas's
+(2014) MM algorithms for the common orientation.  Their free parameters are
+mclust's ``nVarParams``; :class:`daskgmm.BayesianGaussianMixture` does not
+support them.
 """
 
 from __future__ import annotations
@@ -814,6 +852,8 @@ class _ConstrainedDiagonal(DiagCovariance):
 
     def covariances(self, scatter, nk, reg_covar, control=None):
         regularised = scatter + nk[:, None] * reg_covar
+        if not np.all(regularised > 0):  # mclust's M-step fails too: a zero variance has no volume
+            raise ValueError(ILL_DEFINED_MESSAGE)
         return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
 
     def moments(self, stats, reg_covar, parameters):
@@ -830,6 +870,9 @@ class _ConstrainedFull(FullCovariance):
         d = scatter.shape[-1]
         regularised = scatter + nk[:, None, None] * reg_covar * np.eye(d)
         regularised = 0.5 * (regularised + np.swapaxes(regularised, 1, 2))
+        # A singular scatter has no volume (mclust's M-step fails too).
+        if not np.all(np.linalg.eigvalsh(regularised)[:, 0] > 0):
+            raise ValueError(ILL_DEFINED_MESSAGE)
         return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
 
     def moments(self, stats, reg_covar, parameters):

@@ -38,9 +38,10 @@ class BayesianGaussianMixture(_BaseMixture):
     n_components : int, default=1
         Number of mixture components: an upper bound, the fit may leave
         some with weight near 0.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        As in :class:`daskgmm.GaussianMixture`; its Gauss-Wishart prior has
-        no form for the shared diagonal types.
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'VVV', 'EEE', 'VVI', 'VII'}, default='full'
+        As in :class:`daskgmm.GaussianMixture` (the last four are mclust's
+        names of the first four); its Gauss-Wishart prior has no form for
+        the shared diagonal types nor for mclust's other constrained models.
     tol : float, default=1e-3
         Convergence threshold on the change of the total lower bound
         (scikit-learn's rule for this class).

@@ -1426,12 +1426,24 @@ class GaussianMixture(_BaseMixture):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'}, default='full'
-        Form of the covariances: one full matrix per component, one full
-        matrix shared by all, one diagonal per component, one variance per
-        component, one diagonal shared by all (``covariances_`` of shape
-        (n_features,)), or one variance shared by all (shape (1,)); the last
-        two are scikit-learn's proposed types (scikit-learn#33692).
+    covariance_type : str, default='full'
+        Form of the covariances: 'full' (one matrix per component), 'tied'
+        (one matrix shared by all), 'diag' (one diagonal per component),
+        'spherical' (one variance per component), 'tied-diag' (one diagonal
+        shared by all, ``covariances_`` of shape (n_features,)) or
+        'tied-spherical' (one variance shared by all, shape (1,)); the last
+        two are scikit-learn's proposed types (scikit-learn#33692).  Or one
+        of R mclust's 14 models, ``Sigma_k = lambda_k D_k A_k D_k^T``
+        (volume, orientation, shape), named by whether volume, shape and
+        orientation are Equal, Variable or the Identity: 'EII'
+        (= 'tied-spherical'), 'VII' (= 'spherical'), 'EEI' (= 'tied-diag'),
+        'VEI', 'EVI', 'VVI' (= 'diag'), 'EEE' (= 'tied'), 'VEE', 'EVE',
+        'VVE', 'EEV', 'VEV', 'EVV', 'VVV' (= 'full').  A second name gives
+        the same fit.  VEI and EVI hold (n_components, n_features) diagonals
+        as 'diag' does, the other new ones (n_components, n_features,
+        n_features) matrices as 'full'; their M-steps are mclust's, from the
+        scatter plus ``reg_covar`` on its diagonal, iterative for VEI, VEE,
+        EVE, VVE and VEV (see ``m_step_max_iter``).
     tol : float, default=1e-3
         Convergence threshold on the change of the per-sample lower bound.
     reg_covar : float, default=1e-6
@@ -1499,6 +1511,15 @@ class GaussianMixture(_BaseMixture):
         give exactly the plain fit.  The cost of a pass grows with the
         number of distinct missing patterns in a chunk (see
         :mod:`daskgmm._blocks_missing`).
+    m_step_max_iter : int >= 1, default=1000
+        Most inner iterations of each M-step of the models without a closed
+        form ('VEI', 'VEE', 'EVE', 'VVE', 'VEV'); on the client, from
+        mclust's fixed start, so the fit stays a function of each pass's
+        statistics.
+    m_step_tol : float >= 0, default=1.5e-8
+        Those inner iterations stop when the relative change of mclust's
+        measure (the volumes and shapes, or its target function) is at most
+        this; mclust's default, ``sqrt(eps)``.  A checkpoint records both.
 
     Attributes
     ----------

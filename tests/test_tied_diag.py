@@ -409,9 +409,10 @@ def test_bayesian_mixture_refuses_them(data, kind):
 
 
 def test_registry_lists_them_and_refuses_unknown_names(data):
-    assert COVARIANCE_TYPES == ("full", "tied", "diag", "spherical", "tied-diag", "tied-spherical")
+    mclust = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+    assert COVARIANCE_TYPES == ("full", "tied", "diag", "spherical", "tied-diag", "tied-spherical") + mclust
     with pytest.raises(ValueError, match="Invalid value for 'covariance_type': 'tied_diag'. Use one of 'full', "
-                                         "'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical'."):
+                                         "'tied', 'diag', 'spherical', 'tied-diag', 'tied-spherical', 'EII', "):
         covariance_model("tied_diag")
     with pytest.raises(InvalidParameterError, match="'covariance_type' parameter of GaussianMixture"):
         GaussianMixture(2, covariance_type="tied_diag").fit(data)
