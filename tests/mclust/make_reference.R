@@ -12,8 +12,9 @@
 #   mstep    mstep(data, model, z): pro, mean, variance$sigma; its inner
 #            iterations (VEI VEE EVE VVE VEV) run to their fixed point (INNER).
 #   estep    the log-likelihood of the mstep's parameters (estep).
-#   fixed    me(data, model, z) for exactly N_FIXED iterations (outer tol 0,
-#            so no convergence rule is involved): loglik, parameters, BIC.
+#   fixed    me(data, model, z) for N_FIXED iterations (outer tol 0, so no
+#            convergence rule is involved; me still stops where the loglik
+#            did not change at all): loglik, parameters, BIC, "iterations".
 #   converged  me(data, model, z) to an outer tolerance CONVERGED_TOL: loglik,
 #            parameters, BIC and ICL; "iterations" is how many it took.
 #
