@@ -1611,8 +1611,9 @@ class GaussianMixture(_BaseMixture):
         samples the noise explains best ``n_components``,
         :meth:`predict_proba` has ``n_components + 1`` columns (the noise's
         last), :meth:`score_samples` is ``log(pi_0 / V + sum_k pi_k N(x |
-        mu_k, Sigma_k))``, and :meth:`bic` / :meth:`aic` count its weight
-        as one more free parameter.  With ``missing='marginalize'`` a
+        mu_k, Sigma_k))``, and :meth:`bic` / :meth:`aic` count two more free
+        parameters, its weight and its density ``1 / V`` (as mclust's
+        ``nMclustParams(noise=TRUE)``).  With ``missing='marginalize'`` a
         sample's noise density is the uniform over the box's sides of its
         observed features (so 'box' only).  Not with :meth:`partial_fit`,
         a ``checkpoint``, or :class:`BayesianGaussianMixture`.
@@ -2053,9 +2054,11 @@ class GaussianMixture(_BaseMixture):
         return self._family().model(run)
 
     def _n_parameters(self):
-        # The noise component adds one free weight (its volume is not fitted).
+        # The noise component counts two, as mclust's nMclustParams(noise=TRUE):
+        # its weight and its density 1 / V (the data's box, or a volume the
+        # user read off the data), so that BIC and ICL compare with mclust's.
         noise = getattr(self, "noise_volume_", None) is not None
-        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1]) + int(noise)
+        return n_parameters(self.covariance_type, self.n_components, self.means_.shape[1]) + 2 * int(noise)
 
     def bic(self, X: ArrayLike | da.Array, sample_weight: ArrayLike | da.Array | None = None) -> float:
         """Compute the Bayesian information criterion of the model on ``X``.

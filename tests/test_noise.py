@@ -94,11 +94,11 @@ def test_the_fit_climbs_the_likelihood_with_noise(data):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_bic_and_aic_count_the_noise_weight(data, kind):
+def test_bic_and_aic_count_the_noise_weight_and_density(data, kind):
     X, _ = data
     plain = GaussianMixture(2, covariance_type=kind, random_state=0).fit(X)
     model = GaussianMixture(2, covariance_type=kind, noise="box", random_state=0).fit(X)
-    n_parameters = plain._n_parameters() + 1
+    n_parameters = plain._n_parameters() + 2  # mclust's nMclustParams(noise=TRUE)
     assert model._n_parameters() == n_parameters
     log_likelihood = float(np.sum(_direct_log_likelihood(model, X)))
     assert model.bic(X) == pytest.approx(-2 * log_likelihood + n_parameters * np.log(len(X)), rel=1e-12)
