@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _engine
-from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, check_covariance_type
+from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, covariance_model
 from ._engine.passes import DEFAULT_SPLIT_EVERY
 from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, initialize
@@ -183,8 +183,15 @@ def _check_types(covariance_types):
     types = list(dict.fromkeys(covariance_types))
     if not types:
         raise ValueError(f"covariance_types is empty: give at least one of {', '.join(map(repr, COVARIANCE_TYPES))}.")
+    seen = {}
     for kind in types:
-        check_covariance_type(kind)
+        model = covariance_model(kind)
+        if model in seen:
+            raise ValueError(
+                f"covariance_types names one model twice: {seen[model]!r} and {kind!r} are the same covariance "
+                "model (an mclust name and its alias). Keep one of them."
+            )
+        seen[model] = kind
     return types
 
 

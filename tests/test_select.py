@@ -135,6 +135,7 @@ def test_unconverged_candidates_are_named_in_one_warning(three_clusters):
         (dict(n_components_range=[2, 1000]), "n_components = 1000, n_samples = 900"),
         (dict(covariance_types=("full", "blocky")), "Invalid value for 'covariance_type': 'blocky'"),
         (dict(covariance_types=()), "covariance_types is empty"),
+        (dict(covariance_types=("full", "EEE", "VVV")), r"names one model twice: 'full' and 'VVV' are the same"),
         (dict(n_init=0), r"'n_init' parameter of GaussianMixture must be an int in the range \[1, inf\). Got 0"),
         (dict(init_params="kmeans++"), r"'init_params' parameter of GaussianMixture must be a str among .*Got 'kmeans\+\+'"),
         (dict(persist="yes"), r"'persist' parameter of GaussianMixture must be a str among \{'auto'\} or an instance of 'bool'"),
