@@ -1994,21 +1994,29 @@ class GaussianMixture(_BaseMixture):
             dX, self.init_params, specs, self.reg_covar, split_every=self.split_every, counter=counter,
             skip_nonfinite=skip_nonfinite, sample_weight=sample_weight, labels=labels,
         )
-        if self.noise is not None and self.init_params not in COVERS_EVERY_ROW:
-            # 'k-means++' and 'random_from_data' start each component on one
-            # row, its covariance reg_covar: next to such components the
-            # uniform would take every other row.  One E-step without the
-            # noise first assigns every row to its nearest start, as the
-            # other methods' statistics do.
-            stats = _engine.em_pass(
-                dX, family, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight,
-                labels=labels,
-            )
-            counter.passes += 1
-            runs = [family.initial_run(stat, kind, self.reg_covar) for stat in stats]
+        runs = self._before_noise(dX, runs, counter, skip_nonfinite=skip_nonfinite, sample_weight=sample_weight,
+                                  labels=labels)
         for run in runs:
             self._apply_initial_parameters(run, checked)
         return runs
+
+    def _before_noise(self, dX, runs, counter, *, skip_nonfinite=False, sample_weight=None, labels=None):
+        """The initialisation's ``runs`` made ready for a noise component
+        (whose weight :meth:`_start_noise` then sets).  'k-means++' and
+        'random_from_data' start each component on one row, its covariance
+        reg_covar: next to such components the uniform would take every
+        other row.  One E-step without the noise first assigns every row to
+        its nearest start, as the other methods' statistics do (one more
+        pass, counted by ``counter``)."""
+        if self.noise is None or self.init_params in COVERS_EVERY_ROW:
+            return runs
+        family = self._plain_family()
+        stats = _engine.em_pass(
+            dX, family, runs, skip_nonfinite=skip_nonfinite, split_every=self.split_every, weights=sample_weight,
+            labels=labels,
+        )
+        counter.passes += 1
+        return [family.initial_run(stat, run.covariance_type, self.reg_covar) for stat, run in zip(stats, runs)]
 
     # scikit-learn's BaseMixture hooks, with its signatures: code written
     # against sklearn.mixture (its own tests among it) can drive ours.

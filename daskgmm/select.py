@@ -13,9 +13,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _engine
-from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, CovarianceType, covariance_model
+from ._covariance import (
+    COVARIANCE_TYPES,
+    DEFAULT_COVARIANCE_TYPE,
+    DEFAULT_M_STEP_CONTROL,
+    CovarianceType,
+    covariance_model,
+)
 from ._engine.passes import DEFAULT_SPLIT_EVERY
-from ._families import GAUSSIAN
 from ._init import PassCounter, Spec, initialize
 from .mixture import (
     ConvergenceWarning,
@@ -238,6 +243,10 @@ def select_n_components(
     persist: bool | Literal["auto"] = "auto",
     sample_weight: ArrayLike | da.Array | None = None,
     missing: Literal["error", "marginalize"] = "error",
+    noise: Literal["box"] | float | None = None,
+    noise_weight_init: float = 0.1,
+    m_step_max_iter: int = DEFAULT_M_STEP_CONTROL.max_iter,
+    m_step_tol: float = DEFAULT_M_STEP_CONTROL.tol,
 ) -> SelectionResult:
     """Fit a mixture per number of components and covariance type; pick the best.
 
@@ -302,6 +311,18 @@ def select_n_components(
         missing features, marginalised in every pass (one more pass counts
         them); the criteria are those of the observed values, over the
         samples with at least one (each model's ``bic(X)``).
+    noise : {'box'} or float, default=None
+        As in :class:`GaussianMixture`: every candidate has a noise
+        component (mclust's ``Mclust`` with ``noise``), the data's bounding
+        box found once for all of them; the criteria count its two
+        parameters.
+    noise_weight_init : float in (0, 1), default=0.1
+        As in :class:`GaussianMixture`.
+    m_step_max_iter : int >= 1, default=1000
+        As in :class:`GaussianMixture`: the inner iterations of the
+        M-steps without a closed form.
+    m_step_tol : float >= 0, default=1.5e-8
+        As in :class:`GaussianMixture`.
 
     Returns
     -------
@@ -331,12 +352,14 @@ def select_n_components(
     if criterion not in CRITERIA:
         raise ValueError(f"Invalid value for 'criterion': {criterion!r}. Use 'bic', 'aic' or 'icl'.")
     types = _check_types(covariance_types)
-    template = GaussianMixture(
-        1, covariance_type=types[0], tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-        init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
-        missing=missing,
+    settings = dict(
+        tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
+        random_state=random_state, split_every=split_every, persist=persist, missing=missing, noise=noise,
+        noise_weight_init=noise_weight_init, m_step_max_iter=m_step_max_iter, m_step_tol=m_step_tol,
     )
+    template = GaussianMixture(1, covariance_type=types[0], **settings)
     template._validate_params()
+    template._check_noise()
     dX = _engine.as_dask_array(X)
     n_samples, n_features = dX.shape
     ks = _check_range(n_components_range, n_samples)
@@ -347,14 +370,20 @@ def select_n_components(
     # their k-means|| candidate set, as in GaussianMixture.
     seeds = spawn_seeds(random_state, n_init)
     candidates = [(k, kind) for kind in types for k in ks]
-    specs = [Spec(k, kind, seed, pool=seeds[0]) for k, kind in candidates for seed in seeds]
+    plain = template._plain_family()
+    specs = [Spec(k, kind, seed, pool=seeds[0], family=plain) for k, kind in candidates for seed in seeds]
     counter = PassCounter()
     marginalize, init_X, init_weights = _missing_rows(template, dX, weights, counter)
+    # The noise's box, once for every candidate (the estimator's own pass).
+    family = template._make_family(dX, counter, sample_weight=weights, weight_scale=weight_scale)
     runs = initialize(
         init_X, init_params, specs, reg_covar, split_every=split_every, counter=counter, sample_weight=init_weights
     )
+    runs = template._before_noise(init_X, runs, counter, sample_weight=init_weights)
+    for run in runs:
+        template._start_noise(run)
     n_init_passes = counter.passes
-    family = GAUSSIAN.marginalizing(marginalize)
+    family = family.marginalizing(marginalize)
     runs, n_em_passes = _engine.run_em(
         dX, runs, family=family, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
         weights=weights, weight_scale=weight_scale,
@@ -374,11 +403,10 @@ def select_n_components(
 
     models = {}
     for (k, kind), run in zip(candidates, best_runs):
-        model = GaussianMixture(
-            k, covariance_type=kind, tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init,
-            init_params=init_params, random_state=random_state, split_every=split_every, persist=persist,
-            missing=missing,
-        )
+        model = GaussianMixture(k, covariance_type=kind, **settings)
+        for name in ("noise_volume_", "noise_box_"):
+            if hasattr(template, name):
+                setattr(model, name, getattr(template, name))
         _adopt_run(model, run, dX.dtype)
         model.n_features_in_ = n_features
         model.n_samples_skipped_ = template.n_samples_skipped_

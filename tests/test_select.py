@@ -232,3 +232,38 @@ def test_weighted_candidates_are_the_separate_weighted_fits(labelled_clusters, k
 def test_bad_weights_are_refused_by_name(three_clusters, weights, message):
     with pytest.raises(ValueError, match=message):
         select_n_components(three_clusters, [1, 2], sample_weight=weights(len(three_clusters)))
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++"])
+def test_noise_candidates_are_the_separate_noise_fits(labelled_clusters, init_params):
+    """mclust's Mclust(noise=...): every candidate has a noise component over
+    the box found once; each equals its own GaussianMixture(noise='box') fit,
+    and the criteria count the noise's two parameters."""
+    X, _ = labelled_clusters
+    rng = np.random.default_rng(3)
+    X = np.vstack([X, rng.uniform(X.min(axis=0) - 1, X.max(axis=0) + 1, size=(60, X.shape[1]))])
+    dX = da.from_array(X, chunks=(128, -1))
+    settings = dict(noise="box", noise_weight_init=0.2, init_params=init_params, random_state=0)
+    result = select_n_components(dX, [2, 3], covariance_types=("VVI", "EEV"), **settings)
+    for (k, kind), shared in result.models_.items():
+        alone = GaussianMixture(k, covariance_type=kind, **settings).fit(dX)
+        for attr in ("weights_", "means_", "covariances_", "noise_weight_", "noise_volume_", "noise_box_"):
+            np.testing.assert_allclose(getattr(shared, attr), getattr(alone, attr), rtol=1e-9, atol=1e-12)
+        assert shared.n_iter_ == alone.n_iter_
+        assert shared.bic(dX) == pytest.approx(alone.bic(dX), rel=1e-12)
+        row = [i for i, c in enumerate(zip(result.table["n_components"], result.table["covariance_type"]))
+               if c == (k, kind)][0]
+        assert result.table["bic"][row] == pytest.approx(alone.bic(dX), rel=1e-9)
+        assert shared._n_parameters() == GaussianMixture(k, covariance_type=kind).fit(X[:200])._n_parameters() + 2
+
+
+def test_m_step_settings_reach_the_candidates(three_clusters):
+    result = select_n_components(three_clusters, [2], covariance_types=("EVE",), m_step_max_iter=3, m_step_tol=0.0,
+                                 random_state=0, max_iter=5)
+    alone = GaussianMixture(2, covariance_type="EVE", m_step_max_iter=3, m_step_tol=0.0, random_state=0,
+                            max_iter=5).fit(three_clusters)
+    shared = result.models_[(2, "EVE")]
+    assert shared.m_step_max_iter == 3
+    np.testing.assert_allclose(shared.covariances_, alone.covariances_, rtol=1e-9, atol=1e-12)
+    default = select_n_components(three_clusters, [2], covariance_types=("EVE",), random_state=0, max_iter=5)
+    assert not np.allclose(default.models_[(2, "EVE")].covariances_, shared.covariances_, rtol=1e-9, atol=1e-12)
