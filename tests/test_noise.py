@@ -344,7 +344,10 @@ def test_xarray_outputs_have_the_noise_component(data):
     assert proba.dims == ("y", "x", "component") and proba.shape == (40, 25, 3)
     np.testing.assert_array_equal(proba["component"].values, [0, 1, 2])
     labels = dxr.predict(model, cube, "band")
-    np.testing.assert_array_equal(labels.values.ravel(), model.predict(X))
+    import pandas as pd
+
+    # The model was fitted with the band names as feature names.
+    np.testing.assert_array_equal(labels.values.ravel(), model.predict(pd.DataFrame(X, columns=["a", "b"])))
     assert np.any(labels.values == 2)
 
 
