@@ -2086,8 +2086,9 @@ class GaussianMixture(_BaseMixture):
         -------
         float
             ``-2 * log_likelihood + n_parameters * log(n_samples)``; a noise
-            component counts one parameter, its weight (mclust's
-            ``nMclustParams`` counts two: it adds the volume).
+            component counts two parameters, its weight and its density
+            ``1 / V``, as mclust's ``nMclustParams(noise=TRUE)``: ``bic`` is
+            mclust's BIC negated.
 
         Examples
         --------
