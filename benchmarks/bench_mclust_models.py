@@ -17,28 +17,43 @@ model's M-step.
 * M-step: ``CovarianceModel.m_step`` on the merged statistics of one E-step
   at the fitted parameters (what the client does once per iteration after
   the pass), best of ``--repeat`` x 5 calls, with the estimator's default
-  inner-iteration bounds (``m_step_max_iter``, ``m_step_tol``).  The pass
-  is the same for all models of one block kind (full: the K scatter
-  matrices; diag; spherical; tied), so the models differ in it only by
-  their kind, and in the M-step by its inner iterations (VEI VEE EVE VVE
-  VEV).
+  inner-iteration bounds (``m_step_max_iter``, ``m_step_tol``): started, as
+  EM's next M-step, from the fitted covariances ("EM"), and from mclust's
+  fixed start ("fixed start", the initialisation's M-step, and every
+  M-step's before EM started from the previous covariances), each with its
+  number of inner iterations.  The pass is the same for all models of one
+  block kind (full: the K scatter matrices; diag; spherical; tied), so the
+  models differ in it only by their kind, and in the M-step by its inner
+  iterations (VEI VEE EVE VVE VEV).
+* ``--m-step-only``: no cluster and no per-iteration timing; each model is
+  fitted ``--iters`` iterations on the threaded scheduler, then its M-step
+  timed as above (the full size's merged statistics in about a minute).
 
-Measured 2026-12-08 with ``--small`` only (20,000 x 32, K=8; the 2-core VM
-shared with other agents' test runs, load 3.6-4.9), s/iter and ratio to
-VVV: VVV 0.059; EII 0.51, VII 0.21, EEI 0.20, VEI 0.45, EVI 0.87, VVI 0.81,
-EEE 1.66, VEE 1.82, EEV 1.19, VEV 0.93, EVV 0.85; EVE 20.9 and VVE 17.9,
-whose client-side M-step took 1.10 and 1.30 s against VVV's 0.02 ms: at
-D=32 their orientation MM iterations, started from the identity, ran into
-the default ``m_step_max_iter=1000`` in every M-step (about 1.3 ms each)
-without meeting ``m_step_tol``.  The other M-steps took under 1 ms.  At
-this load the cheap models' ratios are noise (EII 0.51 against VII 0.21
-for the same pass).  The full size is to be run on a quiet machine.
+Measured 2026-12-08 with ``--small`` (20,000 x 32, K=8; the 2-core VM
+shared with other agents' test runs, load 1.7-2.7), s/iter and ratio to
+VVV (0.030 and 0.026 s): EVE 0.710 (23.6x) and VVE 0.755 (25.0x) when every
+M-step started from mclust's fixed start (b2eda08), whose orientation MM
+iterations then ran into the default ``m_step_max_iter=1000`` at every
+M-step without meeting ``m_step_tol`` (574 and 578 ms on the client);
+0.414 (16.1x) and 0.389 (15.1x) with EM's M-steps started from the previous
+covariances, as mclust's ``me``: 125 and 173 inner iterations (73 and 102
+ms) at the fifth iteration, against 1000 from the fixed start on the same
+statistics.  VEI's and VEV's alternations took 6 and 4 inner iterations
+instead of 10 and 7, under 1.3 ms either way; the other models' figures did
+not change beyond the load's noise (EII 0.55-0.62 against VII 0.45-0.53 for
+the same pass).  ``--m-step-only`` at the full size (200,000 x 32): after 5
+iterations EVE's M-step took 49 inner iterations (38 ms) against 1000 (580
+ms), VVE's still 1000 (583 ms); after 15, 76 and 201 (103 and 186 ms, load
+5).  VVE's MM steps are no descent on one target (the module
+``daskgmm._covariance`` says why), so they settle more slowly.  The full
+per-iteration timing is to be run on a quiet machine.
 
 Run::
 
     python benchmarks/bench_mclust_models.py            # 200,000 x 32, K=8
     python benchmarks/bench_mclust_models.py --small    # N / 10: a quick run
     python benchmarks/bench_mclust_models.py --models VVV EVE VEV --iters 5
+    python benchmarks/bench_mclust_models.py --m-step-only --models EVE VVE
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ import warnings
 
 import _common
 import bench_vs_sklearn
+import dask.array as da
 import numpy as np
 
 from daskgmm import GaussianMixture
@@ -95,22 +111,50 @@ def fit(dX, name, inits, max_iter):
 
 
 def m_step_seconds(name, X, fitted, repeat):
-    """Best seconds of the model's M-step on the merged statistics of an
-    E-step at ``fitted``'s parameters (one block: the merge is the pass's)."""
+    """Best seconds and inner iterations of the model's M-step on the merged
+    statistics of an E-step at ``fitted``'s parameters (one block: the
+    merge is the pass's), started from ``fitted``'s covariances (EM's next
+    M-step) and from mclust's fixed start.
+
+    Returns
+    -------
+    {"EM": (seconds, inner iterations), "fixed start": (seconds, inner iterations)}
+    """
     model = covariance_model(name)
     block_model = model.make_model(fitted.weights_, fitted.means_, fitted.precisions_cholesky_)
     stats = block_statistics(X, block_model)
-    best = float("inf")
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        model.m_step(stats, fitted.reg_covar, DEFAULT_M_STEP_CONTROL)
-        best = min(best, time.perf_counter() - tic)
-    return best
+    timings = {}
+    for start, previous in (("EM", fitted.covariances_), ("fixed start", None)):
+        best = float("inf")
+        for _ in range(repeat):
+            tic = time.perf_counter()
+            _, inner = model.m_step_with_iterations(stats, fitted.reg_covar, DEFAULT_M_STEP_CONTROL, previous)
+            best = min(best, time.perf_counter() - tic)
+        timings[start] = (best, inner.n_iter)
+    return timings
+
+
+def m_step_only(names, X, inits, iters, repeat):
+    """``--m-step-only``: each model fitted ``iters`` iterations on the
+    threaded scheduler, then :func:`m_step_seconds`."""
+    rows = []
+    for name in names:
+        model = GaussianMixture(K, covariance_type=name, tol=0.0, max_iter=iters, **inits[name])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+            model.fit(da.from_array(X, chunks=(-(-X.shape[0] // 8), -1)))
+        timings = m_step_seconds(name, X, model, repeat)
+        rows.append([
+            name, f"{1e3 * timings['EM'][0]:.2f}", timings["EM"][1], f"{1e3 * timings['fixed start'][0]:.2f}",
+            timings["fixed start"][1], f"{model.lower_bound_:.6f}",
+        ])
+    return rows
 
 
 def main(argv=None):
     parser = _common.timing_parser(__doc__, iters=5)
     parser.add_argument("--models", nargs="+", choices=MODELS, help="a subset of the models (VVV is always timed)")
+    parser.add_argument("--m-step-only", action="store_true", help="time the M-steps only, after --iters iterations")
     args = parser.parse_args(argv)
     names = [name for name in MODELS if args.models is None or name in args.models or name == "VVV"]
     n = N // 10 if args.small else N
@@ -121,6 +165,14 @@ def main(argv=None):
     reg_covar = GaussianMixture().reg_covar
     inits = {name: initial_parameters(name, X, z, reg_covar) for name in names}
     del z
+    if args.m_step_only:
+        rows = m_step_only(names, X, inits, args.iters, 5 * args.repeat)
+        print(f"\nN={n:,} D={D} K={K} float64; M-step after {args.iters} iterations, best of {5 * args.repeat}; "
+              f"load average {_common.load_average():.1f} (2 cores).")
+        _common.print_table(
+            ["model", "M-step ms (EM)", "inner its", "M-step ms (fixed start)", "inner its", "lower bound"], rows
+        )
+        return 0
 
     def passes(model, iters):
         if model.n_passes_ != iters:
@@ -141,15 +193,19 @@ def main(argv=None):
     rows = [
         [
             name, covariance_model(name).block_kind, f"{per_iter[name]:.4f}", f"{per_iter[name] / per_iter['VVV']:.2f}",
-            f"{1e3 * m_step[name]:.2f}", f"{models[name].lower_bound_:.6f}",
+            f"{1e3 * m_step[name]['EM'][0]:.2f}", m_step[name]["EM"][1],
+            f"{1e3 * m_step[name]['fixed start'][0]:.2f}", m_step[name]["fixed start"][1],
+            f"{models[name].lower_bound_:.6f}",
         ]
         for name in names
     ]
     print(f"\nN={n:,} D={D} K={K} float64; {args.iters} iterations, best of {args.repeat}, all models interleaved; "
           f"{args.chunks} persisted chunks, 2 workers x 1 thread; load average after the runs {load:.1f} (2 cores). "
-          "M-step: client-side CovarianceModel.m_step on merged statistics, default inner-iteration bounds.")
+          "M-step: client-side CovarianceModel.m_step on merged statistics, default inner-iteration bounds, "
+          "from the fitted covariances (EM) and from mclust's fixed start.")
     _common.print_table(
-        ["model", "block kind", "s/iter", "ratio to VVV", "M-step ms", "lower bound"],
+        ["model", "block kind", "s/iter", "ratio to VVV", "M-step ms (EM)", "inner its", "M-step ms (fixed start)",
+         "inner its", "lower bound"],
         rows,
     )
     return 0

@@ -65,9 +65,13 @@ The eight new models hold their covariances as 'diag' (VEI, EVI) or 'full'
 M-step is mclust's (its Fortran ``ms*`` routines) on the merged counts
 ``N_k`` and centred scatter ``W_k``, with ``reg_covar`` added as ``W_k + N_k
 reg_covar I`` before the constraint (so the fitted covariances satisfy it
-exactly).  The iterative ones run on the client from mclust's fixed start,
-bounded by an :class:`MStepControl`; EVE and VVE by Browne & McNicholas's
-(2014) MM algorithms for the common orientation.  Their free parameters are
+exactly).  The iterative ones run on the client, bounded by an
+:class:`MStepControl`; EVE and VVE by Browne & McNicholas's (2014) MM
+algorithms for the common orientation.  As in mclust's ``me``, an M-step of
+EM starts its inner iterations from the covariances before it
+(``previous``: their volumes, shapes and orientation; VEE excepted, which
+``me`` restarts), the initialisation's M-step from mclust's fixed start;
+each reports its :class:`InnerIterations`.  Their free parameters are
 mclust's ``nVarParams``; :class:`daskgmm.BayesianGaussianMixture` does not
 support them.
 """
@@ -100,14 +104,30 @@ class MStepControl:
     """The inner iterations of the M-steps without a closed form (VEI, VEE,
     EVE, VVE, VEV): at most ``max_iter`` of them, until the relative change
     of mclust's measure is at most ``tol`` (mclust's ``emControl`` second
-    ``itmax`` and ``tol``).  Their start is fixed, so the M-step stays a
-    function of the merged statistics."""
+    ``itmax`` and ``tol``).  They start from the covariances before the
+    M-step (VEE excepted, as in mclust), or from mclust's fixed start
+    without them, so the M-step stays a function of the merged statistics
+    and those covariances."""
 
     max_iter: int = 1000
     tol: float = 1.5e-8
 
 
 DEFAULT_M_STEP_CONTROL = MStepControl()
+
+
+@dataclass(frozen=True)
+class InnerIterations:
+    """What the inner iterations of one M-step did: ``n_iter`` of them (0
+    for a closed form), ``converged`` False when they stopped at
+    :attr:`MStepControl.max_iter` before their change met
+    :attr:`MStepControl.tol` (mclust's "inner iteration limit reached")."""
+
+    n_iter: int = 0
+    converged: bool = True
+
+
+CLOSED_FORM = InnerIterations()
 
 
 def _chol_precision(cov, d):
@@ -179,12 +199,20 @@ class CovarianceModel:
         """Covariances from the merged centred scatter and the counts ``nk``
         (with scikit-learn's ``10 eps`` added), ``reg_covar`` on the diagonal;
         ``control`` (an :class:`MStepControl`) bounds the inner iterations of
-        a model without a closed form."""
+        a model without a closed form, which start from mclust's fixed start."""
         raise NotImplementedError
 
-    def m_step(self, stats: Stats, reg_covar: float, control=None):
+    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
+        """:meth:`covariances` and their :class:`InnerIterations`; a model
+        without a closed form starts its inner iterations from ``previous``
+        (covariances of its stored shape, those before this M-step), or
+        from mclust's fixed start when None."""
+        return self.covariances(scatter, nk, reg_covar, control), CLOSED_FORM
+
+    def m_step(self, stats: Stats, reg_covar: float, control=None, previous=None):
         """M-step: weights, means and covariances from merged stats (closed
-        form, or the inner iterations ``control`` bounds).
+        form, or the inner iterations ``control`` bounds, started from the
+        ``previous`` covariances when given).
 
         ``nk`` gets scikit-learn's ``10 * eps`` so an empty component keeps
         finite parameters (mean 0, covariance ``reg_covar * I``, weight ~0)
@@ -196,6 +224,16 @@ class CovarianceModel:
         means : (K, D)
         covariances : see the module's table
         """
+        return self.m_step_with_iterations(stats, reg_covar, control, previous)[0]
+
+    def m_step_with_iterations(self, stats: Stats, reg_covar: float, control=None, previous=None):
+        """:meth:`m_step` and the :class:`InnerIterations` it made.
+
+        Returns
+        -------
+        parameters : (weights, means, covariances), as :meth:`m_step`'s
+        inner : InnerIterations
+        """
         if stats.covariance_type != self.block_kind:
             raise ValueError(f"{self.name!r} needs {self.block_kind!r} statistics, got {stats.covariance_type!r}.")
         nk_raw = np.asarray(stats.nk, dtype=np.float64)
@@ -203,9 +241,11 @@ class CovarianceModel:
         eps = 10 * np.finfo(dtype).eps
         nk = nk_raw + eps
         means = np.asarray(stats.means, dtype=np.float64) * (nk_raw / nk)[:, None]
-        covariances = self.covariances(np.asarray(stats.scatter, dtype=np.float64), nk, reg_covar, control)
+        covariances, inner = self.covariances_with_iterations(
+            np.asarray(stats.scatter, dtype=np.float64), nk, reg_covar, control, previous
+        )
         weights = nk / nk.sum()
-        return weights, means, covariances
+        return (weights, means, covariances), inner
 
     def moments(self, stats: Stats, reg_covar: float, parameters):
         """``(weights, means, covariances)`` whose law of total variance gives
@@ -812,9 +852,16 @@ class TiedSphericalCovariance(SphericalCovariance):
 #
 # Each follows mclust 6's M-step (src/mclust.f: msvei, msevi, mseev, msvev;
 # src/mclust2.f: msvee, mseve, msvve, msevv) on the scatter W_k + N_k
-# reg_covar I, from the same deterministic start, so that its answer is a
-# function of the merged statistics only.  ``n`` is sum_k N_k (the Gaussian
-# components' total, as mclust's with a noise component).
+# reg_covar I.  VEI, VEV, EVE and VVE start their inner iterations, as
+# mclust's ``me`` (mevei, mevev, meeve, mevve keep their scales, shapes and
+# orientation from one EM iteration to the next), from the covariances
+# before the M-step, recovered from them alone, so that the answer is a
+# function of the merged statistics and those covariances (which runs,
+# checkpoints and fitted models hold); without them (the initialisation's
+# M-step) from mclust's fixed start.  VEE starts from its fixed start
+# always, as mevee.  A start that is not finite and positive (a degenerate
+# previous covariance) is replaced by the fixed one.  ``n`` is sum_k N_k (the
+# Gaussian components' total, as mclust's with a noise component).
 
 
 def _geometric_mean(values, axis=-1):
@@ -837,6 +884,28 @@ def _checked(covariances):
     return covariances
 
 
+def _usable(*starts):
+    """Whether a start recovered from previous covariances is finite and
+    positive."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return all(np.all(np.isfinite(start)) and np.all(start > 0) for start in starts)
+
+
+def _scales_and_shape(values):
+    """``lambda_k`` and the shared shape A (det 1) of ``values`` (K, D) that
+    are ``lambda_k A`` (diagonals or eigenvalues of covariances): lambda_k
+    their geometric means, A the geometric mean of ``values / lambda_k``
+    over the components; None when these are not finite and positive."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = _geometric_mean(values, axis=1)
+        shape = _geometric_mean(values / scale[:, None], axis=0)
+    return (scale, shape) if _usable(scale, shape) else None
+
+
+def _inner(n_iter, converged):
+    return InnerIterations(int(n_iter), bool(converged))
+
+
 def _rotated(orientations, shapes):
     """``D_k diag(a_k) D_k^T`` for (K, D, D) or (D, D) orientations and
     (K, D) or (D,) shapes, symmetric."""
@@ -851,10 +920,20 @@ class _ConstrainedDiagonal(DiagCovariance):
     bayesian = False
 
     def covariances(self, scatter, nk, reg_covar, control=None):
+        return self.covariances_with_iterations(scatter, nk, reg_covar, control)[0]
+
+    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
         regularised = scatter + nk[:, None] * reg_covar
         if not np.all(regularised > 0):  # mclust's M-step fails too: a zero variance has no volume
             raise ValueError(ILL_DEFINED_MESSAGE)
-        return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
+        previous = None if previous is None else np.asarray(previous, dtype=np.float64)
+        covariances, inner = self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL, previous)
+        return _checked(covariances), inner
+
+    def _constrained(self, scatter, nk, control, previous):
+        """``(covariances, InnerIterations)`` from the regularised scatter,
+        the inner iterations (if any) started from ``previous`` when not None."""
+        raise NotImplementedError
 
     def moments(self, stats, reg_covar, parameters):
         return DIAG.m_step(stats, reg_covar)
@@ -867,13 +946,23 @@ class _ConstrainedFull(FullCovariance):
     bayesian = False
 
     def covariances(self, scatter, nk, reg_covar, control=None):
+        return self.covariances_with_iterations(scatter, nk, reg_covar, control)[0]
+
+    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
         d = scatter.shape[-1]
         regularised = scatter + nk[:, None, None] * reg_covar * np.eye(d)
         regularised = 0.5 * (regularised + np.swapaxes(regularised, 1, 2))
         # A singular scatter has no volume (mclust's M-step fails too).
         if not np.all(np.linalg.eigvalsh(regularised)[:, 0] > 0):
             raise ValueError(ILL_DEFINED_MESSAGE)
-        return _checked(self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL))
+        previous = None if previous is None else np.asarray(previous, dtype=np.float64)
+        covariances, inner = self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL, previous)
+        return _checked(covariances), inner
+
+    def _constrained(self, scatter, nk, control, previous):
+        """``(covariances, InnerIterations)`` from the regularised scatter,
+        the inner iterations (if any) started from ``previous`` when not None."""
+        raise NotImplementedError
 
     def moments(self, stats, reg_covar, parameters):
         return FULL.m_step(stats, reg_covar)
@@ -881,22 +970,27 @@ class _ConstrainedFull(FullCovariance):
 
 class VEICovariance(_ConstrainedDiagonal):
     """VEI: diagonal, variable volume, equal shape (``lambda_k A``).  mclust's
-    ``msvei``: alternate the volumes and the shared shape from all ones."""
+    ``msvei``: alternate the volumes and the shared shape, from all ones or
+    (``mevei``) the previous ones: lambda_k the geometric mean of Sigma_k's
+    diagonal, A that of Sigma_k / lambda_k over the components."""
 
     name = "VEI"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         d = scatter.shape[1]
         scale, shape = np.ones(nk.shape), np.ones(d)
-        for _ in range(control.max_iter):
+        start = None if previous is None else _scales_and_shape(previous)
+        if start is not None:
+            scale, shape = start
+        for n_iter in range(1, control.max_iter + 1):
             previous_scale, previous_shape = scale, shape
             scale = np.sum(scatter / shape, axis=1) / (d * nk)
             shape = np.sum(scatter / scale[:, None], axis=0)
             shape = shape / _geometric_mean(shape)
             change = max(_relative_change(previous_scale, scale), _relative_change(previous_shape, shape))
             if not change > control.tol:
-                break
-        return scale[:, None] * shape
+                return scale[:, None] * shape, _inner(n_iter, True)
+        return scale[:, None] * shape, _inner(control.max_iter, False)
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + (n_features - 1)
@@ -908,9 +1002,9 @@ class EVICovariance(_ConstrainedDiagonal):
 
     name = "EVI"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         volumes = _geometric_mean(scatter, axis=1)
-        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None])
+        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None]), CLOSED_FORM
 
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1)
@@ -923,11 +1017,12 @@ class EEVCovariance(_ConstrainedFull):
 
     name = "EEV"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         eigenvalues, orientations = np.linalg.eigh(scatter)
         shape = eigenvalues.sum(axis=0)
         volume = _geometric_mean(shape)
-        return (volume / nk.sum()) * _rotated(orientations, np.broadcast_to(shape / volume, eigenvalues.shape))
+        covariances = (volume / nk.sum()) * _rotated(orientations, np.broadcast_to(shape / volume, eigenvalues.shape))
+        return covariances, CLOSED_FORM
 
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + (n_features - 1) + n_components * n_features * (n_features - 1) / 2.0
@@ -936,25 +1031,33 @@ class EEVCovariance(_ConstrainedFull):
 class VEVCovariance(_ConstrainedFull):
     """VEV: variable volume, equal shape, variable orientation (``lambda_k
     D_k A D_k^T``).  mclust's ``msvev``: each W_k's eigenvectors; volumes
-    and the shared shape alternated from the EEV estimate."""
+    and the shared shape alternated from the EEV estimate or (``mevev``) the
+    previous ones: the eigenvalues of Sigma_k, ascending as W_k's, are
+    lambda_k times A's."""
 
     name = "VEV"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         d = scatter.shape[-1]
         eigenvalues, orientations = np.linalg.eigh(scatter)
         shape = eigenvalues.sum(axis=0)
         volume = _geometric_mean(shape)
         scale, shape = volume / nk, shape / volume
-        for _ in range(control.max_iter):
+        start = None if previous is None else _scales_and_shape(np.linalg.eigvalsh(previous))
+        if start is not None:
+            scale, shape = start
+        n_iter, converged = 0, False
+        for n_iter in range(1, control.max_iter + 1):
             previous_scale, previous_shape = scale, shape
             scale = np.sum(eigenvalues / shape, axis=1) / (nk * d)
             shape = np.sum(eigenvalues / scale[:, None], axis=0)
             shape = shape / _geometric_mean(shape)
             change = max(_relative_change(previous_shape, shape), _relative_change(previous_scale, scale))
             if change < control.tol:
+                converged = True
                 break
-        return scale[:, None, None] * _rotated(orientations, np.broadcast_to(shape, eigenvalues.shape))
+        covariances = scale[:, None, None] * _rotated(orientations, np.broadcast_to(shape, eigenvalues.shape))
+        return covariances, _inner(n_iter, converged)
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + (n_features - 1) + n_components * n_features * (n_features - 1) / 2.0
@@ -966,13 +1069,13 @@ class EVVCovariance(_ConstrainedFull):
 
     name = "EVV"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         d = scatter.shape[-1]
         sign, log_det = np.linalg.slogdet(scatter)
         if np.any(sign <= 0):
             raise ValueError(ILL_DEFINED_MESSAGE)
         volumes = np.exp(log_det / d)
-        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None, None])
+        return (volumes.sum() / nk.sum()) * (scatter / volumes[:, None, None]), CLOSED_FORM
 
     def n_covariance_parameters(self, n_components, n_features):
         return 1 - n_components + n_components * n_features * (n_features + 1) / 2.0
@@ -981,24 +1084,26 @@ class EVVCovariance(_ConstrainedFull):
 class VEECovariance(_ConstrainedFull):
     """VEE: variable volume, equal shape and orientation (``lambda_k C``,
     det C = 1).  mclust's ``msvee``: C from sum_k W_k / lambda_k, then the
-    volumes, from all volumes one, until the likelihood's target settles."""
+    volumes, from all volumes one, until the likelihood's target settles.
+    Always from that start: mclust's ``mevee`` sets the volumes to one again
+    at every EM iteration, and EM follows it (``previous`` is not used)."""
 
     name = "VEE"
 
-    def _constrained(self, scatter, nk, control):
+    def _constrained(self, scatter, nk, control, previous):
         d = scatter.shape[-1]
         scale = np.ones(nk.shape)
         target = np.inf
-        for _ in range(control.max_iter):
+        for n_iter in range(1, control.max_iter + 1):
             shared = np.sum(scatter / scale[:, None, None], axis=0)
             factor = _cholesky_or_fail(shared)
             shared = shared / np.exp(2.0 * np.sum(np.log(np.diag(factor))) / d)
             inverse = linalg.cho_solve((_cholesky_or_fail(shared), True), np.eye(d))
             scale = np.einsum("kij,ji->k", scatter, inverse) / (d * nk)
-            previous, target = target, float(nk.sum() * d + d * np.sum(np.log(scale) * nk))
-            if not abs(target - previous) / (1.0 + abs(target)) > control.tol:
-                break
-        return scale[:, None, None] * (0.5 * (shared + shared.T))
+            previous_target, target = target, float(nk.sum() * d + d * np.sum(np.log(scale) * nk))
+            if not abs(target - previous_target) / (1.0 + abs(target)) > control.tol:
+                return scale[:, None, None] * (0.5 * (shared + shared.T)), _inner(n_iter, True)
+        return scale[:, None, None] * (0.5 * (shared + shared.T)), _inner(control.max_iter, False)
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + (n_features - 1) + n_features * (n_features - 1) / 2.0
@@ -1018,22 +1123,51 @@ def _polar(matrix):
     return left @ right_t
 
 
-def _common_orientation(scatter, volume_scaled, control):
+def _orientation_start(previous):
+    """The common orientation D and the shapes A_k (det 1) of covariances
+    ``lambda_k D A_k D^T``: D the eigenvectors of ``sum_k k Sigma_k /
+    lambda_k`` (distinct weights, so that shapes whose plain sum ties, two
+    components stretched along crossing axes, still give D), A_k the
+    diagonal of ``D^T Sigma_k D`` over its geometric mean.  Any order and
+    signs of D's columns do: the MM iterations are equivariant to them."""
+    k, d, _ = previous.shape
+    sign, log_det = np.linalg.slogdet(previous)
+    if not np.all(sign > 0):
+        return None
+    weights = np.arange(1, k + 1) / np.exp(log_det / d)
+    combined = np.einsum("k,kij->ij", weights, previous)
+    _, orientation = np.linalg.eigh(0.5 * (combined + combined.T))
+    diagonals = np.einsum("ji,kjl,li->ki", orientation, previous, orientation)
+    if not _usable(diagonals):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        shapes = diagonals / _geometric_mean(diagonals, axis=1)[:, None]
+    return (orientation, shapes) if _usable(shapes) else None
+
+
+def _common_orientation(scatter, volume_scaled, control, previous):
     """Browne & McNicholas's (2014) MM iterations, as mclust's ``mseve`` and
     ``msvve`` run them, for the orientation D shared by all components and
-    the shapes A_k (det 1), from D = I and A_k = I; the target is
-    ``sum_k tr(W_k D A_k^-1 D^T)``.  ``volume_scaled``: the shapes of VVE,
-    ``diag(D^T W_k D) / N_k`` split into a volume and a shape per component.
+    the shapes A_k (det 1), from D = I and A_k = I, or (``meeve``,
+    ``mevve``) from those of the ``previous`` covariances
+    (:func:`_orientation_start`); the target is ``sum_k tr(W_k D A_k^-1
+    D^T)``.  ``volume_scaled``: the shapes of VVE, ``diag(D^T W_k D) / N_k``
+    split into a volume and a shape per component.
 
-    Returns ``(orientation (D, D), shapes (K, D), target, volumes (K,) or None)``.
+    Returns ``(orientation (D, D), shapes (K, D), target, volumes (K,) or
+    None, InnerIterations)``.
     """
     k, d, _ = scatter.shape
     largest = np.linalg.eigvalsh(scatter)[:, -1]
     orientation = np.eye(d)
     shapes = np.ones((k, d))
+    start = None if previous is None else _orientation_start(previous)
+    if start is not None:
+        orientation, shapes = start
     target = np.inf
     volumes = None
-    for _ in range(control.max_iter):
+    n_iter, converged = 0, False
+    for n_iter in range(1, control.max_iter + 1):
         # MM 1: the transposed orientation from F = sum_k A_k^-1 D^T (W_k - omega_k I).
         scaled_t = orientation.T[None, :, :] / shapes[:, :, None]
         step = np.sum(np.matmul(scaled_t, scatter) - largest[:, None, None] * scaled_t, axis=0)
@@ -1051,10 +1185,11 @@ def _common_orientation(scatter, volume_scaled, control):
             shapes = diagonals / _geometric_mean(diagonals, axis=1)[:, None]
         if not np.all(np.isfinite(shapes)) or np.any(shapes <= 0):
             raise ValueError(ILL_DEFINED_MESSAGE)
-        previous, target = target, float(np.sum(diagonals / shapes))
-        if not abs(target - previous) / (1.0 + abs(target)) > control.tol:
+        previous_target, target = target, float(np.sum(diagonals / shapes))
+        if not abs(target - previous_target) / (1.0 + abs(target)) > control.tol:
+            converged = True
             break
-    return orientation, shapes, target, volumes
+    return orientation, shapes, target, volumes, _inner(n_iter, converged)
 
 
 class EVECovariance(_ConstrainedFull):
@@ -1063,10 +1198,10 @@ class EVECovariance(_ConstrainedFull):
 
     name = "EVE"
 
-    def _constrained(self, scatter, nk, control):
-        orientation, shapes, target, _ = _common_orientation(scatter, None, control)
+    def _constrained(self, scatter, nk, control, previous):
+        orientation, shapes, target, _, inner = _common_orientation(scatter, None, control, previous)
         volume = target / (nk.sum() * scatter.shape[-1])
-        return volume * _rotated(np.broadcast_to(orientation, scatter.shape), shapes)
+        return volume * _rotated(np.broadcast_to(orientation, scatter.shape), shapes), inner
 
     def n_covariance_parameters(self, n_components, n_features):
         return 1 + n_components * (n_features - 1) + n_features * (n_features - 1) / 2.0
@@ -1081,9 +1216,9 @@ class VVECovariance(_ConstrainedFull):
 
     name = "VVE"
 
-    def _constrained(self, scatter, nk, control):
-        orientation, shapes, _, volumes = _common_orientation(scatter, nk, control)
-        return volumes[:, None, None] * _rotated(np.broadcast_to(orientation, scatter.shape), shapes)
+    def _constrained(self, scatter, nk, control, previous):
+        orientation, shapes, _, volumes, inner = _common_orientation(scatter, nk, control, previous)
+        return volumes[:, None, None] * _rotated(np.broadcast_to(orientation, scatter.shape), shapes), inner
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + n_components * (n_features - 1) + n_features * (n_features - 1) / 2.0

@@ -96,6 +96,11 @@ class Run:
     # with a noise volume); None without one.  ``weights`` are then the
     # Gaussian components', summing to 1 - pi_0.
     noise_weight: float | None = None
+    # The InnerIterations (daskgmm._covariance) of each M-step this run made
+    # since it was made (initialised, resumed or continued): how many inner
+    # iterations the models without a closed form took, and whether they met
+    # m_step_tol (0 and True for a closed form).
+    m_step_iterations: list = field(default_factory=list)
 
     @property
     def n_components(self):
@@ -105,9 +110,13 @@ class Run:
 def m_step(run, stats, reg_covar, control=None):
     """Maximum-likelihood M-step: new parameters of ``run`` from merged
     stats (``control``: the :class:`daskgmm._covariance.MStepControl` of
-    the models without a closed form), and ``run.moments``."""
+    the models without a closed form, whose inner iterations start from
+    ``run.covariances`` when the run has them, as mclust's ``me``), and
+    ``run.moments``; its inner iterations are appended to
+    ``run.m_step_iterations``."""
     kind = covariance_model(run.covariance_type)
-    weights, means, covariances = kind.m_step(stats, reg_covar, control)
+    (weights, means, covariances), inner = kind.m_step_with_iterations(stats, reg_covar, control, run.covariances)
+    run.m_step_iterations.append(inner)
     run.moments = kind.moments(stats, reg_covar, (weights, means, covariances))
     run.weights, run.means, run.covariances = weights, means, covariances
     run.precisions_cholesky = precisions_cholesky_from_covariances(covariances, run.covariance_type)

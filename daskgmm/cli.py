@@ -682,6 +682,8 @@ def _model_of(args, **settings):
         random_state=args.random_state,
         missing=getattr(args, "missing", "error"),
         noise=getattr(args, "noise", None),
+        m_step_max_iter=args.m_step_max_iter,
+        m_step_tol=args.m_step_tol,
         **settings,
     )
     model._validate_params()
@@ -1248,7 +1250,7 @@ def build_parser():
 
 def _add_fit_command(commands):
     """``daskgmm fit``'s options."""
-    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE
+    from ._covariance import COVARIANCE_TYPES, DEFAULT_COVARIANCE_TYPE, DEFAULT_M_STEP_CONTROL
     from ._init import INIT_PARAMS
 
     fit = commands.add_parser(
@@ -1271,6 +1273,16 @@ def _add_fit_command(commands):
     fit.add_argument("--reg-covar", type=_non_negative_float, default=1e-6, help="added to covariance diagonals (default: 1e-6)")
     fit.add_argument("--n-init", type=_positive_int, default=1, metavar="N", help="restarts, fitted together (default: 1)")
     fit.add_argument("--init-params", choices=INIT_PARAMS, default="kmeans", help="default: kmeans")
+    fit.add_argument(
+        "--m-step-max-iter", type=_positive_int, default=DEFAULT_M_STEP_CONTROL.max_iter, metavar="N",
+        help="inner iterations at most of each M-step without a closed form (covariance types VEI VEE EVE VVE "
+        f"VEV; a warning when they stop there) (default: {DEFAULT_M_STEP_CONTROL.max_iter})",
+    )
+    fit.add_argument(
+        "--m-step-tol", type=_non_negative_float, default=DEFAULT_M_STEP_CONTROL.tol, metavar="T",
+        help="those inner iterations stop when their relative change is below T "
+        f"(default: {DEFAULT_M_STEP_CONTROL.tol:g})",
+    )
     fit.add_argument("--random-state", type=int, default=None, metavar="SEED", help="seed for a reproducible fit")
     fit.add_argument("-o", "--out", metavar="MODEL_PATH", help="where to save the model (default: INPUT stem + .daskgmm.npz)")
     fit.add_argument("--overwrite", action="store_true", help="replace an existing model file (and --plot file)")

@@ -160,11 +160,46 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def _user_stacklevel():
     """``stacklevel`` of a warning raised by the caller of this function that
     points at the first frame outside daskgmm: the user's call, however many
-    of our functions lie between it and the warning."""
+    of our functions (and the ``contextlib`` wrappers of those decorated by a
+    context manager) lie between it and the warning."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR) or frame.f_code.co_filename == contextlib.__file__
+    ):
         frame, level = frame.f_back, level + 1
     return level
+
+
+class MStepConvergenceWarning(ConvergenceWarning):
+    """The inner iterations of an M-step without a closed form (VEI, VEE,
+    EVE, VVE, VEV) stopped at ``m_step_max_iter`` before their relative
+    change met ``m_step_tol`` (mclust's "inner iteration limit reached"):
+    that M-step's covariances are not its optimum."""
+
+
+def _warn_unconverged_m_steps(runs, family):
+    """One :class:`MStepConvergenceWarning` for the M-steps of ``runs`` (a
+    fit's, all restarts or candidates) whose inner iterations stopped at
+    the ``family``'s ``m_step_max_iter`` without meeting its ``m_step_tol``
+    (only :class:`daskgmm._families.GaussianFamily` has M-steps without a
+    closed form), naming each covariance type and how many of its M-steps
+    did."""
+    stopped, total = {}, {}
+    for run in runs:
+        for inner in run.m_step_iterations:
+            total[run.covariance_type] = total.get(run.covariance_type, 0) + 1
+            if not inner.converged:
+                stopped[run.covariance_type] = stopped.get(run.covariance_type, 0) + 1
+    if not stopped:
+        return
+    counts = ", ".join(f"{stopped[name]} of {total[name]} {name} M-steps" for name in stopped)
+    warnings.warn(
+        f"The inner iterations of {counts} reached m_step_max_iter={family.m_step_max_iter} without meeting "
+        f"m_step_tol={family.m_step_tol:g}: "
+        "their covariances are not the M-step's optimum. Increase m_step_max_iter.",
+        MStepConvergenceWarning,
+        stacklevel=_user_stacklevel(),
+    )
 
 
 # Attributes that a fit mutates in place rather than replaces: a call works on
@@ -785,6 +820,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         self._set_run(run, self.means_.dtype)
         state.statistics, state.n_chunks = None, 0
         self._keep_online_state(state)
+        _warn_unconverged_m_steps([run], family)
         return self
 
     def _keep_online_state(self, state):
@@ -920,6 +956,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         elif self.missing != "marginalize":
             self.n_samples_skipped_ = 0
         self.persisted_ = persisted
+        _warn_unconverged_m_steps(runs, family)
         return self
 
     @_engine.fit_session()
@@ -996,6 +1033,7 @@ class _BaseMixture(DensityMixin, BaseEstimator, metaclass=ABCMeta):
             persisted=persisted,
         )
         monitor.finished(best)
+        _warn_unconverged_m_steps(runs, family)
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init parameters, "
@@ -1637,9 +1675,14 @@ class GaussianMixture(_BaseMixture):
         :meth:`bic` take no labels: they evaluate the fitted mixture.
     m_step_max_iter : int >= 1, default=1000
         Most inner iterations of each M-step of the models without a closed
-        form ('VEI', 'VEE', 'EVE', 'VVE', 'VEV'); on the client, from
-        mclust's fixed start, so the fit stays a function of each pass's
-        statistics.
+        form ('VEI', 'VEE', 'EVE', 'VVE', 'VEV'), on the client.  As in
+        mclust's ``me``, an M-step of EM starts them from the covariances
+        before it (VEE from mclust's fixed start, as mclust), the
+        initialisation's M-step from mclust's fixed start, so the fit stays
+        a function of each pass's statistics and the previous parameters.
+        A fit whose inner iterations stop here without meeting
+        ``m_step_tol`` warns once (:class:`MStepConvergenceWarning`, a
+        ``ConvergenceWarning``).
     m_step_tol : float >= 0, default=1.5e-8
         Those inner iterations stop when the relative change of mclust's
         measure (the volumes and shapes, or its target function) is at most
@@ -2339,4 +2382,4 @@ def _rows_output(model, dX, what, *, marginalize, skip_nonfinite=False):
     family = model._family().marginalizing(marginalize)
     return _engine.map_rows(dX, family, model._model(), what, skip_nonfinite=skip_nonfinite)
 
-__all__ = ["GaussianMixture", "ConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]
+__all__ = ["GaussianMixture", "ConvergenceWarning", "MStepConvergenceWarning", "NotFittedError", "COVARIANCE_TYPES"]

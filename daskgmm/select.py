@@ -28,6 +28,7 @@ from .mixture import (
     _adopt_run,
     _best_run,
     _missing_rows,
+    _warn_unconverged_m_steps,
     spawn_seeds,
 )
 
@@ -388,6 +389,7 @@ def select_n_components(
         dX, runs, family=family, tol=tol, max_iter=max_iter, reg_covar=reg_covar, split_every=split_every,
         weights=weights, weight_scale=weight_scale,
     )
+    _warn_unconverged_m_steps(runs, family)
     best_runs = [_best_run(runs[c * n_init : (c + 1) * n_init], dX.dtype) for c in range(len(candidates))]
     # The log-likelihood of the final parameters (and, for ICL, their
     # classification entropy): one pass for all candidates.

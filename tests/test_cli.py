@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import daskgmm
-from daskgmm import GaussianMixture, cli
+from daskgmm import ConvergenceWarning, GaussianMixture, cli
 from daskgmm import xarray as dxr
 from daskgmm.io import read_archive
 
@@ -1263,3 +1263,35 @@ def test_fit_on_a_scheduler_started_from_a_scheduler_file(tmp_path):
     reference = GaussianMixture(2, random_state=0).fit(two_blobs(600))
     np.testing.assert_allclose(model.means_, reference.means_, rtol=1e-8, atol=1e-10)
     assert model.n_iter_ == reference.n_iter_
+
+
+def test_fit_m_step_options_reach_the_estimator(workdir, tmp_path, capsys):
+    """--m-step-max-iter and --m-step-tol are the estimator's
+    m_step_max_iter and m_step_tol (saved with the model); inner iterations
+    stopped at the limit are one warning line; bad values exit with 2."""
+    threads = ["--scheduler", "threads", "-q"]
+    out = tmp_path / "eve.npz"
+    assert cli.main(["fit", str(workdir / "X.npy"), "-k", "2", "--covariance-type", "EVE", "--random-state", "0",
+                     "--m-step-max-iter", "1", "--m-step-tol", "1e-5", "--out", str(out), *threads]) == 0
+    model = daskgmm.load(out)
+    assert (model.m_step_max_iter, model.m_step_tol) == (1, 1e-5)
+    expected = GaussianMixture(2, covariance_type="EVE", random_state=0, m_step_max_iter=1, m_step_tol=1e-5)
+    with pytest.warns(ConvergenceWarning, match="reached m_step_max_iter=1 without meeting m_step_tol=1e-05"):
+        expected.fit(np.load(workdir / "X.npy"))
+    np.testing.assert_allclose(model.covariances_, expected.covariances_, rtol=1e-10)
+    warning_lines = [line for line in capsys.readouterr().err.splitlines() if "m_step_max_iter" in line]
+    assert len(warning_lines) == 1 and warning_lines[0].startswith("daskgmm: warning: The inner iterations of ")
+    assert "EVE M-steps reached m_step_max_iter=1" in warning_lines[0]
+    assert cli.main(["fit", str(workdir / "X.npy"), "-k", "2", "--covariance-type", "EVE", "--random-state", "0",
+                     "--out", str(tmp_path / "default.npz"), *threads]) == 0
+    default = daskgmm.load(tmp_path / "default.npz")
+    assert (default.m_step_max_iter, default.m_step_tol) == (1000, 1.5e-8)
+    assert "m_step_max_iter" not in capsys.readouterr().err
+    for option, value, message in [
+        ("--m-step-max-iter", "0", "must be a positive integer, got 0"),
+        ("--m-step-tol", "-1", "must be a number >= 0, got -1"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["fit", str(workdir / "X.npy"), "-k", "2", option, value, *threads])
+        assert exit_info.value.code == 2
+        assert f"argument {option}: {message}" in capsys.readouterr().err

@@ -17,6 +17,7 @@ with mclust's own answers is tests/test_mclust.py's.
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -466,3 +467,202 @@ def test_checkpoint_resumes_exactly_and_refuses_other_m_step_settings(name, data
     uninterrupted = GaussianMixture(max_iter=6, **params).fit(da.from_array(data, chunks=(150, -1)))
     assert resumed.n_iter_ == uninterrupted.n_iter_ == 6
     assert_same_fit(resumed, uninterrupted, 1e-12)
+
+
+# --------------------------------------------------------------------------
+# Warm starts of the inner iterations, and their warning
+# --------------------------------------------------------------------------
+
+WARM = ["VEI", "VEV", "EVE", "VVE"]
+
+
+def inner_m_step(name, full_scatter, nk, previous=None, control=EXACT):
+    """``(covariances (K, D, D), InnerIterations)`` of the model's M-step,
+    started from ``previous`` (covariances of its stored shape)."""
+    k, d = full_scatter.shape[:2]
+    covariances, inner = covariance_model(name).covariances_with_iterations(
+        scatter_of(name, full_scatter), nk, 0.0, control, previous
+    )
+    return matrices(name, covariances, k, d), inner
+
+
+def stored(name, full_covariances):
+    """(K, D, D) covariances in the model's stored shape."""
+    if covariance_model(name).block_kind == "diag":
+        return np.einsum("kii->ki", full_covariances)
+    return full_covariances
+
+
+def scatter_of_resp(X, resp):
+    """``N_k`` and the centred scatters (K, D, D) of responsibilities ``resp``."""
+    nk = resp.sum(axis=0)
+    means = resp.T @ X / nk[:, None]
+    diff = X[None] - means[:, None]
+    return nk, np.einsum("ik,kij,kil->kjl", resp, diff, diff)
+
+
+@pytest.mark.parametrize("name", WARM)
+def test_a_warm_start_reaches_the_fixed_point_of_the_fixed_start(name):
+    """Started from the covariances of nearby responsibilities (as EM's
+    M-step from the previous iteration's), the inner iterations reach the
+    answer of mclust's fixed start in fewer iterations; started from that
+    answer itself, they stop at once."""
+    rng = np.random.default_rng(12)
+    X, _, _ = make_blobs(n=400, d=4, k=3, seed=7)
+    resp = rng.random((len(X), 3)) ** 4
+    resp /= resp.sum(axis=1, keepdims=True)
+    nearby = 0.95 * resp + 0.05 * rng.dirichlet(np.ones(3), size=len(X))
+    nk, scatter = scatter_of_resp(X, resp)
+    cold, cold_inner = inner_m_step(name, scatter, nk)
+    nearby_nk, nearby_scatter = scatter_of_resp(X, nearby)
+    previous, _ = inner_m_step(name, nearby_scatter, nearby_nk)
+    warm, warm_inner = inner_m_step(name, scatter, nk, stored(name, previous))
+    # EVE's and VVE's MM steps stop ~sqrt(1e-15) from their fixed point.
+    rtol = 1e-6 if name in ("EVE", "VVE") else 1e-10
+    np.testing.assert_allclose(warm, cold, rtol=rtol, atol=rtol * np.abs(cold).max())
+    assert cold_inner.converged and warm_inner.converged
+    assert warm_inner.n_iter < cold_inner.n_iter
+    again, again_inner = inner_m_step(name, scatter, nk, stored(name, cold), MStepControl())
+    np.testing.assert_allclose(again, cold, rtol=rtol, atol=rtol * np.abs(cold).max())
+    assert again_inner.n_iter <= 2 and again_inner.converged
+    # Without previous covariances: mclust's fixed start, the plain M-step.
+    np.testing.assert_array_equal(cold, m_step(name, scatter, nk))
+
+
+def test_the_common_orientation_is_recovered_where_the_shapes_sum_to_a_sphere():
+    """Two components stretched along crossing axes: the sum of their
+    covariances is a multiple of I, which says nothing of the orientation;
+    the start still finds it, and the warm M-step stops at once."""
+    rotation = random_rotation(np.random.default_rng(1), 3)
+    shapes = np.array([[4.0, 1.0, 0.25], [0.25, 1.0, 4.0]])
+    truth = np.einsum("ij,kj,lj->kil", rotation, shapes, rotation)
+    nk = np.array([50.0, 50.0])
+    _, cold_inner = inner_m_step("EVE", nk[:, None, None] * truth, nk, control=MStepControl())
+    warm, warm_inner = inner_m_step("EVE", nk[:, None, None] * truth, nk, truth, MStepControl())
+    np.testing.assert_allclose(warm, truth, rtol=1e-12, atol=1e-12)
+    assert warm_inner.n_iter <= 2 < cold_inner.n_iter
+
+
+@pytest.mark.parametrize("name", WARM)
+def test_a_degenerate_previous_covariance_falls_back_to_the_fixed_start(name):
+    rng = np.random.default_rng(13)
+    X, _, _ = make_blobs(n=300, d=3, k=3, seed=4)
+    nk, scatter = soft_scatter(X, rng)
+    cold, cold_inner = inner_m_step(name, scatter, nk)
+    degenerate = stored(name, np.zeros((3, 3, 3)))
+    fallback, fallback_inner = inner_m_step(name, scatter, nk, degenerate)
+    np.testing.assert_array_equal(fallback, cold)
+    assert fallback_inner == cold_inner
+
+
+def inner_iterations_of_fit(model, X, **fit_params):
+    """``model`` fitted, and the inner iterations of each of its M-steps
+    (the run's record, read after every iteration by a callback)."""
+    seen = []
+    model.fit(X, callbacks=[lambda info: seen.append(list(info["runs"][0].m_step_iterations))], **fit_params)
+    return model, seen[-1] if seen else []
+
+
+@pytest.mark.parametrize("name", WARM)
+def test_em_m_steps_start_from_the_previous_covariances(name, data):
+    """An EM M-step is the M-step of its pass's statistics started from the
+    covariances before it (those of the fit one iteration shorter): near
+    convergence a few inner iterations, where mclust's fixed start on the
+    same statistics needs more; the initialisation's M-step (no previous
+    covariances) keeps the fixed start."""
+    params = dict(n_components=3, covariance_type=name, random_state=0, tol=0)
+    model, inner = inner_iterations_of_fit(GaussianMixture(max_iter=12, **params), data)
+    assert len(inner) == 13  # the initialisation's M-step, then 12 of EM
+    assert all(step.converged for step in inner)
+    before = GaussianMixture(max_iter=11, **params).fit(data).covariances_
+    kind = covariance_model(name)
+    statistics = model._fit_statistics  # the merged statistics of the last pass
+    (_, _, covariances), last = kind.m_step_with_iterations(statistics, model.reg_covar, MStepControl(), before)
+    assert np.array_equal(covariances, model.covariances_)
+    assert last == inner[-1]
+    _, fixed_start = kind.m_step_with_iterations(statistics, model.reg_covar, MStepControl())
+    assert inner[-1].n_iter < fixed_start.n_iter
+    assert inner[-1].n_iter < inner[0].n_iter
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_inner_iterations_at_their_limit_warn_once_per_fit(name, data):
+    """mclust's "inner iteration limit reached": one MStepConvergenceWarning
+    (a ConvergenceWarning) naming the model, how many M-steps stopped and
+    the parameter to raise; none with the default bounds on easy data."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from daskgmm.mixture import MStepConvergenceWarning
+
+    with pytest.warns(MStepConvergenceWarning) as record:
+        model, inner = inner_iterations_of_fit(
+            GaussianMixture(3, covariance_type=name, random_state=0, tol=0, max_iter=4, m_step_max_iter=1), data
+        )
+    limited = [w for w in record if issubclass(w.category, MStepConvergenceWarning)]
+    assert len(limited) == 1 and issubclass(MStepConvergenceWarning, ConvergenceWarning)
+    stopped = sum(not step.converged for step in inner)
+    assert stopped >= 1 and all(step.n_iter == 1 for step in inner)
+    assert str(limited[0].message) == (
+        f"The inner iterations of {stopped} of 5 {name} M-steps reached m_step_max_iter=1 without meeting "
+        "m_step_tol=1.5e-08: their covariances are not the M-step's optimum. Increase m_step_max_iter."
+    )
+    assert limited[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MStepConvergenceWarning)
+        GaussianMixture(3, covariance_type=name, random_state=0, tol=1e-8, max_iter=15).fit(data)
+        GaussianMixture(3, covariance_type="EVV", random_state=0, max_iter=4, m_step_max_iter=1).fit(data)
+
+
+def test_partial_fit_warns_once_per_call_and_select_once_per_selection(data):
+    from daskgmm import select_n_components
+    from daskgmm.mixture import MStepConvergenceWarning
+
+    model = GaussianMixture(3, covariance_type="EVE", random_state=0, m_step_max_iter=1)
+    # The first batch's M-steps: the initialisation's and the batch's.
+    for expected in ("2 of 2", "1 of 1"):
+        with pytest.warns(MStepConvergenceWarning, match=f"{expected} EVE M-steps reached m_step_max_iter=1") as record:
+            model.partial_fit(data)
+        assert sum(issubclass(w.category, MStepConvergenceWarning) for w in record) == 1
+    exact = GaussianMixture(3, covariance_type="VVE", random_state=0, m_step_max_iter=1, partial_fit_mode="exact")
+    with pytest.warns(MStepConvergenceWarning, match="1 of 1 VVE M-steps"):
+        exact.partial_fit(data)
+    with pytest.warns(MStepConvergenceWarning, match="1 of 1 VVE M-steps"):
+        exact.end_pass()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MStepConvergenceWarning)
+        select_n_components(data, [2, 3], covariance_types=["EVE", "VEV"], random_state=0, max_iter=10)
+
+
+@pytest.mark.parametrize("name", ["EVE", "VEV"])
+def test_checkpoint_resumes_the_warm_started_m_steps_bitwise(name, data, tmp_path):
+    """The covariances the next M-step starts from are the run's, which a
+    checkpoint saves: a resumed fit is bitwise the uninterrupted one, its
+    M-steps taking the same inner iterations."""
+    path = tmp_path / f"{name}.ckpt"
+    X = da.from_array(data, chunks=(100, -1))
+    params = dict(n_components=3, covariance_type=name, random_state=0, tol=0)
+    GaussianMixture(max_iter=3, **params).fit(X, checkpoint=path)
+    resumed, resumed_inner = inner_iterations_of_fit(GaussianMixture(max_iter=7, **params), X, checkpoint=path)
+    uninterrupted, inner = inner_iterations_of_fit(GaussianMixture(max_iter=7, **params), X)
+    assert resumed.n_iter_ == uninterrupted.n_iter_ == 7
+    for attribute in ("weights_", "means_", "covariances_", "precisions_cholesky_", "lower_bounds_"):
+        assert np.array_equal(getattr(resumed, attribute), getattr(uninterrupted, attribute)), attribute
+    # The resumed run made iterations 4..7 (no initialisation M-step).
+    assert resumed_inner == inner[4:]
+    assert max(step.n_iter for step in resumed_inner) < inner[0].n_iter
+
+
+@pytest.mark.parametrize("name", ["EVE", "VEI"])
+def test_exact_partial_fit_passes_are_the_fit(name, data):
+    """Each end_pass() starts its inner iterations from the fitted
+    covariances, as fit's M-steps from the run's: the same fit."""
+    pieces = np.array_split(data, 3)
+    start = given_start(name, data)
+    fitted = GaussianMixture(3, covariance_type=name, max_iter=5, tol=0, **start).fit(data)
+    online = GaussianMixture(3, covariance_type=name, max_iter=5, tol=0, partial_fit_mode="exact", **start)
+    for _ in range(5):
+        for piece in pieces:
+            online.partial_fit(piece)
+        online.end_pass()
+    assert online.n_iter_ == fitted.n_iter_ == 5
+    assert_same_fit(online, fitted, 1e-9)
