@@ -258,10 +258,14 @@ def test_noise_candidates_are_the_separate_noise_fits(labelled_clusters, init_pa
 
 
 def test_m_step_settings_reach_the_candidates(three_clusters):
-    result = select_n_components(three_clusters, [2], covariance_types=("EVE",), m_step_max_iter=3, m_step_tol=0.0,
-                                 random_state=0, max_iter=5)
-    alone = GaussianMixture(2, covariance_type="EVE", m_step_max_iter=3, m_step_tol=0.0, random_state=0,
-                            max_iter=5).fit(three_clusters)
+    from daskgmm.mixture import MStepConvergenceWarning
+
+    with pytest.warns(MStepConvergenceWarning, match="EVE M-steps reached m_step_max_iter=3"):
+        result = select_n_components(three_clusters, [2], covariance_types=("EVE",), m_step_max_iter=3,
+                                     m_step_tol=0.0, random_state=0, max_iter=5)
+    with pytest.warns(MStepConvergenceWarning, match="EVE M-steps reached m_step_max_iter=3"):
+        alone = GaussianMixture(2, covariance_type="EVE", m_step_max_iter=3, m_step_tol=0.0, random_state=0,
+                                max_iter=5).fit(three_clusters)
     shared = result.models_[(2, "EVE")]
     assert shared.m_step_max_iter == 3
     np.testing.assert_allclose(shared.covariances_, alone.covariances_, rtol=1e-9, atol=1e-12)
