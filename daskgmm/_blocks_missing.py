@@ -321,16 +321,16 @@ def _swept_patterns(precisions, patterns, tied=False):
         precisions = precisions[:1]
     k = precisions.shape[0]
     n_patterns = len(patterns)
-    # (c, c, P) indices into the flattened (D, D), and components along axis 2
+    # (c, c, 1, P) indices into the flattened (K, D, D), plus each component's offset along axis 2
     flat = np.transpose(idx_m[:, :, None] * d + idx_m[:, None, :], (1, 2, 0))[:, :, None, :]
-    by_entry = precisions.reshape(k, d * d).T  # (D * D, K)
-    component = np.arange(k)[:, None]
+    offsets = (np.arange(k) * (d * d))[:, None]
+    entries = np.ascontiguousarray(precisions).ravel()
     log_det_mm = np.empty((k, n_patterns))
     cond_cov = np.empty((c, c, k, n_patterns))
     step = max(1, SWEEP_ELEMENTS // (c * c * k))
     for start in range(0, n_patterns, step):
         stop = min(start + step, n_patterns)
-        a = by_entry[flat[..., start:stop], component]  # (c, c, K, p)
+        a = np.take(entries, flat[..., start:stop] + offsets)  # (c, c, K, p), contiguous
         log_det = np.zeros(a.shape[2:])
         for j in range(c):
             pivot = a[j, j].copy()
