@@ -28,13 +28,13 @@ the expected log-probability of the statistics: both families use these
 functions unchanged.
 
 Rows are grouped by their number of missing features, then by missing
-pattern: ``L_mm`` is factorized once per distinct pattern and component (a
-batched call), and the rows are then completed together, a slice of rows
-sharing one pattern with matrix products.  The cost per row is that of the
-complete rows' E-step and statistics plus ``O(K c^2)``; the factorizations
-add ``O(K c^3)`` per distinct pattern, which dominates only where nearly
-every row has a pattern of its own (entries missing at random in many
-features).  'diag' and 'spherical' models have no coupling between features
+pattern: a pattern shared by many rows has ``L_mm`` factorized once per
+component, and its rows are completed together with matrix products; the
+rows of rarer patterns (entries missing at random in many features: nearly
+every row a pattern of its own) are completed in slices, every ``L_mm`` of a
+slice inverted at once by a vectorised sweep (:func:`_swept_patterns`).  The
+cost per row is that of the complete rows' E-step and statistics plus
+``O(K c^2)``, and ``O(K c^3)`` for a row of a rare pattern.  'diag' and 'spherical' models have no coupling between features
 (``x^_m = mu_m``, ``C`` diagonal) and need no grouping.  Rows without any missing feature go through
 :func:`daskgmm._blocks.block_statistics` unchanged, so a block without NaN
 gives exactly the plain result.  Rows with every feature missing carry no
@@ -219,14 +219,15 @@ def _centred_statistics(xhat, r):
     return nk, means, scatter
 
 
-def _complete_coupled(model, X, rows, factors, pattern=None):
+def _complete_coupled(model, X, rows, factors, per_row=False):
     """The completion of rows under a 'full' or 'tied' model.
 
-    ``factors`` are :func:`_factorized_patterns`'s for P patterns with ``c``
-    missing features each: their missing features (P, c), ``log det L_mm``
-    (K, P) and ``C = L_mm^-1`` (K, P, c, c); ``pattern`` (n,) is each row's
-    pattern among them (None: every row has the first, P = 1, and the
-    products are shared).
+    ``factors`` are the model's precisions (K, D, D) and, for P patterns
+    with ``c`` missing features each, their missing features (P, c),
+    ``log det L_mm`` (K, P) and ``C = L_mm^-1``: without ``per_row``
+    :func:`_factorized_patterns`' for one pattern that every row has (P = 1,
+    C (K, 1, c, c)), the products shared; with it :func:`_swept_patterns`'
+    for the rows' own patterns, in order (P = n, C (c, c, K, n)).
 
     With ``d0 = x - mu`` zeroed where missing and ``z = L d0`` (one GEMM per
     component), ``L_mo (x_o - mu_o) = z_m``, ``x^_m - mu_m = -C z_m`` and
@@ -243,45 +244,40 @@ def _complete_coupled(model, X, rows, factors, pattern=None):
     observed = ~np.isnan(x)
     dev0 = np.where(observed[None], x[None, :, :] - mu[:, None, :].astype(dtype), 0)  # (K, n, D)
     z = np.matmul(dev0, precisions.astype(dtype, copy=False))  # L symmetric: rows times L
-    if pattern is None:
+    if not per_row:
         idx_m = idx_p[0]
         z_m = z[:, :, idx_m]  # (K, n, c)
         shift = np.matmul(z_m, cond_p[:, 0].astype(dtype))  # C z_m, as rows (C symmetric)
         log_det_mm = log_det_p[:, :1]
     else:
-        idx_m = idx_p[pattern]  # (n, c)
-        index = np.broadcast_to(idx_m, (k, n, c))
+        index = np.broadcast_to(idx_p, (k, n, c))
         z_m = np.take_along_axis(z, index, axis=2)
-        shift = np.einsum("knij,knj->kni", cond_p[:, pattern].astype(dtype), z_m)
-        log_det_mm = log_det_p[:, pattern]
+        shift = np.einsum("ijkn,knj->kni", cond_p.astype(dtype, copy=False), z_m)
+        log_det_mm = log_det_p
     quad = np.einsum("knd,knd->kn", dev0, z) - np.einsum("knc,knc->kn", z_m, shift)
     wlp = (_log_weights_and_dets(model, k) - d * _HALF_LOG_2PI)[:, None] - 0.5 * quad
     wlp += c * _HALF_LOG_2PI - 0.5 * log_det_mm
     # x^ = mu + d0, less C z_m on the missing features.
     xhat = dev0
     xhat += mu[:, None, :].astype(dtype)
-    if pattern is None:
+    if not per_row:
         xhat[:, :, idx_m] -= shift
     else:
         np.put_along_axis(xhat, index, np.take_along_axis(xhat, index, axis=2) - shift, axis=2)
     del z, dev0
     cond64 = np.asarray(cond_p, dtype=np.float64)
-    n_patterns = idx_p.shape[0]
 
     def statistics(r):
         nk, means, scatter = _centred_statistics(xhat, r)
         r64 = np.asarray(r, dtype=np.float64)
-        if pattern is None:
+        if not per_row:
             idx = idx_p[0]
             scatter[:, idx[:, None], idx[None, :]] += r64.sum(axis=1)[:, None, None] * cond64[:, 0]
             return nk, means, scatter
-        # sum_i r_ik C_ik = sum_p (sum of r_ik over the rows of pattern p) C_pk
-        per_pattern = np.stack([np.bincount(pattern, weights=r64[j], minlength=n_patterns) for j in range(k)])
-        flat = np.arange(k)[:, None, None, None] * d * d + idx_p[None, :, :, None] * d + idx_p[None, :, None, :]
-        scatter += np.bincount(
-            np.broadcast_to(flat, cond64.shape).ravel(), weights=(per_pattern[:, :, None, None] * cond64).ravel(),
-            minlength=k * d * d,
-        ).reshape(k, d, d)
+        # sum_i r_ik C_ik, each row's C on its own missing features
+        flat = np.transpose(idx_p[:, :, None] * d + idx_p[:, None, :], (1, 2, 0)).ravel()  # as C's (c, c, n)
+        for j in range(k):
+            scatter[j] += np.bincount(flat, weights=(cond64[:, :, j] * r64[j]).ravel(), minlength=d * d).reshape(d, d)
         return nk, means, scatter
 
     return wlp, statistics
@@ -300,6 +296,59 @@ def _factorized_patterns(precisions, patterns):
     log_det_mm = 2 * np.sum(np.log(np.diagonal(chol, axis1=2, axis2=3)), axis=2)
     cond_cov = np.linalg.inv(lmm)
     return idx_m, log_det_mm, 0.5 * (cond_cov + np.swapaxes(cond_cov, 2, 3))
+
+
+# Matrices swept at once by _swept_patterns: at most this many elements in
+# a (c, c, m) stack, so that a sweep's updates stay in cache.
+SWEEP_ELEMENTS = 1 << 17
+
+
+def _swept_patterns(precisions, patterns, tied=False):
+    """:func:`_factorized_patterns`' results for patterns that few rows
+    share, the conditional covariances held as (c, c, K, P), by a symmetric
+    sweep (Gauss-Jordan elimination on the diagonal pivots; Goodnight, "A
+    tutorial on the SWEEP operator", 1979) of every ``L_mm`` at once: ``c``
+    vectorised steps over the whole stack, each an elementwise update of
+    contiguous rows (a LAPACK call per small matrix costs more than its
+    arithmetic).  The pivots of an SPD matrix are positive (those of its
+    Cholesky factorization, squared): no pivoting is needed, and
+    ``log det L_mm`` is the sum of their logs.  A 'tied' model's components
+    share ``L_mm``: it is swept once, its results broadcast."""
+    c = int(patterns[0].sum())
+    idx_m = np.argsort(~patterns, axis=1, kind="stable")[:, :c]  # increasing feature order
+    n_components, d = precisions.shape[:2]
+    if tied:
+        precisions = precisions[:1]
+    k = precisions.shape[0]
+    n_patterns = len(patterns)
+    # (c, c, 1, P) indices into the flattened (K, D, D), plus each component's offset along axis 2
+    flat = np.transpose(idx_m[:, :, None] * d + idx_m[:, None, :], (1, 2, 0))[:, :, None, :]
+    offsets = (np.arange(k) * (d * d))[:, None]
+    entries = np.ascontiguousarray(precisions).ravel()
+    log_det_mm = np.empty((k, n_patterns))
+    cond_cov = np.empty((c, c, k, n_patterns))
+    step = max(1, SWEEP_ELEMENTS // (c * c * k))
+    for start in range(0, n_patterns, step):
+        stop = min(start + step, n_patterns)
+        a = np.take(entries, flat[..., start:stop] + offsets)  # (c, c, K, p), contiguous
+        log_det = np.zeros(a.shape[2:])
+        for j in range(c):
+            pivot = a[j, j].copy()
+            log_det += np.log(pivot)
+            col = a[:, j].copy()
+            scaled = col / np.sqrt(pivot)
+            a -= scaled[:, None] * scaled[None, :]  # symmetric to the bit
+            col /= pivot
+            a[:, j] = col
+            a[j, :] = col
+            a[j, j] = -1.0 / pivot
+        log_det_mm[:, start:stop] = log_det
+        np.negative(a, out=cond_cov[..., start:stop])
+    return (
+        idx_m,
+        np.broadcast_to(log_det_mm, (n_components, n_patterns)),
+        np.broadcast_to(cond_cov, (c, c, n_components, n_patterns)),
+    )
 
 
 def _complete_diagonal(model, X, rows, missing):
@@ -400,22 +449,24 @@ def _completions(model, X, incomplete, missing):
     for c in np.unique(n_missing):
         rows_c = incomplete[n_missing == c]
         patterns, which = _unique_patterns(missing[rows_c])
-        idx_m, log_det_mm, cond_cov = _factorized_patterns(precisions, patterns)
         # The (K, n, c, c) conditional covariances next to the (K, n, D) rows.
         step = max(16, SLICE_ELEMENTS // max(1, k * (int(c) * int(c) + 3 * d)))
         sizes = np.bincount(which, minlength=len(patterns))
         shared = sizes[which] >= SHARED_PATTERN_ROWS
-        for p in np.flatnonzero(sizes >= SHARED_PATTERN_ROWS):  # slices of one pattern: shared factors
+        frequent = np.flatnonzero(sizes >= SHARED_PATTERN_ROWS)
+        if len(frequent):
+            idx_m, log_det_mm, cond_cov = _factorized_patterns(precisions, patterns[frequent])
+        for j, p in enumerate(frequent):  # slices of one pattern: shared factors
             rows_p = rows_c[which == p]
-            factors = (precisions, idx_m[p : p + 1], log_det_mm[:, p : p + 1], cond_cov[:, p : p + 1])
+            factors = (precisions, idx_m[j : j + 1], log_det_mm[:, j : j + 1], cond_cov[:, j : j + 1])
             for start in range(0, len(rows_p), step):
                 rows = rows_p[start : start + step]
                 yield _Completed(rows, *_complete_coupled(model, X, rows, factors))
         rows_c, which = rows_c[~shared], which[~shared]
-        factors = (precisions, idx_m, log_det_mm, cond_cov)
-        for start in range(0, len(rows_c), step):  # the rarer patterns: per-row factors
+        for start in range(0, len(rows_c), step):  # the rarer patterns: each slice's rows swept at once
             rows = rows_c[start : start + step]
-            yield _Completed(rows, *_complete_coupled(model, X, rows, factors, which[start : start + step]))
+            factors = (precisions, *_swept_patterns(precisions, patterns[which[start : start + step]], kind == "tied"))
+            yield _Completed(rows, *_complete_coupled(model, X, rows, factors, per_row=True))
 
 
 # --------------------------------------------------------------------------
