@@ -29,17 +29,20 @@ The data are generated in-process and chunked into ``--chunks`` row chunks
 The machine's load is printed: the figures here are passes and scores, not
 times, but a loaded machine makes the run long.
 
-Measured (2-core shared VM, load average 5-9, 2026-12-08), N=200,000,
-8 chunks, seeds 0-2 (aniso rows also seeds 3-7, ``--no-sklearn``):
+Measured (2-core shared VM, load average 4-9, 2026-12-08), 8 chunks:
 
-* passes before EM: old 9-48 (blobs 9-31, aniso 16-48), new 6 in every fit;
-* blobs (bench_vs_sklearn's generator; 8x8 full, 16x20 diag, 32x16 full):
-  new >= old in all 9 fits, mean +0.23 (old fell into worse optima in 5);
-  scikit-learn's own start: mean -0.18 against new;
-* aniso 4x4: all three rules reach the same optimum; 8x8 and 16x12 over
-  8 seeds each: the fits end in one of two or three optima, new - old
-  mean -0.08 +- 0.06 (standard error) over 16 fits, -0.06 (8x8) and -0.11
-  (16x12); at N=50,000 over 8 seeds, new - old +0.05 (8x8), +0.20 (16x12).
+* passes before EM: old 9-85, new 6 in every fit;
+* N=200,000, seeds 0-2, blobs (bench_vs_sklearn's generator; 8x8 full,
+  16x20 diag, 32x16 full): new >= old in all 9 fits, mean +0.23 (old fell
+  into worse optima in 5); scikit-learn's own start: mean -0.18 against new;
+* N=200,000, aniso (seeds 0-2 with scikit-learn, 3-15 ``--no-sklearn``):
+  4x4 all rules reach one optimum; the fits of 8x8 and 16x12 end in one of
+  two to four optima, new - old +0.002 +- 0.057 (standard error; new
+  better in 6 of 16, worse in 4) at 8x8, -0.099 +- 0.071 (better 5, worse
+  8) at 16x12, -0.048 +- 0.046 over the 32;
+* N=50,000 (4 chunks), aniso, seeds 0-7: new - old +0.05 (8x8), +0.20 (16x12);
+* N=2,000,000, seeds 0-1: blobs 8x8 equal (old 9 passes), aniso 8x8
+  +0.56 and 0 (old 21 and 85 passes).
 """
 
 from __future__ import annotations
