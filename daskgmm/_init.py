@@ -1,8 +1,10 @@
 """Initialisation over the whole distributed data set.
 
-* ``kmeans``: k-means|| seeding (Bahmani et al. 2012) then Lloyd passes; the
+* ``kmeans``: k-means|| seeding (Bahmani et al. 2012), the weighted
+  candidates clustered on the client, then at most two Lloyd passes; the
   GMM starts from the statistics of the hard assignment, as scikit-learn's
-  ``GaussianMixture`` starts from ``KMeans(...).labels_``.
+  ``GaussianMixture`` starts from ``KMeans(...).labels_``: at most 6 passes
+  over the data at any N.
 * ``k-means++``: exact k-means++ over all rows, one pass per centre (an
   exponential race picks a row with probability proportional to D^2).
 * ``random``: uniform random responsibilities per row.
@@ -39,10 +41,13 @@ k-means|| in detail
 -------------------
 Per candidate set (one per ``(pool, K)``; ell = ``oversampling`` x K):
 
-1. A first centre drawn uniformly from all rows.
-2. ``n_rounds`` oversampling rounds, one pass each.  Every row gets the key
-   ``u / d^2`` (``u`` row-keyed uniform, ``d`` its distance to the
-   candidates so far); a row is kept when ``key < ell / phi`` (``phi`` the
+1. A first centre drawn uniformly from all rows (a fetch of one row by
+   index, not a pass).  With sample weights that draw takes a pass, which
+   then draws ell rows in proportion to the weights (without replacement):
+   it stands for the first round.
+2. ``n_rounds`` (2) oversampling rounds, one pass each (ell = 5 K by
+   default).  Every row gets the key ``u / d^2`` (``u`` row-keyed uniform,
+   ``d`` its distance to the candidates so far); a row is kept when ``key < ell / phi`` (``phi`` the
    pass's total cost), that is with probability ``min(1, ell d^2 / phi)``,
    independently: the paper's sampling step.  Each chunk returns only its
    ``cap = 4 ell + 16`` smallest keys and the reduction keeps the global
@@ -56,15 +61,20 @@ Per candidate set (one per ``(pool, K)``; ell = ``oversampling`` x K):
 3. One pass weights each candidate by the number of rows nearest to it (and
    gives the data's variance, for the Lloyd tolerance).
 4. On the client, per seed: greedy weighted k-means++ then weighted Lloyd
-   on the candidates.  The ``n_init`` restarts of a fit share one candidate
-   set (their ``pool``) and differ here.
+   on the candidates, ``client_tries`` (10) times, keeping the lowest
+   weighted cost (the candidates, weighted, stand for the data: k-means||'s
+   reclustering step).  The ``n_init`` restarts of a fit share one
+   candidate set (their ``pool``) and differ here.
 5. Lloyd passes: each gives, per centre set, the counts and means of the
    clusters and the rows farthest from their centres; empty clusters are
    moved to those rows (as scikit-learn's KMeans does).  A set stops when the
    squared centre shift is at most ``lloyd_tol`` x the mean feature variance
-   (scikit-learn's rule) or after ``max_lloyd`` passes.
+   (scikit-learn's rule) or after ``max_lloyd`` (2) passes: starting from
+   the candidates' clustering they only polish it, and EM goes on from
+   there.
 6. One last pass: statistics of the assignment to the final centres, for
-   each covariance type asked for.
+   each covariance type asked for (itself a Lloyd step: the start's means
+   are the means of that assignment).
 
 With ``skip_nonfinite=True`` (the labelled-data path, where masks leave NaN
 rows) rows holding NaN or infinity take no part: they are never drawn, cost
@@ -435,6 +445,33 @@ def _weighted_lloyd(points, weights, centers, max_iter=100):
     return centers
 
 
+def _cluster_candidates(points, weights, k, rng, tries):
+    """K centres for the weighted candidates: the lowest weighted k-means
+    cost of ``tries`` runs of greedy k-means++ then weighted Lloyd (client
+    side, as scikit-learn's ``KMeans(n_init=tries)``), drawn in turn from
+    ``rng``, in the order of the first run's centres they are nearest to.
+
+    Which run wins can turn on rows equally near two candidates (their
+    weights are counts, and rounding, thus the chunking or the memory
+    layout, assigns such rows), often between runs that find the same
+    centres in another order: matched to the first run, the same centres
+    come in the same order.
+    """
+    first = best = None
+    best_cost = np.inf
+    for _ in range(tries):
+        centers = _weighted_lloyd(points, weights, _greedy_weighted_kmeans_plusplus(points, weights, k, rng))
+        cost = float(weights @ cdist(points, centers, "sqeuclidean").min(axis=1))
+        if best is None or cost < best_cost:
+            best, best_cost = centers, cost
+        if first is None:
+            first = centers
+    if best is not first:
+        _, order = linear_sum_assignment(cdist(first, best, "sqeuclidean"))
+        best = best[order]
+    return best
+
+
 def _relocate_empty_clusters(centers, nk, far):
     """Move the centres of empty clusters to the rows farthest from their
     own centres, taking each row out of its cluster (scikit-learn's KMeans
@@ -481,28 +518,38 @@ def _kmeans_parallel(X, groups, specs, split_every, counter, n_rounds, oversampl
     """Oversampling rounds: a :class:`_Candidates` per ``(pool, K)`` group."""
     n = X.shape[0]
     state = [_Candidates(pool, k, max(1.0, oversampling * k), None, None) for (pool, k), _ in groups]
+    first_round = 0
     if sample_weight is not None:
-        # The first centre drawn with probability in proportion to the weights.
-        jobs = [(c.seed, 1) for c in state]
-        first_rows = np.vstack(
-            sample_finite_rows(X, jobs, split_every=split_every, counter=counter, sample_weight=sample_weight)
+        # Drawing a first centre in proportion to the weights takes a pass:
+        # that pass draws ell rows so (without replacement), the first round.
+        jobs = tuple((c.seed, int(math.ceil(c.ell))) for c in state)
+        drawn = tree_reduce(
+            X, _chunk_fn(_smallest_keys_chunk, True), _smallest_keys_combine, jobs, split_every=split_every,
+            name="daskgmm-init-sample", weights=sample_weight,
         )
-        first = [-1] * len(state)
+        _count(counter)
+        for c, (_, keys, _, rows) in zip(state, drawn):
+            if keys.shape[0] == 0:
+                raise no_effective_weight_error(skip_nonfinite=True)
+            c.rows, c.index = rows[:1], np.array([-1], dtype=np.int64)  # not a known index: sorts first
+            if rows.shape[0] > 1:
+                c.add(rows[1:], np.full(rows.shape[0] - 1, -1, dtype=np.int64))
+        first_round = 1
     else:
         first = [int(np.random.default_rng([c.seed, 1]).integers(n)) for c in state]
         first_rows = _take_rows(X, first)
-    if not np.all(np.isfinite(first_rows)):
-        if not skip_nonfinite:
-            _raise_drawn_nonfinite(first, first_rows)
-        # A first centre fell on a skipped row: draw again among finite rows.
-        jobs = [(c.seed, 1) for c in state]
-        first_rows = np.vstack(sample_finite_rows(X, jobs, split_every=split_every, counter=counter))
-        first = [-1] * len(state)  # not a known index: sorts first anyway
-    for c, row, index in zip(state, first_rows, first):
-        c.rows, c.index = row[None, :], np.array([index], dtype=np.int64)
+        if not np.all(np.isfinite(first_rows)):
+            if not skip_nonfinite:
+                _raise_drawn_nonfinite(first, first_rows)
+            # A first centre fell on a skipped row: draw again among finite rows.
+            jobs = [(c.seed, 1) for c in state]
+            first_rows = np.vstack(sample_finite_rows(X, jobs, split_every=split_every, counter=counter))
+            first = [-1] * len(state)  # not a known index: sorts first anyway
+        for c, row, index in zip(state, first_rows, first):
+            c.rows, c.index = row[None, :], np.array([index], dtype=np.int64)
     oversample = _chunk_fn(_oversample_chunk, skip_nonfinite)
     max_rounds = n_rounds + 25
-    for r in range(max_rounds):
+    for r in range(first_round, max_rounds):
         active = [
             c for c in state
             if c.cost > 0 and (r < n_rounds or c.rows.shape[0] < c.n_components)
@@ -548,20 +595,42 @@ def _warn_few_distinct(n_distinct, n_components):
     )
 
 
+# k-means|| with few rounds and a larger oversampling factor draws as many
+# candidates in fewer passes; the weighted candidates are clustered on the
+# client (k-means++, then Lloyd to convergence), which leaves the Lloyd
+# passes over all rows only a final polish, so they are capped: the start
+# costs at most N_ROUNDS + MAX_LLOYD + 2 passes at any N (out of core each
+# pass reads the store again).  Bahmani et al.'s own setting, 5 rounds of 2K
+# and Lloyd to convergence from one k-means++ on the candidates, is
+# n_rounds=5, oversampling=2.0, max_lloyd=100, client_tries=1.
+N_ROUNDS = 2
+OVERSAMPLING = 5.0
+MAX_LLOYD = 2
+CLIENT_TRIES = 10
+
+
 def kmeans_statistics(
     X,
     specs,
     split_every=DEFAULT_SPLIT_EVERY,
     counter=None,
-    n_rounds=5,
-    oversampling=2.0,
-    max_lloyd=100,
+    n_rounds=N_ROUNDS,
+    oversampling=OVERSAMPLING,
+    max_lloyd=MAX_LLOYD,
+    client_tries=CLIENT_TRIES,
     lloyd_tol=1e-4,
     skip_nonfinite=False,
     sample_weight=None,
 ):
     """k-means|| seeding, Lloyd passes, statistics of the hard assignment
     (see the module docstring).
+
+    ``n_rounds`` oversampling passes drawing about ``oversampling`` x K
+    candidates each, one weighting pass, at most ``max_lloyd`` Lloyd passes
+    and the statistics pass: ``n_rounds + max_lloyd + 2`` passes at most
+    (more rounds only while fewer than K distinct candidates exist).  Each
+    seed clusters the weighted candidates ``client_tries`` times on the
+    client (k-means++ then weighted Lloyd) and keeps the lowest cost.
 
     Returns
     -------
@@ -594,9 +663,8 @@ def kmeans_statistics(
             seed, k = specs[i].seed, specs[i].n_components
             if (pool, seed, k) not in set_of:
                 rng = np.random.default_rng([seed, 2, k])
-                centers = _greedy_weighted_kmeans_plusplus(points, w, k, rng)
                 set_of[(pool, seed, k)] = len(sets)
-                sets.append(_weighted_lloyd(points, w, centers))
+                sets.append(_cluster_candidates(points, w, k, rng, client_tries))
 
     lloyd = _chunk_fn(_lloyd_chunk, skip_nonfinite)
     done = [False] * len(sets)

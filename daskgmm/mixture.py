@@ -2242,7 +2242,7 @@ class GaussianMixture(_BaseMixture):
 
         >>> gmm3 = GaussianMixture(3, random_state=0).fit(X)
         >>> round(float(gmm3.icl(X)), 1), round(float(gmm3.bic(X)), 1)
-        (1552.6, 1491.0)
+        (1537.5, 1489.5)
         """
         self._check_is_fitted()
         dX = self._validate_X(X, reset=False)

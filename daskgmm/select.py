@@ -96,7 +96,7 @@ class SelectionResult:
     >>> sorted(result.models_)
     [(1, 'full'), (2, 'full'), (3, 'full')]
     >>> result.n_passes_, result.passes_
-    (16, {'init': 10, 'em': 5, 'score': 1})
+    (12, {'init': 6, 'em': 5, 'score': 1})
     """
 
     best_: GaussianMixture
@@ -131,8 +131,8 @@ class SelectionResult:
             K covariance            BIC            AIC        log-lik      score params iter  conv
             1 full              5759.02        5737.04       -2863.52    -4.7725      5    2  True
         *   2 full               4250.1        4201.73       -2089.86    -3.4831     11    2  True
-            3 full              4291.27        4216.52       -2091.26    -3.4854     17    5  True
-        best by BIC: n_components=2, covariance_type='full'; 16 passes over the data (10 init, 5 EM, 1 scoring)
+            3 full              4290.01        4215.26       -2090.63    -3.4844     17    5  True
+        best by BIC: n_components=2, covariance_type='full'; 12 passes over the data (6 init, 5 EM, 1 scoring)
         """
         t = self.table
         best = (self.best_.n_components, self.best_.covariance_type)

@@ -1,6 +1,7 @@
 """Initialisation over the whole data: k-means|| + Lloyd, k-means++, random,
 random_from_data; determinism under re-chunking; concurrent restarts."""
 
+import functools
 import warnings
 
 import numpy as np
@@ -276,8 +277,9 @@ def individual_runs(dX, k, random_state, n_init, **em):
 def test_n_init_keeps_the_best_of_the_concurrent_restarts():
     X, _, _ = make_blobs(n=400, d=2, k=5, spread=3.0, seed=8)
     dX = da.from_array(X, chunks=(100, -1))
-    model = GaussianMixture(5, n_init=4, random_state=6, tol=1e-4, max_iter=200).fit(dX)
-    runs = individual_runs(dX, 5, 6, 4, tol=1e-4, max_iter=200)
+    # random_state=4: restarts that end apart (the first the worst).
+    model = GaussianMixture(5, n_init=4, random_state=4, tol=1e-4, max_iter=200).fit(dX)
+    runs = individual_runs(dX, 5, 4, 4, tol=1e-4, max_iter=200)
     bounds = [run.lower_bound for run in runs]
     assert int(np.argmax(bounds)) != 0  # the winner is not simply the first restart
     assert model.lower_bound_ >= max(bounds) - 1e-12 * abs(max(bounds))
@@ -285,7 +287,7 @@ def test_n_init_keeps_the_best_of_the_concurrent_restarts():
     np.testing.assert_allclose(model.means_, best.means, rtol=1e-9, atol=1e-12)
     assert model.n_iter_ == best.n_iter
     # Restart 0 is what a single fit with the first seed does.
-    single = GaussianMixture(5, random_state=6, tol=1e-4, max_iter=200).fit(dX)
+    single = GaussianMixture(5, random_state=4, tol=1e-4, max_iter=200).fit(dX)
     np.testing.assert_allclose(single.means_, runs[0].means, rtol=1e-9, atol=1e-12)
 
 
@@ -406,3 +408,124 @@ def test_statistics_of_picked_rows_do_not_cover_every_row(init_params):
     X, _, _ = make_blobs(n=200, seed=1)
     _, covers_every_row = _init.initial_statistics(da.from_array(X, chunks=(50, -1)), init_params, [Spec(3, "full", 0)])
     assert not covers_every_row
+
+
+# --------------------------------------------------------------------------
+# Passes before EM (issue #24 item 5)
+# --------------------------------------------------------------------------
+
+# The rule before issue #24: 5 rounds of 2K candidates, one k-means++ on the
+# client, Lloyd passes over all rows until they converge.
+OLD_KMEANS_RULE = dict(n_rounds=5, oversampling=2.0, max_lloyd=100, client_tries=1)
+
+
+def anisotropic(n, d, k, seed, elongation=8.0):
+    """Elongated clusters at random rotations, sizes in proportion to 1..k
+    (the mixtures on which k-means starts are reported to fail:
+    scikit-learn #34842, #34845)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.arange(1, k + 1, dtype=float)
+    labels = rng.choice(k, size=n, p=sizes / sizes.sum())
+    means = rng.normal(scale=4.0, size=(k, d))
+    X = np.empty((n, d))
+    for j in range(k):
+        rows = labels == j
+        rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        scales = np.ones(d)
+        scales[0] = elongation
+        X[rows] = rng.normal(size=(rows.sum(), d)) @ (rotation * scales).T + means[j]
+    return X
+
+
+def init_passes(dX, k, **kwargs):
+    """Passes over the data before EM: a max_iter=0 fit makes no EM pass."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit_start(dX, n_components=k, **kwargs).n_passes_
+
+
+@pytest.mark.parametrize("n, chunk", [(3_000, 500), (60_000, 7_000)])
+@pytest.mark.parametrize("k", [2, 5, 12])
+def test_kmeans_start_costs_at_most_six_passes(n, chunk, k):
+    """Overlapping clusters, where Lloyd over all rows takes many passes to
+    converge: the default start still makes at most 6 passes, counted both
+    by the estimator and by a PassCounter around the initialisation."""
+    X, _, _ = make_blobs(n=n, d=4, k=k, spread=1.5, seed=k)
+    dX = da.from_array(X, chunks=(chunk, -1))
+    assert init_passes(dX, k, random_state=0) <= 6
+    counter = PassCounter()
+    seeds = mixture.spawn_seeds(0, 1)
+    _init.initialize(dX, "kmeans", [Spec(k, "full", seeds[0], pool=seeds[0])], 1e-6, counter=counter)
+    assert counter.passes <= 6
+    # The old rule on the same data: the cap is what bounds the passes here.
+    old = PassCounter()
+    _init.kmeans_statistics(dX, [Spec(k, "full", seeds[0], pool=seeds[0])], counter=old, **OLD_KMEANS_RULE)
+    assert old.passes > counter.passes
+
+
+def test_restarts_share_the_capped_passes():
+    """n_init restarts (and other covariance types and K in one call) cost
+    no pass more than one start: every pass serves all their centre sets."""
+    X, _, _ = make_blobs(n=20_000, d=3, k=6, spread=1.5, seed=3)
+    dX = da.from_array(X, chunks=(3_000, -1))
+    single = init_passes(dX, 6, random_state=2)
+    assert single <= 6
+    assert init_passes(dX, 6, random_state=2, n_init=5) == single
+    seeds = mixture.spawn_seeds(2, 4)
+    specs = [Spec(k, kind, s, pool=seeds[0]) for s in seeds for k in (3, 6, 9) for kind in ("full", "diag")]
+    counter = PassCounter()
+    _init.initialize(dX, "kmeans", specs, 1e-6, counter=counter)
+    assert counter.passes <= 6
+
+
+def test_capped_kmeans_start_is_identical_for_any_chunking():
+    """Where the Lloyd cap stops centres still moving (overlapping clusters),
+    the start is still the same for any chunking and fan-in."""
+    X, _, _ = make_blobs(n=6_000, d=4, k=7, spread=1.5, seed=12)
+    kwargs = dict(n_components=7, random_state=5, n_init=2)
+    ref = fit_start(da.from_array(X, chunks=(6_000, -1)), **kwargs)
+    assert ref.n_passes_ <= 6
+    for chunks, split_every in [((1_000,) * 6, 2), ((777,) * 7 + (561,), 8), ((0, 2_500, 0, 3_500), 3)]:
+        got = fit_start(da.from_array(X, chunks=(chunks, (4,))), split_every=split_every, **kwargs)
+        for attr in ("weights_", "means_", "covariances_"):
+            np.testing.assert_allclose(getattr(got, attr), getattr(ref, attr), rtol=1e-10, atol=1e-12, err_msg=attr)
+        assert got.n_passes_ == ref.n_passes_
+
+
+def test_anisotropic_fits_are_as_good_as_with_the_old_start(monkeypatch):
+    """On elongated, rotated clusters of unequal sizes the default start
+    (at most 6 passes) leads EM to final log-likelihoods as high as the old
+    rule's (Lloyd to convergence) on average over seeds, within noise."""
+    X = anisotropic(8_000, 3, 5, seed=1)
+    dX = da.from_array(X, chunks=(1_000, -1))
+    seeds = range(6)
+    new_passes, new_scores = [], []
+    for seed in seeds:
+        new_passes.append(init_passes(dX, 5, random_state=seed))
+        new_scores.append(GaussianMixture(5, random_state=seed).fit(dX).score(X))
+    monkeypatch.setattr(_init, "kmeans_statistics", functools.partial(_init.kmeans_statistics, **OLD_KMEANS_RULE))
+    old_passes, old_scores = [], []
+    for seed in seeds:
+        old_passes.append(init_passes(dX, 5, random_state=seed))
+        old_scores.append(GaussianMixture(5, random_state=seed).fit(dX).score(X))
+    assert max(new_passes) <= 6 < min(old_passes)
+    assert np.mean(new_scores) >= np.mean(old_scores) - 1e-3
+
+
+def test_weighted_kmeans_start_costs_at_most_six_passes():
+    """With sample weights the first centre cannot be fetched by index: the
+    pass that draws it in proportion to the weights is the first round."""
+    X, _, _ = make_blobs(n=20_000, d=3, k=5, spread=1.5, seed=4)
+    w = np.random.default_rng(0).uniform(0.0, 3.0, size=X.shape[0])
+    w[::7] = 0.0
+    dX = da.from_array(X, chunks=(3_000, -1))
+    dw = da.from_array(w, chunks=(3_000,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = GaussianMixture(5, max_iter=0, random_state=1).fit(dX, sample_weight=dw)
+    assert model.n_passes_ <= 6
+    # The same start for another chunking.
+    again = GaussianMixture(5, max_iter=0, random_state=1).fit(
+        da.from_array(X, chunks=(4_500, -1)), sample_weight=da.from_array(w, chunks=(4_500,))
+    )
+    np.testing.assert_allclose(again.means_, model.means_, rtol=1e-10, atol=1e-12)
