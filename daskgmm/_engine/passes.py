@@ -198,9 +198,10 @@ def _apply_batch(
 
 # Chunks of one map task smaller than this are joined into blocks of up to
 # this many bytes in the passes that allow it (``join_chunks``): a block
-# function's call has a fixed cost besides its arithmetic, as large as the
-# arithmetic of a chunk of 1,000 rows x 8 features, which a block of a few
-# MiB makes negligible (figures: benchmarks/README.md, "joined chunks").
+# function's call has a fixed cost besides its arithmetic (pivot,
+# accumulators, per-slice set-up, the merge of its result), a large share of
+# a chunk of 1,000 rows x 8 features, and negligible beside a block of a few
+# MiB (figures: benchmarks/README.md, "joined chunks").
 JOIN_BYTES = 4 * 2**20
 
 
