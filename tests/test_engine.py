@@ -156,6 +156,83 @@ def test_batches_group_chunks_by_holding_worker(local_cluster_client):
     assert _engine.count_tasks(dX, 8, batches) < _engine.count_tasks(dX, 8)
 
 
+def _rows_seen(block, payload, row_offset, sample_weight=None):
+    return [(block.shape[0], row_offset, float(block.sum()), None if sample_weight is None else float(sample_weight.sum()))]
+
+
+def _concat_lists(parts):
+    return [item for part in parts for item in part]
+
+
+def test_small_chunks_of_a_map_task_are_joined(monkeypatch):
+    """A map task over several small chunks runs the chunk function once on
+    them joined (their side arrays joined alike) when the pass allows it,
+    in blocks of at most JOIN_BYTES; otherwise once per chunk."""
+    blocks = [np.full((5, 2), float(i)) for i in range(6)]
+    weights = [np.full(5, i + 1.0) for i in range(6)]
+    offsets = [0, 50, 10, 70, 20, 90]  # a worker's chunks need not follow each other
+    side_names = _engine.passes.Box(("sample_weight",))
+
+    def apply(join_chunks):
+        return _engine.passes._apply_batch(
+            _rows_seen, _concat_lists, blocks, _engine.passes.Box(None), offsets, side_names, [weights],
+            join_chunks=join_chunks,
+        )
+
+    assert apply(True) == [(30, 0, 150.0, 105.0)]
+    assert apply(False) == [(5, offset, 10.0 * i, 5.0 * (i + 1)) for i, offset in enumerate(offsets)]
+    monkeypatch.setattr(_engine.passes, "JOIN_BYTES", 2 * blocks[0].nbytes)
+    assert apply(True) == [(10, 0, 10.0, 15.0), (10, 10, 50.0, 35.0), (10, 20, 90.0, 55.0)]
+    monkeypatch.setattr(_engine.passes, "JOIN_BYTES", blocks[0].nbytes - 1)  # every chunk above it: alone
+    assert apply(True) == apply(False)
+
+
+def test_joined_chunks_name_the_row_of_an_error():
+    """A NaN row in a chunk joined with others: the error names its global
+    row and its own chunk's rows, as one task per chunk does."""
+    from daskgmm._engine.em import _em_chunk
+
+    rng = np.random.default_rng(3)
+    blocks = [rng.normal(size=(40, 3)) for _ in range(4)]
+    blocks[2][7, 1] = np.nan
+    offsets = [400, 0, 160, 1000]
+    fitted = GaussianMixture(2, random_state=0).fit(np.concatenate(blocks[:2]))
+    payload = _engine.passes.Box((_GAUSSIAN, ((fitted._model(), None),), False))
+    with pytest.raises(ValueError, match=r"1 row\(s\) with non-finite values among rows 160 to 199 \(first at row 167\)"):
+        _engine.passes._apply_batch(_em_chunk, _concat_lists, blocks, payload, offsets, join_chunks=True)
+
+
+def test_em_pass_over_many_small_chunks_on_a_cluster(local_cluster_client):
+    """On a cluster each map task joins its worker's small chunks (with their
+    weights and labels) into one block: the statistics of one block of all
+    the rows, to rounding, from as many map tasks as before."""
+    from distributed import wait
+
+    from daskgmm import _blocks
+
+    X, _, _ = make_blobs(n=6000, d=3, k=3, seed=5)
+    rng = np.random.default_rng(5)
+    weights = rng.integers(0, 3, len(X)).astype(float)
+    labels = np.where(rng.random(len(X)) < 0.05, rng.integers(0, 3, len(X)), -1)
+    dX, dw, dl = dask.persist(
+        da.from_array(X, chunks=(25, -1)), da.from_array(weights, chunks=25), da.from_array(labels, chunks=25)
+    )
+    wait([dX, dw, dl])
+    for kind in ("full", "diag"):
+        model = GaussianMixture(3, covariance_type=kind, random_state=0).fit(X)._model()
+        want = _blocks.block_statistics(X, model, sample_weight=weights, labels=labels)
+        with _engine.fit_session():
+            batches = _engine.passes.fit_batches(dX)
+            assert len(batches) < dX.numblocks[0] / 8 and max(len(batch) for batch in batches) > 1
+            (got,) = _engine.em_pass(dX, _GAUSSIAN, [None], models=[model], weights=dw, labels=dl, batches=batches)
+        assert float(got.n_samples) == float(want.n_samples)
+        for field in ("log_likelihood", "nk", "means", "scatter"):
+            np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-10, atol=1e-9)
+        total = _engine.score_pass(dX, _GAUSSIAN, [model], weights=dw)
+        ll = _blocks.estimate_log_resp(X, model)[0]
+        np.testing.assert_allclose(total, [np.sum(weights * ll)], rtol=1e-12)
+
+
 def test_no_batches_for_streamed_data(local_cluster_client):
     dX = da.from_array(np.ones((100, 2)), chunks=(10, -1))  # not persisted
     assert _engine.plan_batches(dX) is None

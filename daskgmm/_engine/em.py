@@ -102,14 +102,16 @@ def em_pass(
     (:mod:`daskgmm._families`).
 
     One task per chunk (or per batch of chunks, see
-    :func:`daskgmm._engine.passes.plan_batches`) evaluates all the runs,
-    stacked by covariance type (:func:`stack_plan`).  ``models`` are the
+    :func:`daskgmm._engine.passes.plan_batches`, its small chunks joined
+    into one block) evaluates all the runs, stacked by covariance type
+    (:func:`stack_plan`).  ``models`` are the
     E-step parameters of the runs (default: ``family.model`` of each)."""
     plan = stack_plan(models if models is not None else [family.model(run) for run in runs])
     evaluations = tuple((model, groups) for _, model, groups in plan)
     stats = tree_reduce(
         X, _em_chunk, functools.partial(_merge_columns, family.merge), (family, evaluations, skip_nonfinite),
         split_every=split_every, name="daskgmm-em", batches=batches, weights=weights, rows={"labels": labels},
+        join_chunks=True,
     )
     out = [None] * len(runs)
     for (indices, _, groups), merged in zip(plan, stats):
@@ -172,7 +174,7 @@ def score_pass(X, family, models, *, split_every=DEFAULT_SPLIT_EVERY, weights=No
     """
     return tree_reduce(
         X, _classification_chunk if classification else _score_chunk, _score_combine, (family, tuple(models)),
-        split_every=split_every, name="daskgmm-score", weights=weights,
+        split_every=split_every, name="daskgmm-score", weights=weights, join_chunks=True,
     )
 
 

@@ -167,19 +167,78 @@ def unbox(box):
     return box.value
 
 
-def _apply_batch(chunk_fn, combine_fn, blocks, payload, offsets, side_names=None, side_values=None):
+def _apply_batch(
+    chunk_fn, combine_fn, blocks, payload, offsets, side_names=None, side_values=None, join_chunks=False
+):
     """One map task over several chunks held by the same worker, each given
     its chunks of the per-row side arrays (``side_names``, a :class:`Box` of
-    names, and per name the list of chunks, ``side_values``) as keywords."""
+    names, and per name the list of chunks, ``side_values``) as keywords;
+    with ``join_chunks``, small chunks joined first (:func:`_run_joined`)."""
     if isinstance(payload, Box):  # carried inside the task (pass_graph)
         payload = payload.value
     names, side_values = ((), ()) if side_names is None else (side_names.value, side_values)
+    sides = [{name: values[b] for name, values in zip(names, side_values)} for b in range(len(blocks))]
     with quiet_float_errors():
+        groups = _join_groups(blocks) if join_chunks else None
+        if groups is not None and len(groups) < len(blocks):
+            try:
+                parts = [_run_joined(chunk_fn, blocks, payload, offsets, sides, group) for group in groups]
+            except ValueError:
+                # Errors name rows by their global index, which a block of
+                # chunks from all over the data cannot give: chunk by chunk,
+                # the same error names the right rows.
+                parts = None
+            if parts is not None:
+                return parts[0] if len(parts) == 1 else combine_fn(parts)
         parts = [
-            _run_chunk(chunk_fn, block, payload, offset, {name: values[b] for name, values in zip(names, side_values)})
-            for b, (block, offset) in enumerate(zip(blocks, offsets))
+            _run_chunk(chunk_fn, block, payload, offset, side) for block, offset, side in zip(blocks, offsets, sides)
         ]
         return parts[0] if len(parts) == 1 else combine_fn(parts)
+
+
+# Chunks of one map task smaller than this are joined into blocks of up to
+# this many bytes in the passes that allow it (``join_chunks``): a block
+# function's call has a fixed cost besides its arithmetic (pivot,
+# accumulators, per-slice set-up, the merge of its result), a large share of
+# a chunk of 1,000 rows x 8 features, and negligible beside a block of a few
+# MiB (figures: benchmarks/README.md, "joined chunks").
+JOIN_BYTES = 4 * 2**20
+
+
+def _nbytes(block):
+    nbytes = getattr(block, "nbytes", None)
+    return int(nbytes) if nbytes is not None else math.prod(block.shape) * 8
+
+
+def _join_groups(blocks):
+    """The chunks of a map task (indices into ``blocks``) in groups of at
+    most :data:`JOIN_BYTES` in all, in order; a larger chunk alone."""
+    groups, size = [], JOIN_BYTES + 1
+    for b, block in enumerate(blocks):
+        nbytes = _nbytes(block)
+        if size + nbytes > JOIN_BYTES:
+            groups.append([b])
+            size = nbytes
+        else:
+            groups[-1].append(b)
+            size += nbytes
+    return groups
+
+
+def _joined(arrays):
+    if len(arrays) == 1:
+        return arrays[0]
+    return _blocks.get_namespace(arrays[0]).concat(arrays, axis=0)
+
+
+def _run_joined(chunk_fn, blocks, payload, offsets, sides, group):
+    """``chunk_fn`` on the chunks ``group`` of a map task joined into one
+    block, their side arrays joined alike.  Its result is their results'
+    merge, to rounding, for the chunk functions of the passes that allow it;
+    the first chunk's offset stands for the block's (a message naming rows
+    would be wrong: :func:`_apply_batch` then runs the chunks one by one)."""
+    side = {name: _joined([sides[b][name] for b in group]) for name in sides[group[0]]}
+    return _run_chunk(chunk_fn, _joined([blocks[b] for b in group]), payload, offsets[group[0]], side)
 
 
 def _run_chunk(chunk_fn, block, payload, row_offset, side):
@@ -264,7 +323,7 @@ def _embeds_payload(payload, n_map_tasks):
 
 def pass_graph(
     X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches=None,
-    weights=None, rows=None,
+    weights=None, rows=None, join_chunks=False,
 ):
     """The graph of one pass (see :func:`tree_reduce`): a list of Delayed,
     the partial results the client combines last.
@@ -299,7 +358,7 @@ def pass_graph(
         layer[key] = (
             _apply_batch, chunk_fn, combine_fn, [(X.name, i, 0) for i in batch], payload_arg,
             [offsets[i] for i in batch], side_names,
-            [[(array.name, i) for i in batch] for array in side.values()] if side else None,
+            [[(array.name, i) for i in batch] for array in side.values()] if side else None, join_chunks,
         )
         keys.append(key)
     level = 0
@@ -319,7 +378,7 @@ def pass_graph(
 
 def tree_reduce(
     X, chunk_fn, combine_fn, payload, *, split_every=DEFAULT_SPLIT_EVERY, name="daskgmm-pass", batches="auto",
-    weights=None, rows=None,
+    weights=None, rows=None, join_chunks=False,
 ):
     """Map ``chunk_fn`` over the row chunks of ``X`` and tree-reduce the results.
 
@@ -349,6 +408,15 @@ def tree_reduce(
         (None values left out): ``chunk_fn`` gets each chunk's part of every
         one as a keyword of that name (the partial labels of a fit:
         ``labels=``).
+    join_chunks : bool
+        Whether a map task over several chunks may join the small ones into
+        one block (:data:`JOIN_BYTES`) before ``chunk_fn``: for chunk
+        functions whose result on rows joined is the merge of their results
+        on the parts (to rounding) and whose ``row_offset`` only serves
+        their error messages.  A task whose joined block raises a
+        ValueError runs its chunks one by one, so that the error names the
+        right rows.  One map task per chunk (no batches, or
+        :class:`InMemoryRows`) runs as without it.
 
     Returns
     -------
@@ -364,7 +432,7 @@ def tree_reduce(
         batches = _batches(X, client, session)
     delayeds = pass_graph(
         X, chunk_fn, combine_fn, payload, split_every=split_every, name=name, batches=batches, weights=weights,
-        rows=rows,
+        rows=rows, join_chunks=join_chunks,
     )
     if client is None:
         with one_blas_thread_per_task(client):
