@@ -913,59 +913,69 @@ def _rotated(orientations, shapes):
     return 0.5 * (matrices + np.swapaxes(matrices, -1, -2))
 
 
-class _ConstrainedDiagonal(DiagCovariance):
+class _Constrained:
+    """What the constrained models share (a mixin before the model they
+    constrain): the scatter regularised by ``N_k reg_covar`` on its diagonal
+    (:meth:`_regularised`, which refuses a scatter with no volume, as
+    mclust's M-step fails on it), then the model's :meth:`_constrained`
+    step; checkpoints take the moments of the unconstrained model
+    (:attr:`_unconstrained`), whose covariances keep the scatter's trace."""
+
+    bayesian = False
+
+    def covariances(self, scatter, nk, reg_covar, control=None):
+        return self.covariances_with_iterations(scatter, nk, reg_covar, control)[0]
+
+    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
+        regularised = self._regularised(scatter, nk, reg_covar)
+        previous = None if previous is None else np.asarray(previous, dtype=np.float64)
+        covariances, inner = self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL, previous)
+        return _checked(covariances), inner
+
+    def _regularised(self, scatter, nk, reg_covar):
+        """The scatter plus ``N_k reg_covar`` on its diagonal; ValueError when
+        a component's has no volume."""
+        raise NotImplementedError
+
+    def _constrained(self, scatter, nk, control, previous):
+        """``(covariances, InnerIterations)`` from the regularised scatter,
+        the inner iterations (if any) started from ``previous`` when not None."""
+        raise NotImplementedError
+
+    def moments(self, stats, reg_covar, parameters):
+        return self._unconstrained.m_step(stats, reg_covar)
+
+
+class _ConstrainedDiagonal(_Constrained, DiagCovariance):
     """A diagonal model (``covariances_`` (K, D)) whose M-step constrains the
     volumes or the shapes of the components."""
 
-    bayesian = False
+    @property
+    def _unconstrained(self):
+        return DIAG
 
-    def covariances(self, scatter, nk, reg_covar, control=None):
-        return self.covariances_with_iterations(scatter, nk, reg_covar, control)[0]
-
-    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
+    def _regularised(self, scatter, nk, reg_covar):
         regularised = scatter + nk[:, None] * reg_covar
-        if not np.all(regularised > 0):  # mclust's M-step fails too: a zero variance has no volume
+        if not np.all(regularised > 0):  # a zero variance has no volume
             raise ValueError(ILL_DEFINED_MESSAGE)
-        previous = None if previous is None else np.asarray(previous, dtype=np.float64)
-        covariances, inner = self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL, previous)
-        return _checked(covariances), inner
-
-    def _constrained(self, scatter, nk, control, previous):
-        """``(covariances, InnerIterations)`` from the regularised scatter,
-        the inner iterations (if any) started from ``previous`` when not None."""
-        raise NotImplementedError
-
-    def moments(self, stats, reg_covar, parameters):
-        return DIAG.m_step(stats, reg_covar)
+        return regularised
 
 
-class _ConstrainedFull(FullCovariance):
+class _ConstrainedFull(_Constrained, FullCovariance):
     """A model of one matrix per component (``covariances_`` (K, D, D))
     whose M-step constrains some of their volumes, shapes or orientations."""
 
-    bayesian = False
+    @property
+    def _unconstrained(self):
+        return FULL
 
-    def covariances(self, scatter, nk, reg_covar, control=None):
-        return self.covariances_with_iterations(scatter, nk, reg_covar, control)[0]
-
-    def covariances_with_iterations(self, scatter, nk, reg_covar, control=None, previous=None):
+    def _regularised(self, scatter, nk, reg_covar):
         d = scatter.shape[-1]
         regularised = scatter + nk[:, None, None] * reg_covar * np.eye(d)
         regularised = 0.5 * (regularised + np.swapaxes(regularised, 1, 2))
-        # A singular scatter has no volume (mclust's M-step fails too).
-        if not np.all(np.linalg.eigvalsh(regularised)[:, 0] > 0):
+        if not np.all(np.linalg.eigvalsh(regularised)[:, 0] > 0):  # singular: no volume
             raise ValueError(ILL_DEFINED_MESSAGE)
-        previous = None if previous is None else np.asarray(previous, dtype=np.float64)
-        covariances, inner = self._constrained(regularised, nk, control or DEFAULT_M_STEP_CONTROL, previous)
-        return _checked(covariances), inner
-
-    def _constrained(self, scatter, nk, control, previous):
-        """``(covariances, InnerIterations)`` from the regularised scatter,
-        the inner iterations (if any) started from ``previous`` when not None."""
-        raise NotImplementedError
-
-    def moments(self, stats, reg_covar, parameters):
-        return FULL.m_step(stats, reg_covar)
+        return regularised
 
 
 class VEICovariance(_ConstrainedDiagonal):
