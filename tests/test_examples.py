@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,43 @@ def run_example(name, tmp_path, *args):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
     )
     assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in without_shutdown_heartbeat_race(result.stderr), result.stderr
     return result.stdout
+
+
+# distributed's own race on closing a LocalCluster (dask/distributed#7105,
+# open): a worker's heartbeat in flight while the scheduler closes logs its
+# CommClosedError as a traceback, rarely, whatever the script ran.  Only that
+# record (its header line, then its indented or chained traceback lines) is
+# set aside; any other traceback still fails the test.
+_HEARTBEAT_RACE = re.compile(
+    r"^\S+ \S+ - distributed\.worker - ERROR - Failed to communicate with scheduler during heartbeat\.\n"
+    r"(?:(?!\d{4}-\d\d-\d\d ).*\n?)*",
+    re.MULTILINE,
+)
+
+
+def without_shutdown_heartbeat_race(stderr):
+    return _HEARTBEAT_RACE.sub("", stderr)
+
+
+def test_only_the_heartbeat_race_is_set_aside():
+    race = (
+        "2026-12-08 01:10:00,001 - distributed.worker - ERROR - Failed to communicate with scheduler during heartbeat.\n"
+        "Traceback (most recent call last):\n"
+        '  File "tcp.py", line 226, in read\n'
+        "tornado.iostream.StreamClosedError: Stream is closed\n"
+        "\n"
+        "The above exception was the direct cause of the following exception:\n"
+        "\n"
+        "Traceback (most recent call last):\n"
+        "distributed.comm.core.CommClosedError: in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed\n"
+    )
+    other = "2026-12-08 01:10:00,002 - distributed.worker - ERROR - boom\nTraceback (most recent call last):\nValueError: x\n"
+    assert "Traceback" not in without_shutdown_heartbeat_race(race)
+    assert without_shutdown_heartbeat_race(race + other) == other
+    assert "Traceback" in without_shutdown_heartbeat_race(other + race)
+    assert "Traceback" in without_shutdown_heartbeat_race("Traceback (most recent call last):\nValueError: ours\n")
 
 
 def assert_png(path):
