@@ -902,6 +902,31 @@ def _scales_and_shape(values):
     return (scale, shape) if _usable(scale, shape) else None
 
 
+def _alternate_scales_and_shape(values, nk, scale, shape, control):
+    """mclust's alternation for ``lambda_k A`` with A shared (det 1) over
+    ``values`` (K, D), a scatter's diagonals (VEI) or eigenvalues (VEV):
+    lambda_k = sum_d values_kd / A_d / (D N_k), then A the normalised
+    ``sum_k values_k / lambda_k``, from ``(scale, shape)`` until their
+    relative change (:func:`_relative_change`) is within ``control.tol``.
+
+    Returns
+    -------
+    scale : (K,)
+    shape : (D,)
+    inner : InnerIterations
+    """
+    d = values.shape[1]
+    for n_iter in range(1, control.max_iter + 1):
+        previous_scale, previous_shape = scale, shape
+        scale = np.sum(values / shape, axis=1) / (d * nk)
+        shape = np.sum(values / scale[:, None], axis=0)
+        shape = shape / _geometric_mean(shape)
+        change = max(_relative_change(previous_scale, scale), _relative_change(previous_shape, shape))
+        if not change > control.tol:
+            return scale, shape, _inner(n_iter, True)
+    return scale, shape, _inner(control.max_iter, False)
+
+
 def _inner(n_iter, converged):
     return InnerIterations(int(n_iter), bool(converged))
 
@@ -992,15 +1017,8 @@ class VEICovariance(_ConstrainedDiagonal):
         start = None if previous is None else _scales_and_shape(previous)
         if start is not None:
             scale, shape = start
-        for n_iter in range(1, control.max_iter + 1):
-            previous_scale, previous_shape = scale, shape
-            scale = np.sum(scatter / shape, axis=1) / (d * nk)
-            shape = np.sum(scatter / scale[:, None], axis=0)
-            shape = shape / _geometric_mean(shape)
-            change = max(_relative_change(previous_scale, scale), _relative_change(previous_shape, shape))
-            if not change > control.tol:
-                return scale[:, None] * shape, _inner(n_iter, True)
-        return scale[:, None] * shape, _inner(control.max_iter, False)
+        scale, shape, inner = _alternate_scales_and_shape(scatter, nk, scale, shape, control)
+        return scale[:, None] * shape, inner
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + (n_features - 1)
@@ -1048,7 +1066,6 @@ class VEVCovariance(_ConstrainedFull):
     name = "VEV"
 
     def _constrained(self, scatter, nk, control, previous):
-        d = scatter.shape[-1]
         eigenvalues, orientations = np.linalg.eigh(scatter)
         shape = eigenvalues.sum(axis=0)
         volume = _geometric_mean(shape)
@@ -1056,18 +1073,9 @@ class VEVCovariance(_ConstrainedFull):
         start = None if previous is None else _scales_and_shape(np.linalg.eigvalsh(previous))
         if start is not None:
             scale, shape = start
-        n_iter, converged = 0, False
-        for n_iter in range(1, control.max_iter + 1):
-            previous_scale, previous_shape = scale, shape
-            scale = np.sum(eigenvalues / shape, axis=1) / (nk * d)
-            shape = np.sum(eigenvalues / scale[:, None], axis=0)
-            shape = shape / _geometric_mean(shape)
-            change = max(_relative_change(previous_shape, shape), _relative_change(previous_scale, scale))
-            if change < control.tol:
-                converged = True
-                break
+        scale, shape, inner = _alternate_scales_and_shape(eigenvalues, nk, scale, shape, control)
         covariances = scale[:, None, None] * _rotated(orientations, np.broadcast_to(shape, eigenvalues.shape))
-        return covariances, _inner(n_iter, converged)
+        return covariances, inner
 
     def n_covariance_parameters(self, n_components, n_features):
         return n_components + (n_features - 1) + n_components * n_features * (n_features - 1) / 2.0
